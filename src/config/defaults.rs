@@ -1,0 +1,49 @@
+//! Every default of the configuration, in one place. `docs/configuration.md` lists the same.
+
+use std::time::Duration;
+
+pub const CONFIG_PATH: &str = "/etc/sloguard/config.toml";
+pub const DATA_DIR: &str = "/var/lib/sloguard";
+
+pub fn retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+pub fn log_level() -> String {
+    "info".to_string()
+}
+pub fn outbox_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+pub fn outbox_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+pub fn outbox_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+pub fn outbox_give_up_after() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+pub fn probe_method() -> &'static str {
+    "GET"
+}
+pub fn probe_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+pub fn probe_interval() -> Duration {
+    Duration::from_secs(30)
+}
+pub fn probe_jitter() -> Duration {
+    Duration::ZERO
+}
+pub fn consecutive_metric() -> &'static str {
+    "probe_up"
+}
+pub fn consecutive_condition() -> &'static str {
+    "< 1"
+}
+pub fn consecutive_fire_after() -> u32 {
+    3
+}
+pub fn consecutive_resolve_after() -> u32 {
+    1
+}

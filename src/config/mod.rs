@@ -1,0 +1,253 @@
+//! Configuration: the TOML file is parsed into `raw` types, then validated into [`Config`],
+//! the only configuration type the rest of the daemon sees.
+//!
+//! Validation collects every problem it finds, each with its path (`rules[2].fire_after`) and
+//! line, instead of stopping at the first. It never touches the network; it does read the
+//! environment and secret files, because a secret that cannot be loaded is a configuration
+//! error the operator must see before the daemon starts.
+
+pub mod defaults;
+mod raw;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use secret::Secret;
+
+use crate::rules::Condition;
+
+/// How loud an alert is, and so where it is routed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Logged only.
+    Info,
+    /// Routed to `[routing].warning`.
+    Warning,
+    /// Routed to `[routing].critical`.
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this configuration was read from.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub outbox: OutboxConfig,
+    pub routing: Routing,
+    /// Channels by name.
+    pub channels: BTreeMap<String, Channel>,
+    pub targets: Vec<Target>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    pub data_dir: PathBuf,
+    pub retention: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxConfig {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub timeout: Duration,
+    pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Routing {
+    pub warning: Vec<String>,
+    pub critical: Vec<String>,
+}
+
+impl Routing {
+    /// The channels an alert of `severity` goes to when its rule names none.
+    pub fn channels_for(&self, severity: Severity) -> &[String] {
+        match severity {
+            Severity::Info => &[],
+            Severity::Warning => &self.warning,
+            Severity::Critical => &self.critical,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelKind {
+    Slack {
+        webhook_url: Secret,
+    },
+    Webhook {
+        url: Secret,
+        headers: Vec<(String, Secret)>,
+    },
+}
+
+impl ChannelKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ChannelKind::Slack { .. } => "slack",
+            ChannelKind::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub url: url::Url,
+    pub method: reqwest::Method,
+    pub headers: Vec<(String, String)>,
+    /// `None` means any 2xx.
+    pub expect_status: Option<Vec<u16>>,
+    pub body_contains: Option<String>,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub jitter: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    /// Channels instead of `[routing]`; `None` means route by severity.
+    pub channels: Option<Vec<String>>,
+    pub kind: RuleKind,
+}
+
+impl Rule {
+    /// The channels this rule's notifications go to.
+    pub fn route<'a>(&'a self, routing: &'a Routing) -> &'a [String] {
+        match (&self.channels, self.severity) {
+            (_, Severity::Info) => &[],
+            (Some(list), _) => list,
+            (None, severity) => routing.channels_for(severity),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleKind {
+    Consecutive(ConsecutiveRule),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsecutiveRule {
+    pub metric: String,
+    pub matchers: BTreeMap<String, String>,
+    pub condition: Condition,
+    pub fire_after: u32,
+    pub resolve_after: u32,
+}
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the file, when the problem has a place.
+    pub line: Option<usize>,
+    /// Where in the document: `rules[2].fire_after`, or empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{} has {n} problem{}:",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "  {}", self.file.display())?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            if p.path.is_empty() {
+                writeln!(f, ": {}", p.message)?;
+            } else {
+                writeln!(f, ": {}: {}", p.path, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem {
+            line: None,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    parse(&text, path)
+}
+
+/// Validates configuration `text`; `path` names the file in problems and resolves relative
+/// secret files.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    validate::validate(text, path).map_err(|problems| ConfigError {
+        file: path.to_path_buf(),
+        problems,
+    })
+}
+
+/// Parses a duration such as `30s`, `5m`, `1h30m` or `30d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write e.g. `30s`, `5m`, `1h`, `30d`")
+    })
+}

@@ -1,0 +1,861 @@
+//! Turns configuration text into a [`Config`], collecting every problem with its place.
+//!
+//! Each section and each element of `[[channels]]`, `[[targets]]` and `[[rules]]` is
+//! deserialised on its own, so one broken rule does not hide the problems of the next.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use super::raw::{RawChannel, RawDaemon, RawOutbox, RawRouting, RawRule, RawTarget};
+use super::{
+    Channel, ChannelKind, Config, ConsecutiveRule, DaemonConfig, LogFormat, OutboxConfig, Problem,
+    Routing, Rule, RuleKind, Secret, Severity, Target, defaults, parse_duration,
+};
+use crate::rules::Condition;
+
+const SECTIONS: &[&str] = &[
+    "daemon", "outbox", "routing", "channels", "targets", "rules",
+];
+
+/// Collects problems and turns byte spans into line numbers.
+struct Problems<'t> {
+    text: &'t str,
+    list: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn push(
+        &mut self,
+        span: Option<Range<usize>>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let line = span.map(|s| self.line_of(&s));
+        self.list.push(Problem {
+            line,
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// One table of the document (a section or an array element), for placing problems.
+struct Site<'a, 'i> {
+    path: String,
+    span: Range<usize>,
+    table: Option<&'a DeTable<'i>>,
+}
+
+impl Site<'_, '_> {
+    /// The span of `key`'s value, or of the whole table when the key is absent.
+    fn span_of(&self, key: &str) -> Range<usize> {
+        self.table
+            .and_then(|t| t.get(key))
+            .map(|v| v.span())
+            .unwrap_or_else(|| self.span.clone())
+    }
+
+    fn key_span(&self, key: &str) -> Range<usize> {
+        self.table
+            .and_then(|t| t.get_key_value(key))
+            .map(|(k, _)| k.span())
+            .unwrap_or_else(|| self.span.clone())
+    }
+
+    fn field(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+}
+
+pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Problems {
+        text,
+        list: Vec::new(),
+    };
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            problems.push(e.span(), "", format!("invalid TOML: {}", e.message()));
+            return Err(problems.list);
+        }
+    };
+    let root_span = root.span();
+    let root = root.into_inner();
+
+    for (key, value) in root.iter() {
+        if !SECTIONS.contains(&key.get_ref().as_ref()) {
+            problems.push(
+                Some(key.span()),
+                key.get_ref().to_string(),
+                format!("unknown section; expected one of: {}", SECTIONS.join(", ")),
+            );
+            let _ = value;
+        }
+    }
+
+    let section = |name: &str| root.get(name);
+    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let daemon = single::<RawDaemon>(&mut problems, section("daemon"), "daemon", &root_span)
+        .map(|(raw, site)| daemon_config(&mut problems, raw, &site));
+    let outbox = single::<RawOutbox>(&mut problems, section("outbox"), "outbox", &root_span)
+        .map(|(raw, site)| outbox_config(&mut problems, raw, &site));
+    let routing = single::<RawRouting>(&mut problems, section("routing"), "routing", &root_span);
+
+    let mut channels = BTreeMap::new();
+    for (raw, site) in list::<RawChannel>(&mut problems, section("channels"), "channels") {
+        if let Some(ch) = channel(&mut problems, raw, &site, &base_dir) {
+            if channels.contains_key(&ch.name) {
+                problems.push(
+                    Some(site.span_of("name")),
+                    site.field("name"),
+                    format!("duplicate channel name `{}`", ch.name),
+                );
+            } else {
+                channels.insert(ch.name.clone(), ch);
+            }
+        }
+    }
+
+    let routing = routing.map(|(raw, site)| {
+        for (severity, names) in [("warning", &raw.warning), ("critical", &raw.critical)] {
+            check_channel_refs(&mut problems, &channels, names, &site, severity);
+        }
+        Routing {
+            warning: raw.warning,
+            critical: raw.critical,
+        }
+    });
+
+    let mut targets: Vec<Target> = Vec::new();
+    for (raw, site) in list::<RawTarget>(&mut problems, section("targets"), "targets") {
+        if let Some(t) = target(&mut problems, raw, &site) {
+            if targets.iter().any(|o| o.name == t.name) {
+                problems.push(
+                    Some(site.span_of("name")),
+                    site.field("name"),
+                    format!("duplicate target name `{}`", t.name),
+                );
+            } else {
+                targets.push(t);
+            }
+        }
+    }
+
+    let mut rules: Vec<Rule> = Vec::new();
+    for (raw, site) in list::<RawRule>(&mut problems, section("rules"), "rules") {
+        if let Some(r) = rule(&mut problems, raw, &site, &channels) {
+            if rules.iter().any(|o| o.name == r.name) {
+                problems.push(
+                    Some(site.span_of("name")),
+                    site.field("name"),
+                    format!("duplicate rule name `{}`", r.name),
+                );
+            } else {
+                rules.push(r);
+            }
+        }
+    }
+
+    if !problems.list.is_empty() {
+        return Err(problems.list);
+    }
+    Ok(Config {
+        path: file.to_path_buf(),
+        daemon: daemon.unwrap_or_else(default_daemon),
+        outbox: outbox.unwrap_or_else(default_outbox),
+        routing: routing.unwrap_or_default(),
+        channels,
+        targets,
+        rules,
+    })
+}
+
+fn default_daemon() -> DaemonConfig {
+    DaemonConfig {
+        data_dir: PathBuf::from(defaults::DATA_DIR),
+        retention: defaults::retention(),
+        log_format: LogFormat::Text,
+        log_level: defaults::log_level(),
+    }
+}
+
+fn default_outbox() -> OutboxConfig {
+    OutboxConfig {
+        initial_backoff: defaults::outbox_initial_backoff(),
+        max_backoff: defaults::outbox_max_backoff(),
+        timeout: defaults::outbox_timeout(),
+        give_up_after: defaults::outbox_give_up_after(),
+    }
+}
+
+/// Deserialises one optional `[section]`; an absent section deserialises from an empty table.
+fn single<'a, 'i, T: DeserializeOwned + Default>(
+    problems: &mut Problems<'_>,
+    value: Option<&'a Spanned<DeValue<'i>>>,
+    path: &str,
+    root_span: &Range<usize>,
+) -> Option<(T, Site<'a, 'i>)> {
+    let Some(value) = value else {
+        let site = Site {
+            path: path.to_string(),
+            span: root_span.clone(),
+            table: None,
+        };
+        return Some((T::default(), site));
+    };
+    let site = Site {
+        path: path.to_string(),
+        span: value.span(),
+        table: value.get_ref().as_table(),
+    };
+    if site.table.is_none() {
+        problems.push(Some(value.span()), path, "must be a table, e.g. `[daemon]`");
+        return None;
+    }
+    element(problems, value, site)
+}
+
+/// Deserialises each element of an array of tables such as `[[rules]]`.
+fn list<'a, 'i, T: DeserializeOwned>(
+    problems: &mut Problems<'_>,
+    value: Option<&'a Spanned<DeValue<'i>>>,
+    path: &str,
+) -> Vec<(T, Site<'a, 'i>)> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let Some(array) = value.get_ref().as_array() else {
+        problems.push(
+            Some(value.span()),
+            path,
+            format!("must be an array of tables, written `[[{path}]]`"),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in array.iter().enumerate() {
+        let site = Site {
+            path: format!("{path}[{i}]"),
+            span: item.span(),
+            table: item.get_ref().as_table(),
+        };
+        if site.table.is_none() {
+            problems.push(Some(item.span()), site.path, "must be a table");
+            continue;
+        }
+        if let Some(pair) = element(problems, item, site) {
+            out.push(pair);
+        }
+    }
+    out
+}
+
+fn element<'a, 'i, T: DeserializeOwned>(
+    problems: &mut Problems<'_>,
+    value: &'a Spanned<DeValue<'i>>,
+    site: Site<'a, 'i>,
+) -> Option<(T, Site<'a, 'i>)> {
+    match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(raw) => Some((raw, site)),
+        Err(e) => {
+            let message = e.message().to_string();
+            let (path, span) = place_serde_error(&site, &message, e.span());
+            problems.push(Some(span), path, message);
+            None
+        }
+    }
+}
+
+/// Serde names the offending key only in its message; find that key's place in the table.
+fn place_serde_error(
+    site: &Site<'_, '_>,
+    message: &str,
+    span: Option<Range<usize>>,
+) -> (String, Range<usize>) {
+    let quoted = message.split('`').nth(1);
+    if let Some(key) = quoted {
+        if message.starts_with("unknown field") {
+            return (site.field(key), site.key_span(key));
+        }
+        if message.starts_with("missing field") {
+            return (site.field(key), site.span.clone());
+        }
+        if message.starts_with("unknown variant") {
+            let tag = if site.table.is_some_and(|t| t.get("kind").is_some()) {
+                "kind"
+            } else {
+                "type"
+            };
+            return (site.field(tag), site.span_of(tag));
+        }
+    }
+    let span = span
+        .filter(|s| s.start >= site.span.start && s.end <= site.span.end)
+        .unwrap_or_else(|| site.span.clone());
+    // Point at the field whose value contains the error, when there is one.
+    let field = site.table.and_then(|t| {
+        t.iter()
+            .find(|(_, v)| v.span().start <= span.start && span.end <= v.span().end)
+            .map(|(k, _)| k.get_ref().to_string())
+    });
+    match field {
+        Some(f) => (site.field(&f), span),
+        None => (site.path.clone(), span),
+    }
+}
+
+fn duration_field(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    raw: Option<&String>,
+    default: Duration,
+    min: Duration,
+) -> Duration {
+    let Some(text) = raw else { return default };
+    match parse_duration(text) {
+        Ok(d) if d < min => {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                format!("must be at least {}", humantime::format_duration(min)),
+            );
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(Some(site.span_of(key)), site.field(key), e);
+            default
+        }
+    }
+}
+
+fn daemon_config(problems: &mut Problems<'_>, raw: RawDaemon, site: &Site<'_, '_>) -> DaemonConfig {
+    let log_format = match raw.log_format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problems.push(
+                Some(site.span_of("log_format")),
+                site.field("log_format"),
+                format!("`{other}` is not a log format; use `text` or `json`"),
+            );
+            LogFormat::Text
+        }
+    };
+    let log_level = raw.log_level.unwrap_or_else(defaults::log_level);
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        problems.push(
+            Some(site.span_of("log_level")),
+            site.field("log_level"),
+            format!("`{log_level}` is not a log filter; use e.g. `info` or `sloguard=debug`"),
+        );
+    }
+    DaemonConfig {
+        data_dir: raw
+            .data_dir
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
+        retention: duration_field(
+            problems,
+            site,
+            "retention",
+            raw.retention.as_ref(),
+            defaults::retention(),
+            Duration::from_secs(3600),
+        ),
+        log_format,
+        log_level,
+    }
+}
+
+fn outbox_config(problems: &mut Problems<'_>, raw: RawOutbox, site: &Site<'_, '_>) -> OutboxConfig {
+    let ms = Duration::from_millis(10);
+    let cfg = OutboxConfig {
+        initial_backoff: duration_field(
+            problems,
+            site,
+            "initial_backoff",
+            raw.initial_backoff.as_ref(),
+            defaults::outbox_initial_backoff(),
+            ms,
+        ),
+        max_backoff: duration_field(
+            problems,
+            site,
+            "max_backoff",
+            raw.max_backoff.as_ref(),
+            defaults::outbox_max_backoff(),
+            ms,
+        ),
+        timeout: duration_field(
+            problems,
+            site,
+            "timeout",
+            raw.timeout.as_ref(),
+            defaults::outbox_timeout(),
+            ms,
+        ),
+        give_up_after: duration_field(
+            problems,
+            site,
+            "give_up_after",
+            raw.give_up_after.as_ref(),
+            defaults::outbox_give_up_after(),
+            Duration::from_secs(1),
+        ),
+    };
+    if cfg.max_backoff < cfg.initial_backoff {
+        problems.push(
+            Some(site.span_of("max_backoff")),
+            site.field("max_backoff"),
+            "must not be shorter than initial_backoff",
+        );
+    }
+    cfg
+}
+
+/// Resolves a secret given as `key` (literal or `env:NAME`) or `key_file`.
+fn secret_field(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    inline: Option<&str>,
+    file: Option<&str>,
+    base_dir: &Path,
+) -> Option<Secret> {
+    let file_key = format!("{key}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            problems.push(
+                Some(site.key_span(&file_key)),
+                site.field(&file_key),
+                format!("give either `{key}` or `{file_key}`, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            problems.push(
+                Some(site.span.clone()),
+                site.field(key),
+                format!("missing: set `{key}` (a value or `env:NAME`) or `{file_key}`"),
+            );
+            None
+        }
+        (Some(text), None) => match Secret::from_text(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(Some(site.span_of(key)), site.field(key), e);
+                None
+            }
+        },
+        (None, Some(path)) => {
+            let path = base_dir.join(path);
+            match Secret::from_file(&path) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    problems.push(Some(site.span_of(&file_key)), site.field(&file_key), e);
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Checks that a secret holds an http(s) URL, without ever quoting it.
+fn secret_url(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    secret: &Secret,
+) -> bool {
+    match url::Url::parse(secret.expose()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => true,
+        Ok(_) => {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                format!(
+                    "the URL from {} must be an http:// or https:// URL",
+                    secret.origin()
+                ),
+            );
+            false
+        }
+        Err(e) => {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                format!("the URL from {} is not a valid URL ({e})", secret.origin()),
+            );
+            false
+        }
+    }
+}
+
+fn check_name(problems: &mut Problems<'_>, site: &Site<'_, '_>, name: &str) -> bool {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        problems.push(
+            Some(site.span_of("name")),
+            site.field("name"),
+            format!("`{name}` is not a valid name; use letters, digits, `_`, `-` and `.`"),
+        );
+    }
+    ok
+}
+
+fn channel(
+    problems: &mut Problems<'_>,
+    raw: RawChannel,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<Channel> {
+    match raw {
+        RawChannel::Slack {
+            name,
+            webhook_url,
+            webhook_url_file,
+        } => {
+            let name_ok = check_name(problems, site, &name);
+            let url = secret_field(
+                problems,
+                site,
+                "webhook_url",
+                webhook_url.as_deref(),
+                webhook_url_file.as_deref(),
+                base_dir,
+            )?;
+            let url_ok = secret_url(problems, site, "webhook_url", &url);
+            (name_ok && url_ok).then_some(Channel {
+                name,
+                kind: ChannelKind::Slack { webhook_url: url },
+            })
+        }
+        RawChannel::Webhook {
+            name,
+            url,
+            url_file,
+            headers,
+        } => {
+            let name_ok = check_name(problems, site, &name);
+            let url = secret_field(
+                problems,
+                site,
+                "url",
+                url.as_deref(),
+                url_file.as_deref(),
+                base_dir,
+            )?;
+            let url_ok = secret_url(problems, site, "url", &url);
+            let mut out = Vec::new();
+            for (k, v) in headers {
+                if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    problems.push(
+                        Some(site.span_of("headers")),
+                        site.field(&format!("headers.{k}")),
+                        "not a valid HTTP header name",
+                    );
+                    continue;
+                }
+                match Secret::from_text(&v) {
+                    Ok(s) => out.push((k, s)),
+                    Err(e) => problems.push(
+                        Some(site.span_of("headers")),
+                        site.field(&format!("headers.{k}")),
+                        e,
+                    ),
+                }
+            }
+            (name_ok && url_ok).then_some(Channel {
+                name,
+                kind: ChannelKind::Webhook { url, headers: out },
+            })
+        }
+    }
+}
+
+fn check_channel_refs(
+    problems: &mut Problems<'_>,
+    channels: &BTreeMap<String, Channel>,
+    names: &[String],
+    site: &Site<'_, '_>,
+    key: &str,
+) {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if !channels.contains_key(name) {
+            let known: Vec<&str> = channels.keys().map(String::as_str).collect();
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                format!(
+                    "no channel named `{name}`; defined channels: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        } else if !seen.insert(name) {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                format!("channel `{name}` is listed twice"),
+            );
+        }
+    }
+}
+
+fn target(problems: &mut Problems<'_>, raw: RawTarget, site: &Site<'_, '_>) -> Option<Target> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let url = match url::Url::parse(&raw.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(_) => {
+            problems.push(
+                Some(site.span_of("url")),
+                site.field("url"),
+                "must be an http:// or https:// URL",
+            );
+            None
+        }
+        Err(e) => {
+            problems.push(
+                Some(site.span_of("url")),
+                site.field("url"),
+                format!("`{}` is not a valid URL ({e})", raw.url),
+            );
+            None
+        }
+    };
+    let method_text = raw
+        .method
+        .as_deref()
+        .unwrap_or(defaults::probe_method())
+        .to_ascii_uppercase();
+    let method = match reqwest::Method::from_bytes(method_text.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => {
+            problems.push(
+                Some(site.span_of("method")),
+                site.field("method"),
+                format!("`{method_text}` is not an HTTP method"),
+            );
+            reqwest::Method::GET
+        }
+    };
+    for k in raw.headers.keys() {
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            problems.push(
+                Some(site.span_of("headers")),
+                site.field(&format!("headers.{k}")),
+                "not a valid HTTP header name",
+            );
+        }
+    }
+    if let Some(codes) = &raw.expect_status
+        && (codes.is_empty() || codes.iter().any(|c| !(100..=599).contains(c)))
+    {
+        problems.push(
+            Some(site.span_of("expect_status")),
+            site.field("expect_status"),
+            "must list HTTP status codes between 100 and 599",
+        );
+    }
+    let timeout = duration_field(
+        problems,
+        site,
+        "timeout",
+        raw.timeout.as_ref(),
+        defaults::probe_timeout(),
+        Duration::from_millis(10),
+    );
+    let interval = duration_field(
+        problems,
+        site,
+        "interval",
+        raw.interval.as_ref(),
+        defaults::probe_interval(),
+        Duration::from_millis(100),
+    );
+    let jitter = duration_field(
+        problems,
+        site,
+        "jitter",
+        raw.jitter.as_ref(),
+        defaults::probe_jitter(),
+        Duration::ZERO,
+    );
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Target {
+        name: raw.name,
+        url: url?,
+        method,
+        headers: raw.headers.into_iter().collect(),
+        expect_status: raw.expect_status,
+        body_contains: raw.body_contains,
+        timeout,
+        interval,
+        jitter,
+    })
+}
+
+fn positive(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    raw: Option<i64>,
+    default: u32,
+) -> u32 {
+    match raw {
+        None => default,
+        Some(n) if (1..=10_000).contains(&n) => n as u32,
+        Some(n) => {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                format!("{n} is out of range; must be between 1 and 10000"),
+            );
+            default
+        }
+    }
+}
+
+fn link(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    raw: Option<String>,
+) -> Option<String> {
+    let text = raw?;
+    match url::Url::parse(&text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(text),
+        _ => {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                format!("`{text}` is not an http:// or https:// URL"),
+            );
+            None
+        }
+    }
+}
+
+fn rule(
+    problems: &mut Problems<'_>,
+    raw: RawRule,
+    site: &Site<'_, '_>,
+    channels: &BTreeMap<String, Channel>,
+) -> Option<Rule> {
+    let before = problems.list.len();
+    let RawRule::Consecutive {
+        name,
+        metric,
+        matchers,
+        condition,
+        fire_after,
+        resolve_after,
+        severity,
+        summary,
+        runbook_url,
+        dashboard_url,
+        channels: rule_channels,
+    } = raw;
+    check_name(problems, site, &name);
+    let severity = match severity.as_str() {
+        "info" => Severity::Info,
+        "warning" => Severity::Warning,
+        "critical" => Severity::Critical,
+        other => {
+            problems.push(
+                Some(site.span_of("severity")),
+                site.field("severity"),
+                format!("`{other}` is not a severity; use `info`, `warning` or `critical`"),
+            );
+            Severity::Info
+        }
+    };
+    if summary.trim().is_empty() {
+        problems.push(
+            Some(site.span_of("summary")),
+            site.field("summary"),
+            "must not be empty",
+        );
+    }
+    let metric = metric.unwrap_or_else(|| defaults::consecutive_metric().to_string());
+    if !crate::series::valid_metric_name(&metric) {
+        problems.push(
+            Some(site.span_of("metric")),
+            site.field("metric"),
+            format!("`{metric}` is not a metric name (letters, digits, `_` and `:`)"),
+        );
+    }
+    let condition_text = condition.unwrap_or_else(|| defaults::consecutive_condition().to_string());
+    let condition = match Condition::parse(&condition_text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(Some(site.span_of("condition")), site.field("condition"), e);
+            None
+        }
+    };
+    let fire_after = positive(
+        problems,
+        site,
+        "fire_after",
+        fire_after,
+        defaults::consecutive_fire_after(),
+    );
+    let resolve_after = positive(
+        problems,
+        site,
+        "resolve_after",
+        resolve_after,
+        defaults::consecutive_resolve_after(),
+    );
+    let runbook_url = link(problems, site, "runbook_url", runbook_url);
+    let dashboard_url = link(problems, site, "dashboard_url", dashboard_url);
+    if let Some(list) = &rule_channels {
+        check_channel_refs(problems, channels, list, site, "channels");
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Rule {
+        name,
+        severity,
+        summary,
+        runbook_url,
+        dashboard_url,
+        channels: rule_channels,
+        kind: RuleKind::Consecutive(ConsecutiveRule {
+            metric,
+            matchers,
+            condition: condition?,
+            fire_after,
+            resolve_after,
+        }),
+    })
+}

@@ -1,0 +1,257 @@
+//! The daemon: opens the store, starts the supervised tasks (probes, pipeline, outbox,
+//! retention, watchdog), and handles signals: SIGHUP reloads, SIGTERM and SIGINT stop
+//! gracefully, flushing the store and draining due notifications.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_tokio::Signals;
+use tokio::sync::{Mutex, Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::config::{self, Config};
+use crate::notify::outbox;
+use crate::pipeline::Pipeline;
+use crate::source::http_probe;
+use crate::store::Store;
+use crate::supervisor::Supervisor;
+
+/// How often old points are pruned.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides `[daemon].data_dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Tells systemd about a state change; a no-op without `$NOTIFY_SOCKET`.
+fn sd_notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "Cannot notify systemd");
+    }
+}
+
+/// Runs the daemon with `config` until SIGTERM, SIGINT or `shutdown`.
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let data_dir = opts
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.daemon.data_dir.clone());
+    let store = {
+        let dir = data_dir.clone();
+        Arc::new(tokio::task::spawn_blocking(move || Store::open(&dir)).await??)
+    };
+    // Install the signal handlers before READY: an early SIGHUP must reload, not kill.
+    let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    let signals_handle = signals.handle();
+
+    let config_path = config.path.clone();
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let (samples_tx, samples_rx) = mpsc::channel::<Vec<crate::series::Sample>>(1024);
+    let samples_rx = Arc::new(Mutex::new(samples_rx));
+    let wake = Arc::new(Notify::new());
+    let heartbeat = Arc::new(AtomicI64::new(now_ms()));
+
+    let stop = shutdown.child_token();
+    let mut sup = Supervisor::new(stop.clone());
+    let probes_stop = stop.child_token();
+    {
+        let (cfg, tx, token) = (config_rx.clone(), samples_tx.clone(), probes_stop.clone());
+        sup.spawn("probes", move || {
+            http_probe::run(cfg.clone(), tx.clone(), token.clone())
+        });
+    }
+    drop(samples_tx);
+    {
+        let pipeline = Arc::new(Pipeline {
+            store: store.clone(),
+            config: config_rx.clone(),
+            samples: samples_rx,
+            wake: wake.clone(),
+            heartbeat: heartbeat.clone(),
+            shutdown: stop.clone(),
+        });
+        sup.spawn("pipeline", move || {
+            let p = pipeline.clone();
+            async move { p.run().await }
+        });
+    }
+    {
+        let (s, cfg, w, token) = (store.clone(), config_rx.clone(), wake.clone(), stop.clone());
+        sup.spawn("outbox", move || {
+            outbox::run(s.clone(), cfg.clone(), w.clone(), token.clone())
+        });
+    }
+    {
+        let (s, cfg, token) = (store.clone(), config_rx.clone(), stop.clone());
+        sup.spawn("retention", move || {
+            retention(s.clone(), cfg.clone(), token.clone())
+        });
+    }
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let (hb, token) = (heartbeat.clone(), stop.clone());
+        sup.spawn("watchdog", move || {
+            watchdog(interval, hb.clone(), token.clone())
+        });
+    }
+
+    {
+        let cfg = config_rx.borrow();
+        tracing::info!(
+            config = %config_path.display(),
+            data = %store.path().display(),
+            targets = cfg.targets.len(),
+            rules = cfg.rules.len(),
+            channels = cfg.channels.len(),
+            version = env!("CARGO_PKG_VERSION"),
+            "sloguard started"
+        );
+    }
+    sd_notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("running"),
+    ]);
+
+    loop {
+        tokio::select! {
+            sig = signals.next() => match sig {
+                Some(SIGHUP) => reload(&config_tx, &opts),
+                Some(sig) => {
+                    tracing::info!(signal = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }, "Stopping");
+                    break;
+                }
+                None => break,
+            },
+            _ = shutdown.cancelled() => {
+                tracing::info!("Stopping");
+                break;
+            }
+        }
+    }
+    sd_notify(&[sd_notify::NotifyState::Stopping]);
+    // Stop the sources first so the pipeline commits everything they produced, then the rest.
+    probes_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.cancel();
+    sup.wait(outbox::DRAIN_GRACE + Duration::from_secs(2)).await;
+    signals_handle.close();
+    drop(store);
+    tracing::info!("sloguard stopped");
+    Ok(())
+}
+
+/// Re-reads the configuration; a file with problems is rejected and the running one kept.
+fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions) {
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(mono) => sd_notify(&[sd_notify::NotifyState::Reloading, mono]),
+        Err(_) => sd_notify(&[sd_notify::NotifyState::Reloading]),
+    }
+    let current = tx.borrow().clone();
+    tracing::info!(config = %current.path.display(), "Reloading the configuration");
+    match config::load(&current.path) {
+        Ok(new) => {
+            if opts.data_dir.is_none() && new.daemon.data_dir != current.daemon.data_dir {
+                tracing::warn!(
+                    "daemon.data_dir changed; the new data directory is used only after a restart"
+                );
+            }
+            if new.daemon.log_format != current.daemon.log_format
+                || new.daemon.log_level != current.daemon.log_level
+            {
+                tracing::warn!(
+                    "daemon.log_format and daemon.log_level take effect only after a restart"
+                );
+            }
+            if *current == new {
+                tracing::info!("Configuration unchanged");
+            } else {
+                tracing::info!(
+                    targets = new.targets.len(),
+                    rules = new.rules.len(),
+                    channels = new.channels.len(),
+                    "Configuration reloaded"
+                );
+                tx.send_replace(Arc::new(new));
+            }
+        }
+        Err(e) => {
+            for p in &e.problems {
+                tracing::error!(
+                    file = %e.file.display(),
+                    line = p.line.map(|l| l as u64),
+                    path = %p.path,
+                    "{}", p.message
+                );
+            }
+            tracing::error!(
+                problems = e.problems.len(),
+                "Configuration reload rejected; the previous configuration keeps running"
+            );
+        }
+    }
+    sd_notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("running"),
+    ]);
+}
+
+async fn retention(
+    store: Arc<Store>,
+    config: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut first = true;
+    loop {
+        let wait = if first {
+            Duration::from_secs(60)
+        } else {
+            RETENTION_EVERY
+        };
+        first = false;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return Ok(()),
+        }
+        let keep = config.borrow().daemon.retention;
+        let before = now_ms() - keep.as_millis() as i64;
+        let s = store.clone();
+        let removed = tokio::task::spawn_blocking(move || s.prune(before)).await??;
+        if removed > 0 {
+            tracing::info!(removed, "Pruned points older than the retention period");
+        }
+    }
+}
+
+/// Pings systemd's watchdog only while the pipeline is turning, so a wedged daemon is restarted.
+async fn watchdog(
+    interval: Duration,
+    heartbeat: Arc<AtomicI64>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return Ok(()),
+        }
+        let age = now_ms() - heartbeat.load(Ordering::Relaxed);
+        if age < interval.as_millis() as i64 {
+            sd_notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!(
+                stalled_ms = age,
+                "The pipeline has stalled; withholding the watchdog ping"
+            );
+        }
+    }
+}

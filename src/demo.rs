@@ -1,0 +1,172 @@
+//! `sloguard demo`: the whole pipeline against a built-in simulated application, with no setup.
+//!
+//! It starts, all on 127.0.0.1: a simulated "segmentation API" whose health endpoint fails
+//! on a schedule, a stand-in Slack webhook that prints what it receives, and a real daemon
+//! (probes, store, rules, outbox, Slack channel) with a temporary data directory.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config;
+use crate::daemon::{self, RunOptions};
+
+/// When the simulated app is down, counted from the start of the demo.
+const DOWN_FROM: Duration = Duration::from_secs(8);
+const DOWN_UNTIL: Duration = Duration::from_secs(23);
+
+fn app_is_down(started: Instant) -> bool {
+    let t = started.elapsed();
+    t >= DOWN_FROM && t < DOWN_UNTIL
+}
+
+pub async fn run(duration: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let stop = CancellationToken::new();
+
+    let app = Router::new().route(
+        "/health",
+        get(move || async move {
+            if app_is_down(started) {
+                (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+            } else {
+                (StatusCode::OK, "ok")
+            }
+        }),
+    );
+    let app_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let app_addr = app_listener.local_addr()?;
+
+    let slack = Router::new().route(
+        "/slack",
+        post(|body: axum::Json<serde_json::Value>| async move {
+            let text = body
+                .get("text")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default();
+            let text = text
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&");
+            println!("\n┌── Slack message received ─────────────────────────");
+            for line in text.lines() {
+                println!("│ {line}");
+            }
+            println!("└───────────────────────────────────────────────────\n");
+            "ok"
+        }),
+    );
+    let slack_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let slack_addr = slack_listener.local_addr()?;
+
+    let servers = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let a = axum::serve(app_listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned());
+            let s =
+                axum::serve(slack_listener, slack).with_graceful_shutdown(stop.cancelled_owned());
+            let _ = tokio::join!(a, s);
+        })
+    };
+
+    let dir = tempfile::Builder::new()
+        .prefix("sloguard-demo-")
+        .tempdir()?;
+    let config_path = dir.path().join("config.toml");
+    let text = format!(
+        r#"# Written by `sloguard demo`.
+[daemon]
+data_dir = "{data}"
+
+[routing]
+warning = ["slack"]
+critical = ["slack"]
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "http://{slack_addr}/slack"
+
+[[targets]]
+name = "segmentation-api"
+url = "http://{app_addr}/health"
+interval = "1s"
+timeout = "500ms"
+
+[[rules]]
+name = "segmentation_api_down"
+kind = "consecutive"
+match = {{ target = "segmentation-api" }}
+fire_after = 3
+resolve_after = 2
+severity = "critical"
+summary = "Segmentation API down"
+runbook_url = "https://docs.example.com/runbooks/segmentation-api"
+"#,
+        data = dir.path().join("data").display(),
+    );
+    std::fs::write(&config_path, text)?;
+    let cfg = config::load(&config_path)?;
+
+    println!(
+        "sloguard demo: a simulated app on http://{app_addr}/health and a stand-in Slack on http://{slack_addr}/slack"
+    );
+    println!(
+        "The app fails from {}s to {}s; the rule fires after 3 failed probes (1s apart) and resolves after 2 good ones.",
+        DOWN_FROM.as_secs(),
+        DOWN_UNTIL.as_secs()
+    );
+    println!("Configuration used: {}\n", config_path.display());
+
+    let announcer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut was_down = false;
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
+                let down = app_is_down(started);
+                if down != was_down {
+                    println!(
+                        "[demo app, {:>4.1}s] {}",
+                        started.elapsed().as_secs_f64(),
+                        if down {
+                            "now answering HTTP 503"
+                        } else {
+                            "healthy again"
+                        }
+                    );
+                    was_down = down;
+                }
+            }
+        })
+    };
+
+    let daemon_stop = CancellationToken::new();
+    let timer = {
+        let t = daemon_stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            t.cancel();
+        })
+    };
+    let result = daemon::run(cfg, RunOptions::default(), daemon_stop).await;
+    timer.abort();
+    stop.cancel();
+    let _ = announcer.await;
+    let _ = servers.await;
+    println!(
+        "Demo finished after {:.0}s.",
+        started.elapsed().as_secs_f64()
+    );
+    result
+}

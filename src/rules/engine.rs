@@ -1,0 +1,379 @@
+//! The alert state machine: ok → pending → firing → (resolved, back to ok).
+//!
+//! One [`AlertState`] exists per (rule, label set) that is pending or firing; "ok" is the
+//! absence of a state. The pipeline persists firing states so that a restart neither fires
+//! again nor forgets an alert.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Rule, RuleKind, Severity};
+use crate::series::{Labels, Sample, write_labels};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// Breaching, but not long enough to fire.
+    Pending,
+    /// Fired; notifications were sent.
+    Firing,
+}
+
+/// The state of one alert: one rule applied to one label set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    pub rule: String,
+    pub labels: Labels,
+    pub severity: Severity,
+    pub status: AlertStatus,
+    /// Breaching samples in a row.
+    pub breaches: u32,
+    /// Clear samples in a row while firing.
+    pub clears: u32,
+    /// Time of the first breaching sample.
+    pub since_ms: i64,
+    /// When the alert fired.
+    pub fired_at_ms: Option<i64>,
+    /// The latest breaching value.
+    pub value: f64,
+    /// The latest breaching sample's note, such as a probe's failure reason.
+    pub note: Option<String>,
+}
+
+impl AlertState {
+    /// A stable identity: the rule name and the label set, e.g. `site_down{target="web"}`.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.rule, &self.labels)
+    }
+}
+
+pub fn fingerprint(rule: &str, labels: &Labels) -> String {
+    let mut s = rule.to_string();
+    let _ = write_labels(&mut s, labels);
+    s
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionKind {
+    /// ok → pending.
+    Pending,
+    /// pending → firing (or ok → firing when one breach fires).
+    Firing,
+    /// firing → ok.
+    Resolved,
+    /// pending → ok without having fired.
+    Cleared,
+}
+
+/// A change of an alert's status, with the alert as it is after (for `Resolved` and
+/// `Cleared`: as it was just before) the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub kind: TransitionKind,
+    pub alert: AlertState,
+    pub at_ms: i64,
+    /// Why a resolve happened when it was not the data (a rule removed by a reload).
+    pub reason: Option<String>,
+}
+
+/// The rule set and the state of every pending or firing alert.
+#[derive(Debug, Default)]
+pub struct Engine {
+    rules: Vec<Rule>,
+    states: BTreeMap<String, AlertState>,
+}
+
+impl Engine {
+    /// Builds an engine from `rules` and alert states restored from the store. States whose
+    /// rule is gone are resolved; those transitions are returned.
+    pub fn restore(
+        rules: Vec<Rule>,
+        states: Vec<AlertState>,
+        now_ms: i64,
+    ) -> (Engine, Vec<Transition>) {
+        let mut engine = Engine {
+            rules: Vec::new(),
+            states: states.into_iter().map(|s| (s.fingerprint(), s)).collect(),
+        };
+        let transitions = engine.reload(rules, now_ms);
+        (engine, transitions)
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// Every pending or firing alert.
+    pub fn alerts(&self) -> impl Iterator<Item = &AlertState> {
+        self.states.values()
+    }
+
+    /// Swaps the rule set, keeping the state of alerts whose rule still exists and still
+    /// selects their series. Other firing alerts resolve, other pending ones clear.
+    pub fn reload(&mut self, rules: Vec<Rule>, now_ms: i64) -> Vec<Transition> {
+        self.rules = rules;
+        let mut out = Vec::new();
+        let fingerprints: Vec<String> = self.states.keys().cloned().collect();
+        for fp in fingerprints {
+            let Some(state) = self.states.get(&fp) else {
+                continue;
+            };
+            let still = self
+                .rules
+                .iter()
+                .find(|r| r.name == state.rule)
+                .filter(|r| match &r.kind {
+                    RuleKind::Consecutive(c) => c
+                        .matchers
+                        .iter()
+                        .all(|(k, v)| state.labels.get(k) == Some(v)),
+                });
+            match still {
+                Some(rule) => {
+                    let severity = rule.severity;
+                    if let Some(s) = self.states.get_mut(&fp) {
+                        s.severity = severity;
+                    }
+                }
+                None => {
+                    let Some(state) = self.states.remove(&fp) else {
+                        continue;
+                    };
+                    let kind = match state.status {
+                        AlertStatus::Firing => TransitionKind::Resolved,
+                        AlertStatus::Pending => TransitionKind::Cleared,
+                    };
+                    out.push(Transition {
+                        kind,
+                        alert: state,
+                        at_ms: now_ms,
+                        reason: Some(
+                            "the rule was removed or changed by a configuration reload".into(),
+                        ),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Feeds one sample to every rule that selects its series.
+    pub fn observe(&mut self, sample: &Sample, now_ms: i64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        if sample.value.is_nan() {
+            return out;
+        }
+        for rule in &self.rules {
+            let RuleKind::Consecutive(c) = &rule.kind;
+            if !sample.series.matches(&c.metric, &c.matchers) {
+                continue;
+            }
+            let breached = c.condition.breached(sample.value);
+            let fp = fingerprint(&rule.name, &sample.series.labels);
+            let note = sample.note.as_deref().map(str::to_string);
+            match self.states.get_mut(&fp) {
+                None if breached => {
+                    let mut state = AlertState {
+                        rule: rule.name.clone(),
+                        labels: sample.series.labels.clone(),
+                        severity: rule.severity,
+                        status: AlertStatus::Pending,
+                        breaches: 1,
+                        clears: 0,
+                        since_ms: sample.ts_ms,
+                        fired_at_ms: None,
+                        value: sample.value,
+                        note,
+                    };
+                    let kind = if c.fire_after <= 1 {
+                        state.status = AlertStatus::Firing;
+                        state.fired_at_ms = Some(now_ms);
+                        TransitionKind::Firing
+                    } else {
+                        TransitionKind::Pending
+                    };
+                    out.push(Transition {
+                        kind,
+                        alert: state.clone(),
+                        at_ms: now_ms,
+                        reason: None,
+                    });
+                    self.states.insert(fp, state);
+                }
+                None => {}
+                Some(state) if breached => {
+                    state.breaches = state.breaches.saturating_add(1);
+                    state.clears = 0;
+                    state.value = sample.value;
+                    if note.is_some() {
+                        state.note = note;
+                    }
+                    if state.status == AlertStatus::Pending && state.breaches >= c.fire_after {
+                        state.status = AlertStatus::Firing;
+                        state.fired_at_ms = Some(now_ms);
+                        out.push(Transition {
+                            kind: TransitionKind::Firing,
+                            alert: state.clone(),
+                            at_ms: now_ms,
+                            reason: None,
+                        });
+                    }
+                }
+                Some(state) => match state.status {
+                    AlertStatus::Pending => {
+                        if let Some(state) = self.states.remove(&fp) {
+                            out.push(Transition {
+                                kind: TransitionKind::Cleared,
+                                alert: state,
+                                at_ms: now_ms,
+                                reason: None,
+                            });
+                        }
+                    }
+                    AlertStatus::Firing => {
+                        state.clears = state.clears.saturating_add(1);
+                        if state.clears >= c.resolve_after
+                            && let Some(state) = self.states.remove(&fp)
+                        {
+                            out.push(Transition {
+                                kind: TransitionKind::Resolved,
+                                alert: state,
+                                at_ms: now_ms,
+                                reason: None,
+                            });
+                        }
+                    }
+                },
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConsecutiveRule;
+    use crate::rules::Condition;
+    use crate::series::SeriesKey;
+
+    fn rule(name: &str, fire_after: u32, resolve_after: u32) -> Rule {
+        Rule {
+            name: name.into(),
+            severity: Severity::Critical,
+            summary: "Site down".into(),
+            runbook_url: None,
+            dashboard_url: None,
+            channels: None,
+            kind: RuleKind::Consecutive(ConsecutiveRule {
+                metric: "probe_up".into(),
+                matchers: Labels::new(),
+                condition: Condition::parse("< 1").unwrap(),
+                fire_after,
+                resolve_after,
+            }),
+        }
+    }
+
+    fn probe(target: &str, t: i64, up: bool) -> Sample {
+        Sample {
+            series: SeriesKey::new("probe_up", &[("target", target)]),
+            ts_ms: t,
+            value: if up { 1.0 } else { 0.0 },
+            note: (!up).then(|| "HTTP 500".into()),
+        }
+    }
+
+    fn kinds(ts: &[Transition]) -> Vec<TransitionKind> {
+        ts.iter().map(|t| t.kind).collect()
+    }
+
+    #[test]
+    fn fires_after_n_failures_and_resolves_after_m_successes() {
+        let (mut e, _) = Engine::restore(vec![rule("down", 3, 2)], vec![], 0);
+        let mut all = Vec::new();
+        let pattern = [
+            true, false, false, false, false, true, false, true, true, true,
+        ];
+        for (i, up) in pattern.into_iter().enumerate() {
+            let t = i as i64 * 1000;
+            all.push(kinds(&e.observe(&probe("web", t, up), t)));
+        }
+        use TransitionKind::*;
+        assert_eq!(
+            all,
+            vec![
+                vec![],
+                vec![Pending],
+                vec![],
+                vec![Firing],
+                vec![],
+                vec![],
+                vec![], // a failure between successes restarts the resolve count
+                vec![],
+                vec![Resolved],
+                vec![],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_success_while_pending_clears_without_firing() {
+        let (mut e, _) = Engine::restore(vec![rule("down", 3, 1)], vec![], 0);
+        assert_eq!(
+            kinds(&e.observe(&probe("web", 0, false), 0)),
+            vec![TransitionKind::Pending]
+        );
+        assert_eq!(
+            kinds(&e.observe(&probe("web", 1, true), 1)),
+            vec![TransitionKind::Cleared]
+        );
+        assert_eq!(e.alerts().count(), 0);
+    }
+
+    #[test]
+    fn each_label_set_is_its_own_alert() {
+        let (mut e, _) = Engine::restore(vec![rule("down", 2, 1)], vec![], 0);
+        for t in 0..2 {
+            e.observe(&probe("a", t, false), t);
+        }
+        e.observe(&probe("b", 5, false), 5);
+        let states: Vec<_> = e.alerts().map(|a| (a.fingerprint(), a.status)).collect();
+        assert_eq!(
+            states,
+            vec![
+                (r#"down{target="a"}"#.to_string(), AlertStatus::Firing),
+                (r#"down{target="b"}"#.to_string(), AlertStatus::Pending),
+            ]
+        );
+    }
+
+    #[test]
+    fn restored_firing_alert_does_not_fire_again_and_still_resolves() {
+        let (mut e, _) = Engine::restore(vec![rule("down", 2, 1)], vec![], 0);
+        e.observe(&probe("web", 0, false), 0);
+        e.observe(&probe("web", 1, false), 1);
+        let saved: Vec<AlertState> = e.alerts().cloned().collect();
+        let (mut e2, ts) = Engine::restore(vec![rule("down", 2, 1)], saved, 10);
+        assert!(ts.is_empty());
+        assert!(e2.observe(&probe("web", 11, false), 11).is_empty());
+        assert_eq!(
+            kinds(&e2.observe(&probe("web", 12, true), 12)),
+            vec![TransitionKind::Resolved]
+        );
+    }
+
+    #[test]
+    fn reload_resolves_alerts_of_a_removed_rule() {
+        let (mut e, _) = Engine::restore(vec![rule("down", 1, 1)], vec![], 0);
+        e.observe(&probe("web", 0, false), 0);
+        let ts = e.reload(vec![rule("other", 1, 1)], 5);
+        assert_eq!(kinds(&ts), vec![TransitionKind::Resolved]);
+        assert!(ts[0].reason.is_some());
+    }
+}

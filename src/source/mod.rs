@@ -1,0 +1,4 @@
+//! Sources: everything that produces samples. Each source sends batches of samples into the
+//! pipeline's channel and never touches the store or the rules itself.
+
+pub mod http_probe;
