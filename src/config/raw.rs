@@ -48,31 +48,41 @@ pub struct RawRouting {
     pub critical: Vec<String>,
 }
 
-/// `[[channels]]`: one notification destination.
+// Channels and rules are tagged by `type` and `kind`. Validation reads the tag and then
+// deserialises the matching struct directly, rather than through `#[serde(tag = ...)]`: serde
+// buffers a tagged enum's content, which loses the line of every field error.
+
+/// `[[channels]]` with `type = "slack"`: a Slack incoming webhook.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RawChannel {
-    /// A Slack incoming webhook.
-    Slack {
-        /// Unique channel name used by `[routing]` and rules.
-        name: String,
-        /// The webhook URL, a secret: a literal, `env:NAME`, or use `webhook_url_file`.
-        webhook_url: Option<String>,
-        /// A file whose content is the webhook URL.
-        webhook_url_file: Option<String>,
-    },
-    /// A generic JSON webhook.
-    Webhook {
-        /// Unique channel name used by `[routing]` and rules.
-        name: String,
-        /// The URL to POST to (a secret, like `webhook_url`).
-        url: Option<String>,
-        /// A file whose content is the URL.
-        url_file: Option<String>,
-        /// Extra request headers; values may be `env:NAME` secrets.
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-    },
+#[serde(deny_unknown_fields)]
+pub struct RawSlack {
+    /// The tag, `slack`, already read by validation.
+    #[serde(rename = "type")]
+    pub _tag: serde::de::IgnoredAny,
+    /// Unique channel name used by `[routing]` and rules.
+    pub name: String,
+    /// The webhook URL, a secret: a literal, `env:NAME`, or use `webhook_url_file`.
+    pub webhook_url: Option<String>,
+    /// A file whose content is the webhook URL.
+    pub webhook_url_file: Option<String>,
+}
+
+/// `[[channels]]` with `type = "webhook"`: a generic JSON webhook.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// The tag, `webhook`, already read by validation.
+    #[serde(rename = "type")]
+    pub _tag: serde::de::IgnoredAny,
+    /// Unique channel name used by `[routing]` and rules.
+    pub name: String,
+    /// The URL to POST to (a secret, like `webhook_url`).
+    pub url: Option<String>,
+    /// A file whose content is the URL.
+    pub url_file: Option<String>,
+    /// Extra request headers; values may be `env:NAME` secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `[[targets]]`: one HTTP uptime probe.
@@ -100,34 +110,35 @@ pub struct RawTarget {
     pub jitter: Option<String>,
 }
 
-/// `[[rules]]`: one alerting rule.
+/// `[[rules]]` with `kind = "consecutive"`: fire after N consecutive breaching samples,
+/// resolve after M clear ones.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RawRule {
-    /// Fire after N consecutive breaching samples, resolve after M clear ones.
-    Consecutive {
-        /// Unique rule name.
-        name: String,
-        /// The metric the rule watches.
-        metric: Option<String>,
-        /// Label equality matchers selecting series of `metric`.
-        #[serde(default, rename = "match")]
-        matchers: BTreeMap<String, String>,
-        /// Breach condition applied to each sample, e.g. `< 1` or `> 0.5`.
-        condition: Option<String>,
-        /// Breaching samples in a row needed to fire.
-        fire_after: Option<i64>,
-        /// Clear samples in a row needed to resolve.
-        resolve_after: Option<i64>,
-        /// `info`, `warning` or `critical`.
-        severity: String,
-        /// Title of the alert; `{label}` is replaced by the label's value.
-        summary: String,
-        /// Runbook link shown in notifications.
-        runbook_url: Option<String>,
-        /// Dashboard link shown in notifications.
-        dashboard_url: Option<String>,
-        /// Channels for this rule instead of `[routing]`.
-        channels: Option<Vec<String>>,
-    },
+#[serde(deny_unknown_fields)]
+pub struct RawConsecutive {
+    /// The tag, `consecutive`, already read by validation.
+    #[serde(rename = "kind")]
+    pub _tag: serde::de::IgnoredAny,
+    /// Unique rule name.
+    pub name: String,
+    /// The metric the rule watches.
+    pub metric: Option<String>,
+    /// Label equality matchers selecting series of `metric`.
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// Breach condition applied to each sample, e.g. `< 1` or `> 0.5`.
+    pub condition: Option<String>,
+    /// Breaching samples in a row needed to fire.
+    pub fire_after: Option<i64>,
+    /// Clear samples in a row needed to resolve.
+    pub resolve_after: Option<i64>,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// Title of the alert; `{label}` is replaced by the label's value.
+    pub summary: String,
+    /// Runbook link shown in notifications.
+    pub runbook_url: Option<String>,
+    /// Dashboard link shown in notifications.
+    pub dashboard_url: Option<String>,
+    /// Channels for this rule instead of `[routing]`.
+    pub channels: Option<Vec<String>>,
 }

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::raw::{RawChannel, RawDaemon, RawOutbox, RawRouting, RawRule, RawTarget};
+use super::raw::{
+    RawConsecutive, RawDaemon, RawOutbox, RawRouting, RawSlack, RawTarget, RawWebhook,
+};
 use super::{
     Channel, ChannelKind, Config, ConsecutiveRule, DaemonConfig, LogFormat, OutboxConfig, Problem,
     Routing, Rule, RuleKind, Secret, Severity, Target, defaults, parse_duration,
@@ -117,24 +119,24 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         .map(|(raw, site)| outbox_config(&mut problems, raw, &site));
     let routing = single::<RawRouting>(&mut problems, section("routing"), "routing", &root_span);
 
+    let channel_names = declared_names(&mut problems, section("channels"), "channels", "channel");
     let mut channels = BTreeMap::new();
-    for (raw, site) in list::<RawChannel>(&mut problems, section("channels"), "channels") {
-        if let Some(ch) = channel(&mut problems, raw, &site, &base_dir) {
-            if channels.contains_key(&ch.name) {
-                problems.push(
-                    Some(site.span_of("name")),
-                    site.field("name"),
-                    format!("duplicate channel name `{}`", ch.name),
-                );
-            } else {
-                channels.insert(ch.name.clone(), ch);
-            }
+    for (value, site) in tables(&mut problems, section("channels"), "channels") {
+        let ch = match tag(&mut problems, &site, "type", &["slack", "webhook"]) {
+            Some("slack") => element::<RawSlack>(&mut problems, value, &site)
+                .and_then(|raw| slack(&mut problems, raw, &site, &base_dir)),
+            Some(_) => element::<RawWebhook>(&mut problems, value, &site)
+                .and_then(|raw| webhook(&mut problems, raw, &site, &base_dir)),
+            None => None,
+        };
+        if let Some(ch) = ch {
+            channels.entry(ch.name.clone()).or_insert(ch);
         }
     }
 
     let routing = routing.map(|(raw, site)| {
         for (severity, names) in [("warning", &raw.warning), ("critical", &raw.critical)] {
-            check_channel_refs(&mut problems, &channels, names, &site, severity);
+            check_channel_refs(&mut problems, &channel_names, names, &site, severity);
         }
         Routing {
             warning: raw.warning,
@@ -142,33 +144,29 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         }
     });
 
+    declared_names(&mut problems, section("targets"), "targets", "target");
     let mut targets: Vec<Target> = Vec::new();
-    for (raw, site) in list::<RawTarget>(&mut problems, section("targets"), "targets") {
-        if let Some(t) = target(&mut problems, raw, &site) {
-            if targets.iter().any(|o| o.name == t.name) {
-                problems.push(
-                    Some(site.span_of("name")),
-                    site.field("name"),
-                    format!("duplicate target name `{}`", t.name),
-                );
-            } else {
-                targets.push(t);
-            }
+    for (value, site) in tables(&mut problems, section("targets"), "targets") {
+        if let Some(t) = element::<RawTarget>(&mut problems, value, &site)
+            .and_then(|raw| target(&mut problems, raw, &site))
+            && !targets.iter().any(|o| o.name == t.name)
+        {
+            targets.push(t);
         }
     }
 
+    declared_names(&mut problems, section("rules"), "rules", "rule");
     let mut rules: Vec<Rule> = Vec::new();
-    for (raw, site) in list::<RawRule>(&mut problems, section("rules"), "rules") {
-        if let Some(r) = rule(&mut problems, raw, &site, &channels) {
-            if rules.iter().any(|o| o.name == r.name) {
-                problems.push(
-                    Some(site.span_of("name")),
-                    site.field("name"),
-                    format!("duplicate rule name `{}`", r.name),
-                );
-            } else {
-                rules.push(r);
-            }
+    for (value, site) in tables(&mut problems, section("rules"), "rules") {
+        let rule = match tag(&mut problems, &site, "kind", &["consecutive"]) {
+            Some(_) => element::<RawConsecutive>(&mut problems, value, &site)
+                .and_then(|raw| consecutive(&mut problems, raw, &site, &channel_names)),
+            None => None,
+        };
+        if let Some(r) = rule
+            && !rules.iter().any(|o| o.name == r.name)
+        {
+            rules.push(r);
         }
     }
 
@@ -225,18 +223,54 @@ fn single<'a, 'i, T: DeserializeOwned + Default>(
         table: value.get_ref().as_table(),
     };
     if site.table.is_none() {
-        problems.push(Some(value.span()), path, "must be a table, e.g. `[daemon]`");
+        problems.push(
+            Some(value.span()),
+            path,
+            format!("must be a table, written `[{path}]`"),
+        );
         return None;
     }
-    element(problems, value, site)
+    let raw = element(problems, value, &site)?;
+    Some((raw, site))
 }
 
-/// Deserialises each element of an array of tables such as `[[rules]]`.
-fn list<'a, 'i, T: DeserializeOwned>(
+/// The `name` of every element of an array of tables, whether or not the element is valid
+/// otherwise, reporting duplicates. Checking names apart from the rest means a broken element
+/// neither hides a duplicate nor causes "no channel named ..." problems elsewhere.
+fn declared_names(
+    problems: &mut Problems<'_>,
+    value: Option<&Spanned<DeValue<'_>>>,
+    path: &str,
+    what: &str,
+) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let Some(array) = value.and_then(|v| v.get_ref().as_array()) else {
+        return names;
+    };
+    for (i, item) in array.iter().enumerate() {
+        let Some(name) = item.get_ref().as_table().and_then(|t| t.get("name")) else {
+            continue;
+        };
+        let Some(text) = name.get_ref().as_str() else {
+            continue;
+        };
+        if !names.insert(text.to_string()) {
+            problems.push(
+                Some(name.span()),
+                format!("{path}[{i}].name"),
+                format!("duplicate {what} name `{text}`"),
+            );
+        }
+    }
+    names
+}
+
+/// The elements of an array of tables such as `[[rules]]`, each with its site.
+fn tables<'a, 'i>(
     problems: &mut Problems<'_>,
     value: Option<&'a Spanned<DeValue<'i>>>,
     path: &str,
-) -> Vec<(T, Site<'a, 'i>)> {
+) -> Vec<(&'a Spanned<DeValue<'i>>, Site<'a, 'i>)> {
     let Some(value) = value else {
         return Vec::new();
     };
@@ -259,23 +293,55 @@ fn list<'a, 'i, T: DeserializeOwned>(
             problems.push(Some(item.span()), site.path, "must be a table");
             continue;
         }
-        if let Some(pair) = element(problems, item, site) {
-            out.push(pair);
-        }
+        out.push((item, site));
     }
     out
 }
 
-fn element<'a, 'i, T: DeserializeOwned>(
+/// Reads the tag (`type` or `kind`) that says which struct a table deserialises into.
+fn tag<'s>(
     problems: &mut Problems<'_>,
-    value: &'a Spanned<DeValue<'i>>,
-    site: Site<'a, 'i>,
-) -> Option<(T, Site<'a, 'i>)> {
+    site: &Site<'_, '_>,
+    key: &str,
+    known: &[&'s str],
+) -> Option<&'s str> {
+    let value = site.table.and_then(|t| t.get(key));
+    let text = value.and_then(|v| v.get_ref().as_str());
+    match (value, text) {
+        (None, _) => {
+            problems.push(
+                Some(site.span.clone()),
+                site.field(key),
+                format!("missing: set `{key}` to one of {}", known.join(", ")),
+            );
+            None
+        }
+        (Some(_), Some(t)) if known.contains(&t) => known.iter().copied().find(|k| *k == t),
+        (Some(v), _) => {
+            problems.push(
+                Some(v.span()),
+                site.field(key),
+                format!(
+                    "unknown {key} `{}`; expected one of: {}",
+                    text.unwrap_or("(not a string)"),
+                    known.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn element<T: DeserializeOwned>(
+    problems: &mut Problems<'_>,
+    value: &Spanned<DeValue<'_>>,
+    site: &Site<'_, '_>,
+) -> Option<T> {
     match T::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(raw) => Some((raw, site)),
+        Ok(raw) => Some(raw),
         Err(e) => {
             let message = e.message().to_string();
-            let (path, span) = place_serde_error(&site, &message, e.span());
+            let (path, span) = place_serde_error(site, &message, e.span());
             problems.push(Some(span), path, message);
             None
         }
@@ -296,18 +362,8 @@ fn place_serde_error(
         if message.starts_with("missing field") {
             return (site.field(key), site.span.clone());
         }
-        if message.starts_with("unknown variant") {
-            let tag = if site.table.is_some_and(|t| t.get("kind").is_some()) {
-                "kind"
-            } else {
-                "type"
-            };
-            return (site.field(tag), site.span_of(tag));
-        }
     }
-    let span = span
-        .filter(|s| s.start >= site.span.start && s.end <= site.span.end)
-        .unwrap_or_else(|| site.span.clone());
+    let span = span.unwrap_or_else(|| site.span.clone());
     // Point at the field whose value contains the error, when there is one.
     let field = site.table.and_then(|t| {
         t.iter()
@@ -485,16 +541,17 @@ fn secret_url(
     key: &str,
     secret: &Secret,
 ) -> bool {
+    let what = match secret.origin() {
+        "inline" => "the URL".to_string(),
+        origin => format!("the URL from {origin}"),
+    };
     match url::Url::parse(secret.expose()) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => true,
         Ok(_) => {
             problems.push(
                 Some(site.span_of(key)),
                 site.field(key),
-                format!(
-                    "the URL from {} must be an http:// or https:// URL",
-                    secret.origin()
-                ),
+                format!("{what} must be an http:// or https:// URL"),
             );
             false
         }
@@ -502,7 +559,7 @@ fn secret_url(
             problems.push(
                 Some(site.span_of(key)),
                 site.field(key),
-                format!("the URL from {} is not a valid URL ({e})", secret.origin()),
+                format!("{what} is not a valid URL ({e})"),
             );
             false
         }
@@ -524,87 +581,77 @@ fn check_name(problems: &mut Problems<'_>, site: &Site<'_, '_>, name: &str) -> b
     ok
 }
 
-fn channel(
+fn slack(
     problems: &mut Problems<'_>,
-    raw: RawChannel,
+    raw: RawSlack,
     site: &Site<'_, '_>,
     base_dir: &Path,
 ) -> Option<Channel> {
-    match raw {
-        RawChannel::Slack {
-            name,
-            webhook_url,
-            webhook_url_file,
-        } => {
-            let name_ok = check_name(problems, site, &name);
-            let url = secret_field(
-                problems,
-                site,
-                "webhook_url",
-                webhook_url.as_deref(),
-                webhook_url_file.as_deref(),
-                base_dir,
-            )?;
-            let url_ok = secret_url(problems, site, "webhook_url", &url);
-            (name_ok && url_ok).then_some(Channel {
-                name,
-                kind: ChannelKind::Slack { webhook_url: url },
-            })
+    let name_ok = check_name(problems, site, &raw.name);
+    let url = secret_field(
+        problems,
+        site,
+        "webhook_url",
+        raw.webhook_url.as_deref(),
+        raw.webhook_url_file.as_deref(),
+        base_dir,
+    )?;
+    let url_ok = secret_url(problems, site, "webhook_url", &url);
+    (name_ok && url_ok).then_some(Channel {
+        name: raw.name,
+        kind: ChannelKind::Slack { webhook_url: url },
+    })
+}
+
+fn webhook(
+    problems: &mut Problems<'_>,
+    raw: RawWebhook,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<Channel> {
+    let name_ok = check_name(problems, site, &raw.name);
+    let url = secret_field(
+        problems,
+        site,
+        "url",
+        raw.url.as_deref(),
+        raw.url_file.as_deref(),
+        base_dir,
+    )?;
+    let url_ok = secret_url(problems, site, "url", &url);
+    let mut headers = Vec::new();
+    for (k, v) in raw.headers {
+        let path = site.field(&format!("headers.{k}"));
+        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            problems.push(
+                Some(site.span_of("headers")),
+                path,
+                "not a valid HTTP header name",
+            );
+            continue;
         }
-        RawChannel::Webhook {
-            name,
-            url,
-            url_file,
-            headers,
-        } => {
-            let name_ok = check_name(problems, site, &name);
-            let url = secret_field(
-                problems,
-                site,
-                "url",
-                url.as_deref(),
-                url_file.as_deref(),
-                base_dir,
-            )?;
-            let url_ok = secret_url(problems, site, "url", &url);
-            let mut out = Vec::new();
-            for (k, v) in headers {
-                if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                    problems.push(
-                        Some(site.span_of("headers")),
-                        site.field(&format!("headers.{k}")),
-                        "not a valid HTTP header name",
-                    );
-                    continue;
-                }
-                match Secret::from_text(&v) {
-                    Ok(s) => out.push((k, s)),
-                    Err(e) => problems.push(
-                        Some(site.span_of("headers")),
-                        site.field(&format!("headers.{k}")),
-                        e,
-                    ),
-                }
-            }
-            (name_ok && url_ok).then_some(Channel {
-                name,
-                kind: ChannelKind::Webhook { url, headers: out },
-            })
+        match Secret::from_text(&v) {
+            Ok(s) => headers.push((k, s)),
+            Err(e) => problems.push(Some(site.span_of("headers")), path, e),
         }
     }
+    (name_ok && url_ok).then_some(Channel {
+        name: raw.name,
+        kind: ChannelKind::Webhook { url, headers },
+    })
 }
 
 fn check_channel_refs(
     problems: &mut Problems<'_>,
-    channels: &BTreeMap<String, Channel>,
+    channels: &BTreeSet<String>,
     names: &[String],
     site: &Site<'_, '_>,
     key: &str,
 ) {
     let mut seen = BTreeSet::new();
     for name in names {
-        if !channels.contains_key(name) {
-            let known: Vec<&str> = channels.keys().map(String::as_str).collect();
+        if !channels.contains(name) {
+            let known: Vec<&str> = channels.iter().map(String::as_str).collect();
             problems.push(
                 Some(site.span_of(key)),
                 site.field(key),
@@ -764,14 +811,15 @@ fn link(
     }
 }
 
-fn rule(
+fn consecutive(
     problems: &mut Problems<'_>,
-    raw: RawRule,
+    raw: RawConsecutive,
     site: &Site<'_, '_>,
-    channels: &BTreeMap<String, Channel>,
+    channels: &BTreeSet<String>,
 ) -> Option<Rule> {
     let before = problems.list.len();
-    let RawRule::Consecutive {
+    let RawConsecutive {
+        _tag: _,
         name,
         metric,
         matchers,

@@ -1,0 +1,234 @@
+//! `sloguard check`: every problem of a broken file is listed with its line and field.
+
+use crate::util::{sloguard, tempdir};
+
+const VALID: &str = r#"[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "http://127.0.0.1:9/services/T/B/x"
+
+[routing]
+critical = ["slack"]
+
+[[targets]]
+name = "web"
+url = "http://127.0.0.1:9/health"
+interval = "30s"
+
+[[rules]]
+name = "web_down"
+kind = "consecutive"
+match = { target = "web" }
+fire_after = 3
+severity = "critical"
+summary = "Web down"
+"#;
+
+const SECOND_RULE: &str = r#"
+[[rules]]
+name = "web_down" # again
+kind = "consecutive"
+severity = "warning"
+summary = "Again"
+"#;
+
+/// Runs `check` on `text`; returns (success, stderr, the path of the file).
+fn check(text: &str) -> (bool, String, String) {
+    let dir = tempdir();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = sloguard(&["check", "--config", path.to_str().unwrap()], &[]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the config"))
+        + 1
+}
+
+#[test]
+fn a_valid_file_passes() {
+    let dir = tempdir();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, VALID).unwrap();
+    let out = sloguard(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: OK (1 targets, 1 rules, 1 channels)\n", path.display())
+    );
+}
+
+#[test]
+fn each_broken_file_names_the_line_and_the_field() {
+    // (what is broken, the text, the line's needle, the field path, a fragment of the message)
+    let cases: Vec<(&str, String, &str, &str, &str)> = vec![
+        (
+            "unknown key",
+            VALID.replace("interval = \"30s\"", "intervall = \"30s\""),
+            "intervall",
+            "targets[0].intervall",
+            "unknown field `intervall`",
+        ),
+        (
+            "bad duration",
+            VALID.replace("\"30s\"", "\"30 parsecs\""),
+            "parsecs",
+            "targets[0].interval",
+            "`30 parsecs` is not a duration",
+        ),
+        (
+            "missing webhook URL",
+            VALID.replace("webhook_url = \"http://127.0.0.1:9/services/T/B/x\"\n", ""),
+            "[[channels]]",
+            "channels[0].webhook_url",
+            "missing: set `webhook_url`",
+        ),
+        (
+            "invalid URL",
+            VALID.replace("http://127.0.0.1:9/services/T/B/x", "hooks.slack.example/x"),
+            "hooks.slack.example",
+            "channels[0].webhook_url",
+            "not a valid URL",
+        ),
+        (
+            "duplicate rule names",
+            format!("{VALID}{SECOND_RULE}"),
+            "# again",
+            "rules[1].name",
+            "duplicate rule name `web_down`",
+        ),
+        (
+            "unset env secret",
+            VALID.replace(
+                "\"http://127.0.0.1:9/services/T/B/x\"",
+                "\"env:SLOGUARD_TEST_NOT_SET\"",
+            ),
+            "env:SLOGUARD_TEST_NOT_SET",
+            "channels[0].webhook_url",
+            "environment variable SLOGUARD_TEST_NOT_SET is not set",
+        ),
+        (
+            "unknown section",
+            format!("{VALID}\n[dameon]\nretention = \"7d\"\n"),
+            "[dameon]",
+            "dameon",
+            "unknown section",
+        ),
+        (
+            "wrong type",
+            VALID.replace("fire_after = 3", "fire_after = \"three\""),
+            "fire_after",
+            "rules[0].fire_after",
+            "invalid type",
+        ),
+        (
+            "unknown channel in routing",
+            VALID.replace(
+                "critical = [\"slack\"]",
+                "critical = [\"slack\", \"pager\"]",
+            ),
+            "\"pager\"",
+            "routing.critical",
+            "no channel named `pager`",
+        ),
+        (
+            "bad severity",
+            VALID.replace("\"critical\"\nsummary", "\"urgent\"\nsummary"),
+            "urgent",
+            "rules[0].severity",
+            "`urgent` is not a severity",
+        ),
+        (
+            "unknown rule kind",
+            VALID.replace("kind = \"consecutive\"", "kind = \"consecutiv\""),
+            "consecutiv",
+            "rules[0].kind",
+            "unknown kind `consecutiv`; expected one of: consecutive",
+        ),
+        (
+            "bad condition",
+            VALID.replace("fire_after = 3", "fire_after = 3\ncondition = \"below 1\""),
+            "below 1",
+            "rules[0].condition",
+            "is not a condition",
+        ),
+    ];
+    for (what, text, needle, path, fragment) in cases {
+        let (ok, stderr, file) = check(&text);
+        assert!(!ok, "{what}: check passed");
+        let expected = format!("{file}:{}: {path}: ", line_of(&text, needle));
+        let line = stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with(&expected))
+            .unwrap_or_else(|| panic!("{what}: no line starting with {expected:?} in:\n{stderr}"));
+        assert!(
+            line.contains(fragment),
+            "{what}: {line:?} lacks {fragment:?}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_listed_not_only_the_first() {
+    let text = format!("{VALID}{SECOND_RULE}")
+        .replace("\"30s\"", "\"30 parsecs\"")
+        .replace("\"critical\"\nsummary", "\"urgent\"\nsummary")
+        .replace("critical = [\"slack\"]", "critical = [\"pager\"]");
+    let (ok, stderr, file) = check(&text);
+    assert!(!ok);
+    assert!(
+        stderr.starts_with(&format!("{file} has 4 problems:")),
+        "{stderr}"
+    );
+    for path in [
+        "targets[0].interval",
+        "rules[0].severity",
+        "rules[1].name",
+        "routing.critical",
+    ] {
+        assert!(
+            stderr.contains(&format!(": {path}: ")),
+            "{path} missing from:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_syntax_error_names_its_line() {
+    let text = VALID.replace("summary = \"Web down\"", "summary = \"Web down");
+    let (ok, stderr, file) = check(&text);
+    assert!(!ok);
+    let expected = format!("{file}:{}: invalid TOML", line_of(&text, "summary"));
+    assert!(stderr.contains(&expected), "{expected:?} not in:\n{stderr}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example");
+    let out = sloguard(
+        &["check", "--config", path],
+        &[
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.slack.com/services/T000/B000/XXXX",
+            ),
+            ("OPS_WEBHOOK_TOKEN", "token"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

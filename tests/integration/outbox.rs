@@ -1,0 +1,93 @@
+//! The durable outbox: retries with backoff, `Retry-After`, and delivery after a crash.
+
+use std::time::Duration;
+
+use crate::base_config;
+use crate::util::{Daemon, Receiver, Target, slack_text, tempdir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_5xx_and_429_honouring_retry_after_then_delivers_exactly_once() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let hook = Receiver::start().await;
+    slack.script(&[
+        (500, None),
+        (500, None),
+        (500, None),
+        (429, Some("2")),
+        (200, None),
+    ]);
+    let cfg = base_config(&target, &slack.url("/slack"), &hook.url("/hook"));
+    let daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+
+    target.answer(500).await;
+    let delivered = slack.wait_delivered(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        delivered.len(),
+        1,
+        "never delivered; log:\n{}",
+        daemon.log_text()
+    );
+    let attempts = slack.received();
+    let answered: Vec<u16> = attempts.iter().map(|r| r.answered).collect();
+    assert_eq!(answered, vec![500, 500, 500, 429, 200]);
+    let after_429 = attempts[4].at - attempts[3].at;
+    assert!(
+        after_429 >= Duration::from_secs(2),
+        "retried {after_429:?} after a Retry-After of 2 s"
+    );
+    // Every attempt carried the same message.
+    for a in &attempts {
+        assert_eq!(a.body, attempts[0].body);
+    }
+    assert!(slack_text(&delivered[0]).starts_with("🔴 CRITICAL: Web down"));
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        slack.received().len(),
+        5,
+        "sent again after a successful delivery"
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("Notification not delivered; will retry")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_notification_survives_sigkill_and_is_delivered_once_after_restart() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let hook = Receiver::start().await;
+    slack.set_default(500);
+    let cfg = base_config(&target, &slack.url("/slack"), &hook.url("/hook"));
+    let mut daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+
+    target.answer(500).await;
+    // Wait for at least one failed attempt, so the notification is pending in the outbox.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while slack.received().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!slack.received().is_empty(), "no attempt was made");
+    daemon.kill9();
+    let attempts_before = slack.received().len();
+
+    slack.set_default(200);
+    daemon.spawn().await;
+    let got = slack.wait_delivered(1, Duration::from_secs(15)).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "pending notification lost; log:\n{}",
+        daemon.log_text()
+    );
+    assert!(slack_text(&got[0]).starts_with("🔴 CRITICAL: Web down"));
+    // The target is still failing: the restored alert must not fire a second time.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(slack.delivered().len(), 1, "delivered more than once");
+    assert_eq!(slack.received().len(), attempts_before + 1);
+}

@@ -1,0 +1,402 @@
+//! The test harness: temporary directories, a child `sloguard` process, a target HTTP server
+//! that can be switched between answers and refusing connections, and a receiver that records
+//! what Slack or a webhook would have been sent, answering from a script.
+//!
+//! Everything listens on 127.0.0.1 only. Every child process is killed by PID when its guard
+//! is dropped, so a failing test leaves nothing running.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sloguard");
+
+/// Runs `sloguard` with `args` to completion (bounded by 60 s).
+pub fn sloguard(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("SLOGUARD_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sloguard");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.expect("wait for sloguard"),
+        Err(_) => {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            panic!("sloguard {args:?} did not finish within 60 s");
+        }
+    }
+}
+
+/// A running `sloguard run` child process with its own config file and data directory.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+    starts: u32,
+}
+
+impl Daemon {
+    /// Writes `config` into `dir/config.toml` and starts the daemon on it.
+    pub async fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Daemon {
+        let config_path = dir.join("config.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut d = Daemon {
+            child: None,
+            dir: dir.to_path_buf(),
+            config: config_path,
+            log: dir.join("daemon-1.log"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            starts: 0,
+        };
+        d.spawn().await;
+        d
+    }
+
+    /// Starts the process (again), logging to a new file, and waits until it says it started.
+    pub async fn spawn(&mut self) {
+        self.starts += 1;
+        self.log = self.dir.join(format!("daemon-{}.log", self.starts));
+        let log = std::fs::File::create(&self.log).expect("create log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .env_remove("NOTIFY_SOCKET")
+            .env("SLOGUARD_LOG", "info,sloguard=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn sloguard run"));
+        assert!(
+            self.wait_log("sloguard started", Duration::from_secs(20))
+                .await,
+            "daemon did not start; its log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    /// Everything the current process has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Every log of every start of this daemon.
+    pub fn all_logs(&self) -> String {
+        (1..=self.starts)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("daemon-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits until the current log contains `needle`.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).expect("send signal");
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to 15 s for a clean exit; returns the exit status.
+    pub async fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    /// The status the receiver answered with.
+    pub answered: u16,
+    pub body: serde_json::Value,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    script: VecDeque<(u16, Option<String>)>,
+    default_status: u16,
+    got: Vec<Received>,
+}
+
+/// A local HTTP server standing in for Slack or a webhook. It answers each request with the
+/// next scripted status (and optional `Retry-After`), then with the default status.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+    task: JoinHandle<()>,
+}
+
+async fn receive(State(state): State<Arc<Mutex<ReceiverState>>>, body: Bytes) -> impl IntoResponse {
+    let mut s = state.lock().unwrap();
+    let (status, retry_after) = s.script.pop_front().unwrap_or((s.default_status, None));
+    s.got.push(Received {
+        at: Instant::now(),
+        answered: status,
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    });
+    let mut headers = HeaderMap::new();
+    if let Some(ra) = retry_after {
+        headers.insert("retry-after", ra.parse().unwrap());
+    }
+    let text = match status {
+        200 => "ok",
+        404 => "no_service",
+        429 => "rate_limited",
+        _ => "rollup_error",
+    };
+    (StatusCode::from_u16(status).unwrap(), headers, text)
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(Mutex::new(ReceiverState {
+            default_status: 200,
+            ..Default::default()
+        }));
+        let app = Router::new().fallback(receive).with_state(state.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, state, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers the next requests with these statuses (and `Retry-After` values).
+    pub fn script(&self, answers: &[(u16, Option<&str>)]) {
+        let mut s = self.state.lock().unwrap();
+        s.script = answers
+            .iter()
+            .map(|(c, r)| (*c, r.map(str::to_string)))
+            .collect();
+    }
+
+    pub fn set_default(&self, status: u16) {
+        self.state.lock().unwrap().default_status = status;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().got.clone()
+    }
+
+    /// Requests that were answered with 2xx, i.e. deliveries.
+    pub fn delivered(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.answered < 300)
+            .collect()
+    }
+
+    /// Waits until `n` deliveries arrived; returns them.
+    pub async fn wait_delivered(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.delivered();
+            if got.len() >= n || Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The probe target: answers `/health` with a switchable status, or refuses connections.
+pub struct Target {
+    pub addr: SocketAddr,
+    status: Arc<AtomicU16>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Target {
+    pub async fn start() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut t = Target {
+            addr,
+            status: Arc::new(AtomicU16::new(200)),
+            task: None,
+        };
+        t.serve(listener);
+        t
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let status = self.status.clone();
+        // `Connection: close` on every answer, so that refusing connections takes effect at once.
+        let app = Router::new().fallback(move || {
+            let code = status.load(Ordering::SeqCst);
+            async move {
+                (
+                    StatusCode::from_u16(code).unwrap(),
+                    [("connection", "close")],
+                    "status",
+                )
+            }
+        });
+        self.task = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }));
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/health", self.addr)
+    }
+
+    /// Answers every request with `code`, listening again if it was refusing.
+    pub async fn answer(&mut self, code: u16) {
+        self.status.store(code, Ordering::SeqCst);
+        if self.task.is_none() {
+            let listener = TcpListener::bind(self.addr)
+                .await
+                .expect("rebind target port");
+            self.serve(listener);
+        }
+    }
+
+    /// Stops listening: connections are refused.
+    pub async fn refuse(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A temporary directory for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sloguard-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// Checks a message text line by line; `~regex` lines are matched as regular expressions.
+pub fn assert_text(actual: &str, expected: &[&str]) {
+    let lines: Vec<&str> = actual.lines().collect();
+    assert_eq!(
+        lines.len(),
+        expected.len(),
+        "line count differs; got:\n{actual}"
+    );
+    for (got, want) in lines.iter().zip(expected) {
+        match want.strip_prefix('~') {
+            Some(re) => assert!(
+                regex::Regex::new(&format!("^{re}$")).unwrap().is_match(got),
+                "line {got:?} does not match {re:?}; whole text:\n{actual}"
+            ),
+            None => assert_eq!(got, want, "whole text:\n{actual}"),
+        }
+    }
+}
+
+/// The Slack text of a delivery, unescaped.
+pub fn slack_text(r: &Received) -> String {
+    r.body["text"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
