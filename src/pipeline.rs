@@ -195,8 +195,13 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
         )
     } else {
         format!(
-            "{} {}: {} consecutive samples (threshold: {}), latest value {}",
-            c.metric, c.condition, a.breaches, c.fire_after, a.value
+            "{}: {} (threshold: {}; {} consecutive sample{}, fires after {})",
+            c.metric,
+            format_value(a.value),
+            c.condition,
+            a.breaches,
+            if a.breaches == 1 { "" } else { "s" },
+            c.fire_after
         )
     };
     let resolved = t.kind == TransitionKind::Resolved;
@@ -219,5 +224,30 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
         ended_at_ms: resolved.then_some(t.at_ms),
         runbook_url: rule.runbook_url.clone(),
         dashboard_url: rule.dashboard_url.clone(),
+    }
+}
+
+/// A value with at most three decimals and no trailing zeros: `9.5`, `0.123`, `3`.
+pub fn format_value(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_value;
+
+    #[test]
+    fn values_print_short() {
+        assert_eq!(format_value(9.5), "9.5");
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(0.12345), "0.123");
+        assert_eq!(format_value(-0.0001), "0");
+        assert_eq!(format_value(1200.0), "1200");
     }
 }

@@ -141,6 +141,15 @@ pub struct Target {
     pub timeout: Duration,
     pub interval: Duration,
     pub jitter: Duration,
+    /// Extra CA certificates trusted for this target.
+    pub ca: Option<CaFile>,
+}
+
+/// A PEM bundle of CA certificates, read when the configuration is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub pem: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

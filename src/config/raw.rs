@@ -108,6 +108,8 @@ pub struct RawTarget {
     pub interval: Option<String>,
     /// Random extra delay added to each interval, to spread probes.
     pub jitter: Option<String>,
+    /// A PEM file of CA certificates trusted for this target, besides the system's.
+    pub ca_file: Option<String>,
 }
 
 /// `[[rules]]` with `kind = "consecutive"`: fire after N consecutive breaching samples,

@@ -16,8 +16,8 @@ use super::raw::{
     RawConsecutive, RawDaemon, RawOutbox, RawRouting, RawSlack, RawTarget, RawWebhook,
 };
 use super::{
-    Channel, ChannelKind, Config, ConsecutiveRule, DaemonConfig, LogFormat, OutboxConfig, Problem,
-    Routing, Rule, RuleKind, Secret, Severity, Target, defaults, parse_duration,
+    CaFile, Channel, ChannelKind, Config, ConsecutiveRule, DaemonConfig, LogFormat, OutboxConfig,
+    Problem, Routing, Rule, RuleKind, Secret, Severity, Target, defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -148,7 +148,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let mut targets: Vec<Target> = Vec::new();
     for (value, site) in tables(&mut problems, section("targets"), "targets") {
         if let Some(t) = element::<RawTarget>(&mut problems, value, &site)
-            .and_then(|raw| target(&mut problems, raw, &site))
+            .and_then(|raw| target(&mut problems, raw, &site, &base_dir))
             && !targets.iter().any(|o| o.name == t.name)
         {
             targets.push(t);
@@ -674,7 +674,35 @@ fn check_channel_refs(
     }
 }
 
-fn target(problems: &mut Problems<'_>, raw: RawTarget, site: &Site<'_, '_>) -> Option<Target> {
+fn ca_file(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    raw: Option<&str>,
+    base_dir: &Path,
+) -> Option<CaFile> {
+    let path = base_dir.join(raw?);
+    let problem = match std::fs::read(&path) {
+        Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => return Some(CaFile { path, pem }),
+            Ok(_) => format!("{} holds no PEM certificate", path.display()),
+            Err(e) => format!("{} is not a PEM certificate bundle: {e}", path.display()),
+        },
+        Err(e) => format!("cannot read {}: {e}", path.display()),
+    };
+    problems.push(
+        Some(site.span_of("ca_file")),
+        site.field("ca_file"),
+        problem,
+    );
+    None
+}
+
+fn target(
+    problems: &mut Problems<'_>,
+    raw: RawTarget,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<Target> {
     let before = problems.list.len();
     check_name(problems, site, &raw.name);
     let url = match url::Url::parse(&raw.url) {
@@ -754,6 +782,7 @@ fn target(problems: &mut Problems<'_>, raw: RawTarget, site: &Site<'_, '_>) -> O
         defaults::probe_jitter(),
         Duration::ZERO,
     );
+    let ca = ca_file(problems, site, raw.ca_file.as_deref(), base_dir);
     if problems.list.len() > before {
         return None;
     }
@@ -767,6 +796,7 @@ fn target(problems: &mut Problems<'_>, raw: RawTarget, site: &Site<'_, '_>) -> O
         timeout,
         interval,
         jitter,
+        ca,
     })
 }
 

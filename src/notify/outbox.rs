@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Notification, SendError, send};
 use crate::clock::now_ms;
@@ -75,7 +76,8 @@ pub async fn run(
     let client = reqwest::Client::builder()
         .user_agent(concat!("sloguard/", env!("CARGO_PKG_VERSION")))
         .build()?;
-    let mut workers: BTreeMap<String, (Channel, CancellationToken, tokio::task::JoinHandle<()>)> =
+    // Dropping the map (when this task ends or panics) aborts every worker.
+    let mut workers: BTreeMap<String, (Channel, CancellationToken, AbortOnDropHandle<()>)> =
         BTreeMap::new();
     loop {
         let cfg = config.borrow_and_update().clone();
@@ -104,7 +106,7 @@ pub async fn run(
                 wake: wake.clone(),
                 stop: token.clone(),
             };
-            let handle = tokio::spawn(worker.run());
+            let handle = AbortOnDropHandle::new(tokio::spawn(worker.run()));
             workers.insert(name.clone(), (ch.clone(), token, handle));
         }
         bury_orphans(&store, &cfg)?;

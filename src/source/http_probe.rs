@@ -14,9 +14,10 @@ use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::now_ms;
-use crate::config::{Config, Target};
+use crate::config::{CaFile, Config, Target};
 use crate::series::{Sample, SeriesKey};
 
 /// The most of a response body a probe reads when it must look inside it.
@@ -69,18 +70,23 @@ impl ProbeResult {
     }
 }
 
-/// The shared client for all probes: no redirects followed silently beyond 10, no cookies,
-/// certificate details kept for the expiry series.
-pub fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// A probe client: system and built-in roots plus `ca`, certificate details kept for the
+/// expiry series. Targets without their own CA share one client, and so its connections.
+pub fn client(ca: Option<&CaFile>) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!(
             "sloguard/",
             env!("CARGO_PKG_VERSION"),
             " (uptime probe)"
         ))
         .tls_info(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build()
+        .pool_idle_timeout(Duration::from_secs(90));
+    if let Some(ca) = ca {
+        for cert in reqwest::Certificate::from_pem_bundle(&ca.pem)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build()
 }
 
 /// Probes `target` once.
@@ -199,7 +205,7 @@ pub fn describe_transport_error(e: &reqwest::Error) -> String {
             return format!("TLS error: {tls}");
         }
         deepest = Some(s.to_string());
-        source = s.source();
+        source = next_cause(s);
     }
     let detail = deepest.unwrap_or_else(|| strip_url(e));
     if detail.contains("dns error") || detail.contains("failed to lookup address") {
@@ -209,6 +215,20 @@ pub fn describe_transport_error(e: &reqwest::Error) -> String {
     } else {
         detail
     }
+}
+
+/// The error `e` wraps. An `io::Error`'s `source()` skips the error it wraps (rustls puts its
+/// certificate errors there, sometimes two io::Errors deep), so step into it instead.
+fn next_cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return Some(inner);
+    }
+    e.source()
 }
 
 /// Days until the certificate's `notAfter`, negative once expired.
@@ -225,8 +245,9 @@ pub async fn run(
     tx: mpsc::Sender<Vec<Sample>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = client()?;
-    let mut tasks: BTreeMap<String, (Target, CancellationToken, tokio::task::JoinHandle<()>)> =
+    let shared = client(None)?;
+    // Dropping the map (when this task ends or panics) aborts every probe task.
+    let mut tasks: BTreeMap<String, (Target, CancellationToken, AbortOnDropHandle<()>)> =
         BTreeMap::new();
     loop {
         let cfg = config.borrow_and_update().clone();
@@ -245,13 +266,28 @@ pub async fn run(
             if tasks.contains_key(&target.name) {
                 continue;
             }
+            let client = match &target.ca {
+                None => shared.clone(),
+                Some(ca) => match client(Some(ca)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(
+                            target = %target.name,
+                            ca_file = %ca.path.display(),
+                            error = %e,
+                            "Cannot build the probe's TLS client; not probing this target"
+                        );
+                        continue;
+                    }
+                },
+            };
             let token = shutdown.child_token();
-            let handle = tokio::spawn(probe_loop(
-                client.clone(),
+            let handle = AbortOnDropHandle::new(tokio::spawn(probe_loop(
+                client,
                 target.clone(),
                 tx.clone(),
                 token.clone(),
-            ));
+            )));
             tasks.insert(target.name.clone(), (target.clone(), token, handle));
         }
         tokio::select! {

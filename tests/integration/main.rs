@@ -5,6 +5,8 @@ mod e2e;
 mod outbox;
 mod reload;
 mod secrets;
+mod systemd;
+mod tls;
 mod util;
 
 use util::Target;
