@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check of sloguard: formatting, lints, then all tests (unit and integration).
+# Installs what the checks need when it is missing; safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# rustfmt and clippy come with rustup's default profile, but not with every toolchain.
+if command -v rustup >/dev/null 2>&1; then
+    for component in rustfmt clippy; do
+        if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+            rustup component add "${component}"
+        fi
+    done
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --locked
