@@ -109,13 +109,17 @@ pub async fn run(
             let handle = AbortOnDropHandle::new(tokio::spawn(worker.run()));
             workers.insert(name.clone(), (ch.clone(), token, handle));
         }
-        bury_orphans(&store, &cfg)?;
+        // Judge orphans by the newest configuration: the pipeline may already route to a
+        // channel this loop has not started yet. Looking again now and then catches an entry
+        // the pipeline wrote for a channel just before a reload removed it.
+        bury_orphans(&store, &config.borrow().clone())?;
         tokio::select! {
             changed = config.changed() => {
                 if changed.is_err() {
                     break;
                 }
             }
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = shutdown.cancelled() => break,
         }
     }

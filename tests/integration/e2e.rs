@@ -126,3 +126,77 @@ async fn restart_while_firing_neither_fires_again_nor_forgets_the_alert() {
     assert!(slack_text(&got[1]).starts_with("✅ RESOLVED: Web down"));
     assert!(slack_text(&got[1]).contains("Last failure: HTTP 503 Service Unavailable"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_notify_prints_what_the_channel_answered() {
+    let dir = tempdir();
+    let target = Target::start().await;
+    let slack = Receiver::start().await;
+    let hook = Receiver::start().await;
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        base_config(&target, &slack.url("/slack"), &hook.url("/hook")),
+    )
+    .unwrap();
+    let out = crate::util::sloguard(
+        &[
+            "test-notify",
+            "--config",
+            path.to_str().unwrap(),
+            "--channel",
+            "slack",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "slack (slack): delivered; the channel answered HTTP 200 ok\n"
+    );
+    let got = slack.delivered();
+    assert_eq!(got.len(), 1);
+    assert!(
+        slack_text(&got[0])
+            .starts_with("🧪 TEST: Test notification from sloguard to channel `slack`")
+    );
+
+    // A webhook that refuses: the answer is printed and the exit code says it failed.
+    hook.set_default(404);
+    let out = crate::util::sloguard(
+        &[
+            "test-notify",
+            "--config",
+            path.to_str().unwrap(),
+            "--channel",
+            "ops-webhook",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ops-webhook (webhook): not delivered: HTTP 404: no_service (permanent; check the channel's configuration)\n"
+    );
+    assert_eq!(hook.received()[0].body["status"], "test");
+
+    let out = crate::util::sloguard(
+        &[
+            "test-notify",
+            "--config",
+            path.to_str().unwrap(),
+            "--channel",
+            "pager",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no channel named `pager`; its channels: ops-webhook, slack")
+    );
+}
