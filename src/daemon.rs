@@ -62,45 +62,54 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let heartbeat = Arc::new(AtomicI64::new(now_ms()));
 
-    let stop = shutdown.child_token();
-    let mut sup = Supervisor::new(stop.clone());
-    let probes_stop = stop.child_token();
-    {
+    // Each stage stops on its own token, in data-flow order: sources, then the pipeline
+    // (which commits what they produced), then the outbox (which delivers what is due).
+    let probes_stop = CancellationToken::new();
+    let pipeline_stop = CancellationToken::new();
+    let outbox_stop = CancellationToken::new();
+    let rest_stop = CancellationToken::new();
+    let mut sup = Supervisor::new();
+    let probes_done = {
         let (cfg, tx, token) = (config_rx.clone(), samples_tx.clone(), probes_stop.clone());
-        sup.spawn("probes", move || {
+        sup.spawn("probes", probes_stop.clone(), move || {
             http_probe::run(cfg.clone(), tx.clone(), token.clone())
-        });
-    }
+        })
+    };
     drop(samples_tx);
-    {
+    let pipeline_done = {
         let pipeline = Arc::new(Pipeline {
             store: store.clone(),
             config: config_rx.clone(),
             samples: samples_rx,
             wake: wake.clone(),
             heartbeat: heartbeat.clone(),
-            shutdown: stop.clone(),
+            shutdown: pipeline_stop.clone(),
         });
-        sup.spawn("pipeline", move || {
+        sup.spawn("pipeline", pipeline_stop.clone(), move || {
             let p = pipeline.clone();
             async move { p.run().await }
-        });
-    }
-    {
-        let (s, cfg, w, token) = (store.clone(), config_rx.clone(), wake.clone(), stop.clone());
-        sup.spawn("outbox", move || {
+        })
+    };
+    let outbox_done = {
+        let (s, cfg, w, token) = (
+            store.clone(),
+            config_rx.clone(),
+            wake.clone(),
+            outbox_stop.clone(),
+        );
+        sup.spawn("outbox", outbox_stop.clone(), move || {
             outbox::run(s.clone(), cfg.clone(), w.clone(), token.clone())
-        });
-    }
+        })
+    };
     {
-        let (s, cfg, token) = (store.clone(), config_rx.clone(), stop.clone());
-        sup.spawn("retention", move || {
+        let (s, cfg, token) = (store.clone(), config_rx.clone(), rest_stop.clone());
+        sup.spawn("retention", rest_stop.clone(), move || {
             retention(s.clone(), cfg.clone(), token.clone())
         });
     }
     if let Some(interval) = sd_notify::watchdog_enabled() {
-        let (hb, token) = (heartbeat.clone(), stop.clone());
-        sup.spawn("watchdog", move || {
+        let (hb, token) = (heartbeat.clone(), rest_stop.clone());
+        sup.spawn("watchdog", rest_stop.clone(), move || {
             watchdog(interval, hb.clone(), token.clone())
         });
     }
@@ -139,15 +148,34 @@ pub async fn run(
         }
     }
     sd_notify(&[sd_notify::NotifyState::Stopping]);
-    // Stop the sources first so the pipeline commits everything they produced, then the rest.
     probes_stop.cancel();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    stop.cancel();
-    sup.wait(outbox::DRAIN_GRACE + Duration::from_secs(2)).await;
+    wait_done(probes_done, Duration::from_secs(5), "probes").await;
+    pipeline_stop.cancel();
+    wait_done(pipeline_done, Duration::from_secs(10), "pipeline").await;
+    outbox_stop.cancel();
+    let outbox_timeout = config_rx.borrow().outbox.timeout;
+    wait_done(
+        outbox_done,
+        outbox::DRAIN_GRACE + outbox_timeout + Duration::from_secs(1),
+        "outbox",
+    )
+    .await;
+    rest_stop.cancel();
+    sup.wait(Duration::from_secs(2)).await;
     signals_handle.close();
     drop(store);
     tracing::info!("sloguard stopped");
     Ok(())
+}
+
+/// Waits until a supervised task has finished, or `limit` passed.
+async fn wait_done(mut done: watch::Receiver<bool>, limit: Duration, task: &str) {
+    if tokio::time::timeout(limit, done.wait_for(|d| *d))
+        .await
+        .is_err()
+    {
+        tracing::warn!(task, "Task did not stop in time");
+    }
 }
 
 /// Re-reads the configuration; a file with problems is rejected and the running one kept.
@@ -238,7 +266,7 @@ async fn watchdog(
     heartbeat: Arc<AtomicI64>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(interval / 2);
+    let mut tick = tokio::time::interval((interval / 2).max(Duration::from_millis(10)));
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -1,12 +1,17 @@
 //! The pipeline: samples from the sources are committed to the store together with the alert
 //! transitions they cause and the notifications those transitions owe, in one transaction;
 //! then the outbox is woken. Rules are evaluated the moment a sample arrives.
+//!
+//! A firing alert's record keeps the notification it sent and the channels it went to, so
+//! its resolve reaches exactly those channels, reads the same, and can still be sent when a
+//! reload or a restart has removed the rule.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -15,11 +20,26 @@ use crate::config::{Config, Rule, RuleKind};
 use crate::notify::outbox::Entry;
 use crate::notify::{Notification, Status};
 use crate::rules::{AlertState, Engine, Transition, TransitionKind};
-use crate::series::Sample;
+use crate::series::{Labels, Sample, SeriesKey};
 use crate::store::{Batch, Store};
 
 /// The most samples committed in one transaction.
 const MAX_BATCH: usize = 10_000;
+
+/// What the store keeps for one pending or firing alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAlert {
+    pub state: AlertState,
+    /// Set once the alert fired.
+    pub fired: Option<Fired>,
+}
+
+/// The firing notification and where it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fired {
+    pub channels: Vec<String>,
+    pub notification: Notification,
+}
 
 pub struct Pipeline {
     pub store: Arc<Store>,
@@ -31,20 +51,46 @@ pub struct Pipeline {
     pub shutdown: CancellationToken,
 }
 
+/// Whether an alert watches a probe series of a target the configuration no longer has.
+fn probe_target_gone(cfg: &Config) -> impl Fn(&Rule, &Labels) -> bool + '_ {
+    move |rule, labels| {
+        let RuleKind::Consecutive(c) = &rule.kind;
+        c.metric.starts_with("probe_")
+            && labels
+                .get("target")
+                .is_some_and(|t| !cfg.targets.iter().any(|x| &x.name == t))
+    }
+}
+
+const TARGET_GONE: &str = "the probe target was removed from the configuration";
+
 impl Pipeline {
     pub async fn run(&self) -> anyhow::Result<()> {
         let mut config = self.config.clone();
         let mut cfg = config.borrow_and_update().clone();
-        let restored: Vec<AlertState> = self.store.alerts()?;
-        let firing = restored.len();
-        let (mut engine, transitions) = Engine::restore(cfg.rules.clone(), restored, now_ms());
-        if firing > 0 {
+        let store = self.store.clone();
+        let restored: Vec<StoredAlert> =
+            tokio::task::spawn_blocking(move || store.alerts()).await??;
+        if !restored.is_empty() {
             tracing::info!(
-                alerts = firing,
+                alerts = restored.len(),
                 "Restored pending and firing alerts from the store"
             );
         }
-        self.commit(&cfg, &cfg, &[], transitions)?;
+        let mut fired: HashMap<String, Fired> = HashMap::new();
+        let mut states = Vec::with_capacity(restored.len());
+        for a in restored {
+            if let Some(f) = a.fired {
+                fired.insert(a.state.fingerprint(), f);
+            }
+            states.push(a.state);
+        }
+        let now = now_ms();
+        let (mut engine, mut transitions) = Engine::restore(cfg.rules.clone(), states, now);
+        transitions.extend(engine.retire(probe_target_gone(&cfg), now, TARGET_GONE));
+        self.commit(&cfg, &mut fired, Vec::new(), transitions)
+            .await?;
+
         let mut rx = self.samples.lock().await;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -58,16 +104,18 @@ impl Pipeline {
                             Err(_) => break,
                         }
                     }
-                    self.evaluate(&mut engine, &cfg, &samples)?;
+                    self.evaluate(&mut engine, &cfg, &mut fired, samples).await?;
                 }
                 changed = config.changed() => {
                     if changed.is_err() {
                         break;
                     }
                     let new = config.borrow_and_update().clone();
-                    let transitions = engine.reload(new.rules.clone(), now_ms());
-                    self.commit(&cfg, &new, &[], transitions)?;
+                    let now = now_ms();
+                    let mut transitions = engine.reload(new.rules.clone(), now);
+                    transitions.extend(engine.retire(probe_target_gone(&new), now, TARGET_GONE));
                     cfg = new;
+                    self.commit(&cfg, &mut fired, Vec::new(), transitions).await?;
                 }
                 _ = tick.tick() => {}
                 _ = self.shutdown.cancelled() => break,
@@ -79,95 +127,56 @@ impl Pipeline {
             rest.extend(more);
         }
         if !rest.is_empty() {
-            self.evaluate(&mut engine, &cfg, &rest)?;
+            self.evaluate(&mut engine, &cfg, &mut fired, rest).await?;
         }
         Ok(())
     }
 
-    fn evaluate(
+    async fn evaluate(
         &self,
         engine: &mut Engine,
         cfg: &Config,
-        samples: &[Sample],
+        fired: &mut HashMap<String, Fired>,
+        samples: Vec<Sample>,
     ) -> anyhow::Result<()> {
         let now = now_ms();
         let mut transitions = Vec::new();
-        for s in samples {
+        for s in &samples {
             transitions.extend(engine.observe(s, now));
         }
-        self.commit(cfg, cfg, samples, transitions)
+        self.commit(cfg, fired, samples, transitions).await
     }
 
-    /// Writes samples, alert changes and owed notifications in one transaction. `old` is the
-    /// configuration the transitions' rules come from (it differs from `new` on reload).
-    fn commit(
+    /// Writes samples, alert changes and owed notifications in one transaction, off the
+    /// async threads, then wakes the outbox.
+    async fn commit(
         &self,
-        old: &Config,
-        new: &Config,
-        samples: &[Sample],
+        cfg: &Config,
+        fired: &mut HashMap<String, Fired>,
+        samples: Vec<Sample>,
         transitions: Vec<Transition>,
     ) -> anyhow::Result<()> {
-        let mut batch = Batch {
-            samples,
-            ..Batch::default()
-        };
-        let now = now_ms();
-        let mut notified = 0;
-        for t in &transitions {
-            let fp = t.alert.fingerprint();
-            let rule = new
-                .rules
-                .iter()
-                .find(|r| r.name == t.alert.rule)
-                .or_else(|| old.rules.iter().find(|r| r.name == t.alert.rule));
-            let labels = crate::series::SeriesKey {
-                name: String::new(),
-                labels: t.alert.labels.clone(),
-            }
-            .to_string();
-            match t.kind {
-                TransitionKind::Pending => {
-                    tracing::info!(rule = %t.alert.rule, labels = %labels, "Alert pending");
-                    batch.put_alert(fp, &t.alert);
-                }
-                TransitionKind::Cleared => {
-                    tracing::info!(rule = %t.alert.rule, labels = %labels, "Alert cleared before firing");
-                    batch.delete_alerts.push(fp);
-                }
-                TransitionKind::Firing | TransitionKind::Resolved => {
-                    let firing = t.kind == TransitionKind::Firing;
-                    if firing {
-                        batch.put_alert(fp, &t.alert);
-                    } else {
-                        batch.delete_alerts.push(fp);
-                    }
-                    let Some(rule) = rule else { continue };
-                    let n = notification(rule, t);
-                    let channels: Vec<&String> = rule
-                        .route(&new.routing)
-                        .iter()
-                        .filter(|c| new.channels.contains_key(*c))
-                        .collect();
-                    tracing::info!(
-                        rule = %t.alert.rule,
-                        labels = %labels,
-                        severity = %t.alert.severity,
-                        reason = t.alert.note.as_deref().unwrap_or(""),
-                        channels = channels.len(),
-                        "{}",
-                        if firing { "Alert firing" } else { "Alert resolved" }
-                    );
-                    for ch in channels {
-                        batch.push_outbox(&Entry::new(ch, n.clone(), now));
-                        notified += 1;
-                    }
-                }
-            }
-        }
-        if batch.is_empty() {
+        let plan = plan(cfg, fired, &transitions, now_ms());
+        if samples.is_empty() && plan.is_empty() {
             return Ok(());
         }
-        self.store.write(&batch)?;
+        let notified = plan.outbox.len();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut batch = Batch {
+                samples: &samples,
+                ..Batch::default()
+            };
+            for (fp, rec) in &plan.put {
+                batch.put_alert(fp.clone(), rec);
+            }
+            batch.delete_alerts = plan.delete;
+            for e in &plan.outbox {
+                batch.push_outbox(e);
+            }
+            store.write(&batch)
+        })
+        .await??;
         if notified > 0 {
             self.wake.notify_waiters();
         }
@@ -175,8 +184,143 @@ impl Pipeline {
     }
 }
 
+/// The store changes a set of transitions calls for.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub put: Vec<(String, StoredAlert)>,
+    pub delete: Vec<String>,
+    pub outbox: Vec<Entry>,
+}
+
+impl Plan {
+    fn is_empty(&self) -> bool {
+        self.put.is_empty() && self.delete.is_empty() && self.outbox.is_empty()
+    }
+}
+
+/// Decides, without I/O, what `transitions` write: alert records, deletions, and one outbox
+/// entry per notification and channel. Logs each state change. Updates `fired`.
+pub fn plan(
+    cfg: &Config,
+    fired: &mut HashMap<String, Fired>,
+    transitions: &[Transition],
+    now: i64,
+) -> Plan {
+    let mut plan = Plan::default();
+    for t in transitions {
+        let fp = t.alert.fingerprint();
+        let rule = cfg.rules.iter().find(|r| r.name == t.alert.rule);
+        let labels = SeriesKey {
+            name: String::new(),
+            labels: t.alert.labels.clone(),
+        }
+        .to_string();
+        match t.kind {
+            TransitionKind::Pending => {
+                tracing::info!(rule = %t.alert.rule, labels = %labels, "Alert pending");
+                plan.put.push((
+                    fp,
+                    StoredAlert {
+                        state: t.alert.clone(),
+                        fired: None,
+                    },
+                ));
+            }
+            TransitionKind::Cleared => {
+                tracing::info!(rule = %t.alert.rule, labels = %labels, "Alert cleared before firing");
+                fired.remove(&fp);
+                plan.delete.push(fp);
+            }
+            TransitionKind::Firing => {
+                let Some(rule) = rule else { continue };
+                let n = notification(rule, t);
+                let channels: Vec<String> = rule
+                    .route(&cfg.routing)
+                    .iter()
+                    .filter(|c| cfg.channels.contains_key(*c))
+                    .cloned()
+                    .collect();
+                tracing::info!(
+                    rule = %t.alert.rule,
+                    labels = %labels,
+                    severity = %t.alert.severity,
+                    reason = t.alert.note.as_deref().unwrap_or(""),
+                    channels = %channels.join(","),
+                    "Alert firing"
+                );
+                for ch in &channels {
+                    plan.outbox.push(Entry::new(ch, n.clone(), now));
+                }
+                let f = Fired {
+                    channels,
+                    notification: n,
+                };
+                fired.insert(fp.clone(), f.clone());
+                plan.put.push((
+                    fp,
+                    StoredAlert {
+                        state: t.alert.clone(),
+                        fired: Some(f),
+                    },
+                ));
+            }
+            TransitionKind::Resolved => {
+                plan.delete.push(fp.clone());
+                let earlier = fired.remove(&fp);
+                // The resolve goes where the firing went, and reads like it.
+                let (n, channels) = match (earlier, rule) {
+                    (Some(f), rule) => {
+                        let mut n = match rule {
+                            Some(rule) => notification(rule, t),
+                            None => resolved_from(&f.notification, t),
+                        };
+                        n.fired_at_ms = f.notification.fired_at_ms;
+                        (n, f.channels)
+                    }
+                    (None, Some(rule)) => {
+                        (notification(rule, t), rule.route(&cfg.routing).to_vec())
+                    }
+                    (None, None) => {
+                        tracing::warn!(rule = %t.alert.rule, labels = %labels, "Alert resolved; its rule and firing record are gone, so no resolve is sent");
+                        continue;
+                    }
+                };
+                let (deliverable, lost): (Vec<String>, Vec<String>) = channels
+                    .into_iter()
+                    .partition(|c| cfg.channels.contains_key(c));
+                if !lost.is_empty() {
+                    tracing::warn!(rule = %t.alert.rule, channels = %lost.join(","), "The resolve cannot go to channels removed from the configuration");
+                }
+                tracing::info!(
+                    rule = %t.alert.rule,
+                    labels = %labels,
+                    severity = %t.alert.severity,
+                    note = t.reason.as_deref().unwrap_or(""),
+                    channels = %deliverable.join(","),
+                    "Alert resolved"
+                );
+                for ch in &deliverable {
+                    plan.outbox.push(Entry::new(ch, n.clone(), now));
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// A resolve built from the firing notification, for an alert whose rule is gone.
+fn resolved_from(firing: &Notification, t: &Transition) -> Notification {
+    Notification {
+        status: Status::Resolved,
+        ended_at_ms: Some(t.at_ms),
+        note: t.reason.clone(),
+        reason: t.alert.note.clone(),
+        ..firing.clone()
+    }
+}
+
 /// Fills `{label}` placeholders of a rule's summary.
-fn render_summary(summary: &str, labels: &BTreeMap<String, String>) -> String {
+fn render_summary(summary: &str, labels: &Labels) -> String {
     let mut out = summary.to_string();
     for (k, v) in labels {
         out = out.replace(&format!("{{{k}}}"), v);
@@ -240,7 +384,98 @@ pub fn format_value(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::format_value;
+    use super::*;
+    use crate::config;
+    use crate::series::SeriesKey;
+
+    fn cfg(extra_rule: &str, routing_critical: &str) -> Config {
+        let text = format!(
+            r#"
+[routing]
+critical = [{routing_critical}]
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "http://127.0.0.1:9/slack"
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[targets]]
+name = "web"
+url = "http://127.0.0.1:9/"
+{extra_rule}
+"#
+        );
+        config::parse(&text, std::path::Path::new("test.toml")).unwrap()
+    }
+
+    const RULE: &str = r#"
+[[rules]]
+name = "down"
+kind = "consecutive"
+match = { target = "web" }
+fire_after = 1
+severity = "critical"
+summary = "Web down"
+"#;
+
+    fn fail(t: i64) -> Sample {
+        Sample {
+            series: SeriesKey::new("probe_up", &[("target", "web")]),
+            ts_ms: t,
+            value: 0.0,
+            note: Some("HTTP 500".into()),
+        }
+    }
+
+    fn outbox_channels(p: &Plan) -> Vec<(&str, Status)> {
+        p.outbox
+            .iter()
+            .map(|e| (e.channel.as_str(), e.notification.status))
+            .collect()
+    }
+
+    #[test]
+    fn a_resolve_goes_where_the_firing_went_even_after_routing_changed() {
+        let before = cfg(RULE, r#""slack", "hook""#);
+        let (mut engine, _) = Engine::restore(before.rules.clone(), vec![], 0);
+        let mut fired = HashMap::new();
+        let ts = engine.observe(&fail(1), 1);
+        let p = plan(&before, &mut fired, &ts, 1);
+        assert_eq!(
+            outbox_channels(&p),
+            vec![("slack", Status::Firing), ("hook", Status::Firing)]
+        );
+        // A reload routes critical to Slack only; the rule itself is then removed.
+        let after = cfg("", r#""slack""#);
+        let ts = engine.reload(after.rules.clone(), 5);
+        let p = plan(&after, &mut fired, &ts, 5);
+        assert_eq!(
+            outbox_channels(&p),
+            vec![("slack", Status::Resolved), ("hook", Status::Resolved)]
+        );
+        let n = &p.outbox[0].notification;
+        assert_eq!(n.summary, "Web down");
+        assert_eq!(n.fired_at_ms, 1);
+        assert!(n.note.as_deref().unwrap_or("").contains("removed"));
+        assert_eq!(p.delete, vec![r#"down{target="web"}"#.to_string()]);
+    }
+
+    #[test]
+    fn a_firing_alert_of_a_removed_target_resolves() {
+        let c = cfg(RULE, r#""slack""#);
+        let (mut engine, _) = Engine::restore(c.rules.clone(), vec![], 0);
+        let mut fired = HashMap::new();
+        let ts = engine.observe(&fail(1), 1);
+        plan(&c, &mut fired, &ts, 1);
+        let mut without = c.clone();
+        without.targets.clear();
+        let ts = engine.retire(probe_target_gone(&without), 9, TARGET_GONE);
+        let p = plan(&without, &mut fired, &ts, 9);
+        assert_eq!(outbox_channels(&p), vec![("slack", Status::Resolved)]);
+        assert_eq!(p.outbox[0].notification.note.as_deref(), Some(TARGET_GONE));
+    }
 
     #[test]
     fn values_print_short() {

@@ -4,9 +4,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 const FIRST_DELAY: Duration = Duration::from_secs(1);
 const MAX_DELAY: Duration = Duration::from_secs(30);
@@ -15,29 +17,52 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 pub struct Supervisor {
     set: JoinSet<()>,
-    shutdown: CancellationToken,
+}
+
+/// Marks a task finished however its wrapper ends, aborted included.
+struct DoneOnDrop(watch::Sender<bool>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Supervisor::new()
+    }
 }
 
 impl Supervisor {
-    pub fn new(shutdown: CancellationToken) -> Supervisor {
+    pub fn new() -> Supervisor {
         Supervisor {
             set: JoinSet::new(),
-            shutdown,
         }
     }
 
-    /// Runs `make()` until shutdown, restarting it whenever it returns or panics.
-    pub fn spawn<F, Fut>(&mut self, name: &'static str, mut make: F)
+    /// Runs `make()` until `stop` is cancelled, restarting it whenever it returns or panics.
+    /// The returned receiver turns `true` once the task has finished for good.
+    pub fn spawn<F, Fut>(
+        &mut self,
+        name: &'static str,
+        stop: CancellationToken,
+        mut make: F,
+    ) -> watch::Receiver<bool>
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let shutdown = self.shutdown.clone();
+        let shutdown = stop;
+        let (done_tx, done_rx) = watch::channel(false);
         self.set.spawn(async move {
+            let _done = DoneOnDrop(done_tx);
             let mut delay = FIRST_DELAY;
             loop {
                 let started = Instant::now();
-                let outcome = tokio::spawn(make()).await;
+                // Aborting this wrapper (on a shutdown that overran its grace) drops the handle
+                // and so aborts the task itself.
+                let outcome = AbortOnDropHandle::new(tokio::spawn(make())).await;
                 let stopping = shutdown.is_cancelled();
                 match outcome {
                     Ok(Ok(())) if stopping => return,
@@ -66,6 +91,7 @@ impl Supervisor {
                 delay = (delay * 2).min(MAX_DELAY);
             }
         });
+        done_rx
     }
 
     /// Waits for every task to finish after shutdown, aborting what is left after `grace`.
@@ -88,23 +114,26 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_panicking_task_is_restarted() {
         let shutdown = CancellationToken::new();
-        let mut sup = Supervisor::new(shutdown.clone());
+        let mut sup = Supervisor::new();
         let runs = Arc::new(AtomicU32::new(0));
         let r = runs.clone();
-        sup.spawn("flaky", move || {
-            let r = r.clone();
+        let token = shutdown.clone();
+        let mut done = sup.spawn("flaky", shutdown.clone(), move || {
+            let (r, token) = (r.clone(), token.clone());
             async move {
                 let n = r.fetch_add(1, Ordering::SeqCst);
                 if n < 2 {
                     panic!("boom {n}");
                 }
-                std::future::pending::<()>().await;
+                token.cancelled().await;
                 Ok(())
             }
         });
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert!(!*done.borrow());
         shutdown.cancel();
+        done.wait_for(|d| *d).await.unwrap();
         sup.wait(Duration::from_secs(1)).await;
     }
 }

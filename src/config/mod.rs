@@ -134,7 +134,10 @@ pub struct Target {
     pub name: String,
     pub url: url::Url,
     pub method: reqwest::Method,
-    pub headers: Vec<(String, String)>,
+    /// Request headers; values may be secrets (`env:NAME`).
+    pub headers: Vec<(String, Secret)>,
+    /// Whether redirects are followed (up to 10).
+    pub follow_redirects: bool,
     /// `None` means any 2xx.
     pub expect_status: Option<Vec<u16>>,
     pub body_contains: Option<String>,
@@ -146,7 +149,7 @@ pub struct Target {
 }
 
 /// A PEM bundle of CA certificates, read when the configuration is loaded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CaFile {
     pub path: PathBuf,
     pub pem: Vec<u8>,

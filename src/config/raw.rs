@@ -95,9 +95,11 @@ pub struct RawTarget {
     pub url: String,
     /// HTTP method.
     pub method: Option<String>,
-    /// Request headers.
+    /// Request headers; values may be `env:NAME` secrets.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Whether redirects are followed (up to 10). Default: true.
+    pub follow_redirects: Option<bool>,
     /// Status codes counted as up. Default: any 2xx.
     pub expect_status: Option<Vec<u16>>,
     /// A substring the response body must contain.

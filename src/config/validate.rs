@@ -21,6 +21,9 @@ use super::{
 };
 use crate::rules::Condition;
 
+/// No duration means more than ten years here; capping keeps time arithmetic exact.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 const SECTIONS: &[&str] = &[
     "daemon", "outbox", "routing", "channels", "targets", "rules",
 ];
@@ -159,8 +162,9 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let mut rules: Vec<Rule> = Vec::new();
     for (value, site) in tables(&mut problems, section("rules"), "rules") {
         let rule = match tag(&mut problems, &site, "kind", &["consecutive"]) {
-            Some(_) => element::<RawConsecutive>(&mut problems, value, &site)
-                .and_then(|raw| consecutive(&mut problems, raw, &site, &channel_names)),
+            Some(_) => element::<RawConsecutive>(&mut problems, value, &site).and_then(|raw| {
+                consecutive(&mut problems, raw, &site, &channel_names, routing.as_ref())
+            }),
             None => None,
         };
         if let Some(r) = rule
@@ -340,12 +344,31 @@ fn element<T: DeserializeOwned>(
     match T::deserialize(ValueDeserializer::from(value.clone())) {
         Ok(raw) => Some(raw),
         Err(e) => {
-            let message = e.message().to_string();
+            let mut message = e.message().to_string();
             let (path, span) = place_serde_error(site, &message, e.span());
+            if is_secret_field(&path) {
+                message = redact_quoted(&message);
+            }
             problems.push(Some(span), path, message);
             None
         }
     }
+}
+
+/// Fields whose values may be secrets, so that no message quotes them.
+fn is_secret_field(path: &str) -> bool {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    path.contains(".headers") || matches!(field, "webhook_url" | "url")
+}
+
+/// Serde quotes a bad value between backticks; drop what is inside.
+fn redact_quoted(message: &str) -> String {
+    message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { "…" } else { part })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 /// Serde names the offending key only in its message; find that key's place in the table.
@@ -386,6 +409,14 @@ fn duration_field(
 ) -> Duration {
     let Some(text) = raw else { return default };
     match parse_duration(text) {
+        Ok(d) if d > MAX_DURATION => {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                "must be at most 3650d",
+            );
+            default
+        }
         Ok(d) if d < min => {
             problems.push(
                 Some(site.span_of(key)),
@@ -619,8 +650,21 @@ fn webhook(
         base_dir,
     )?;
     let url_ok = secret_url(problems, site, "url", &url);
-    let mut headers = Vec::new();
-    for (k, v) in raw.headers {
+    let headers = headers_field(problems, site, raw.headers);
+    (name_ok && url_ok).then_some(Channel {
+        name: raw.name,
+        kind: ChannelKind::Webhook { url, headers },
+    })
+}
+
+/// Request headers whose values may be secrets (`env:NAME`).
+fn headers_field(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    raw: BTreeMap<String, String>,
+) -> Vec<(String, Secret)> {
+    let mut out = Vec::new();
+    for (k, v) in raw {
         let path = site.field(&format!("headers.{k}"));
         if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
             problems.push(
@@ -631,14 +675,19 @@ fn webhook(
             continue;
         }
         match Secret::from_text(&v) {
-            Ok(s) => headers.push((k, s)),
+            Ok(s) if reqwest::header::HeaderValue::from_str(s.expose()).is_ok() => out.push((k, s)),
+            Ok(s) => problems.push(
+                Some(site.span_of("headers")),
+                path,
+                format!(
+                    "the value from {} is not a valid HTTP header value",
+                    s.origin()
+                ),
+            ),
             Err(e) => problems.push(Some(site.span_of("headers")), path, e),
         }
     }
-    (name_ok && url_ok).then_some(Channel {
-        name: raw.name,
-        kind: ChannelKind::Webhook { url, headers },
-    })
+    out
 }
 
 fn check_channel_refs(
@@ -740,15 +789,7 @@ fn target(
             reqwest::Method::GET
         }
     };
-    for k in raw.headers.keys() {
-        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            problems.push(
-                Some(site.span_of("headers")),
-                site.field(&format!("headers.{k}")),
-                "not a valid HTTP header name",
-            );
-        }
-    }
+    let headers = headers_field(problems, site, raw.headers);
     if let Some(codes) = &raw.expect_status
         && (codes.is_empty() || codes.iter().any(|c| !(100..=599).contains(c)))
     {
@@ -790,7 +831,8 @@ fn target(
         name: raw.name,
         url: url?,
         method,
-        headers: raw.headers.into_iter().collect(),
+        headers,
+        follow_redirects: raw.follow_redirects.unwrap_or(true),
         expect_status: raw.expect_status,
         body_contains: raw.body_contains,
         timeout,
@@ -846,6 +888,7 @@ fn consecutive(
     raw: RawConsecutive,
     site: &Site<'_, '_>,
     channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
 ) -> Option<Rule> {
     let before = problems.list.len();
     let RawConsecutive {
@@ -917,6 +960,26 @@ fn consecutive(
     let dashboard_url = link(problems, site, "dashboard_url", dashboard_url);
     if let Some(list) = &rule_channels {
         check_channel_refs(problems, channels, list, site, "channels");
+    }
+    // An alert that goes nowhere is a silent failure; say so now, not during an outage.
+    let routed = match (&rule_channels, routing) {
+        (Some(list), _) => !list.is_empty(),
+        (None, Some(r)) => !r.channels_for(severity).is_empty(),
+        (None, None) => true, // the routing has its own problem, reported already
+    };
+    if severity != Severity::Info && !routed {
+        let (key, place) = if rule_channels.is_some() {
+            ("channels", site.span_of("channels"))
+        } else {
+            ("severity", site.span_of("severity"))
+        };
+        problems.push(
+            Some(place),
+            site.field(key),
+            format!(
+                "a {severity} alert would notify no one: list channels in [routing].{severity} or in this rule's `channels`, or use severity = \"info\" to only log it"
+            ),
+        );
     }
     if problems.list.len() > before {
         return None;

@@ -221,7 +221,7 @@ pub(crate) async fn post_json(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, Utc::now()));
-    let text = read_limited(resp).await;
+    let text = scrub(&read_limited(resp).await, url, headers);
     let code = status.as_u16();
     let quoted = if text.trim().is_empty() {
         String::new()
@@ -243,6 +243,27 @@ pub(crate) async fn post_json(
             message: format!("HTTP {code}{quoted}"),
         })
     }
+}
+
+/// Removes the channel's secrets from its answer before anyone quotes it: a receiver that
+/// echoes the request would otherwise put the URL or a token into our logs.
+fn scrub(text: &str, url: &Secret, headers: &[(String, Secret)]) -> String {
+    let mut secrets: Vec<String> = vec![url.expose().to_string()];
+    if let Ok(u) = url::Url::parse(url.expose()) {
+        // Slack's token is the URL's path; an echo may show only that.
+        secrets.push(u.path().to_string());
+        if let Some(q) = u.query() {
+            secrets.push(q.to_string());
+        }
+    }
+    secrets.extend(headers.iter().map(|(_, v)| v.expose().to_string()));
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.len() >= 4 {
+            out = out.replace(&s, "<redacted>");
+        }
+    }
+    out
 }
 
 async fn read_limited(mut resp: reqwest::Response) -> String {
@@ -299,6 +320,20 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn answers_are_scrubbed_of_the_channel_secrets() {
+        let url = Secret::from_text("https://hooks.example/services/T0/B0/TOKEN123").unwrap();
+        let headers = vec![(
+            "Authorization".to_string(),
+            Secret::from_text("Bearer abc123").unwrap(),
+        )];
+        let echo = "got POST /services/T0/B0/TOKEN123 with Authorization: Bearer abc123 from https://hooks.example/services/T0/B0/TOKEN123";
+        assert_eq!(
+            scrub(echo, &url, &headers),
+            "got POST <redacted> with Authorization: <redacted> from <redacted>"
+        );
     }
 
     #[test]

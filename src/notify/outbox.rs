@@ -11,9 +11,9 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use super::{Notification, SendError, send};
 use crate::clock::now_ms;
@@ -47,8 +47,8 @@ impl Entry {
     }
 }
 
-/// The delay before retry number `attempt` (1-based): exponential, capped, with ±20 % jitter,
-/// and never shorter than the channel's `Retry-After`.
+/// The delay before retry number `attempt` (1-based): exponential with ±20 % jitter, capped
+/// at `max_backoff`, and never shorter than the channel's `Retry-After`.
 pub fn backoff(
     cfg: &OutboxConfig,
     attempt: u32,
@@ -58,15 +58,34 @@ pub fn backoff(
     let exp = cfg
         .initial_backoff
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
-    let base = exp.min(cfg.max_backoff);
-    let jittered = base.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0));
+    let jittered = exp.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0));
+    let base = jittered.min(cfg.max_backoff);
     match retry_after {
-        Some(ra) if ra > jittered => ra,
-        _ => jittered,
+        Some(ra) if ra > base => ra,
+        _ => base,
     }
 }
 
-/// Runs one delivery worker per configured channel, following configuration reloads.
+/// Runs `f` on the store off the async threads.
+async fn on_store<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> anyhow::Result<T> {
+    let store = store.clone();
+    Ok(tokio::task::spawn_blocking(move || f(&store)).await??)
+}
+
+/// A running worker and what it was started with.
+struct Running {
+    channel: Channel,
+    cfg: OutboxConfig,
+    replaced: CancellationToken,
+    id: tokio::task::Id,
+}
+
+/// Runs one delivery worker per configured channel, following configuration reloads. A worker
+/// that panics is reported and started again; a worker whose channel or `[outbox]` settings
+/// changed is replaced at once, without draining, so the old settings send nothing more.
 pub async fn run(
     store: Arc<Store>,
     mut config: watch::Receiver<Arc<Config>>,
@@ -76,68 +95,103 @@ pub async fn run(
     let client = reqwest::Client::builder()
         .user_agent(concat!("sloguard/", env!("CARGO_PKG_VERSION")))
         .build()?;
-    // Dropping the map (when this task ends or panics) aborts every worker.
-    let mut workers: BTreeMap<String, (Channel, CancellationToken, AbortOnDropHandle<()>)> =
-        BTreeMap::new();
+    // Dropping the set (when this task ends or panics) aborts every worker.
+    let mut set: JoinSet<()> = JoinSet::new();
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut restart_due: Option<Instant> = None;
     loop {
         let cfg = config.borrow_and_update().clone();
-        // Stop workers whose channel is gone or changed.
-        let stale: Vec<String> = workers
+        let stale: Vec<String> = running
             .iter()
-            .filter(|(name, (ch, _, _))| cfg.channels.get(*name) != Some(ch))
+            .filter(|(name, r)| cfg.channels.get(*name) != Some(&r.channel) || cfg.outbox != r.cfg)
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
-            if let Some((_, token, handle)) = workers.remove(&name) {
-                token.cancel();
-                let _ = handle.await;
+            if let Some(r) = running.remove(&name) {
+                r.replaced.cancel();
             }
         }
         for (name, ch) in &cfg.channels {
-            if workers.contains_key(name) {
+            if running.contains_key(name) {
                 continue;
             }
-            let token = shutdown.child_token();
+            let replaced = CancellationToken::new();
             let worker = Worker {
                 store: store.clone(),
                 client: client.clone(),
                 channel: ch.clone(),
                 cfg: cfg.outbox.clone(),
                 wake: wake.clone(),
-                stop: token.clone(),
+                shutdown: shutdown.clone(),
+                replaced: replaced.clone(),
             };
-            let handle = AbortOnDropHandle::new(tokio::spawn(worker.run()));
-            workers.insert(name.clone(), (ch.clone(), token, handle));
+            let id = set.spawn(worker.run()).id();
+            running.insert(
+                name.clone(),
+                Running {
+                    channel: ch.clone(),
+                    cfg: cfg.outbox.clone(),
+                    replaced,
+                    id,
+                },
+            );
         }
         // Judge orphans by the newest configuration: the pipeline may already route to a
         // channel this loop has not started yet. Looking again now and then catches an entry
         // the pipeline wrote for a channel just before a reload removed it.
-        bury_orphans(&store, &config.borrow().clone())?;
+        let latest = config.borrow().clone();
+        if let Err(e) = on_store(&store, move |s| bury_orphans(s, &latest)).await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "Cannot check the outbox for orphaned notifications"
+            );
+        }
+        let restart_in = restart_due
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(60));
         tokio::select! {
             changed = config.changed() => {
                 if changed.is_err() {
                     break;
                 }
             }
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            Some(ended) = set.join_next_with_id() => {
+                let (id, outcome) = match ended {
+                    Ok((id, ())) => (id, None),
+                    Err(e) => (e.id(), Some(e)),
+                };
+                let name = running.iter().find(|(_, r)| r.id == id).map(|(n, _)| n.clone());
+                if let Some(name) = name {
+                    // A worker ends on its own only by failing: start it again shortly.
+                    if !shutdown.is_cancelled() {
+                        match outcome {
+                            Some(e) => tracing::error!(channel = %name, error = %e, "Delivery worker panicked; restarting it"),
+                            None => tracing::error!(channel = %name, "Delivery worker stopped unexpectedly; restarting it"),
+                        }
+                        running.remove(&name);
+                        restart_due = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                }
+            }
+            _ = tokio::time::sleep(restart_in) => {
+                restart_due = None;
+            }
             _ = shutdown.cancelled() => break,
         }
     }
-    for (_, (_, _, handle)) in workers {
-        let _ = handle.await;
-    }
+    while set.join_next().await.is_some() {}
     Ok(())
 }
 
 /// Entries for a channel that no longer exists can never be delivered: keep them as dead
 /// letters and say so, rather than retry forever or drop them silently.
-fn bury_orphans(store: &Store, cfg: &Config) -> anyhow::Result<()> {
+fn bury_orphans(store: &Store, cfg: &Config) -> Result<(), crate::store::StoreError> {
     for (id, mut entry) in store.outbox::<Entry>()? {
         if !cfg.channels.contains_key(&entry.channel) {
             tracing::error!(
                 channel = %entry.channel,
                 rule = %entry.notification.rule,
-                "Notification dropped into dead letters: its channel is no longer configured"
+                "Notification moved to dead letters: its channel is no longer configured"
             );
             entry.last_error = Some("channel removed from the configuration".into());
             store.outbox_bury(id, &entry)?;
@@ -152,8 +206,15 @@ struct Worker {
     channel: Channel,
     cfg: OutboxConfig,
     wake: Arc<Notify>,
-    stop: CancellationToken,
+    /// The daemon stops: deliver what is due, for up to [`DRAIN_GRACE`], then exit.
+    shutdown: CancellationToken,
+    /// A reload replaced this worker: exit now, send nothing more with these settings.
+    replaced: CancellationToken,
 }
+
+/// How long a worker waits after the store failed it, so a broken disk is not hammered and
+/// a message is not resent in a tight loop.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// The minimum gap between two messages: Slack allows one per second per webhook.
@@ -164,15 +225,12 @@ impl Worker {
         }
     }
 
-    fn head(&self) -> Option<(u64, Entry)> {
-        match self.store.outbox::<Entry>() {
-            Ok(all) => all
-                .into_iter()
-                .find(|(_, e)| e.channel == self.channel.name),
-            Err(e) => {
-                tracing::error!(channel = %self.channel.name, error = %e, "Cannot read the outbox");
-                None
-            }
+    /// Sleeps for `d`, or less if the worker is replaced or (unless draining) stopped.
+    async fn pause(&self, d: Duration, draining: bool) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.replaced.cancelled() => {}
+            _ = self.shutdown.cancelled(), if !draining => {}
         }
     }
 
@@ -180,39 +238,74 @@ impl Worker {
         let name = self.channel.name.clone();
         let mut drain_until: Option<Instant> = None;
         let mut last_send: Option<Instant> = None;
+        // Delivered entries whose removal from the store failed: never send them again.
+        let mut delivered: Vec<u64> = Vec::new();
         loop {
+            if self.replaced.is_cancelled() {
+                break;
+            }
             // Register interest before looking, so a wake between the look and the wait is kept.
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.stop.is_cancelled() && drain_until.is_none() {
+            if self.shutdown.is_cancelled() && drain_until.is_none() {
                 drain_until = Some(Instant::now() + DRAIN_GRACE);
             }
+            let draining = drain_until.is_some();
             if drain_until.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            let Some((id, mut entry)) = self.head() else {
-                if drain_until.is_some() {
-                    break;
+            if !delivered.is_empty() {
+                let ids = delivered.clone();
+                match on_store(&self.store, move |s| {
+                    ids.iter().try_for_each(|id| s.outbox_remove(*id))
+                })
+                .await
+                {
+                    Ok(()) => delivered.clear(),
+                    Err(e) => {
+                        tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot remove delivered notifications from the outbox");
+                        self.pause(STORE_ERROR_PAUSE, draining).await;
+                        continue;
+                    }
                 }
-                tokio::select! {
-                    _ = &mut notified => {}
-                    _ = self.stop.cancelled() => {}
-                    // Re-read the store now and then in case a wake was missed.
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+            let me = name.clone();
+            let head = on_store(&self.store, move |s| {
+                Ok(s.outbox::<Entry>()?
+                    .into_iter()
+                    .find(|(_, e)| e.channel == me))
+            })
+            .await;
+            let (id, mut entry) = match head {
+                Ok(Some(head)) => head,
+                Ok(None) => {
+                    if draining {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = &mut notified => {}
+                        _ = self.shutdown.cancelled() => {}
+                        _ = self.replaced.cancelled() => {}
+                        // Re-read the store now and then in case a wake was missed.
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    }
+                    continue;
                 }
-                continue;
+                Err(e) => {
+                    tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot read the outbox");
+                    self.pause(STORE_ERROR_PAUSE, draining).await;
+                    continue;
+                }
             };
             let wait_ms = entry.next_attempt_ms - now_ms();
             if wait_ms > 0 {
-                if drain_until.is_some() {
+                if draining {
                     // Not due before the daemon stops; it stays in the outbox for the next start.
                     break;
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
-                    _ = self.stop.cancelled() => {}
-                }
+                self.pause(Duration::from_millis(wait_ms as u64), false)
+                    .await;
                 continue;
             }
             if let Some(prev) = last_send {
@@ -230,7 +323,7 @@ impl Worker {
             )
             .await;
             entry.attempts += 1;
-            let n = &entry.notification;
+            let n = entry.notification.clone();
             match result {
                 Ok(answer) => {
                     tracing::info!(
@@ -242,8 +335,9 @@ impl Worker {
                         attempts = entry.attempts,
                         "Notification delivered"
                     );
-                    if let Err(e) = self.store.outbox_remove(id) {
-                        tracing::error!(channel = %name, error = %e, "Cannot remove a delivered notification from the outbox");
+                    if let Err(e) = on_store(&self.store, move |s| s.outbox_remove(id)).await {
+                        tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot remove a delivered notification from the outbox");
+                        delivered.push(id);
                     }
                 }
                 Err(SendError::Retryable {
@@ -262,7 +356,12 @@ impl Worker {
                             humantime::format_duration(self.cfg.give_up_after)
                         );
                         entry.last_error = Some(message);
-                        let _ = self.store.outbox_bury(id, &entry);
+                        if let Err(e) =
+                            on_store(&self.store, move |s| s.outbox_bury(id, &entry)).await
+                        {
+                            tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot move a notification to dead letters");
+                            self.pause(STORE_ERROR_PAUSE, draining).await;
+                        }
                         continue;
                     }
                     let jitter = rand::rng().random_range(-0.2..=0.2);
@@ -277,8 +376,12 @@ impl Worker {
                     );
                     entry.next_attempt_ms = now_ms() + delay.as_millis() as i64;
                     entry.last_error = Some(message);
-                    if let Err(e) = self.store.outbox_update(id, &entry) {
-                        tracing::error!(channel = %name, error = %e, "Cannot record a failed attempt in the outbox");
+                    if let Err(e) =
+                        on_store(&self.store, move |s| s.outbox_update(id, &entry)).await
+                    {
+                        tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot record a failed attempt in the outbox");
+                        // Keep the backoff even though the store could not record it.
+                        self.pause(delay.max(STORE_ERROR_PAUSE), draining).await;
                     }
                 }
                 Err(SendError::Permanent { message }) => {
@@ -290,8 +393,10 @@ impl Worker {
                         "Channel {name} refused the notification; not retrying. Check the channel's configuration (sloguard test-notify --channel {name}); the message is kept in dead letters"
                     );
                     entry.last_error = Some(message);
-                    if let Err(e) = self.store.outbox_bury(id, &entry) {
-                        tracing::error!(channel = %name, error = %e, "Cannot move a notification to dead letters");
+                    if let Err(e) = on_store(&self.store, move |s| s.outbox_bury(id, &entry)).await
+                    {
+                        tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot move a notification to dead letters");
+                        self.pause(STORE_ERROR_PAUSE, draining).await;
                     }
                 }
             }
@@ -329,5 +434,7 @@ mod tests {
         );
         assert_eq!(backoff(&c, 1, None, 0.2), Duration::from_millis(1200));
         assert_eq!(backoff(&c, 1, None, 5.0), Duration::from_millis(1200));
+        // Jitter never takes a delay past the cap.
+        assert_eq!(backoff(&c, 7, None, 0.2), Duration::from_secs(60));
     }
 }

@@ -162,6 +162,39 @@ impl Engine {
         out
     }
 
+    /// Ends every alert for which `gone(rule, labels)` holds: firing ones resolve and pending
+    /// ones clear, with `reason` as the note. Used when the series an alert watches stops
+    /// existing (its probe target was removed), since no sample will ever resolve it.
+    pub fn retire(
+        &mut self,
+        gone: impl Fn(&Rule, &Labels) -> bool,
+        now_ms: i64,
+        reason: &str,
+    ) -> Vec<Transition> {
+        let doomed: Vec<String> = self
+            .states
+            .iter()
+            .filter(|(_, s)| self.rule(&s.rule).is_some_and(|r| gone(r, &s.labels)))
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        let mut out = Vec::new();
+        for fp in doomed {
+            if let Some(state) = self.states.remove(&fp) {
+                let kind = match state.status {
+                    AlertStatus::Firing => TransitionKind::Resolved,
+                    AlertStatus::Pending => TransitionKind::Cleared,
+                };
+                out.push(Transition {
+                    kind,
+                    alert: state,
+                    at_ms: now_ms,
+                    reason: Some(reason.to_string()),
+                });
+            }
+        }
+        out
+    }
+
     /// Feeds one sample to every rule that selects its series.
     pub fn observe(&mut self, sample: &Sample, now_ms: i64) -> Vec<Transition> {
         let mut out = Vec::new();
@@ -366,6 +399,26 @@ mod tests {
             kinds(&e2.observe(&probe("web", 12, true), 12)),
             vec![TransitionKind::Resolved]
         );
+    }
+
+    #[test]
+    fn retire_resolves_firing_and_clears_pending_alerts_of_vanished_series() {
+        let (mut e, _) = Engine::restore(vec![rule("down", 2, 1)], vec![], 0);
+        for t in 0..2 {
+            e.observe(&probe("a", t, false), t);
+        }
+        e.observe(&probe("b", 5, false), 5);
+        let ts = e.retire(
+            |_, labels| labels.get("target").is_some_and(|t| t != "c"),
+            9,
+            "gone",
+        );
+        assert_eq!(
+            kinds(&ts),
+            vec![TransitionKind::Resolved, TransitionKind::Cleared]
+        );
+        assert!(ts.iter().all(|t| t.reason.as_deref() == Some("gone")));
+        assert_eq!(e.alerts().count(), 0);
     }
 
     #[test]

@@ -5,16 +5,16 @@
 //! `target=<name>`. A failed probe carries a human-readable reason (`timeout after 5s`,
 //! `connection refused`, `HTTP 503 Service Unavailable`, `TLS error: ...`) for alert texts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::now_ms;
 use crate::config::{CaFile, Config, Target};
@@ -72,7 +72,7 @@ impl ProbeResult {
 
 /// A probe client: system and built-in roots plus `ca`, certificate details kept for the
 /// expiry series. Targets without their own CA share one client, and so its connections.
-pub fn client(ca: Option<&CaFile>) -> reqwest::Result<reqwest::Client> {
+pub fn client(ca: Option<&CaFile>, follow_redirects: bool) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!(
             "sloguard/",
@@ -80,7 +80,12 @@ pub fn client(ca: Option<&CaFile>) -> reqwest::Result<reqwest::Client> {
             " (uptime probe)"
         ))
         .tls_info(true)
-        .pool_idle_timeout(Duration::from_secs(90));
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(if follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
     if let Some(ca) = ca {
         for cert in reqwest::Certificate::from_pem_bundle(&ca.pem)? {
             builder = builder.add_root_certificate(cert);
@@ -96,7 +101,7 @@ pub async fn probe(client: &reqwest::Client, target: &Target) -> ProbeResult {
         .request(target.method.clone(), target.url.clone())
         .timeout(target.timeout);
     for (k, v) in &target.headers {
-        req = req.header(k.as_str(), v.as_str());
+        req = req.header(k.as_str(), v.expose());
     }
     let fail = |reason: String, status: Option<u16>, cert: Option<f64>| ProbeResult {
         up: false,
@@ -245,64 +250,95 @@ pub async fn run(
     tx: mpsc::Sender<Vec<Sample>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let shared = client(None)?;
-    // Dropping the map (when this task ends or panics) aborts every probe task.
-    let mut tasks: BTreeMap<String, (Target, CancellationToken, AbortOnDropHandle<()>)> =
+    // Clients by TLS and redirect settings: targets with the same settings share one client,
+    // and so its connection pool.
+    let mut clients: HashMap<(Option<CaFile>, bool), reqwest::Client> = HashMap::new();
+    // Dropping the set (when this task ends or panics) aborts every probe task.
+    let mut set: JoinSet<()> = JoinSet::new();
+    let mut running: BTreeMap<String, (Target, CancellationToken, tokio::task::Id)> =
         BTreeMap::new();
+    let mut restart_due: Option<Instant> = None;
     loop {
         let cfg = config.borrow_and_update().clone();
-        let stale: Vec<String> = tasks
+        let stale: Vec<String> = running
             .iter()
             .filter(|(name, (t, _, _))| cfg.targets.iter().find(|n| &n.name == *name) != Some(t))
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
-            if let Some((_, token, handle)) = tasks.remove(&name) {
+            if let Some((_, token, _)) = running.remove(&name) {
                 token.cancel();
-                let _ = handle.await;
             }
         }
         for target in &cfg.targets {
-            if tasks.contains_key(&target.name) {
+            if running.contains_key(&target.name) {
                 continue;
             }
-            let client = match &target.ca {
-                None => shared.clone(),
-                Some(ca) => match client(Some(ca)) {
-                    Ok(c) => c,
+            let key = (target.ca.clone(), target.follow_redirects);
+            let client = match clients.get(&key) {
+                Some(c) => c.clone(),
+                None => match client(target.ca.as_ref(), target.follow_redirects) {
+                    Ok(c) => {
+                        clients.insert(key, c.clone());
+                        c
+                    }
                     Err(e) => {
                         tracing::error!(
                             target = %target.name,
-                            ca_file = %ca.path.display(),
                             error = %e,
-                            "Cannot build the probe's TLS client; not probing this target"
+                            "Cannot build the probe's HTTP client; not probing this target"
                         );
                         continue;
                     }
                 },
             };
             let token = shutdown.child_token();
-            let handle = AbortOnDropHandle::new(tokio::spawn(probe_loop(
-                client,
-                target.clone(),
-                tx.clone(),
-                token.clone(),
-            )));
-            tasks.insert(target.name.clone(), (target.clone(), token, handle));
+            let id = set
+                .spawn(probe_loop(
+                    client,
+                    target.clone(),
+                    tx.clone(),
+                    token.clone(),
+                ))
+                .id();
+            running.insert(target.name.clone(), (target.clone(), token, id));
         }
+        let restart_in = restart_due
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             changed = config.changed() => {
                 if changed.is_err() {
                     break;
                 }
             }
+            Some(ended) = set.join_next_with_id() => {
+                let (id, panic) = match ended {
+                    Ok((id, ())) => (id, None),
+                    Err(e) => (e.id(), Some(e)),
+                };
+                let name = running.iter().find(|(_, r)| r.2 == id).map(|(n, _)| n.clone());
+                if let Some(name) = name
+                    && !shutdown.is_cancelled()
+                {
+                    match panic {
+                        Some(e) => tracing::error!(target = %name, error = %e, "Probe task panicked; restarting it"),
+                        None => tracing::error!(target = %name, "Probe task stopped unexpectedly; restarting it"),
+                    }
+                    running.remove(&name);
+                    restart_due = Some(Instant::now() + Duration::from_secs(1));
+                }
+            }
+            _ = tokio::time::sleep(restart_in) => {
+                restart_due = None;
+            }
             _ = shutdown.cancelled() => break,
         }
     }
-    for (_, (_, token, handle)) in tasks {
+    for (_, (_, token, _)) in running {
         token.cancel();
-        let _ = handle.await;
     }
+    while set.join_next().await.is_some() {}
     Ok(())
 }
 

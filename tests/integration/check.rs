@@ -30,6 +30,7 @@ name = "web_down" # again
 kind = "consecutive"
 severity = "warning"
 summary = "Again"
+channels = ["slack"]
 "#;
 
 /// Runs `check` on `text`; returns (success, stderr, the path of the file).
@@ -155,6 +156,30 @@ fn each_broken_file_names_the_line_and_the_field() {
             "consecutiv",
             "rules[0].kind",
             "unknown kind `consecutiv`; expected one of: consecutive",
+        ),
+        (
+            "an alert routed nowhere",
+            VALID.replace("critical = [\"slack\"]", "warning = [\"slack\"]"),
+            "severity = \"critical\"",
+            "rules[0].severity",
+            "a critical alert would notify no one",
+        ),
+        (
+            "a duration too long to mean anything",
+            VALID.replace("\"30s\"", "\"500000d\""),
+            "500000d",
+            "targets[0].interval",
+            "must be at most 3650d",
+        ),
+        (
+            "a secret header value of the wrong type is not quoted",
+            VALID.replace(
+                "url = \"http://127.0.0.1:9/health\"",
+                "url = \"http://127.0.0.1:9/health\"\nheaders = { X-Api-Key = 918273645 }",
+            ),
+            "X-Api-Key",
+            "targets[0].headers",
+            "invalid type: integer `…`, expected a string",
         ),
         (
             "bad condition",
