@@ -295,14 +295,19 @@ pub(crate) fn classify_error(e: reqwest::Error, timeout: Duration) -> SendError 
     }
 }
 
-/// `Retry-After` is either delay-seconds or an HTTP date.
+/// `Retry-After` is either delay-seconds or an HTTP date; either way at most 24 hours.
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs.min(24 * 3600)));
     }
     let when = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
-    Some((when - now).to_std().unwrap_or(Duration::ZERO))
+    Some(
+        (when - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(24 * 3600)),
+    )
 }
 
 #[cfg(test)]

@@ -91,3 +91,83 @@ async fn a_pending_notification_survives_sigkill_and_is_delivered_once_after_res
     assert_eq!(slack.delivered().len(), 1, "delivered more than once");
     assert_eq!(slack.received().len(), attempts_before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_never_answers_times_out_and_is_retried() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let hook = Receiver::start().await;
+    slack.script(&[(crate::util::HANG, None)]);
+    let cfg = base_config(&target, &slack.url("/slack"), &hook.url("/hook"));
+    let daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+
+    target.answer(500).await;
+    let got = slack.wait_delivered(1, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1, "log:\n{}", daemon.log_text());
+    let attempts = slack.received();
+    assert_eq!(attempts.len(), 2, "{attempts:?}\n{}", daemon.log_text());
+    // The hung attempt is abandoned after the 2 s timeout, then retried.
+    assert!(attempts[1].at - attempts[0].at >= Duration::from_secs(2));
+    assert!(
+        daemon.log_text().contains("timed out after 2s"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_failing_past_give_up_after_goes_to_dead_letters_and_says_so() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let hook = Receiver::start().await;
+    slack.set_default(503);
+    let cfg = base_config(&target, &slack.url("/slack"), &hook.url("/hook")).replace(
+        "timeout = \"2s\"",
+        "timeout = \"2s\"\ngive_up_after = \"1s\"",
+    );
+    let daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+
+    target.answer(500).await;
+    assert!(
+        daemon
+            .wait_log(
+                "Notification given up after retrying for 1s",
+                Duration::from_secs(20)
+            )
+            .await,
+        "{}",
+        daemon.log_text()
+    );
+    let attempts = slack.received().len();
+    assert!(attempts >= 2, "{attempts} attempts");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        slack.received().len(),
+        attempts,
+        "still retrying after giving up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_an_alert_fires_still_delivers_it_before_exiting() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let hook = Receiver::start().await;
+    let cfg = base_config(&target, &slack.url("/slack"), &hook.url("/hook"))
+        .replace("fire_after = 3", "fire_after = 1");
+    let mut daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+
+    target.answer(500).await;
+    assert!(
+        daemon
+            .wait_log("Alert firing", Duration::from_secs(10))
+            .await
+    );
+    let status = daemon.stop().await.expect("did not stop");
+    assert!(status.success());
+    assert_eq!(slack.delivered().len(), 1, "log:\n{}", daemon.log_text());
+    assert_eq!(hook.delivered().len(), 1, "log:\n{}", daemon.log_text());
+}

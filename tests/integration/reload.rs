@@ -41,6 +41,10 @@ async fn a_valid_reload_takes_effect_and_an_invalid_one_keeps_the_old_config() {
 
     // An invalid file with two problems: both are logged with their lines, nothing changes.
     let broken = changed
+        .replace(
+            "summary = \"Web is down ({target})\"",
+            "summary = \"BROKEN\"",
+        )
         .replace("interval = \"1s\"", "interval = \"soon\"")
         .replace(
             "critical = [\"slack\", \"ops-webhook\"]",
@@ -80,5 +84,55 @@ async fn a_valid_reload_takes_effect_and_an_invalid_one_keeps_the_old_config() {
     let got = slack.wait_delivered(2, Duration::from_secs(8)).await;
     assert_eq!(got.len(), 2, "log:\n{}", daemon.log_text());
     assert!(slack_text(&got[1]).starts_with("✅ RESOLVED: Web is down (web)"));
+    assert!(daemon.stop().await.is_some_and(|s| s.success()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alert_survives_a_reload_and_resolves_through_the_changed_channel() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let new_slack = Receiver::start().await;
+    let hook = Receiver::start().await;
+    let cfg = base_config(&target, &slack.url("/slack"), &hook.url("/hook"));
+    let mut daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+
+    target.answer(500).await;
+    assert_eq!(
+        slack.wait_delivered(1, Duration::from_secs(10)).await.len(),
+        1
+    );
+
+    // Move the Slack channel to another webhook while the alert fires.
+    std::fs::write(
+        &daemon.config,
+        cfg.replace(&slack.url("/slack"), &new_slack.url("/slack")),
+    )
+    .unwrap();
+    daemon.signal(Signal::SIGHUP);
+    assert!(
+        daemon
+            .wait_log("Configuration reloaded", Duration::from_secs(5))
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        new_slack.received().is_empty(),
+        "the alert fired again after the reload"
+    );
+
+    target.answer(200).await;
+    let got = new_slack.wait_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "log:\n{}", daemon.log_text());
+    assert!(slack_text(&got[0]).starts_with("✅ RESOLVED: Web down"));
+    assert_eq!(
+        slack.received().len(),
+        1,
+        "the old webhook was used after the reload"
+    );
+    assert_eq!(
+        hook.wait_delivered(2, Duration::from_secs(5)).await.len(),
+        2
+    );
     assert!(daemon.stop().await.is_some_and(|s| s.success()));
 }

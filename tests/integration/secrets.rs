@@ -6,6 +6,8 @@ use crate::base_config;
 use crate::util::{Daemon, Receiver, Target, sloguard, tempdir};
 
 const TOKEN: &str = "XOXB9SECRET4TOKEN2VALUE";
+const FILE_TOKEN: &str = "FILE7SECRET3PATH";
+const HEADER_TOKEN: &str = "Bearer HDR5SECRET8VALUE";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slack_url_from_the_environment_never_reaches_logs_or_errors() {
@@ -16,9 +18,25 @@ async fn a_slack_url_from_the_environment_never_reaches_logs_or_errors() {
     // Slack refuses with 404 (a dead webhook): the error is logged, without the URL.
     slack.set_default(404);
     let secret_url = slack.url(&format!("/services/T0/B0/{TOKEN}"));
-    let cfg = base_config(&target, "env:SLACK_URL", &hook.url("/hook"))
+    // The webhook's URL comes from a file and its token from the environment; it answers 500,
+    // so its retries are logged too.
+    hook.set_default(500);
+    std::fs::write(
+        dir.path().join("hook-url"),
+        hook.url(&format!("/hook/{FILE_TOKEN}")),
+    )
+    .unwrap();
+    let cfg = base_config(&target, "env:SLACK_URL", "unused")
+        .replace(
+            "url = \"unused\"",
+            "url_file = \"hook-url\"\nheaders = { Authorization = \"env:HOOK_TOKEN\" }",
+        )
         .replace("fire_after = 3", "fire_after = 1");
-    let mut daemon = Daemon::start(dir.path(), &cfg, &[("SLACK_URL", &secret_url)]).await;
+    let env = [
+        ("SLACK_URL", secret_url.as_str()),
+        ("HOOK_TOKEN", HEADER_TOKEN),
+    ];
+    let mut daemon = Daemon::start(dir.path(), &cfg, &env).await;
     target.answer(500).await;
     assert!(
         daemon
@@ -26,6 +44,19 @@ async fn a_slack_url_from_the_environment_never_reaches_logs_or_errors() {
             .await,
         "{}",
         daemon.log_text()
+    );
+    assert!(
+        daemon
+            .wait_log(
+                "Notification not delivered; will retry",
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    // The webhook did get the token, so the check below is not vacuous.
+    assert_eq!(
+        hook.received()[0].authorization.as_deref(),
+        Some(HEADER_TOKEN)
     );
     // A reload with a broken file: its errors must not quote the secret either.
     std::fs::write(
@@ -41,20 +72,8 @@ async fn a_slack_url_from_the_environment_never_reaches_logs_or_errors() {
     );
     daemon.stop().await;
 
-    // Unreachable: the connection error is reported without the URL.
+    // Unreachable: `test-notify` reports the connection error without the URL.
     drop(slack);
-    let out = sloguard(
-        &[
-            "test-notify",
-            "--config",
-            daemon.config.to_str().unwrap(),
-            "--channel",
-            "slack",
-        ],
-        &[("SLACK_URL", &secret_url)],
-    );
-    // The config on disk is the broken one now; restore the good one for test-notify.
-    let _ = out;
     std::fs::write(&daemon.config, &cfg).unwrap();
     let out = sloguard(
         &[
@@ -64,7 +83,7 @@ async fn a_slack_url_from_the_environment_never_reaches_logs_or_errors() {
             "--channel",
             "slack",
         ],
-        &[("SLACK_URL", &secret_url)],
+        &env,
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -73,7 +92,10 @@ async fn a_slack_url_from_the_environment_never_reaches_logs_or_errors() {
     // A secret that is not a URL: `check` says so without quoting it.
     let out = sloguard(
         &["check", "--config", daemon.config.to_str().unwrap()],
-        &[("SLACK_URL", &format!("not a url {TOKEN}"))],
+        &[
+            ("SLACK_URL", &format!("not a url {TOKEN}")),
+            ("HOOK_TOKEN", HEADER_TOKEN),
+        ],
     );
     assert!(!out.status.success());
     let check_err = String::from_utf8_lossy(&out.stderr);

@@ -193,6 +193,8 @@ pub struct Received {
     /// The status the receiver answered with.
     pub answered: u16,
     pub body: serde_json::Value,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 #[derive(Default)]
@@ -210,14 +212,34 @@ pub struct Receiver {
     task: JoinHandle<()>,
 }
 
-async fn receive(State(state): State<Arc<Mutex<ReceiverState>>>, body: Bytes) -> impl IntoResponse {
-    let mut s = state.lock().unwrap();
-    let (status, retry_after) = s.script.pop_front().unwrap_or((s.default_status, None));
-    s.got.push(Received {
-        at: Instant::now(),
-        answered: status,
-        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    });
+/// A scripted status of 0 means: answer nothing for 30 s (the sender times out).
+pub const HANG: u16 = 0;
+
+async fn receive(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    request_headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let (status, retry_after) = {
+        let mut s = state.lock().unwrap();
+        let (status, retry_after) = s.script.pop_front().unwrap_or((s.default_status, None));
+        s.got.push(Received {
+            at: Instant::now(),
+            answered: status,
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            authorization: request_headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        });
+        (status, retry_after)
+    };
+    let status = if status == HANG {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        200
+    } else {
+        status
+    };
     let mut headers = HeaderMap::new();
     if let Some(ra) = retry_after {
         headers.insert("retry-after", ra.parse().unwrap());
@@ -271,7 +293,7 @@ impl Receiver {
     pub fn delivered(&self) -> Vec<Received> {
         self.received()
             .into_iter()
-            .filter(|r| r.answered < 300)
+            .filter(|r| (200..300).contains(&r.answered))
             .collect()
     }
 
