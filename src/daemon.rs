@@ -17,7 +17,7 @@ use crate::clock::now_ms;
 use crate::config::{self, Config};
 use crate::notify::outbox;
 use crate::pipeline::Pipeline;
-use crate::source::http_probe;
+use crate::source::probe;
 use crate::store::Store;
 use crate::supervisor::Supervisor;
 
@@ -72,7 +72,7 @@ pub async fn run(
     let probes_done = {
         let (cfg, tx, token) = (config_rx.clone(), samples_tx.clone(), probes_stop.clone());
         sup.spawn("probes", probes_stop.clone(), move || {
-            http_probe::run(cfg.clone(), tx.clone(), token.clone())
+            probe::run(cfg.clone(), tx.clone(), token.clone())
         })
     };
     drop(samples_tx);

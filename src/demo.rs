@@ -17,8 +17,8 @@ use crate::config;
 use crate::daemon::{self, RunOptions};
 
 /// When the simulated app is down, counted from the start of the demo.
-const DOWN_FROM: Duration = Duration::from_secs(8);
-const DOWN_UNTIL: Duration = Duration::from_secs(23);
+const DOWN_FROM: Duration = Duration::from_secs(6);
+const DOWN_UNTIL: Duration = Duration::from_secs(18);
 
 fn app_is_down(started: Instant) -> bool {
     let t = started.elapsed();
@@ -33,9 +33,12 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         "/health",
         get(move || async move {
             if app_is_down(started) {
-                (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"status": "down", "error": "Cannot connect to database"}"#,
+                )
             } else {
-                (StatusCode::OK, "ok")
+                (StatusCode::OK, r#"{"status": "ok"}"#)
             }
         }),
     );
@@ -93,10 +96,21 @@ name = "slack"
 type = "slack"
 webhook_url = "http://{slack_addr}/slack"
 
+# Probed every 5 s; after a failure, every second until 3 failures confirm it.
 [[targets]]
 name = "segmentation-api"
 url = "http://{app_addr}/health"
-interval = "1s"
+interval = "5s"
+retry_interval = "1s"
+timeout = "500ms"
+body_json = ['$.status == "ok"']
+
+# The same app's TCP port.
+[[targets]]
+type = "tcp"
+name = "segmentation-api-port"
+address = "{app_addr}"
+interval = "5s"
 timeout = "500ms"
 
 [[rules]]
@@ -118,7 +132,7 @@ runbook_url = "https://docs.example.com/runbooks/segmentation-api"
         "sloguard demo: a simulated app on http://{app_addr}/health and a stand-in Slack on http://{slack_addr}/slack"
     );
     println!(
-        "The app fails from {}s to {}s; the rule fires after 3 failed probes (1s apart) and resolves after 2 good ones.",
+        "The app fails from {}s to {}s. It is probed every 5s; after a failure, every 1s, so the rule's 3 failures are confirmed in about 2s. It resolves after 2 good probes.",
         DOWN_FROM.as_secs(),
         DOWN_UNTIL.as_secs()
     );

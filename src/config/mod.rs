@@ -20,6 +20,47 @@ pub use secret::Secret;
 
 use crate::rules::Condition;
 
+#[cfg(test)]
+mod tests {
+    use super::JsonAssert;
+
+    #[test]
+    fn json_assertions() {
+        let body = serde_json::json!({"status": "ok", "db": {"latency_ms": 120}, "items": [1, 2]});
+        let ok = |t: &str| JsonAssert::parse(t).unwrap().check(&body);
+        assert_eq!(ok(r#"$.status == "ok""#), Ok(()));
+        assert_eq!(ok("$.db.latency_ms < 200"), Ok(()));
+        assert_eq!(
+            ok("$.db.latency_ms != 120.0"),
+            Err("$.db.latency_ms is 120, expected != 120.0".into())
+        );
+        assert_eq!(
+            ok(r#"$.status == "degraded""#),
+            Err(r#"$.status is "ok", expected == "degraded""#.into())
+        );
+        assert_eq!(
+            ok("$.missing == 1"),
+            Err("$.missing matched nothing in the JSON body".into())
+        );
+        assert_eq!(
+            ok(r#"$.status < 3"#),
+            Err(r#"$.status is "ok", expected < 3"#.into())
+        );
+        assert!(JsonAssert::parse("$.status==ok").is_err());
+        assert!(
+            JsonAssert::parse("$.status == ok")
+                .unwrap_err()
+                .contains("quote strings")
+        );
+        assert!(JsonAssert::parse(r#"$.status > "a""#).is_err());
+        assert!(
+            JsonAssert::parse("status == 1")
+                .unwrap_err()
+                .contains("not a JSONPath")
+        );
+    }
+}
+
 /// How loud an alert is, and so where it is routed.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -129,9 +170,34 @@ impl ChannelKind {
     }
 }
 
+/// One probe target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub name: String,
+    pub check: Check,
+    pub timing: Timing,
+}
+
+/// When a target is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub timeout: Duration,
+    pub interval: Duration,
+    /// The interval while a result contradicts the confirmed state (a failure of an up
+    /// target, a success of a down one), until the change is confirmed or dismissed.
+    pub retry_interval: Duration,
+    pub jitter: Duration,
+}
+
+/// What a probe does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    Http(Box<HttpCheck>),
+    Tcp(TcpCheck),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
     pub url: url::Url,
     pub method: reqwest::Method,
     /// Request headers; values may be secrets (`env:NAME`).
@@ -141,11 +207,130 @@ pub struct Target {
     /// `None` means any 2xx.
     pub expect_status: Option<Vec<u16>>,
     pub body_contains: Option<String>,
-    pub timeout: Duration,
-    pub interval: Duration,
-    pub jitter: Duration,
+    pub body_regex: Option<Pattern>,
+    pub body_json: Vec<JsonAssert>,
     /// Extra CA certificates trusted for this target.
     pub ca: Option<CaFile>,
+}
+
+impl HttpCheck {
+    /// Whether the probe must read the body.
+    pub fn reads_body(&self) -> bool {
+        self.body_contains.is_some() || self.body_regex.is_some() || !self.body_json.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpCheck {
+    pub host: String,
+    pub port: u16,
+}
+
+/// A compiled regular expression, equal to another with the same source.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// `JSONPATH OP VALUE`, e.g. `$.status == "ok"` or `$.queue.depth < 100`.
+#[derive(Debug, Clone)]
+pub struct JsonAssert {
+    pub text: String,
+    pub path: serde_json_path::JsonPath,
+    pub op: crate::rules::Op,
+    pub value: serde_json::Value,
+}
+
+impl JsonAssert {
+    pub fn parse(text: &str) -> Result<JsonAssert, String> {
+        use crate::rules::Op;
+        let ops = [
+            (" == ", Op::Eq),
+            (" != ", Op::Ne),
+            (" <= ", Op::Le),
+            (" >= ", Op::Ge),
+            (" < ", Op::Lt),
+            (" > ", Op::Gt),
+        ];
+        let found = ops
+            .iter()
+            .filter_map(|(sym, op)| text.find(sym).map(|at| (at, sym.len(), *op)))
+            .min_by_key(|(at, _, _)| *at);
+        let Some((at, len, op)) = found else {
+            return Err(format!(
+                "`{text}` is not an assertion; write `JSONPATH OP VALUE` with spaces around the operator, e.g. `$.status == \"ok\"`"
+            ));
+        };
+        let path_text = text[..at].trim();
+        let value_text = text[at + len..].trim();
+        let path = serde_json_path::JsonPath::parse(path_text)
+            .map_err(|e| format!("`{path_text}` is not a JSONPath: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(value_text).map_err(|_| {
+            format!("`{value_text}` is not a JSON value; quote strings: `\"{value_text}\"`")
+        })?;
+        if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) && !value.is_number() {
+            return Err(format!("`{text}`: `{}` compares numbers only", op.as_str()));
+        }
+        Ok(JsonAssert {
+            text: text.to_string(),
+            path,
+            op,
+            value,
+        })
+    }
+
+    /// Checks `body`; the error is the failure reason for the alert.
+    pub fn check(&self, body: &serde_json::Value) -> Result<(), String> {
+        use crate::rules::Op;
+        let nodes = self.path.query(body).all();
+        let got = match nodes.as_slice() {
+            [] => return Err(format!("{} matched nothing in the JSON body", self.path)),
+            [one] => *one,
+            many => {
+                return Err(format!(
+                    "{} matched {} values in the JSON body; it must select one",
+                    self.path,
+                    many.len()
+                ));
+            }
+        };
+        let ok = match (got.as_f64(), self.value.as_f64()) {
+            (Some(a), Some(b)) => match self.op {
+                Op::Eq => a == b,
+                Op::Ne => a != b,
+                Op::Lt => a < b,
+                Op::Le => a <= b,
+                Op::Gt => a > b,
+                Op::Ge => a >= b,
+            },
+            _ => match self.op {
+                Op::Eq => got == &self.value,
+                Op::Ne => got != &self.value,
+                _ => false,
+            },
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is {}, expected {} {}",
+                self.path,
+                got,
+                self.op.as_str(),
+                self.value
+            ))
+        }
+    }
+}
+
+impl PartialEq for JsonAssert {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
 }
 
 /// A PEM bundle of CA certificates, read when the configuration is loaded.

@@ -85,10 +85,13 @@ pub struct RawWebhook {
     pub headers: BTreeMap<String, String>,
 }
 
-/// `[[targets]]`: one HTTP uptime probe.
+/// `[[targets]]` with `type = "http"` (the default): an HTTP(S) uptime probe.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTarget {
+pub struct RawHttpTarget {
+    /// The tag, `http` when given, already read by validation.
+    #[serde(rename = "type")]
+    pub _tag: Option<serde::de::IgnoredAny>,
     /// Unique target name; becomes the `target` label of the probe series.
     pub name: String,
     /// The URL to probe.
@@ -104,14 +107,44 @@ pub struct RawTarget {
     pub expect_status: Option<Vec<u16>>,
     /// A substring the response body must contain.
     pub body_contains: Option<String>,
+    /// A regular expression the response body must match.
+    pub body_regex: Option<String>,
+    /// Assertions on the JSON body, each `JSONPATH OP VALUE`, e.g. `$.status == "ok"`.
+    #[serde(default)]
+    pub body_json: Vec<String>,
+    /// A PEM file of CA certificates trusted for this target, besides the system's.
+    pub ca_file: Option<String>,
     /// Timeout of one probe.
     pub timeout: Option<String>,
     /// Time between probes.
     pub interval: Option<String>,
+    /// Time between probes after a result that contradicts the target's confirmed state,
+    /// until the change is confirmed or dismissed.
+    pub retry_interval: Option<String>,
     /// Random extra delay added to each interval, to spread probes.
     pub jitter: Option<String>,
-    /// A PEM file of CA certificates trusted for this target, besides the system's.
-    pub ca_file: Option<String>,
+}
+
+/// `[[targets]]` with `type = "tcp"`: a TCP connect probe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpTarget {
+    /// The tag, `tcp`, already read by validation.
+    #[serde(rename = "type")]
+    pub _tag: serde::de::IgnoredAny,
+    /// Unique target name; becomes the `target` label of the probe series.
+    pub name: String,
+    /// `host:port` to connect to.
+    pub address: String,
+    /// Timeout of one probe.
+    pub timeout: Option<String>,
+    /// Time between probes.
+    pub interval: Option<String>,
+    /// Time between probes after a result that contradicts the target's confirmed state,
+    /// until the change is confirmed or dismissed.
+    pub retry_interval: Option<String>,
+    /// Random extra delay added to each interval, to spread probes.
+    pub jitter: Option<String>,
 }
 
 /// `[[rules]]` with `kind = "consecutive"`: fire after N consecutive breaching samples,

@@ -13,11 +13,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawConsecutive, RawDaemon, RawOutbox, RawRouting, RawSlack, RawTarget, RawWebhook,
+    RawConsecutive, RawDaemon, RawHttpTarget, RawOutbox, RawRouting, RawSlack, RawTcpTarget,
+    RawWebhook,
 };
 use super::{
-    CaFile, Channel, ChannelKind, Config, ConsecutiveRule, DaemonConfig, LogFormat, OutboxConfig,
-    Problem, Routing, Rule, RuleKind, Secret, Severity, Target, defaults, parse_duration,
+    CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, HttpCheck,
+    JsonAssert, LogFormat, OutboxConfig, Pattern, Problem, Routing, Rule, RuleKind, Secret,
+    Severity, Target, TcpCheck, Timing, defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -150,8 +152,20 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     declared_names(&mut problems, section("targets"), "targets", "target");
     let mut targets: Vec<Target> = Vec::new();
     for (value, site) in tables(&mut problems, section("targets"), "targets") {
-        if let Some(t) = element::<RawTarget>(&mut problems, value, &site)
-            .and_then(|raw| target(&mut problems, raw, &site, &base_dir))
+        let has_tag = site.table.is_some_and(|t| t.get("type").is_some());
+        let kind = if has_tag {
+            tag(&mut problems, &site, "type", &["http", "tcp"])
+        } else {
+            Some("http")
+        };
+        let target = match kind {
+            Some("tcp") => element::<RawTcpTarget>(&mut problems, value, &site)
+                .and_then(|raw| tcp_target(&mut problems, raw, &site)),
+            Some(_) => element::<RawHttpTarget>(&mut problems, value, &site)
+                .and_then(|raw| http_target(&mut problems, raw, &site, &base_dir)),
+            None => None,
+        };
+        if let Some(t) = target
             && !targets.iter().any(|o| o.name == t.name)
         {
             targets.push(t);
@@ -746,9 +760,112 @@ fn ca_file(
     None
 }
 
-fn target(
+/// The timing of a target: `retry_interval` defaults to `interval` (no fast retries) and
+/// may not exceed it.
+fn timing(
     problems: &mut Problems<'_>,
-    raw: RawTarget,
+    site: &Site<'_, '_>,
+    timeout: Option<&String>,
+    interval: Option<&String>,
+    retry_interval: Option<&String>,
+    jitter: Option<&String>,
+) -> Timing {
+    let ms = Duration::from_millis;
+    let timeout = duration_field(
+        problems,
+        site,
+        "timeout",
+        timeout,
+        defaults::probe_timeout(),
+        ms(10),
+    );
+    let interval = duration_field(
+        problems,
+        site,
+        "interval",
+        interval,
+        defaults::probe_interval(),
+        ms(100),
+    );
+    let retry_interval = duration_field(
+        problems,
+        site,
+        "retry_interval",
+        retry_interval,
+        interval,
+        ms(100),
+    );
+    if retry_interval > interval {
+        problems.push(
+            Some(site.span_of("retry_interval")),
+            site.field("retry_interval"),
+            format!(
+                "must not be longer than interval ({})",
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    let jitter = duration_field(
+        problems,
+        site,
+        "jitter",
+        jitter,
+        defaults::probe_jitter(),
+        Duration::ZERO,
+    );
+    Timing {
+        timeout,
+        interval,
+        retry_interval,
+        jitter,
+    }
+}
+
+fn tcp_target(
+    problems: &mut Problems<'_>,
+    raw: RawTcpTarget,
+    site: &Site<'_, '_>,
+) -> Option<Target> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let timing = timing(
+        problems,
+        site,
+        raw.timeout.as_ref(),
+        raw.interval.as_ref(),
+        raw.retry_interval.as_ref(),
+        raw.jitter.as_ref(),
+    );
+    // `host:port`, with IPv6 hosts in brackets.
+    let parsed = raw.address.rsplit_once(':').and_then(|(host, port)| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().ok()?;
+        (!host.is_empty() && port != 0).then(|| (host.to_string(), port))
+    });
+    let Some((host, port)) = parsed else {
+        problems.push(
+            Some(site.span_of("address")),
+            site.field("address"),
+            format!(
+                "`{}` is not `host:port`, e.g. `db.example.com:5432`",
+                raw.address
+            ),
+        );
+        return None;
+    };
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Target {
+        name: raw.name,
+        check: Check::Tcp(TcpCheck { host, port }),
+        timing,
+    })
+}
+
+fn http_target(
+    problems: &mut Problems<'_>,
+    raw: RawHttpTarget,
     site: &Site<'_, '_>,
     base_dir: &Path,
 ) -> Option<Target> {
@@ -799,29 +916,36 @@ fn target(
             "must list HTTP status codes between 100 and 599",
         );
     }
-    let timeout = duration_field(
+    let body_regex = match raw.body_regex.as_deref().map(regex::Regex::new) {
+        None => None,
+        Some(Ok(re)) => Some(Pattern(re)),
+        Some(Err(e)) => {
+            problems.push(
+                Some(site.span_of("body_regex")),
+                site.field("body_regex"),
+                format!("not a regular expression: {e}"),
+            );
+            None
+        }
+    };
+    let mut body_json = Vec::new();
+    for (i, text) in raw.body_json.iter().enumerate() {
+        match JsonAssert::parse(text) {
+            Ok(a) => body_json.push(a),
+            Err(e) => problems.push(
+                Some(site.span_of("body_json")),
+                site.field(&format!("body_json[{i}]")),
+                e,
+            ),
+        }
+    }
+    let timing = timing(
         problems,
         site,
-        "timeout",
         raw.timeout.as_ref(),
-        defaults::probe_timeout(),
-        Duration::from_millis(10),
-    );
-    let interval = duration_field(
-        problems,
-        site,
-        "interval",
         raw.interval.as_ref(),
-        defaults::probe_interval(),
-        Duration::from_millis(100),
-    );
-    let jitter = duration_field(
-        problems,
-        site,
-        "jitter",
+        raw.retry_interval.as_ref(),
         raw.jitter.as_ref(),
-        defaults::probe_jitter(),
-        Duration::ZERO,
     );
     let ca = ca_file(problems, site, raw.ca_file.as_deref(), base_dir);
     if problems.list.len() > before {
@@ -829,16 +953,18 @@ fn target(
     }
     Some(Target {
         name: raw.name,
-        url: url?,
-        method,
-        headers,
-        follow_redirects: raw.follow_redirects.unwrap_or(true),
-        expect_status: raw.expect_status,
-        body_contains: raw.body_contains,
-        timeout,
-        interval,
-        jitter,
-        ca,
+        check: Check::Http(Box::new(HttpCheck {
+            url: url?,
+            method,
+            headers,
+            follow_redirects: raw.follow_redirects.unwrap_or(true),
+            expect_status: raw.expect_status,
+            body_contains: raw.body_contains,
+            body_regex,
+            body_json,
+            ca,
+        })),
+        timing,
     })
 }
 

@@ -2,3 +2,5 @@
 //! pipeline's channel and never touches the store or the rules itself.
 
 pub mod http_probe;
+pub mod probe;
+pub mod tcp_probe;

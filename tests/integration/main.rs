@@ -4,6 +4,7 @@ mod check;
 mod demo;
 mod e2e;
 mod outbox;
+mod probes;
 mod reload;
 mod secrets;
 mod systemd;

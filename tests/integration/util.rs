@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -319,8 +318,16 @@ impl Drop for Receiver {
 /// The probe target: answers `/health` with a switchable status, or refuses connections.
 pub struct Target {
     pub addr: SocketAddr,
-    status: Arc<AtomicU16>,
+    answer: Arc<Mutex<Answer>>,
     task: Option<JoinHandle<()>>,
+}
+
+/// How the target answers: status, body, and a delay before answering.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    body: String,
+    delay: Duration,
 }
 
 impl Target {
@@ -329,7 +336,11 @@ impl Target {
         let addr = listener.local_addr().unwrap();
         let mut t = Target {
             addr,
-            status: Arc::new(AtomicU16::new(200)),
+            answer: Arc::new(Mutex::new(Answer {
+                status: 200,
+                body: "status".into(),
+                delay: Duration::ZERO,
+            })),
             task: None,
         };
         t.serve(listener);
@@ -337,15 +348,16 @@ impl Target {
     }
 
     fn serve(&mut self, listener: TcpListener) {
-        let status = self.status.clone();
+        let answer = self.answer.clone();
         // `Connection: close` on every answer, so that refusing connections takes effect at once.
         let app = Router::new().fallback(move || {
-            let code = status.load(Ordering::SeqCst);
+            let a = answer.lock().unwrap().clone();
             async move {
+                tokio::time::sleep(a.delay).await;
                 (
-                    StatusCode::from_u16(code).unwrap(),
+                    StatusCode::from_u16(a.status).unwrap(),
                     [("connection", "close")],
-                    "status",
+                    a.body,
                 )
             }
         });
@@ -354,13 +366,23 @@ impl Target {
         }));
     }
 
+    /// Answers with this body from now on.
+    pub fn set_body(&self, body: &str) {
+        self.answer.lock().unwrap().body = body.to_string();
+    }
+
+    /// Waits this long before each answer from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        self.answer.lock().unwrap().delay = delay;
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}/health", self.addr)
     }
 
     /// Answers every request with `code`, listening again if it was refusing.
     pub async fn answer(&mut self, code: u16) {
-        self.status.store(code, Ordering::SeqCst);
+        self.answer.lock().unwrap().status = code;
         if self.task.is_none() {
             let listener = TcpListener::bind(self.addr)
                 .await
