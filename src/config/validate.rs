@@ -626,6 +626,19 @@ fn check_name(problems: &mut Problems<'_>, site: &Site<'_, '_>, name: &str) -> b
     ok
 }
 
+/// A channel's URL: a secret (`key` or `key_file`) holding an http(s) URL.
+fn channel_url(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    inline: Option<&str>,
+    file: Option<&str>,
+    base_dir: &Path,
+) -> Option<Secret> {
+    let url = secret_field(problems, site, key, inline, file, base_dir)?;
+    secret_url(problems, site, key, &url).then_some(url)
+}
+
 fn slack(
     problems: &mut Problems<'_>,
     raw: RawSlack,
@@ -633,7 +646,7 @@ fn slack(
     base_dir: &Path,
 ) -> Option<Channel> {
     let name_ok = check_name(problems, site, &raw.name);
-    let url = secret_field(
+    let url = channel_url(
         problems,
         site,
         "webhook_url",
@@ -641,8 +654,7 @@ fn slack(
         raw.webhook_url_file.as_deref(),
         base_dir,
     )?;
-    let url_ok = secret_url(problems, site, "webhook_url", &url);
-    (name_ok && url_ok).then_some(Channel {
+    name_ok.then_some(Channel {
         name: raw.name,
         kind: ChannelKind::Slack { webhook_url: url },
     })
@@ -655,17 +667,17 @@ fn webhook(
     base_dir: &Path,
 ) -> Option<Channel> {
     let name_ok = check_name(problems, site, &raw.name);
-    let url = secret_field(
+    let url = channel_url(
         problems,
         site,
         "url",
         raw.url.as_deref(),
         raw.url_file.as_deref(),
         base_dir,
-    )?;
-    let url_ok = secret_url(problems, site, "url", &url);
+    );
     let headers = headers_field(problems, site, raw.headers);
-    (name_ok && url_ok).then_some(Channel {
+    let url = url?;
+    name_ok.then_some(Channel {
         name: raw.name,
         kind: ChannelKind::Webhook { url, headers },
     })

@@ -77,6 +77,21 @@ pub struct Transition {
     pub reason: Option<String>,
 }
 
+/// The transition that ends an alert for a reason other than data: a resolve if it fired, a
+/// clear if it was only pending.
+fn ended(state: AlertState, at_ms: i64, reason: &str) -> Transition {
+    let kind = match state.status {
+        AlertStatus::Firing => TransitionKind::Resolved,
+        AlertStatus::Pending => TransitionKind::Cleared,
+    };
+    Transition {
+        kind,
+        alert: state,
+        at_ms,
+        reason: Some(reason.to_string()),
+    }
+}
+
 /// The rule set and the state of every pending or firing alert.
 #[derive(Debug, Default)]
 pub struct Engine {
@@ -141,21 +156,13 @@ impl Engine {
                     }
                 }
                 None => {
-                    let Some(state) = self.states.remove(&fp) else {
-                        continue;
-                    };
-                    let kind = match state.status {
-                        AlertStatus::Firing => TransitionKind::Resolved,
-                        AlertStatus::Pending => TransitionKind::Cleared,
-                    };
-                    out.push(Transition {
-                        kind,
-                        alert: state,
-                        at_ms: now_ms,
-                        reason: Some(
-                            "the rule was removed or changed by a configuration reload".into(),
-                        ),
-                    });
+                    if let Some(state) = self.states.remove(&fp) {
+                        out.push(ended(
+                            state,
+                            now_ms,
+                            "the rule was removed or changed by a configuration reload",
+                        ));
+                    }
                 }
             }
         }
@@ -180,16 +187,7 @@ impl Engine {
         let mut out = Vec::new();
         for fp in doomed {
             if let Some(state) = self.states.remove(&fp) {
-                let kind = match state.status {
-                    AlertStatus::Firing => TransitionKind::Resolved,
-                    AlertStatus::Pending => TransitionKind::Cleared,
-                };
-                out.push(Transition {
-                    kind,
-                    alert: state,
-                    at_ms: now_ms,
-                    reason: Some(reason.to_string()),
-                });
+                out.push(ended(state, now_ms, reason));
             }
         }
         out
