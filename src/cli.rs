@@ -171,7 +171,8 @@ fn test_notify(path: &std::path::Path, name: &str) -> ExitCode {
     match result {
         Ok(Ok(answer)) => {
             println!(
-                "{name} ({kind}): delivered; the channel answered HTTP {} {}",
+                "{name} ({kind}): delivered; the channel answered {} {} {}",
+                answer.protocol,
                 answer.status,
                 answer.body.trim()
             );

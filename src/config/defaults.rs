@@ -47,3 +47,9 @@ pub fn consecutive_fire_after() -> u32 {
 pub fn consecutive_resolve_after() -> u32 {
     1
 }
+pub fn pagerduty_events_url() -> &'static str {
+    "https://events.pagerduty.com"
+}
+pub fn pagerduty_source() -> &'static str {
+    "sloguard"
+}

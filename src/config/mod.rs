@@ -159,6 +159,12 @@ pub enum ChannelKind {
         url: Secret,
         headers: Vec<(String, Secret)>,
     },
+    Email(EmailChannel),
+    PagerDuty {
+        routing_key: Secret,
+        events_url: url::Url,
+        source: String,
+    },
 }
 
 impl ChannelKind {
@@ -166,8 +172,32 @@ impl ChannelKind {
         match self {
             ChannelKind::Slack { .. } => "slack",
             ChannelKind::Webhook { .. } => "webhook",
+            ChannelKind::Email(_) => "email",
+            ChannelKind::PagerDuty { .. } => "pagerduty",
         }
     }
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption (a local relay).
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailChannel {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub to: Vec<String>,
 }
 
 /// One probe target.

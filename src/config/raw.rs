@@ -85,6 +85,52 @@ pub struct RawWebhook {
     pub headers: BTreeMap<String, String>,
 }
 
+/// `[[channels]]` with `type = "email"`: mail through an SMTP server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// The tag, `email`, already read by validation.
+    #[serde(rename = "type")]
+    pub _tag: serde::de::IgnoredAny,
+    /// Unique channel name used by `[routing]` and rules.
+    pub name: String,
+    /// The SMTP server's host name.
+    pub smtp_host: String,
+    /// The SMTP port; default by `tls`: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    pub smtp_port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none`.
+    pub tls: Option<String>,
+    /// The SMTP user name, when the server wants authentication.
+    pub username: Option<String>,
+    /// The SMTP password, a secret (`env:NAME`), or use `password_file`.
+    pub password: Option<String>,
+    /// A file whose content is the SMTP password.
+    pub password_file: Option<String>,
+    /// The sender, e.g. `sloguard <alerts@example.com>`.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+}
+
+/// `[[channels]]` with `type = "pagerduty"`: PagerDuty Events API v2.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagerDuty {
+    /// The tag, `pagerduty`, already read by validation.
+    #[serde(rename = "type")]
+    pub _tag: serde::de::IgnoredAny,
+    /// Unique channel name used by `[routing]` and rules.
+    pub name: String,
+    /// The integration's routing key, a secret (`env:NAME`), or use `routing_key_file`.
+    pub routing_key: Option<String>,
+    /// A file whose content is the routing key.
+    pub routing_key_file: Option<String>,
+    /// The Events API's base URL.
+    pub events_url: Option<String>,
+    /// The `source` of events (this ops box).
+    pub source: Option<String>,
+}
+
 /// `[[targets]]` with `type = "http"` (the default): an HTTP(S) uptime probe.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -32,10 +32,15 @@ impl Secret {
                     Err(_) => Err(format!("environment variable {name} is not set")),
                 }
             }
-            None => Ok(Secret {
-                value: text.to_string(),
-                origin: "inline".to_string(),
-            }),
+            None => Ok(Secret::literal(text)),
+        }
+    }
+
+    /// A value given in the configuration itself, or built from non-secret parts.
+    pub fn literal(value: &str) -> Secret {
+        Secret {
+            value: value.to_string(),
+            origin: "inline".to_string(),
         }
     }
 

@@ -13,13 +13,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawConsecutive, RawDaemon, RawHttpTarget, RawOutbox, RawRouting, RawSlack, RawTcpTarget,
-    RawWebhook,
+    RawConsecutive, RawDaemon, RawEmail, RawHttpTarget, RawOutbox, RawPagerDuty, RawRouting,
+    RawSlack, RawTcpTarget, RawWebhook,
 };
 use super::{
-    CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, HttpCheck,
-    JsonAssert, LogFormat, OutboxConfig, Pattern, Problem, Routing, Rule, RuleKind, Secret,
-    Severity, Target, TcpCheck, Timing, defaults, parse_duration,
+    CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, EmailChannel,
+    HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem, Routing, Rule, RuleKind,
+    Secret, Severity, SmtpTls, Target, TcpCheck, Timing, defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -127,9 +127,14 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let channel_names = declared_names(&mut problems, section("channels"), "channels", "channel");
     let mut channels = BTreeMap::new();
     for (value, site) in tables(&mut problems, section("channels"), "channels") {
-        let ch = match tag(&mut problems, &site, "type", &["slack", "webhook"]) {
+        let known = ["slack", "webhook", "email", "pagerduty"];
+        let ch = match tag(&mut problems, &site, "type", &known) {
             Some("slack") => element::<RawSlack>(&mut problems, value, &site)
                 .and_then(|raw| slack(&mut problems, raw, &site, &base_dir)),
+            Some("email") => element::<RawEmail>(&mut problems, value, &site)
+                .and_then(|raw| email(&mut problems, raw, &site, &base_dir)),
+            Some("pagerduty") => element::<RawPagerDuty>(&mut problems, value, &site)
+                .and_then(|raw| pagerduty(&mut problems, raw, &site, &base_dir)),
             Some(_) => element::<RawWebhook>(&mut problems, value, &site)
                 .and_then(|raw| webhook(&mut problems, raw, &site, &base_dir)),
             None => None,
@@ -372,7 +377,7 @@ fn element<T: DeserializeOwned>(
 /// Fields whose values may be secrets, so that no message quotes them.
 fn is_secret_field(path: &str) -> bool {
     let field = path.rsplit('.').next().unwrap_or(path);
-    path.contains(".headers") || matches!(field, "webhook_url" | "url")
+    path.contains(".headers") || matches!(field, "webhook_url" | "url" | "password" | "routing_key")
 }
 
 /// Serde quotes a bad value between backticks; drop what is inside.
@@ -637,6 +642,150 @@ fn channel_url(
 ) -> Option<Secret> {
     let url = secret_field(problems, site, key, inline, file, base_dir)?;
     secret_url(problems, site, key, &url).then_some(url)
+}
+
+fn email(
+    problems: &mut Problems<'_>,
+    raw: RawEmail,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<Channel> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let tls = match raw.tls.as_deref() {
+        None | Some("starttls") => SmtpTls::StartTls,
+        Some("tls") => SmtpTls::Tls,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            problems.push(
+                Some(site.span_of("tls")),
+                site.field("tls"),
+                format!("`{other}` is not a TLS mode; use `starttls`, `tls` or `none`"),
+            );
+            SmtpTls::StartTls
+        }
+    };
+    let port = raw.smtp_port.unwrap_or(match tls {
+        SmtpTls::StartTls => 587,
+        SmtpTls::Tls => 465,
+        SmtpTls::None => 25,
+    });
+    if raw.smtp_host.trim().is_empty() {
+        problems.push(
+            Some(site.span_of("smtp_host")),
+            site.field("smtp_host"),
+            "must not be empty",
+        );
+    }
+    let password = match (&raw.password, &raw.password_file) {
+        (None, None) => None,
+        (p, f) => secret_field(
+            problems,
+            site,
+            "password",
+            p.as_deref(),
+            f.as_deref(),
+            base_dir,
+        ),
+    };
+    if password.is_some() != raw.username.is_some() {
+        problems.push(
+            Some(site.span.clone()),
+            site.field(if raw.username.is_some() {
+                "password"
+            } else {
+                "username"
+            }),
+            "authentication needs both `username` and `password` (or neither)",
+        );
+    }
+    if raw.from.parse::<lettre::message::Mailbox>().is_err() {
+        problems.push(
+            Some(site.span_of("from")),
+            site.field("from"),
+            format!(
+                "`{}` is not an email address; write e.g. `sloguard <alerts@example.com>`",
+                raw.from
+            ),
+        );
+    }
+    if raw.to.is_empty() {
+        problems.push(
+            Some(site.span_of("to")),
+            site.field("to"),
+            "list at least one recipient",
+        );
+    }
+    for (i, to) in raw.to.iter().enumerate() {
+        if to.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(
+                Some(site.span_of("to")),
+                site.field(&format!("to[{i}]")),
+                format!("`{to}` is not an email address"),
+            );
+        }
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Channel {
+        name: raw.name,
+        kind: ChannelKind::Email(EmailChannel {
+            host: raw.smtp_host,
+            port,
+            tls,
+            username: raw.username,
+            password,
+            from: raw.from,
+            to: raw.to,
+        }),
+    })
+}
+
+fn pagerduty(
+    problems: &mut Problems<'_>,
+    raw: RawPagerDuty,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<Channel> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let key = secret_field(
+        problems,
+        site,
+        "routing_key",
+        raw.routing_key.as_deref(),
+        raw.routing_key_file.as_deref(),
+        base_dir,
+    );
+    let events_text = raw
+        .events_url
+        .as_deref()
+        .unwrap_or(defaults::pagerduty_events_url());
+    let events_url = match url::Url::parse(events_text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        _ => {
+            problems.push(
+                Some(site.span_of("events_url")),
+                site.field("events_url"),
+                format!("`{events_text}` is not an http:// or https:// URL"),
+            );
+            None
+        }
+    };
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Channel {
+        name: raw.name,
+        kind: ChannelKind::PagerDuty {
+            routing_key: key?,
+            events_url: events_url?,
+            source: raw
+                .source
+                .unwrap_or_else(|| defaults::pagerduty_source().to_string()),
+        },
+    })
 }
 
 fn slack(

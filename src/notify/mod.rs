@@ -6,7 +6,9 @@
 //! configuration problem ([`SendError::Permanent`]: other 4xx); the outbox does the retrying.
 //! Channel URLs are secrets: no error or log line built here contains one.
 
+pub mod email;
 pub mod outbox;
+pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
 
@@ -167,6 +169,8 @@ pub fn format_span(ms: i64) -> String {
 /// What a channel answered to a successful send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivered {
+    /// `HTTP` or `SMTP`.
+    pub protocol: &'static str,
     pub status: u16,
     pub body: String,
 }
@@ -196,6 +200,12 @@ pub async fn send(
         ChannelKind::Webhook { url, headers } => {
             webhook::send(client, url, headers, n, timeout).await
         }
+        ChannelKind::Email(cfg) => email::send(cfg, n, timeout).await,
+        ChannelKind::PagerDuty {
+            routing_key,
+            events_url,
+            source,
+        } => pagerduty::send(client, events_url, routing_key, source, n, timeout).await,
     }
 }
 
@@ -207,6 +217,7 @@ pub(crate) async fn post_json(
     client: &reqwest::Client,
     url: &Secret,
     headers: &[(String, Secret)],
+    other_secrets: &[&Secret],
     body: &serde_json::Value,
     timeout: Duration,
 ) -> Result<Delivered, SendError> {
@@ -221,7 +232,7 @@ pub(crate) async fn post_json(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, Utc::now()));
-    let text = scrub(&read_limited(resp).await, url, headers);
+    let text = scrub(&read_limited(resp).await, url, headers, other_secrets);
     let code = status.as_u16();
     let quoted = if text.trim().is_empty() {
         String::new()
@@ -230,6 +241,7 @@ pub(crate) async fn post_json(
     };
     if status.is_success() {
         Ok(Delivered {
+            protocol: "HTTP",
             status: code,
             body: text,
         })
@@ -247,7 +259,7 @@ pub(crate) async fn post_json(
 
 /// Removes the channel's secrets from its answer before anyone quotes it: a receiver that
 /// echoes the request would otherwise put the URL or a token into our logs.
-fn scrub(text: &str, url: &Secret, headers: &[(String, Secret)]) -> String {
+fn scrub(text: &str, url: &Secret, headers: &[(String, Secret)], others: &[&Secret]) -> String {
     let mut secrets: Vec<String> = vec![url.expose().to_string()];
     if let Ok(u) = url::Url::parse(url.expose()) {
         // Slack's token is the URL's path; an echo may show only that.
@@ -257,6 +269,7 @@ fn scrub(text: &str, url: &Secret, headers: &[(String, Secret)]) -> String {
         }
     }
     secrets.extend(headers.iter().map(|(_, v)| v.expose().to_string()));
+    secrets.extend(others.iter().map(|v| v.expose().to_string()));
     let mut out = text.to_string();
     for s in secrets {
         if s.len() >= 4 {
@@ -336,7 +349,7 @@ mod tests {
         )];
         let echo = "got POST /services/T0/B0/TOKEN123 with Authorization: Bearer abc123 from https://hooks.example/services/T0/B0/TOKEN123";
         assert_eq!(
-            scrub(echo, &url, &headers),
+            scrub(echo, &url, &headers, &[]),
             "got POST <redacted> with Authorization: <redacted> from <redacted>"
         );
     }

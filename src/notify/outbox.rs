@@ -217,10 +217,12 @@ struct Worker {
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
 impl Worker {
-    /// The minimum gap between two messages: Slack allows one per second per webhook.
+    /// The minimum gap between two messages: Slack allows one per second per webhook,
+    /// PagerDuty about 120 events a minute per integration key.
     fn min_gap(&self) -> Duration {
         match self.channel.kind {
             crate::config::ChannelKind::Slack { .. } => Duration::from_secs(1),
+            crate::config::ChannelKind::PagerDuty { .. } => Duration::from_millis(500),
             _ => Duration::ZERO,
         }
     }

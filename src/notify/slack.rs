@@ -23,5 +23,5 @@ pub async fn send(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Delivered, SendError> {
-    post_json(client, url, &[], &payload(n), timeout).await
+    post_json(client, url, &[], &[], &payload(n), timeout).await
 }

@@ -34,5 +34,5 @@ pub async fn send(
     n: &Notification,
     timeout: Duration,
 ) -> Result<Delivered, SendError> {
-    post_json(client, url, headers, &payload(n), timeout).await
+    post_json(client, url, headers, &[], &payload(n), timeout).await
 }

@@ -249,6 +249,8 @@ fn the_example_config_is_valid() {
                 "https://hooks.slack.com/services/T000/B000/XXXX",
             ),
             ("OPS_WEBHOOK_TOKEN", "token"),
+            ("SMTP_PASSWORD", "password"),
+            ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000001"),
         ],
     );
     assert!(

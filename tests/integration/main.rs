@@ -1,5 +1,6 @@
 //! Integration tests: a real `sloguard` child process against real HTTP servers on 127.0.0.1.
 
+mod channels;
 mod check;
 mod demo;
 mod e2e;

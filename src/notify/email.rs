@@ -1,0 +1,130 @@
+//! Email over SMTP with lettre: STARTTLS, implicit TLS or plain, optional authentication,
+//! several recipients, a plain-text and an HTML part, and a subject that starts with the
+//! severity (`[CRITICAL] Segmentation API down`).
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::{Delivered, Notification, SendError, Status};
+use crate::config::{EmailChannel, SmtpTls};
+
+/// `[CRITICAL] …`, `[WARNING] …`, `[RESOLVED] …`, `[TEST] …`.
+pub fn subject(n: &Notification) -> String {
+    let tag = match n.status {
+        Status::Resolved => "RESOLVED".to_string(),
+        Status::Test => "TEST".to_string(),
+        Status::Firing => n.severity.as_str().to_uppercase(),
+    };
+    format!("[{tag}] {}", n.summary)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The HTML part: the same lines as the text, the title as a heading, links clickable.
+pub fn html(n: &Notification) -> String {
+    let text = n.text();
+    let mut lines = text.lines();
+    let title = lines.next().unwrap_or_default();
+    let mut out = format!(
+        "<!DOCTYPE html><html><body style=\"font-family: sans-serif\"><h2>{}</h2><p>",
+        escape(title)
+    );
+    for line in lines {
+        let linked = match line.split_once(": ") {
+            Some((k @ ("Dashboard" | "Runbook"), url)) => {
+                format!("{k}: <a href=\"{}\">{}</a>", escape(url), escape(url))
+            }
+            _ => escape(line),
+        };
+        out.push_str(&linked);
+        out.push_str("<br>\n");
+    }
+    out.push_str("</p></body></html>\n");
+    out
+}
+
+/// Builds the message; an address that does not parse is a configuration problem.
+pub fn message(cfg: &EmailChannel, n: &Notification) -> Result<Message, SendError> {
+    let permanent = |message: String| SendError::Permanent { message };
+    let from: Mailbox = cfg
+        .from
+        .parse()
+        .map_err(|e| permanent(format!("from address `{}`: {e}", cfg.from)))?;
+    let mut builder = Message::builder().from(from).subject(subject(n));
+    for to in &cfg.to {
+        let mailbox: Mailbox = to
+            .parse()
+            .map_err(|e| permanent(format!("recipient `{to}`: {e}")))?;
+        builder = builder.to(mailbox);
+    }
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(n.text()),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html(n)),
+                ),
+        )
+        .map_err(|e| permanent(format!("cannot build the message: {e}")))
+}
+
+pub async fn send(
+    cfg: &EmailChannel,
+    n: &Notification,
+    timeout: Duration,
+) -> Result<Delivered, SendError> {
+    let msg = message(cfg, n)?;
+    let tls = |host: &str| {
+        TlsParameters::new(host.to_string()).map_err(|e| SendError::Permanent {
+            message: format!("TLS setup for {host}: {e}"),
+        })
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str())
+        .port(cfg.port)
+        .timeout(Some(timeout));
+    builder = match cfg.tls {
+        SmtpTls::None => builder.tls(Tls::None),
+        SmtpTls::StartTls => builder.tls(Tls::Required(tls(&cfg.host)?)),
+        SmtpTls::Tls => builder.tls(Tls::Wrapper(tls(&cfg.host)?)),
+    };
+    if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
+        builder = builder.credentials(Credentials::new(
+            user.clone(),
+            password.expose().to_string(),
+        ));
+    }
+    let mailer = builder.build();
+    match mailer.send(msg).await {
+        Ok(response) => Ok(Delivered {
+            protocol: "SMTP",
+            status: response.code().into(),
+            body: response.message().collect::<Vec<_>>().join(" "),
+        }),
+        Err(e) => {
+            let message = format!("SMTP {}:{}: {e}", cfg.host, cfg.port);
+            if e.is_permanent() {
+                Err(SendError::Permanent { message })
+            } else {
+                Err(SendError::Retryable {
+                    message,
+                    retry_after: None,
+                })
+            }
+        }
+    }
+}
