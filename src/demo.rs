@@ -45,25 +45,37 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let app_listener = TcpListener::bind("127.0.0.1:0").await?;
     let app_addr = app_listener.local_addr()?;
 
-    let slack = Router::new().route(
-        "/slack",
-        post(|body: axum::Json<serde_json::Value>| async move {
-            let text = body
-                .get("text")
-                .and_then(|t| t.as_str())
-                .unwrap_or_default();
-            let text = text
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&amp;", "&");
-            println!("\n┌── Slack message received ─────────────────────────");
-            for line in text.lines() {
-                println!("│ {line}");
-            }
-            println!("└───────────────────────────────────────────────────\n");
-            "ok"
-        }),
-    );
+    let slack = Router::new()
+        .route(
+            "/v2/enqueue",
+            post(|body: axum::Json<serde_json::Value>| async move {
+                println!(
+                    "[PagerDuty stand-in] {} dedup_key={}",
+                    body["event_action"].as_str().unwrap_or_default(),
+                    body["dedup_key"].as_str().unwrap_or_default()
+                );
+                (StatusCode::ACCEPTED, "{\"status\":\"success\"}")
+            }),
+        )
+        .route(
+            "/slack",
+            post(|body: axum::Json<serde_json::Value>| async move {
+                let text = body
+                    .get("text")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default();
+                let text = text
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&");
+                println!("\n┌── Slack message received ─────────────────────────");
+                for line in text.lines() {
+                    println!("│ {line}");
+                }
+                println!("└───────────────────────────────────────────────────\n");
+                "ok"
+            }),
+        );
     let slack_listener = TcpListener::bind("127.0.0.1:0").await?;
     let slack_addr = slack_listener.local_addr()?;
 
@@ -89,12 +101,19 @@ data_dir = "{data}"
 
 [routing]
 warning = ["slack"]
-critical = ["slack"]
+critical = ["slack", "pagerduty"]
 
 [[channels]]
 name = "slack"
 type = "slack"
 webhook_url = "http://{slack_addr}/slack"
+
+[[channels]]
+name = "pagerduty"
+type = "pagerduty"
+routing_key = "demo-routing-key"
+events_url = "http://{slack_addr}"
+source = "sloguard-demo"
 
 # Probed every 5 s; after a failure, every second until 3 failures confirm it.
 [[targets]]
