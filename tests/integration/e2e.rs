@@ -113,8 +113,8 @@ async fn restart_while_firing_neither_fires_again_nor_forgets_the_alert() {
     daemon.spawn().await;
     assert!(
         daemon
-            .log_text()
-            .contains("Restored pending and firing alerts")
+            .wait_log("Restored pending and firing alerts", Duration::from_secs(5))
+            .await
     );
     // Still failing after the restart: the alert stays firing, silently.
     tokio::time::sleep(Duration::from_secs(5)).await;

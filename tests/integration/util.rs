@@ -583,13 +583,22 @@ impl SmtpServer {
         }
     }
 
-    /// The raw messages received so far.
+    /// The raw messages received so far, oldest first.
     pub fn messages(&self) -> Vec<Vec<u8>> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.maildir.join("new"))
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
+        // Maildir names do not sort by arrival within a second; the modification time does.
+        let mut paths: Vec<(std::time::SystemTime, PathBuf)> =
+            std::fs::read_dir(self.maildir.join("new"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+                        .collect()
+                })
+                .unwrap_or_default();
         paths.sort();
-        paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
+        paths
+            .iter()
+            .filter_map(|(_, p)| std::fs::read(p).ok())
+            .collect()
     }
 
     pub async fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
