@@ -100,7 +100,9 @@ async fn a_firing_alert_survives_a_reload_and_resolves_through_the_changed_chann
     target.answer(500).await;
     assert_eq!(
         slack.wait_delivered(1, Duration::from_secs(10)).await.len(),
-        1
+        1,
+        "log:\n{}",
+        daemon.log_text()
     );
 
     // Move the Slack channel to another webhook while the alert fires.
@@ -113,12 +115,16 @@ async fn a_firing_alert_survives_a_reload_and_resolves_through_the_changed_chann
     assert!(
         daemon
             .wait_log("Configuration reloaded", Duration::from_secs(5))
-            .await
+            .await,
+        "log:\n{}",
+        daemon.log_text()
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         new_slack.received().is_empty(),
-        "the alert fired again after the reload"
+        "the alert fired again after the reload: {:?}\nlog:\n{}",
+        new_slack.received(),
+        daemon.log_text()
     );
 
     target.answer(200).await;
@@ -128,11 +134,14 @@ async fn a_firing_alert_survives_a_reload_and_resolves_through_the_changed_chann
     assert_eq!(
         slack.received().len(),
         1,
-        "the old webhook was used after the reload"
+        "the old webhook was used after the reload; log:\n{}",
+        daemon.log_text()
     );
     assert_eq!(
         hook.wait_delivered(2, Duration::from_secs(5)).await.len(),
-        2
+        2,
+        "log:\n{}",
+        daemon.log_text()
     );
     assert!(daemon.stop().await.is_some_and(|s| s.success()));
 }
