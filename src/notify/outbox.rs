@@ -98,6 +98,10 @@ pub async fn run(
     // Dropping the set (when this task ends or panics) aborts every worker.
     let mut set: JoinSet<()> = JoinSet::new();
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    // One lock per channel name, held by its worker for its whole life: a replacement waits
+    // for the worker it replaces (which may be finishing a send), so no entry is ever being
+    // sent by two workers at once.
+    let mut locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>> = BTreeMap::new();
     let mut restart_due: Option<Instant> = None;
     loop {
         let cfg = config.borrow_and_update().clone();
@@ -116,7 +120,9 @@ pub async fn run(
                 continue;
             }
             let replaced = CancellationToken::new();
+            let lock = locks.entry(name.clone()).or_default().clone();
             let worker = Worker {
+                lock,
                 store: store.clone(),
                 client: client.clone(),
                 channel: ch.clone(),
@@ -201,6 +207,8 @@ fn bury_orphans(store: &Store, cfg: &Config) -> Result<(), crate::store::StoreEr
 }
 
 struct Worker {
+    /// Held for the worker's life; see `run`.
+    lock: Arc<tokio::sync::Mutex<()>>,
     store: Arc<Store>,
     client: reqwest::Client,
     channel: Channel,
@@ -237,6 +245,11 @@ impl Worker {
     }
 
     async fn run(self) {
+        let lock = self.lock.clone();
+        let _only_worker = tokio::select! {
+            guard = lock.lock() => guard,
+            _ = self.replaced.cancelled() => return,
+        };
         let name = self.channel.name.clone();
         let mut drain_until: Option<Instant> = None;
         let mut last_send: Option<Instant> = None;
