@@ -138,6 +138,8 @@ async fn main() {
         r#"
 [daemon]
 log_level = "warn"
+[server]
+listen = "127.0.0.1:0"
 [outbox]
 initial_backoff = "200ms"
 [routing]

@@ -44,6 +44,27 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = config::parse_duration)]
         duration: Duration,
     },
+    /// Show the pending and firing alerts of the running daemon.
+    Status {
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge a firing alert: by fingerprint (`rule{labels}`) or rule name (all its alerts).
+    Ack {
+        /// The alert's fingerprint, as `sloguard status` shows it, or a rule name.
+        alert: String,
+        /// Who is on it (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// What they are doing about it.
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Send a test message to one channel and print what it answered.
     TestNotify {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
@@ -134,6 +155,132 @@ pub fn main() -> ExitCode {
             }
         }
         Command::TestNotify { config, channel } => test_notify(&config, &channel),
+        Command::Status { config, json } => api_call(&config, |client, base, _| async move {
+            let resp = client.get(format!("{base}/api/v1/alerts")).send().await?;
+            let status = resp.status();
+            let body = resp.text().await?;
+            if !status.is_success() {
+                anyhow::bail!(
+                    "the daemon answered HTTP {}: {}",
+                    status.as_u16(),
+                    body.trim()
+                );
+            }
+            let alerts: Vec<crate::pipeline::AlertView> = serde_json::from_str(&body)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&alerts)?);
+            } else {
+                print_status(&alerts);
+            }
+            Ok(())
+        }),
+        Command::Ack {
+            alert,
+            by,
+            comment,
+            config,
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            api_call(&config, |client, base, token| async move {
+                let req = crate::server::AckRequest { alert, by, comment };
+                let mut call = client.post(format!("{base}/api/v1/alerts/ack")).json(&req);
+                if let Some(t) = token {
+                    call = call.bearer_auth(t);
+                }
+                let resp = call.send().await?;
+                let status = resp.status();
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                if !status.is_success() {
+                    anyhow::bail!("{}", body["error"].as_str().unwrap_or("the daemon refused"));
+                }
+                let acked: Vec<String> = serde_json::from_value(body["acknowledged"].clone())?;
+                if acked.is_empty() {
+                    println!("already acknowledged");
+                }
+                for fp in acked {
+                    println!("acknowledged {fp}");
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Runs `f` against the running daemon's HTTP API, found through the configuration.
+fn api_call<F, Fut>(path: &std::path::Path, f: F) -> ExitCode
+where
+    F: FnOnce(reqwest::Client, String, Option<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let cfg = match config::load(path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = cfg.server.listen;
+    if addr.port() == 0 {
+        eprintln!(
+            "error: [server].listen in {} has port 0; give the daemon a fixed port to reach it",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let base = format!("http://{host}");
+    let token = cfg.server.token.as_ref().map(|t| t.expose().to_string());
+    let result = runtime().map_err(anyhow::Error::from).and_then(|rt| {
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(15))
+                .build()?;
+            f(client, base.clone(), token).await
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let why = match e.downcast_ref::<reqwest::Error>() {
+                Some(re) if re.is_connect() => {
+                    format!("cannot reach the daemon at {base}: is it running?")
+                }
+                _ => format!("{e:#}"),
+            };
+            eprintln!("error: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_status(alerts: &[crate::pipeline::AlertView]) {
+    if alerts.is_empty() {
+        println!("no pending or firing alerts");
+        return;
+    }
+    println!(
+        "{:<8} {:<9} {:<48} {:<20} ACKNOWLEDGED",
+        "STATUS", "SEVERITY", "ALERT", "SINCE"
+    );
+    for a in alerts {
+        let ack = match (&a.acknowledged_by, &a.comment) {
+            (Some(by), Some(c)) => format!("{by}: {c}"),
+            (Some(by), None) => by.clone(),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<8} {:<9} {:<48} {:<20} {ack}",
+            a.status,
+            a.severity.as_str(),
+            a.fingerprint,
+            a.since.get(..19).unwrap_or(&a.since).replace('T', " ")
+        );
     }
 }
 

@@ -59,6 +59,8 @@ pub async fn run(
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (samples_tx, samples_rx) = mpsc::channel::<Vec<crate::series::Sample>>(1024);
     let samples_rx = Arc::new(Mutex::new(samples_rx));
+    let (commands_tx, commands_rx) = mpsc::channel::<crate::pipeline::Command>(64);
+    let commands_rx = Arc::new(Mutex::new(commands_rx));
     let wake = Arc::new(Notify::new());
     let heartbeat = Arc::new(AtomicI64::new(now_ms()));
 
@@ -82,6 +84,7 @@ pub async fn run(
             config: config_rx.clone(),
             samples: samples_rx,
             wake: wake.clone(),
+            commands: commands_rx,
             heartbeat: heartbeat.clone(),
             shutdown: pipeline_stop.clone(),
         });
@@ -101,6 +104,12 @@ pub async fn run(
             outbox::run(s.clone(), cfg.clone(), w.clone(), token.clone())
         })
     };
+    {
+        let (cfg, tx, token) = (config_rx.clone(), commands_tx.clone(), rest_stop.clone());
+        sup.spawn("server", rest_stop.clone(), move || {
+            crate::server::run(cfg.clone(), tx.clone(), token.clone())
+        });
+    }
     {
         let (s, cfg, token) = (store.clone(), config_rx.clone(), rest_stop.clone());
         sup.spawn("retention", rest_stop.clone(), move || {
@@ -192,6 +201,9 @@ fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions) {
                 tracing::warn!(
                     "daemon.data_dir changed; the new data directory is used only after a restart"
                 );
+            }
+            if new.server.listen != current.server.listen {
+                tracing::warn!("server.listen takes effect only after a restart");
             }
             if new.daemon.log_format != current.daemon.log_format
                 || new.daemon.log_level != current.daemon.log_level

@@ -99,6 +99,10 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
 [daemon]
 data_dir = "{data}"
 
+# Any free port, so the demo never collides with a running daemon.
+[server]
+listen = "127.0.0.1:0"
+
 [routing]
 warning = ["slack"]
 critical = ["slack", "pagerduty"]

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod rules;
 pub mod series;
+pub mod server;
 pub mod source;
 pub mod store;
 pub mod supervisor;

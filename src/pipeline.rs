@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, Notify, mpsc, watch};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ use crate::clock::now_ms;
 use crate::config::{Config, Rule, RuleKind};
 use crate::notify::outbox::Entry;
 use crate::notify::{Notification, Status};
-use crate::rules::{AlertState, Engine, Transition, TransitionKind};
+use crate::rules::{AlertState, AlertStatus, Engine, Transition, TransitionKind};
 use crate::series::{Labels, Sample, SeriesKey};
 use crate::store::{Batch, Store};
 
@@ -48,11 +48,55 @@ pub struct StoredAlert {
     pub fired: Option<Fired>,
 }
 
-/// The firing notification and where it went.
+/// The firing notification, where it went, and who acknowledged it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fired {
     pub channels: Vec<String>,
     pub notification: Notification,
+    #[serde(default)]
+    pub ack: Option<Ack>,
+}
+
+/// An acknowledgement: someone is on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub by: String,
+    pub at_ms: i64,
+    pub comment: Option<String>,
+}
+
+/// A request to the pipeline, which owns the alert states (from the HTTP API).
+#[derive(Debug)]
+pub enum Command {
+    /// Every pending and firing alert.
+    Alerts(oneshot::Sender<Vec<AlertView>>),
+    /// Acknowledge the firing alerts whose fingerprint or rule name is `alert`; the answer is
+    /// the fingerprints acknowledged now, or why none matched.
+    Ack {
+        alert: String,
+        by: String,
+        comment: Option<String>,
+        reply: oneshot::Sender<Result<Vec<String>, String>>,
+    },
+}
+
+/// An alert as the API and `sloguard status` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertView {
+    pub fingerprint: String,
+    pub rule: String,
+    pub labels: Labels,
+    pub severity: crate::config::Severity,
+    /// `pending` or `firing`.
+    pub status: String,
+    pub since: String,
+    pub fired_at: Option<String>,
+    pub value: f64,
+    pub reason: Option<String>,
+    pub summary: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<String>,
+    pub comment: Option<String>,
 }
 
 pub struct Pipeline {
@@ -60,6 +104,7 @@ pub struct Pipeline {
     pub config: watch::Receiver<Arc<Config>>,
     pub samples: Arc<Mutex<mpsc::Receiver<Vec<Sample>>>>,
     pub wake: Arc<Notify>,
+    pub commands: Arc<Mutex<mpsc::Receiver<Command>>>,
     /// Milliseconds since the epoch of the pipeline's last loop turn, for the watchdog.
     pub heartbeat: Arc<AtomicI64>,
     pub shutdown: CancellationToken,
@@ -106,6 +151,7 @@ impl Pipeline {
             .await?;
 
         let mut rx = self.samples.lock().await;
+        let mut commands = self.commands.lock().await;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Samples evaluated but not yet committed, and when the oldest of them arrived.
         let mut pending: Vec<Sample> = Vec::new();
@@ -152,6 +198,9 @@ impl Pipeline {
                     pending_since = None;
                     self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
                 }
+                Some(cmd) = commands.recv() => {
+                    self.handle(cmd, &engine, &cfg, &mut fired).await?;
+                }
                 _ = tick.tick() => {}
                 _ = self.shutdown.cancelled() => break,
             }
@@ -179,6 +228,10 @@ impl Pipeline {
         transitions: Vec<Transition>,
     ) -> anyhow::Result<()> {
         let plan = plan(cfg, fired, &transitions, now_ms());
+        self.write(samples, plan).await
+    }
+
+    async fn write(&self, samples: Vec<Sample>, plan: Plan) -> anyhow::Result<()> {
         if samples.is_empty() && plan.is_empty() {
             return Ok(());
         }
@@ -203,6 +256,117 @@ impl Pipeline {
             self.wake.notify_waiters();
         }
         Ok(())
+    }
+
+    async fn handle(
+        &self,
+        cmd: Command,
+        engine: &Engine,
+        cfg: &Config,
+        fired: &mut HashMap<String, Fired>,
+    ) -> anyhow::Result<()> {
+        match cmd {
+            Command::Alerts(reply) => {
+                let views = engine
+                    .alerts()
+                    .map(|a| view(a, fired.get(&a.fingerprint())))
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Command::Ack {
+                alert,
+                by,
+                comment,
+                reply,
+            } => {
+                let matching: Vec<AlertState> = engine
+                    .alerts()
+                    .filter(|a| a.status == AlertStatus::Firing)
+                    .filter(|a| a.fingerprint() == alert || a.rule == alert)
+                    .cloned()
+                    .collect();
+                if matching.is_empty() {
+                    let _ = reply.send(Err(format!(
+                        "no firing alert is named `{alert}`; `sloguard status` lists them"
+                    )));
+                    return Ok(());
+                }
+                let now = now_ms();
+                let mut plan = Plan::default();
+                let mut acked = Vec::new();
+                for state in matching {
+                    let fp = state.fingerprint();
+                    let Some(f) = fired.get_mut(&fp) else {
+                        continue;
+                    };
+                    if f.ack.is_some() {
+                        continue;
+                    }
+                    f.ack = Some(Ack {
+                        by: by.clone(),
+                        at_ms: now,
+                        comment: comment.clone(),
+                    });
+                    tracing::info!(alert = %fp, by = %by, comment = comment.as_deref().unwrap_or(""), "Alert acknowledged");
+                    // PagerDuty acknowledges the incident; other channels hear nothing new.
+                    for ch in &f.channels {
+                        if matches!(
+                            cfg.channels.get(ch).map(|c| &c.kind),
+                            Some(crate::config::ChannelKind::PagerDuty { .. })
+                        ) {
+                            let n = Notification {
+                                status: Status::Acknowledged,
+                                ..f.notification.clone()
+                            };
+                            plan.outbox.push(Entry::new(ch, n, now));
+                        }
+                    }
+                    plan.put.push((
+                        fp.clone(),
+                        StoredAlert {
+                            state,
+                            fired: Some(f.clone()),
+                        },
+                    ));
+                    acked.push(fp);
+                }
+                match self.write(Vec::new(), plan).await {
+                    Ok(()) => {
+                        let _ = reply.send(Ok(acked));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!(
+                            "the acknowledgement could not be stored: {e:#}"
+                        )));
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The API's view of an alert.
+fn view(a: &AlertState, fired: Option<&Fired>) -> AlertView {
+    let ack = fired.and_then(|f| f.ack.as_ref());
+    AlertView {
+        fingerprint: a.fingerprint(),
+        rule: a.rule.clone(),
+        labels: a.labels.clone(),
+        severity: a.severity,
+        status: match a.status {
+            AlertStatus::Pending => "pending".into(),
+            AlertStatus::Firing => "firing".into(),
+        },
+        since: crate::notify::rfc3339(a.since_ms),
+        fired_at: a.fired_at_ms.map(crate::notify::rfc3339),
+        value: a.value,
+        reason: a.note.clone(),
+        summary: fired.map(|f| f.notification.summary.clone()),
+        acknowledged_by: ack.map(|k| k.by.clone()),
+        acknowledged_at: ack.map(|k| crate::notify::rfc3339(k.at_ms)),
+        comment: ack.and_then(|k| k.comment.clone()),
     }
 }
 
@@ -276,6 +440,7 @@ pub fn plan(
                 let f = Fired {
                     channels,
                     notification: n,
+                    ack: None,
                 };
                 fired.insert(fp.clone(), f.clone());
                 plan.put.push((

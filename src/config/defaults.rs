@@ -4,6 +4,7 @@ use std::time::Duration;
 
 pub const CONFIG_PATH: &str = "/etc/sloguard/config.toml";
 pub const DATA_DIR: &str = "/var/lib/sloguard";
+pub const LISTEN: &str = "127.0.0.1:9797";
 
 pub fn retention() -> Duration {
     Duration::from_secs(30 * 24 * 3600)

@@ -97,6 +97,7 @@ pub struct Config {
     /// The file this configuration was read from.
     pub path: PathBuf,
     pub daemon: DaemonConfig,
+    pub server: ServerConfig,
     pub outbox: OutboxConfig,
     pub routing: Routing,
     /// Channels by name.
@@ -117,6 +118,13 @@ pub struct DaemonConfig {
     pub retention: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: std::net::SocketAddr,
+    /// Required by write endpoints; `None` disables them.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

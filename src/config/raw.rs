@@ -22,6 +22,18 @@ pub struct RawDaemon {
     pub log_level: Option<String>,
 }
 
+/// `[server]`: the daemon's HTTP API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address to listen on, e.g. `127.0.0.1:9797`.
+    pub listen: Option<String>,
+    /// Token required by write endpoints (ack), a secret (`env:NAME`), or use `token_file`.
+    pub token: Option<String>,
+    /// A file whose content is the token.
+    pub token_file: Option<String>,
+}
+
 /// `[outbox]`: how notifications are retried.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,12 +14,12 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
     RawConsecutive, RawDaemon, RawEmail, RawHttpTarget, RawOutbox, RawPagerDuty, RawRouting,
-    RawSlack, RawTcpTarget, RawWebhook,
+    RawServer, RawSlack, RawTcpTarget, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, EmailChannel,
     HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem, Routing, Rule, RuleKind,
-    Secret, Severity, SmtpTls, Target, TcpCheck, Timing, defaults, parse_duration,
+    Secret, ServerConfig, Severity, SmtpTls, Target, TcpCheck, Timing, defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -27,7 +27,7 @@ use crate::rules::Condition;
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 const SECTIONS: &[&str] = &[
-    "daemon", "outbox", "routing", "channels", "targets", "rules",
+    "daemon", "server", "outbox", "routing", "channels", "targets", "rules",
 ];
 
 /// Collects problems and turns byte spans into line numbers.
@@ -120,6 +120,8 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
 
     let daemon = single::<RawDaemon>(&mut problems, section("daemon"), "daemon", &root_span)
         .map(|(raw, site)| daemon_config(&mut problems, raw, &site));
+    let server = single::<RawServer>(&mut problems, section("server"), "server", &root_span)
+        .map(|(raw, site)| server_config(&mut problems, raw, &site, &base_dir));
     let outbox = single::<RawOutbox>(&mut problems, section("outbox"), "outbox", &root_span)
         .map(|(raw, site)| outbox_config(&mut problems, raw, &site));
     let routing = single::<RawRouting>(&mut problems, section("routing"), "routing", &root_span);
@@ -199,6 +201,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     Ok(Config {
         path: file.to_path_buf(),
         daemon: daemon.unwrap_or_else(default_daemon),
+        server: server.unwrap_or_else(default_server),
         outbox: outbox.unwrap_or_else(default_outbox),
         routing: routing.unwrap_or_default(),
         channels,
@@ -214,6 +217,52 @@ fn default_daemon() -> DaemonConfig {
         log_format: LogFormat::Text,
         log_level: defaults::log_level(),
     }
+}
+
+fn default_server() -> ServerConfig {
+    ServerConfig {
+        listen: defaults::LISTEN
+            .parse()
+            .unwrap_or_else(|_| ([127, 0, 0, 1], 9797).into()),
+        token: None,
+    }
+}
+
+fn server_config(
+    problems: &mut Problems<'_>,
+    raw: RawServer,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> ServerConfig {
+    let mut cfg = default_server();
+    if let Some(text) = &raw.listen {
+        match text.parse() {
+            Ok(addr) => cfg.listen = addr,
+            Err(_) => problems.push(
+                Some(site.span_of("listen")),
+                site.field("listen"),
+                format!("`{text}` is not an address and port, e.g. `127.0.0.1:9797`"),
+            ),
+        }
+    }
+    if raw.token.is_some() || raw.token_file.is_some() {
+        cfg.token = secret_field(
+            problems,
+            site,
+            "token",
+            raw.token.as_deref(),
+            raw.token_file.as_deref(),
+            base_dir,
+        );
+        if cfg.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+            problems.push(
+                Some(site.span_of("token")),
+                site.field("token"),
+                "the token is shorter than 16 characters; use a long random one (`openssl rand -hex 32`)",
+            );
+        }
+    }
+    cfg
 }
 
 fn default_outbox() -> OutboxConfig {

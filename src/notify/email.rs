@@ -17,6 +17,7 @@ pub fn subject(n: &Notification) -> String {
     let tag = match n.status {
         Status::Resolved => "RESOLVED".to_string(),
         Status::Test => "TEST".to_string(),
+        Status::Acknowledged => "ACKNOWLEDGED".to_string(),
         Status::Firing => n.severity.as_str().to_uppercase(),
     };
     format!("[{tag}] {}", n.summary)

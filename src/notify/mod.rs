@@ -27,6 +27,8 @@ pub enum Status {
     Resolved,
     /// Sent by `sloguard test-notify`.
     Test,
+    /// Someone acknowledged the alert (`sloguard ack`); only PagerDuty is told.
+    Acknowledged,
 }
 
 impl Status {
@@ -35,6 +37,7 @@ impl Status {
             Status::Firing => "firing",
             Status::Resolved => "resolved",
             Status::Test => "test",
+            Status::Acknowledged => "acknowledged",
         }
     }
 }
@@ -94,6 +97,7 @@ impl Notification {
         let title = match (self.status, self.severity) {
             (Status::Resolved, _) => format!("✅ RESOLVED: {}", self.summary),
             (Status::Test, _) => format!("🧪 TEST: {}", self.summary),
+            (Status::Acknowledged, _) => format!("👀 ACKNOWLEDGED: {}", self.summary),
             (Status::Firing, Severity::Critical) => format!("🔴 CRITICAL: {}", self.summary),
             (Status::Firing, Severity::Warning) => format!("⚠️ {}", self.summary),
             (Status::Firing, Severity::Info) => format!("ℹ️ {}", self.summary),

@@ -103,10 +103,10 @@ pub fn payload(
             }),
             "/v2/enqueue",
         ),
-        Status::Resolved => (
+        Status::Resolved | Status::Acknowledged => (
             serde_json::json!({
                 "routing_key": routing_key,
-                "event_action": "resolve",
+                "event_action": if n.status == Status::Resolved { "resolve" } else { "acknowledge" },
                 "dedup_key": dedup_key(&n.fingerprint),
             }),
             "/v2/enqueue",

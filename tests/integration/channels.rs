@@ -10,6 +10,9 @@ use crate::util::{Daemon, Receiver, SmtpServer, Target, slack_text, tempdir};
 fn config(target: &Target, slack: &Receiver, smtp_port: u16, pd: &Receiver) -> String {
     format!(
         r#"
+[server]
+listen = "127.0.0.1:0"
+
 [outbox]
 initial_backoff = "200ms"
 

@@ -1,5 +1,6 @@
 //! Integration tests: a real `sloguard` child process against real HTTP servers on 127.0.0.1.
 
+mod ack;
 mod channels;
 mod check;
 mod demo;
@@ -19,6 +20,9 @@ use util::Target;
 pub fn base_config(target: &Target, slack_url: &str, webhook_url: &str) -> String {
     format!(
         r#"
+[server]
+listen = "127.0.0.1:0"
+
 [outbox]
 initial_backoff = "200ms"
 max_backoff = "2s"

@@ -9,6 +9,9 @@ use crate::util::{Daemon, Receiver, Target, slack_text, tempdir};
 fn config(slack: &Receiver, targets: &str, rules: &str) -> String {
     format!(
         r#"
+[server]
+listen = "127.0.0.1:0"
+
 [outbox]
 initial_backoff = "200ms"
 

@@ -11,6 +11,9 @@ fn config(target: &TlsTarget, slack: &Receiver, ca_file: Option<&str>) -> String
         .unwrap_or_default();
     format!(
         r#"
+[server]
+listen = "127.0.0.1:0"
+
 [routing]
 warning = ["slack"]
 critical = ["slack"]

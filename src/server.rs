@@ -1,0 +1,155 @@
+//! The daemon's HTTP API: health, the alerts the pipeline holds, and acknowledging them.
+//!
+//! It listens on `[server].listen` (loopback by default). Reading is open to whoever can reach
+//! the address; writing (ack) needs `Authorization: Bearer <[server].token>`, and is refused
+//! when no token is configured. Bodies are capped at 64 KiB. The API never returns a secret.
+
+// Handlers return `Response` errors by value; their size does not matter on this path.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::pipeline::Command;
+
+const MAX_BODY: usize = 64 * 1024;
+/// How long a request waits for the pipeline.
+const PIPELINE_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+struct Api {
+    config: watch::Receiver<Arc<Config>>,
+    commands: mpsc::Sender<Command>,
+}
+
+/// The body of `POST /api/v1/alerts/ack`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// A fingerprint (`rule{labels}`) or a rule name (all its firing alerts).
+    pub alert: String,
+    pub by: String,
+    pub comment: Option<String>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// Checks the bearer token in constant time.
+fn authorized(cfg: &Config, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &cfg.server.token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "write endpoints are disabled: set [server].token in the configuration",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let want = token.expose().as_bytes();
+    let same = given.len() == want.len()
+        && given
+            .as_bytes()
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+async fn ask<T>(
+    api: &Api,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is not running; try again",
+        )
+    };
+    api.commands
+        .send(make(tx))
+        .await
+        .map_err(|_| unavailable())?;
+    match tokio::time::timeout(PIPELINE_WAIT, rx).await {
+        Ok(Ok(v)) => Ok(v),
+        _ => Err(unavailable()),
+    }
+}
+
+async fn alerts(State(api): State<Api>) -> Response {
+    match ask(&api, Command::Alerts).await {
+        Ok(list) => Json(list).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn ack(State(api): State<Api>, headers: HeaderMap, body: Json<AckRequest>) -> Response {
+    if let Err(r) = authorized(&api.config.borrow(), &headers) {
+        return r;
+    }
+    let Json(req) = body;
+    if req.by.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "`by` must name who acknowledges");
+    }
+    let result = ask(&api, |reply| Command::Ack {
+        alert: req.alert.clone(),
+        by: req.by.clone(),
+        comment: req.comment.clone(),
+        reply,
+    })
+    .await;
+    match result {
+        Ok(Ok(acked)) => Json(serde_json::json!({ "acknowledged": acked })).into_response(),
+        Ok(Err(why)) => error(StatusCode::NOT_FOUND, why),
+        Err(r) => r,
+    }
+}
+
+pub fn router(config: watch::Receiver<Arc<Config>>, commands: mpsc::Sender<Command>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/ack", post(ack))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Api { config, commands })
+}
+
+/// Serves the API until `stop`.
+pub async fn run(
+    config: watch::Receiver<Arc<Config>>,
+    commands: mpsc::Sender<Command>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let listen = config.borrow().server.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    axum::serve(listener, router(config, commands))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! `sloguard status` and `sloguard ack` against a running daemon's HTTP API: the alert is
+//! listed, acknowledged by name, the PagerDuty incident acknowledged, and the
+//! acknowledgement kept across a restart.
+
+use std::time::Duration;
+
+use crate::util::{Daemon, Receiver, Target, sloguard, tempdir};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_lists_acknowledges_and_tells_pagerduty() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let pd = Receiver::start().await;
+    pd.set_default(202);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+token = "env:API_TOKEN"
+
+[routing]
+critical = ["slack", "pagerduty"]
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "{slack}"
+
+[[channels]]
+name = "pagerduty"
+type = "pagerduty"
+routing_key = "R0UTINGKEY0000000000000000000042"
+events_url = "{pd}"
+
+[[targets]]
+name = "web"
+url = "{url}"
+interval = "300ms"
+
+[[rules]]
+name = "web_down"
+kind = "consecutive"
+fire_after = 2
+severity = "critical"
+summary = "{{target}} down"
+"#,
+        slack = slack.url("/slack"),
+        pd = pd.url(""),
+        url = target.url()
+    );
+    let env = [("API_TOKEN", TOKEN)];
+    let mut daemon = Daemon::start(dir.path(), &cfg, &env).await;
+    let config = daemon.config.to_str().unwrap().to_string();
+
+    let out = sloguard(&["status", "--config", &config], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no pending or firing alerts\n"
+    );
+
+    target.answer(500).await;
+    assert_eq!(pd.wait_delivered(1, Duration::from_secs(10)).await.len(), 1);
+    let out = sloguard(&["status", "--config", &config, "--json"], &env);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["fingerprint"], r#"web_down{target="web"}"#);
+    assert_eq!(listed[0]["status"], "firing");
+    assert_eq!(listed[0]["reason"], "HTTP 500 Internal Server Error");
+    assert!(listed[0]["acknowledged_by"].is_null());
+
+    // Without the token: refused, and nothing is acknowledged.
+    let out = sloguard(
+        &["ack", "web_down", "--by", "mallory", "--config", &config],
+        &[("API_TOKEN", "wrong-token-of-enough-length")],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: missing or wrong bearer token\n"
+    );
+    let out = sloguard(
+        &[
+            "ack",
+            "nothing_like_this",
+            "--by",
+            "alice",
+            "--config",
+            &config,
+        ],
+        &env,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no firing alert is named `nothing_like_this`")
+    );
+
+    let out = sloguard(
+        &[
+            "ack",
+            "web_down",
+            "--by",
+            "alice",
+            "--comment",
+            "rolling back the deploy",
+            "--config",
+            &config,
+        ],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "acknowledged web_down{target=\"web\"}\n"
+    );
+    let events = pd.wait_delivered(2, Duration::from_secs(10)).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].body["event_action"], "acknowledge");
+    assert_eq!(
+        events[1].body["dedup_key"],
+        r#"sloguard/web_down{target="web"}"#
+    );
+    // Slack heard only the firing.
+    assert_eq!(slack.received().len(), 1);
+
+    // A second ack changes nothing.
+    let out = sloguard(
+        &[
+            "ack",
+            "web_down{target=\"web\"}",
+            "--by",
+            "bob",
+            "--config",
+            &config,
+        ],
+        &env,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "already acknowledged\n"
+    );
+
+    // The acknowledgement survives a restart.
+    daemon.stop().await;
+    daemon.spawn().await;
+    let out = sloguard(&["status", "--config", &config], &env);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("alice: rolling back the deploy"), "{table}");
+
+    target.answer(200).await;
+    let events = pd.wait_delivered(3, Duration::from_secs(10)).await;
+    assert_eq!(events[2].body["event_action"], "resolve");
+    assert_eq!(pd.received().len(), 3);
+}
