@@ -250,6 +250,7 @@ fn the_example_config_is_valid() {
             ),
             ("OPS_WEBHOOK_TOKEN", "token"),
             ("SMTP_PASSWORD", "password"),
+            ("SLOGUARD_API_TOKEN", "0123456789abcdef0123456789abcdef"),
             ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000001"),
         ],
     );
