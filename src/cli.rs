@@ -65,6 +65,11 @@ enum Command {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Silence alerts for a while (a deploy), list silences, or end one.
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
     /// Send a test message to one channel and print what it answered.
     TestNotify {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
@@ -72,6 +77,38 @@ enum Command {
         /// The channel's name from `[[channels]]`.
         #[arg(long)]
         channel: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SilenceAction {
+    /// Add a silence: alerts matching every `--match` notify no one until it ends.
+    Add {
+        /// `rule=NAME` or `LABEL=VALUE`; repeat to narrow.
+        #[arg(long = "match", required = true, value_name = "KEY=VALUE")]
+        matchers: Vec<String>,
+        /// How long, e.g. `2h`.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why, e.g. `deploy`.
+        #[arg(long)]
+        reason: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// List silences.
+    List {
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// End a silence now.
+    Expire {
+        id: u64,
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
     },
 }
 
@@ -155,6 +192,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::TestNotify { config, channel } => test_notify(&config, &channel),
+        Command::Silence { action } => silence(action),
         Command::Status { config, json } => api_call(&config, |client, base, _| async move {
             let resp = client.get(format!("{base}/api/v1/alerts")).send().await?;
             let status = resp.status();
@@ -202,6 +240,113 @@ pub fn main() -> ExitCode {
                 for fp in acked {
                     println!("acknowledged {fp}");
                 }
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Reads an answer: the JSON body on success, the daemon's `error` otherwise.
+async fn answer(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!(
+            "{}",
+            body["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("the daemon answered HTTP {}", status.as_u16()))
+        );
+    }
+    Ok(body)
+}
+
+fn silence(action: SilenceAction) -> ExitCode {
+    match action {
+        SilenceAction::Add {
+            matchers,
+            duration,
+            reason,
+            by,
+            config,
+        } => {
+            let mut map = crate::silence::Matchers::new();
+            for m in &matchers {
+                match m.split_once('=') {
+                    Some((k, v)) if !k.is_empty() && !v.is_empty() => {
+                        map.insert(k.to_string(), v.to_string());
+                    }
+                    _ => {
+                        eprintln!(
+                            "error: `--match {m}` is not KEY=VALUE, e.g. `--match rule=api_down`"
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            api_call(&config, |client, base, token| async move {
+                let req = crate::server::SilenceRequest {
+                    matchers: map,
+                    duration,
+                    reason,
+                    by,
+                };
+                let mut call = client.post(format!("{base}/api/v1/silences")).json(&req);
+                if let Some(t) = token {
+                    call = call.bearer_auth(t);
+                }
+                let body = answer(call.send().await?).await?;
+                println!(
+                    "silence #{} until {}",
+                    body["id"],
+                    body["ends_at"].as_str().unwrap_or_default()
+                );
+                Ok(())
+            })
+        }
+        SilenceAction::List { config } => api_call(&config, |client, base, _| async move {
+            let body = answer(client.get(format!("{base}/api/v1/silences")).send().await?).await?;
+            let list = body.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no silences");
+            }
+            for s in list {
+                let matchers: Vec<String> = s["matchers"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "#{} {} until {} by {}: {} [{}]",
+                    s["id"],
+                    if s["active"].as_bool() == Some(true) {
+                        "active "
+                    } else {
+                        "expired"
+                    },
+                    s["ends_at"].as_str().unwrap_or_default(),
+                    s["by"].as_str().unwrap_or_default(),
+                    s["reason"].as_str().unwrap_or_default(),
+                    matchers.join(", ")
+                );
+            }
+            Ok(())
+        }),
+        SilenceAction::Expire { id, config } => {
+            api_call(&config, |client, base, token| async move {
+                let mut call = client.post(format!("{base}/api/v1/silences/{id}/expire"));
+                if let Some(t) = token {
+                    call = call.bearer_auth(t);
+                }
+                answer(call.send().await?).await?;
+                println!("silence #{id} expired");
                 Ok(())
             })
         }

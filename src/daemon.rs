@@ -85,6 +85,7 @@ pub async fn run(
             samples: samples_rx,
             wake: wake.clone(),
             commands: commands_rx,
+            silences: Arc::new(Mutex::new(Vec::new())),
             heartbeat: heartbeat.clone(),
             shutdown: pipeline_stop.clone(),
         });

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod rules;
 pub mod series;
 pub mod server;
+pub mod silence;
 pub mod source;
 pub mod store;
 pub mod supervisor;

@@ -22,6 +22,7 @@ use crate::notify::outbox::Entry;
 use crate::notify::{Notification, Status};
 use crate::rules::{AlertState, AlertStatus, Engine, Transition, TransitionKind};
 use crate::series::{Labels, Sample, SeriesKey};
+use crate::silence::{Matchers, Silence};
 use crate::store::{Batch, Store};
 
 /// The most samples committed in one transaction.
@@ -55,6 +56,10 @@ pub struct Fired {
     pub notification: Notification,
     #[serde(default)]
     pub ack: Option<Ack>,
+    /// The silence or maintenance window that kept the firing from being sent; it is sent
+    /// when that ends, if the alert still fires.
+    #[serde(default)]
+    pub suppressed_by: Option<String>,
 }
 
 /// An acknowledgement: someone is on it.
@@ -70,6 +75,21 @@ pub struct Ack {
 pub enum Command {
     /// Every pending and firing alert.
     Alerts(oneshot::Sender<Vec<AlertView>>),
+    /// Every silence, with whether it is active.
+    Silences(oneshot::Sender<Vec<Silence>>),
+    /// Add a silence from now for `duration`.
+    AddSilence {
+        matchers: Matchers,
+        duration: std::time::Duration,
+        reason: String,
+        by: String,
+        reply: oneshot::Sender<Result<Silence, String>>,
+    },
+    /// End a silence now.
+    ExpireSilence {
+        id: u64,
+        reply: oneshot::Sender<Result<Silence, String>>,
+    },
     /// Acknowledge the firing alerts whose fingerprint or rule name is `alert`; the answer is
     /// the fingerprints acknowledged now, or why none matched.
     Ack {
@@ -105,6 +125,8 @@ pub struct Pipeline {
     pub samples: Arc<Mutex<mpsc::Receiver<Vec<Sample>>>>,
     pub wake: Arc<Notify>,
     pub commands: Arc<Mutex<mpsc::Receiver<Command>>>,
+    /// The run-time silences, loaded from the store when the pipeline starts.
+    pub silences: Arc<Mutex<Vec<Silence>>>,
     /// Milliseconds since the epoch of the pipeline's last loop turn, for the watchdog.
     pub heartbeat: Arc<AtomicI64>,
     pub shutdown: CancellationToken,
@@ -136,6 +158,10 @@ impl Pipeline {
                 "Restored pending and firing alerts from the store"
             );
         }
+        let store = self.store.clone();
+        let silences: Vec<Silence> =
+            tokio::task::spawn_blocking(move || store.silences()).await??;
+        *self.silences.lock().await = silences;
         let mut fired: HashMap<String, Fired> = HashMap::new();
         let mut states = Vec::with_capacity(restored.len());
         for a in restored {
@@ -201,7 +227,9 @@ impl Pipeline {
                 Some(cmd) = commands.recv() => {
                     self.handle(cmd, &engine, &cfg, &mut fired).await?;
                 }
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    self.release_silenced(&engine, &cfg, &mut fired).await?;
+                }
                 _ = self.shutdown.cancelled() => break,
             }
         }
@@ -227,7 +255,12 @@ impl Pipeline {
         samples: Vec<Sample>,
         transitions: Vec<Transition>,
     ) -> anyhow::Result<()> {
-        let plan = plan(cfg, fired, &transitions, now_ms());
+        let now = now_ms();
+        let silences = self.silences.lock().await.clone();
+        let silenced = |rule: &str, labels: &Labels| {
+            crate::silence::silenced_by(&silences, &cfg.maintenance, rule, labels, now)
+        };
+        let plan = plan(cfg, fired, &transitions, now, &silenced);
         self.write(samples, plan).await
     }
 
@@ -258,6 +291,57 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Sends the held-back firing of alerts whose silence or maintenance window has ended.
+    async fn release_silenced(
+        &self,
+        engine: &Engine,
+        cfg: &Config,
+        fired: &mut HashMap<String, Fired>,
+    ) -> anyhow::Result<()> {
+        if fired.values().all(|f| f.suppressed_by.is_none()) {
+            return Ok(());
+        }
+        let now = now_ms();
+        let silences = self.silences.lock().await.clone();
+        let mut plan = Plan::default();
+        for state in engine.alerts().filter(|a| a.status == AlertStatus::Firing) {
+            let fp = state.fingerprint();
+            let Some(f) = fired.get_mut(&fp) else {
+                continue;
+            };
+            if f.suppressed_by.is_none()
+                || crate::silence::silenced_by(
+                    &silences,
+                    &cfg.maintenance,
+                    &state.rule,
+                    &state.labels,
+                    now,
+                )
+                .is_some()
+            {
+                continue;
+            }
+            let Some(rule) = cfg.rules.iter().find(|r| r.name == state.rule) else {
+                continue;
+            };
+            f.channels = routed(cfg, rule);
+            tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
+            f.suppressed_by = None;
+            for ch in &f.channels {
+                plan.outbox
+                    .push(Entry::new(ch, f.notification.clone(), now));
+            }
+            plan.put.push((
+                fp,
+                StoredAlert {
+                    state: state.clone(),
+                    fired: Some(f.clone()),
+                },
+            ));
+        }
+        self.write(Vec::new(), plan).await
+    }
+
     async fn handle(
         &self,
         cmd: Command,
@@ -266,6 +350,75 @@ impl Pipeline {
         fired: &mut HashMap<String, Fired>,
     ) -> anyhow::Result<()> {
         match cmd {
+            Command::Silences(reply) => {
+                let _ = reply.send(self.silences.lock().await.clone());
+            }
+            Command::AddSilence {
+                matchers,
+                duration,
+                reason,
+                by,
+                reply,
+            } => {
+                let now = now_ms();
+                let ends = now.saturating_add(duration.as_millis().min(i64::MAX as u128) as i64);
+                let store = self.store.clone();
+                let made = tokio::task::spawn_blocking(move || {
+                    let mut silence = None;
+                    let id = store.add_silence(|id| {
+                        let s = Silence {
+                            id,
+                            matchers,
+                            starts_ms: now,
+                            ends_ms: ends,
+                            reason,
+                            by,
+                        };
+                        silence = Some(s.clone());
+                        s
+                    })?;
+                    Ok::<_, crate::store::StoreError>((id, silence))
+                })
+                .await?;
+                match made {
+                    Ok((_, Some(s))) => {
+                        tracing::info!(id = s.id, by = %s.by, reason = %s.reason, until = %crate::notify::rfc3339(s.ends_ms), "Silence added");
+                        self.silences.lock().await.push(s.clone());
+                        let _ = reply.send(Ok(s));
+                    }
+                    Ok((_, None)) => {
+                        let _ = reply.send(Err("the silence was not stored".into()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!("the silence could not be stored: {e}")));
+                    }
+                }
+            }
+            Command::ExpireSilence { id, reply } => {
+                let now = now_ms();
+                let mut list = self.silences.lock().await;
+                let Some(s) = list.iter_mut().find(|s| s.id == id) else {
+                    let _ = reply.send(Err(format!(
+                        "no silence #{id}; `sloguard silence list` shows them"
+                    )));
+                    return Ok(());
+                };
+                s.ends_ms = s.ends_ms.min(now);
+                let copy = s.clone();
+                drop(list);
+                let store = self.store.clone();
+                let saved = copy.clone();
+                match tokio::task::spawn_blocking(move || store.put_silence(id, &saved)).await? {
+                    Ok(()) => {
+                        tracing::info!(id, "Silence expired");
+                        let _ = reply.send(Ok(copy));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!("the silence could not be stored: {e}")));
+                    }
+                }
+                // A released alert notifies at the next tick.
+            }
             Command::Alerts(reply) => {
                 let views = engine
                     .alerts()
@@ -391,6 +544,7 @@ pub fn plan(
     fired: &mut HashMap<String, Fired>,
     transitions: &[Transition],
     now: i64,
+    silenced: &dyn Fn(&str, &Labels) -> Option<String>,
 ) -> Plan {
     let mut plan = Plan::default();
     for t in transitions {
@@ -420,18 +574,19 @@ pub fn plan(
             TransitionKind::Firing => {
                 let Some(rule) = rule else { continue };
                 let n = notification(rule, t);
-                let channels: Vec<String> = rule
-                    .route(&cfg.routing)
-                    .iter()
-                    .filter(|c| cfg.channels.contains_key(*c))
-                    .cloned()
-                    .collect();
+                let suppressed_by = silenced(&t.alert.rule, &t.alert.labels);
+                // A silenced alert is recorded and notifies no one, until its silence ends.
+                let channels: Vec<String> = match suppressed_by {
+                    Some(_) => Vec::new(),
+                    None => routed(cfg, rule),
+                };
                 tracing::info!(
                     rule = %t.alert.rule,
                     labels = %labels,
                     severity = %t.alert.severity,
                     reason = t.alert.note.as_deref().unwrap_or(""),
                     channels = %channels.join(","),
+                    silenced_by = suppressed_by.as_deref().unwrap_or(""),
                     "Alert firing"
                 );
                 for ch in &channels {
@@ -441,6 +596,7 @@ pub fn plan(
                     channels,
                     notification: n,
                     ack: None,
+                    suppressed_by,
                 };
                 fired.insert(fp.clone(), f.clone());
                 plan.put.push((
@@ -493,6 +649,15 @@ pub fn plan(
         }
     }
     plan
+}
+
+/// The configured channels a rule's notifications go to.
+fn routed(cfg: &Config, rule: &Rule) -> Vec<String> {
+    rule.route(&cfg.routing)
+        .iter()
+        .filter(|c| cfg.channels.contains_key(*c))
+        .cloned()
+        .collect()
 }
 
 /// A resolve built from the firing notification, for an alert whose rule is gone.
@@ -629,7 +794,7 @@ summary = "Web down"
         let (mut engine, _) = Engine::restore(before.rules.clone(), vec![], 0);
         let mut fired = HashMap::new();
         let ts = engine.observe(&fail(1), 1);
-        let p = plan(&before, &mut fired, &ts, 1);
+        let p = plan(&before, &mut fired, &ts, 1, &|_, _| None);
         assert_eq!(
             outbox_channels(&p),
             vec![("slack", Status::Firing), ("hook", Status::Firing)]
@@ -637,7 +802,7 @@ summary = "Web down"
         // A reload routes critical to Slack only; the rule itself is then removed.
         let after = cfg("", r#""slack""#);
         let ts = engine.reload(after.rules.clone(), 5);
-        let p = plan(&after, &mut fired, &ts, 5);
+        let p = plan(&after, &mut fired, &ts, 5, &|_, _| None);
         assert_eq!(
             outbox_channels(&p),
             vec![("slack", Status::Resolved), ("hook", Status::Resolved)]
@@ -655,11 +820,11 @@ summary = "Web down"
         let (mut engine, _) = Engine::restore(c.rules.clone(), vec![], 0);
         let mut fired = HashMap::new();
         let ts = engine.observe(&fail(1), 1);
-        plan(&c, &mut fired, &ts, 1);
+        plan(&c, &mut fired, &ts, 1, &|_, _| None);
         let mut without = c.clone();
         without.targets.clear();
         let ts = engine.retire(probe_target_gone(&without), 9, TARGET_GONE);
-        let p = plan(&without, &mut fired, &ts, 9);
+        let p = plan(&without, &mut fired, &ts, 9, &|_, _| None);
         assert_eq!(outbox_channels(&p), vec![("slack", Status::Resolved)]);
         assert_eq!(p.outbox[0].notification.note.as_deref(), Some(TARGET_GONE));
     }

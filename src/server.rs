@@ -43,6 +43,18 @@ pub struct AckRequest {
     pub comment: Option<String>,
 }
 
+/// The body of `POST /api/v1/silences`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceRequest {
+    /// `rule` and label equality matchers; at least one.
+    pub matchers: crate::silence::Matchers,
+    /// How long, e.g. `2h`.
+    pub duration: String,
+    pub reason: String,
+    pub by: String,
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
@@ -128,11 +140,105 @@ async fn ack(State(api): State<Api>, headers: HeaderMap, body: Json<AckRequest>)
     }
 }
 
+async fn silences(State(api): State<Api>) -> Response {
+    match ask(&api, Command::Silences).await {
+        Ok(list) => {
+            let now = crate::clock::now_ms();
+            let out: Vec<serde_json::Value> = list
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id,
+                        "matchers": s.matchers,
+                        "starts_at": crate::notify::rfc3339(s.starts_ms),
+                        "ends_at": crate::notify::rfc3339(s.ends_ms),
+                        "active": s.active(now),
+                        "reason": s.reason,
+                        "by": s.by,
+                    })
+                })
+                .collect();
+            Json(out).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn add_silence(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Json<SilenceRequest>,
+) -> Response {
+    if let Err(r) = authorized(&api.config.borrow(), &headers) {
+        return r;
+    }
+    let Json(req) = body;
+    if req.matchers.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a silence needs at least one matcher, e.g. rule=NAME",
+        );
+    }
+    if req.reason.trim().is_empty() || req.by.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a silence needs a `reason` and a `by`",
+        );
+    }
+    let duration = match crate::config::parse_duration(&req.duration) {
+        Ok(d) if d > Duration::ZERO && d <= Duration::from_secs(365 * 24 * 3600) => d,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`duration` must be between 1s and 365d",
+            );
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let result = ask(&api, |reply| Command::AddSilence {
+        matchers: req.matchers,
+        duration,
+        reason: req.reason,
+        by: req.by,
+        reply,
+    })
+    .await;
+    match result {
+        Ok(Ok(s)) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "id": s.id, "ends_at": crate::notify::rfc3339(s.ends_ms) })),
+        )
+            .into_response(),
+        Ok(Err(why)) => error(StatusCode::INTERNAL_SERVER_ERROR, why),
+        Err(r) => r,
+    }
+}
+
+async fn expire_silence(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Response {
+    if let Err(r) = authorized(&api.config.borrow(), &headers) {
+        return r;
+    }
+    match ask(&api, |reply| Command::ExpireSilence { id, reply }).await {
+        Ok(Ok(s)) => {
+            Json(serde_json::json!({ "id": s.id, "ends_at": crate::notify::rfc3339(s.ends_ms) }))
+                .into_response()
+        }
+        Ok(Err(why)) => error(StatusCode::NOT_FOUND, why),
+        Err(r) => r,
+    }
+}
+
 pub fn router(config: watch::Receiver<Arc<Config>>, commands: mpsc::Sender<Command>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/ack", post(ack))
+        .route("/api/v1/silences", get(silences).post(add_silence))
+        .route("/api/v1/silences/{id}/expire", post(expire_silence))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api { config, commands })
 }

@@ -104,6 +104,7 @@ pub struct Config {
     pub channels: BTreeMap<String, Channel>,
     pub targets: Vec<Target>,
     pub rules: Vec<Rule>,
+    pub maintenance: Vec<crate::silence::MaintenanceWindow>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

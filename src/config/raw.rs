@@ -143,6 +143,21 @@ pub struct RawPagerDuty {
     pub source: Option<String>,
 }
 
+/// `[[maintenance]]`: a recurring window in which matching alerts notify no one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// The window's name, shown in logs.
+    pub name: String,
+    /// When it opens: a crontab line (`0 2 * * SUN`) or a 6/7-field cron expression, in UTC.
+    pub schedule: String,
+    /// How long it stays open.
+    pub duration: String,
+    /// Which alerts it silences: `rule` and label equality; empty means every alert.
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+}
+
 /// `[[targets]]` with `type = "http"` (the default): an HTTP(S) uptime probe.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

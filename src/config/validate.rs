@@ -13,8 +13,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawConsecutive, RawDaemon, RawEmail, RawHttpTarget, RawOutbox, RawPagerDuty, RawRouting,
-    RawServer, RawSlack, RawTcpTarget, RawWebhook,
+    RawConsecutive, RawDaemon, RawEmail, RawHttpTarget, RawMaintenance, RawOutbox, RawPagerDuty,
+    RawRouting, RawServer, RawSlack, RawTcpTarget, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, EmailChannel,
@@ -27,7 +27,14 @@ use crate::rules::Condition;
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 const SECTIONS: &[&str] = &[
-    "daemon", "server", "outbox", "routing", "channels", "targets", "rules",
+    "daemon",
+    "server",
+    "outbox",
+    "routing",
+    "channels",
+    "targets",
+    "rules",
+    "maintenance",
 ];
 
 /// Collects problems and turns byte spans into line numbers.
@@ -195,10 +202,26 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         }
     }
 
+    declared_names(
+        &mut problems,
+        section("maintenance"),
+        "maintenance",
+        "maintenance window",
+    );
+    let mut maintenance = Vec::new();
+    for (value, site) in tables(&mut problems, section("maintenance"), "maintenance") {
+        if let Some(w) = element::<RawMaintenance>(&mut problems, value, &site)
+            .and_then(|raw| maintenance_window(&mut problems, raw, &site))
+        {
+            maintenance.push(w);
+        }
+    }
+
     if !problems.list.is_empty() {
         return Err(problems.list);
     }
     Ok(Config {
+        maintenance,
         path: file.to_path_buf(),
         daemon: daemon.unwrap_or_else(default_daemon),
         server: server.unwrap_or_else(default_server),
@@ -1175,6 +1198,39 @@ fn http_target(
             ca,
         })),
         timing,
+    })
+}
+
+fn maintenance_window(
+    problems: &mut Problems<'_>,
+    raw: RawMaintenance,
+    site: &Site<'_, '_>,
+) -> Option<crate::silence::MaintenanceWindow> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let schedule = match crate::silence::Schedule::parse(&raw.schedule) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(Some(site.span_of("schedule")), site.field("schedule"), e);
+            None
+        }
+    };
+    let duration = duration_field(
+        problems,
+        site,
+        "duration",
+        Some(&raw.duration),
+        Duration::ZERO,
+        Duration::from_secs(60),
+    );
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(crate::silence::MaintenanceWindow {
+        name: raw.name,
+        schedule: schedule?,
+        duration,
+        matchers: raw.matchers,
     })
 }
 

@@ -33,6 +33,7 @@ const POINTS: TableDefinition<(u64, i64), f64> = TableDefinition::new("points");
 const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -190,6 +191,7 @@ impl Store {
             txn.open_table(ALERTS)?;
             txn.open_table(OUTBOX)?;
             txn.open_table(DEAD_LETTERS)?;
+            txn.open_table(SILENCES)?;
         }
         txn.commit()?;
         let mut ids = HashMap::new();
@@ -408,6 +410,45 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Stores a silence under a new id, which it returns.
+    pub fn add_silence<T: Serialize>(
+        &self,
+        make: impl FnOnce(u64) -> T,
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let id;
+        {
+            let mut table = txn.open_table(SILENCES)?;
+            id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            table.insert(id, encode(&make(id)).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(id)
+    }
+
+    /// Replaces silence `id` (to expire it).
+    pub fn put_silence<T: Serialize>(&self, id: u64, silence: &T) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(SILENCES)?;
+            table.insert(id, encode(silence).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every silence, oldest first.
+    pub fn silences<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(SILENCES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
     }
 
     /// Every dead letter, oldest first.

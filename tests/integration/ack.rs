@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::util::{Daemon, Receiver, Target, sloguard, tempdir};
+use crate::util::{Daemon, Receiver, Target, slack_text, sloguard, tempdir};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -166,4 +166,156 @@ summary = "{{target}} down"
     let events = pd.wait_delivered(3, Duration::from_secs(10)).await;
     assert_eq!(events[2].body["event_action"], "resolve");
     assert_eq!(pd.received().len(), 3);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn silence_config(port: u16, slack: &Receiver, target: &Target, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+token = "{TOKEN}"
+
+[routing]
+critical = ["slack"]
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "{slack}"
+
+[[targets]]
+name = "web"
+url = "{url}"
+interval = "300ms"
+
+[[rules]]
+name = "web_down"
+kind = "consecutive"
+fire_after = 2
+severity = "critical"
+summary = "{{target}} down"
+{extra}
+"#,
+        slack = slack.url("/slack"),
+        url = target.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silenced_alert_is_recorded_quietly_and_notifies_when_the_silence_ends() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let port = free_port();
+    let daemon = Daemon::start(dir.path(), &silence_config(port, &slack, &target, ""), &[]).await;
+    let config = daemon.config.to_str().unwrap().to_string();
+
+    let out = sloguard(
+        &[
+            "silence",
+            "add",
+            "--match",
+            "rule=web_down",
+            "--match",
+            "target=web",
+            "--for",
+            "1h",
+            "--reason",
+            "deploy",
+            "--by",
+            "alice",
+            "--config",
+            &config,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("silence #1 until "));
+
+    target.answer(500).await;
+    assert!(
+        daemon
+            .wait_log("Alert firing", Duration::from_secs(10))
+            .await
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("silenced_by=\"silence #1 (deploy)\""),
+        "{}",
+        daemon.log_text()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(slack.received().is_empty(), "a silenced alert notified");
+    let out = sloguard(&["status", "--config", &config], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("firing   critical  web_down{target=\"web\"}")
+    );
+    let out = sloguard(&["silence", "list", "--config", &config], &[]);
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.starts_with("#1 active  until "), "{list}");
+    assert!(
+        list.contains("by alice: deploy [rule=web_down, target=web]"),
+        "{list}"
+    );
+
+    // Ending the silence while the alert still fires sends the firing.
+    let out = sloguard(&["silence", "expire", "1", "--config", &config], &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "silence #1 expired\n");
+    let got = slack.wait_delivered(1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    assert!(slack_text(&got[0]).starts_with("🔴 CRITICAL: web down"));
+    target.answer(200).await;
+    let got = slack.wait_delivered(2, Duration::from_secs(5)).await;
+    assert!(slack_text(&got[1]).starts_with("✅ RESOLVED: web down"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_within_a_maintenance_window_fires_and_resolves_without_a_message() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    // Opens every minute for two minutes: always open.
+    let window = r#"
+[[maintenance]]
+name = "always"
+schedule = "* * * * *"
+duration = "2m"
+match = { rule = "web_down" }
+"#;
+    let daemon = Daemon::start(dir.path(), &silence_config(0, &slack, &target, window), &[]).await;
+    target.answer(500).await;
+    assert!(
+        daemon
+            .wait_log("Alert firing", Duration::from_secs(10))
+            .await
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("silenced_by=\"maintenance window always\""),
+        "{}",
+        daemon.log_text()
+    );
+    target.answer(200).await;
+    assert!(
+        daemon
+            .wait_log("Alert resolved", Duration::from_secs(10))
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(slack.received().is_empty(), "{:?}", slack.received());
 }
