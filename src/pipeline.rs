@@ -60,6 +60,12 @@ pub struct Fired {
     /// when that ends, if the alert still fires.
     #[serde(default)]
     pub suppressed_by: Option<String>,
+    /// How many escalation steps have been taken.
+    #[serde(default)]
+    pub escalated: usize,
+    /// When a reminder (or the firing) was last sent; 0 before any.
+    #[serde(default)]
+    pub last_sent_ms: i64,
 }
 
 /// An acknowledgement: someone is on it.
@@ -228,7 +234,7 @@ impl Pipeline {
                     self.handle(cmd, &engine, &cfg, &mut fired).await?;
                 }
                 _ = tick.tick() => {
-                    self.release_silenced(&engine, &cfg, &mut fired).await?;
+                    self.on_tick(&engine, &cfg, &mut fired).await?;
                 }
                 _ = self.shutdown.cancelled() => break,
             }
@@ -291,54 +297,28 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Sends the held-back firing of alerts whose silence or maintenance window has ended.
-    async fn release_silenced(
+    /// Once a second: held-back firings whose silence ended, escalation steps that came
+    /// due, and reminders.
+    async fn on_tick(
         &self,
         engine: &Engine,
         cfg: &Config,
         fired: &mut HashMap<String, Fired>,
     ) -> anyhow::Result<()> {
-        if fired.values().all(|f| f.suppressed_by.is_none()) {
+        if fired.is_empty() {
             return Ok(());
         }
         let now = now_ms();
         let silences = self.silences.lock().await.clone();
-        let mut plan = Plan::default();
-        for state in engine.alerts().filter(|a| a.status == AlertStatus::Firing) {
-            let fp = state.fingerprint();
-            let Some(f) = fired.get_mut(&fp) else {
-                continue;
-            };
-            if f.suppressed_by.is_none()
-                || crate::silence::silenced_by(
-                    &silences,
-                    &cfg.maintenance,
-                    &state.rule,
-                    &state.labels,
-                    now,
-                )
-                .is_some()
-            {
-                continue;
-            }
-            let Some(rule) = cfg.rules.iter().find(|r| r.name == state.rule) else {
-                continue;
-            };
-            f.channels = routed(cfg, rule);
-            tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
-            f.suppressed_by = None;
-            for ch in &f.channels {
-                plan.outbox
-                    .push(Entry::new(ch, f.notification.clone(), now));
-            }
-            plan.put.push((
-                fp,
-                StoredAlert {
-                    state: state.clone(),
-                    fired: Some(f.clone()),
-                },
-            ));
-        }
+        let silenced = |rule: &str, labels: &Labels| {
+            crate::silence::silenced_by(&silences, &cfg.maintenance, rule, labels, now)
+        };
+        let firing: Vec<AlertState> = engine
+            .alerts()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .cloned()
+            .collect();
+        let plan = tick_plan(cfg, &firing, fired, now, &silenced);
         self.write(Vec::new(), plan).await
     }
 
@@ -597,6 +577,8 @@ pub fn plan(
                     notification: n,
                     ack: None,
                     suppressed_by,
+                    escalated: 0,
+                    last_sent_ms: now,
                 };
                 fired.insert(fp.clone(), f.clone());
                 plan.put.push((
@@ -646,6 +628,115 @@ pub fn plan(
                     plan.outbox.push(Entry::new(ch, n.clone(), now));
                 }
             }
+        }
+    }
+    plan
+}
+
+/// What time owes the firing alerts at `now`, without I/O: the held-back firing of alerts
+/// whose silence ended, escalation steps that came due (to channels not yet notified; the
+/// resolve will go there too), and reminders every `repeat_interval`. Acknowledged and
+/// silenced alerts get neither escalations nor reminders.
+pub fn tick_plan(
+    cfg: &Config,
+    firing: &[AlertState],
+    fired: &mut HashMap<String, Fired>,
+    now: i64,
+    silenced: &dyn Fn(&str, &Labels) -> Option<String>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for state in firing {
+        let fp = state.fingerprint();
+        let Some(f) = fired.get_mut(&fp) else {
+            continue;
+        };
+        let mut changed = false;
+        if f.suppressed_by.is_some() {
+            if silenced(&state.rule, &state.labels).is_some() {
+                continue;
+            }
+            let Some(rule) = cfg.rules.iter().find(|r| r.name == state.rule) else {
+                continue;
+            };
+            f.channels = routed(cfg, rule);
+            tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
+            f.suppressed_by = None;
+            f.last_sent_ms = now;
+            for ch in &f.channels {
+                plan.outbox
+                    .push(Entry::new(ch, f.notification.clone(), now));
+            }
+            changed = true;
+        } else if f.ack.is_none() && silenced(&state.rule, &state.labels).is_none() {
+            let fired_at = f.notification.fired_at_ms;
+            let steps: Vec<&crate::config::EscalationStep> = cfg
+                .routing
+                .escalation
+                .iter()
+                .filter(|s| s.severity == state.severity)
+                .collect();
+            while let Some(step) = steps.get(f.escalated) {
+                if fired_at.saturating_add(step.after.as_millis() as i64) > now {
+                    break;
+                }
+                f.escalated += 1;
+                changed = true;
+                let new: Vec<String> = step
+                    .channels
+                    .iter()
+                    .filter(|c| cfg.channels.contains_key(*c) && !f.channels.contains(*c))
+                    .cloned()
+                    .collect();
+                let n = Notification {
+                    note: Some(format!(
+                        "Escalated: unacknowledged for {}",
+                        crate::notify::format_span(step.after.as_millis() as i64)
+                    )),
+                    ..f.notification.clone()
+                };
+                tracing::info!(alert = %fp, after = %humantime::format_duration(step.after), channels = %new.join(","), "Alert escalated");
+                for ch in &new {
+                    plan.outbox.push(Entry::new(ch, n.clone(), now));
+                }
+                f.channels.extend(new);
+            }
+            if let Some(every) = cfg.routing.repeat_interval {
+                let last = if f.last_sent_ms > 0 {
+                    f.last_sent_ms
+                } else {
+                    fired_at
+                };
+                if now.saturating_sub(last) >= every.as_millis() as i64 {
+                    f.last_sent_ms = now;
+                    changed = true;
+                    let n = Notification {
+                        note: Some(format!(
+                            "Reminder: still firing, unacknowledged, after {}",
+                            crate::notify::format_span(now - fired_at)
+                        )),
+                        ..f.notification.clone()
+                    };
+                    tracing::info!(alert = %fp, "Alert reminder");
+                    // PagerDuty keeps its own incident; a repeated trigger would add nothing.
+                    for ch in f.channels.iter().filter(|c| {
+                        !matches!(
+                            cfg.channels.get(*c).map(|x| &x.kind),
+                            Some(crate::config::ChannelKind::PagerDuty { .. })
+                        )
+                    }) {
+                        plan.outbox.push(Entry::new(ch, n.clone(), now));
+                    }
+                }
+            }
+        }
+        if changed {
+            plan.put.push((
+                fp,
+                StoredAlert {
+                    state: state.clone(),
+                    fired: Some(f.clone()),
+                },
+            ));
         }
     }
     plan
@@ -827,6 +918,85 @@ summary = "Web down"
         let p = plan(&without, &mut fired, &ts, 9, &|_, _| None);
         assert_eq!(outbox_channels(&p), vec![("slack", Status::Resolved)]);
         assert_eq!(p.outbox[0].notification.note.as_deref(), Some(TARGET_GONE));
+    }
+
+    #[test]
+    fn escalation_and_reminders_follow_the_clock_until_acknowledged() {
+        let mut c = cfg(RULE, r#""slack""#);
+        c.routing.repeat_interval = Some(std::time::Duration::from_secs(3600));
+        c.routing.escalation = vec![
+            crate::config::EscalationStep {
+                severity: crate::config::Severity::Critical,
+                after: std::time::Duration::from_secs(30 * 60),
+                channels: vec!["hook".into()],
+            },
+            crate::config::EscalationStep {
+                severity: crate::config::Severity::Warning,
+                after: std::time::Duration::from_secs(60),
+                channels: vec!["hook".into()],
+            },
+        ];
+        let (mut engine, _) = Engine::restore(c.rules.clone(), vec![], 0);
+        let mut fired = HashMap::new();
+        let ts = engine.observe(&fail(0), 0);
+        plan(&c, &mut fired, &ts, 0, &|_, _| None);
+        let firing: Vec<AlertState> = engine.alerts().cloned().collect();
+        let min = 60_000;
+        let mut timeline = Vec::new();
+        // Three simulated hours, one tick a minute.
+        for m in 1..=180 {
+            let p = tick_plan(&c, &firing, &mut fired, m * min, &|_, _| None);
+            for e in p.outbox {
+                timeline.push((m, e.channel, e.notification.note.unwrap_or_default()));
+            }
+        }
+        let expect = |m: i64, ch: &str, note: &str| (m, ch.to_string(), note.to_string());
+        assert_eq!(
+            timeline,
+            vec![
+                expect(30, "hook", "Escalated: unacknowledged for 30m"),
+                expect(
+                    60,
+                    "slack",
+                    "Reminder: still firing, unacknowledged, after 1h"
+                ),
+                expect(
+                    60,
+                    "hook",
+                    "Reminder: still firing, unacknowledged, after 1h"
+                ),
+                expect(
+                    120,
+                    "slack",
+                    "Reminder: still firing, unacknowledged, after 2h"
+                ),
+                expect(
+                    120,
+                    "hook",
+                    "Reminder: still firing, unacknowledged, after 2h"
+                ),
+                expect(
+                    180,
+                    "slack",
+                    "Reminder: still firing, unacknowledged, after 3h"
+                ),
+                expect(
+                    180,
+                    "hook",
+                    "Reminder: still firing, unacknowledged, after 3h"
+                ),
+            ]
+        );
+        // Acknowledged: nothing more.
+        fired.values_mut().for_each(|f| {
+            f.ack = Some(Ack {
+                by: "alice".into(),
+                at_ms: 0,
+                comment: None,
+            })
+        });
+        let p = tick_plan(&c, &firing, &mut fired, 400 * min, &|_, _| None);
+        assert!(p.outbox.is_empty());
     }
 
     #[test]

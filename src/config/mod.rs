@@ -140,6 +140,18 @@ pub struct OutboxConfig {
 pub struct Routing {
     pub warning: Vec<String>,
     pub critical: Vec<String>,
+    /// Reminders to a firing, unacknowledged alert's channels.
+    pub repeat_interval: Option<Duration>,
+    /// Escalation steps, by increasing `after`.
+    pub escalation: Vec<EscalationStep>,
+}
+
+/// After `after` of firing unacknowledged, an alert of `severity` also goes to `channels`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationStep {
+    pub severity: Severity,
+    pub after: Duration,
+    pub channels: Vec<String>,
 }
 
 impl Routing {

@@ -58,6 +58,23 @@ pub struct RawRouting {
     /// Channels for critical alerts.
     #[serde(default)]
     pub critical: Vec<String>,
+    /// Resend a firing, unacknowledged alert to its channels this often.
+    pub repeat_interval: Option<String>,
+    /// Steps that notify more channels while an alert fires unacknowledged.
+    #[serde(default)]
+    pub escalation: Vec<RawEscalation>,
+}
+
+/// `[[routing.escalation]]`: after `after` unacknowledged, notify `channels` too.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    /// The severity this step applies to.
+    pub severity: String,
+    /// Time since the alert fired, e.g. `30m`.
+    pub after: String,
+    /// The channels to add.
+    pub channels: Vec<String>,
 }
 
 // Channels and rules are tagged by `type` and `kind`. Validation reads the tag and then

@@ -18,8 +18,9 @@ use super::raw::{
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, EmailChannel,
-    HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem, Routing, Rule, RuleKind,
-    Secret, ServerConfig, Severity, SmtpTls, Target, TcpCheck, Timing, defaults, parse_duration,
+    EscalationStep, HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem, Routing,
+    Rule, RuleKind, Secret, ServerConfig, Severity, SmtpTls, Target, TcpCheck, Timing, defaults,
+    parse_duration,
 };
 use crate::rules::Condition;
 
@@ -157,9 +158,71 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         for (severity, names) in [("warning", &raw.warning), ("critical", &raw.critical)] {
             check_channel_refs(&mut problems, &channel_names, names, &site, severity);
         }
+        let repeat_interval = raw.repeat_interval.as_ref().map(|text| {
+            duration_field(
+                &mut problems,
+                &site,
+                "repeat_interval",
+                Some(text),
+                Duration::from_secs(3600),
+                Duration::from_secs(1),
+            )
+        });
+        let mut escalation = Vec::new();
+        for (i, step) in raw.escalation.into_iter().enumerate() {
+            let field = format!("escalation[{i}]");
+            let severity = match step.severity.as_str() {
+                "warning" => Severity::Warning,
+                "critical" => Severity::Critical,
+                other => {
+                    problems.push(
+                        Some(site.span_of("escalation")),
+                        site.field(&format!("{field}.severity")),
+                        format!(
+                            "`{other}` is not a severity to escalate; use `warning` or `critical`"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let after = match parse_duration(&step.after) {
+                Ok(d) if d <= MAX_DURATION => d,
+                Ok(_) => {
+                    problems.push(
+                        Some(site.span_of("escalation")),
+                        site.field(&format!("{field}.after")),
+                        "must be at most 3650d",
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(
+                        Some(site.span_of("escalation")),
+                        site.field(&format!("{field}.after")),
+                        e,
+                    );
+                    continue;
+                }
+            };
+            check_channel_refs(
+                &mut problems,
+                &channel_names,
+                &step.channels,
+                &site,
+                "escalation",
+            );
+            escalation.push(EscalationStep {
+                severity,
+                after,
+                channels: step.channels,
+            });
+        }
+        escalation.sort_by_key(|s| s.after);
         Routing {
             warning: raw.warning,
             critical: raw.critical,
+            repeat_interval,
+            escalation,
         }
     });
 

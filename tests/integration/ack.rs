@@ -319,3 +319,101 @@ match = { rule = "web_down" }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(slack.received().is_empty(), "{:?}", slack.received());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_alert_escalates_and_an_acknowledged_one_does_not() {
+    let dir = tempdir();
+    let mut web = Target::start().await;
+    let mut api = Target::start().await;
+    let slack = Receiver::start().await;
+    let pager = Receiver::start().await;
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+token = "{TOKEN}"
+
+[routing]
+critical = ["slack"]
+
+[[routing.escalation]]
+severity = "critical"
+after = "3s"
+channels = ["pager"]
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "{slack}"
+
+[[channels]]
+name = "pager"
+type = "webhook"
+url = "{pager}"
+
+[[targets]]
+name = "web"
+url = "{web}"
+interval = "300ms"
+
+[[targets]]
+name = "api"
+url = "{api}"
+interval = "300ms"
+
+[[rules]]
+name = "down"
+kind = "consecutive"
+fire_after = 2
+severity = "critical"
+summary = "{{target}} down"
+"#,
+        slack = slack.url("/slack"),
+        pager = pager.url("/pager"),
+        web = web.url(),
+        api = api.url()
+    );
+    let daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+    let config = daemon.config.to_str().unwrap().to_string();
+
+    web.answer(500).await;
+    api.answer(500).await;
+    assert_eq!(
+        slack.wait_delivered(2, Duration::from_secs(10)).await.len(),
+        2
+    );
+    let out = sloguard(
+        &[
+            "ack",
+            r#"down{target="api"}"#,
+            "--by",
+            "alice",
+            "--config",
+            &config,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let got = pager.wait_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "log:\n{}", daemon.log_text());
+    assert_eq!(got[0].body["labels"]["target"], "web");
+    assert_eq!(got[0].body["note"], "Escalated: unacknowledged for 3s");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        pager.received().len(),
+        1,
+        "the acknowledged alert escalated"
+    );
+
+    // The resolve goes to every channel that heard of the alert, the escalated one included.
+    web.answer(200).await;
+    let got = pager.wait_delivered(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].body["status"], "resolved");
+}
