@@ -263,9 +263,17 @@ impl Pipeline {
     ) -> anyhow::Result<()> {
         let now = now_ms();
         let silences = self.silences.lock().await.clone();
-        let silenced = |rule: &str, labels: &Labels| {
-            crate::silence::silenced_by(&silences, &cfg.maintenance, rule, labels, now)
-        };
+        let mut firing_rules: std::collections::BTreeSet<String> = fired
+            .values()
+            .map(|f| f.notification.rule.clone())
+            .collect();
+        firing_rules.extend(
+            transitions
+                .iter()
+                .filter(|t| t.kind == TransitionKind::Firing)
+                .map(|t| t.alert.rule.clone()),
+        );
+        let silenced = suppression(cfg, &silences, &firing_rules, now);
         let plan = plan(cfg, fired, &transitions, now, &silenced);
         self.write(samples, plan).await
     }
@@ -310,9 +318,11 @@ impl Pipeline {
         }
         let now = now_ms();
         let silences = self.silences.lock().await.clone();
-        let silenced = |rule: &str, labels: &Labels| {
-            crate::silence::silenced_by(&silences, &cfg.maintenance, rule, labels, now)
-        };
+        let firing_rules: std::collections::BTreeSet<String> = fired
+            .values()
+            .map(|f| f.notification.rule.clone())
+            .collect();
+        let silenced = suppression(cfg, &silences, &firing_rules, now);
         let firing: Vec<AlertState> = engine
             .alerts()
             .filter(|a| a.status == AlertStatus::Firing)
@@ -740,6 +750,25 @@ pub fn tick_plan(
         }
     }
     plan
+}
+
+/// Why an alert must not notify now, if it must not: a silence, a maintenance window, or a
+/// rule it `depends_on` that fires (inhibition).
+fn suppression<'a>(
+    cfg: &'a Config,
+    silences: &'a [Silence],
+    firing_rules: &'a std::collections::BTreeSet<String>,
+    now: i64,
+) -> impl Fn(&str, &Labels) -> Option<String> + 'a {
+    move |rule: &str, labels: &Labels| {
+        crate::silence::silenced_by(silences, &cfg.maintenance, rule, labels, now).or_else(|| {
+            let r = cfg.rules.iter().find(|r| r.name == rule)?;
+            r.depends_on
+                .iter()
+                .find(|d| firing_rules.contains(*d))
+                .map(|d| format!("rule {d}, which fires"))
+        })
+    }
 }
 
 /// The configured channels a rule's notifications go to.

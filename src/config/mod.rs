@@ -400,6 +400,8 @@ pub struct Rule {
     pub dashboard_url: Option<String>,
     /// Channels instead of `[routing]`; `None` means route by severity.
     pub channels: Option<Vec<String>>,
+    /// While an alert of one of these rules fires, this rule's new alerts are inhibited.
+    pub depends_on: Vec<String>,
     pub kind: RuleKind,
 }
 

@@ -268,4 +268,8 @@ pub struct RawConsecutive {
     pub dashboard_url: Option<String>,
     /// Channels for this rule instead of `[routing]`.
     pub channels: Option<Vec<String>>,
+    /// Rules whose firing explains this one: while one of them fires, this rule's new
+    /// alerts notify no one.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }

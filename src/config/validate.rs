@@ -249,7 +249,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         }
     }
 
-    declared_names(&mut problems, section("rules"), "rules", "rule");
+    let rule_names = declared_names(&mut problems, section("rules"), "rules", "rule");
     let mut rules: Vec<Rule> = Vec::new();
     for (value, site) in tables(&mut problems, section("rules"), "rules") {
         let rule = match tag(&mut problems, &site, "kind", &["consecutive"]) {
@@ -258,10 +258,19 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             }),
             None => None,
         };
-        if let Some(r) = rule
-            && !rules.iter().any(|o| o.name == r.name)
-        {
-            rules.push(r);
+        if let Some(r) = rule {
+            for (i, d) in r.depends_on.iter().enumerate() {
+                if !rule_names.contains(d) || d == &r.name {
+                    problems.push(
+                        Some(site.span_of("depends_on")),
+                        site.field(&format!("depends_on[{i}]")),
+                        format!("`{d}` is not another rule of this configuration"),
+                    );
+                }
+            }
+            if !rules.iter().any(|o| o.name == r.name) {
+                rules.push(r);
+            }
         }
     }
 
@@ -1359,6 +1368,7 @@ fn consecutive(
         runbook_url,
         dashboard_url,
         channels: rule_channels,
+        depends_on,
     } = raw;
     check_name(problems, site, &name);
     let severity = match severity.as_str() {
@@ -1446,6 +1456,7 @@ fn consecutive(
         runbook_url,
         dashboard_url,
         channels: rule_channels,
+        depends_on,
         kind: RuleKind::Consecutive(ConsecutiveRule {
             metric,
             matchers,

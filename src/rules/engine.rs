@@ -301,6 +301,7 @@ mod tests {
             runbook_url: None,
             dashboard_url: None,
             channels: None,
+            depends_on: Vec::new(),
             kind: RuleKind::Consecutive(ConsecutiveRule {
                 metric: "probe_up".into(),
                 matchers: Labels::new(),

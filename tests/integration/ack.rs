@@ -417,3 +417,90 @@ summary = "{{target}} down"
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].body["status"], "resolved");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_alert_stays_quiet_while_its_cause_fires() {
+    let dir = tempdir();
+    let mut db = Target::start().await;
+    let mut web = Target::start().await;
+    let slack = Receiver::start().await;
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[routing]
+critical = ["slack"]
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "{slack}"
+
+[[targets]]
+type = "tcp"
+name = "db"
+address = "{db}"
+interval = "300ms"
+
+[[targets]]
+name = "web"
+url = "{web}"
+interval = "300ms"
+
+[[rules]]
+name = "database_down"
+kind = "consecutive"
+match = {{ target = "db" }}
+fire_after = 2
+severity = "critical"
+summary = "Database down"
+
+[[rules]]
+name = "web_down"
+kind = "consecutive"
+match = {{ target = "web" }}
+fire_after = 4
+severity = "critical"
+summary = "Web down"
+depends_on = ["database_down"]
+"#,
+        slack = slack.url("/slack"),
+        db = db.addr,
+        web = web.url()
+    );
+    let daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+
+    db.refuse().await;
+    web.answer(500).await;
+    let got = slack.wait_delivered(1, Duration::from_secs(10)).await;
+    assert!(slack_text(&got[0]).starts_with("🔴 CRITICAL: Database down"));
+    assert!(
+        daemon
+            .wait_log(
+                "silenced_by=\"rule database_down, which fires\"",
+                Duration::from_secs(10)
+            )
+            .await,
+        "{}",
+        daemon.log_text()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(slack.received().len(), 1, "the dependent alert notified");
+
+    // The cause resolves while the web still fails: now the web alert is news.
+    db.answer(200).await;
+    let got = slack.wait_delivered(3, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 3, "log:\n{}", daemon.log_text());
+    let texts: Vec<String> = got.iter().map(slack_text).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("✅ RESOLVED: Database down")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("🔴 CRITICAL: Web down")),
+        "{texts:?}"
+    );
+}
