@@ -6,7 +6,7 @@
 //! its resolve reaches exactly those channels, reads the same, and can still be sent when a
 //! reload or a restart has removed the rule.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -66,6 +66,9 @@ pub struct Fired {
     /// When a reminder (or the firing) was last sent; 0 before any.
     #[serde(default)]
     pub last_sent_ms: i64,
+    /// When the firing was last re-sent to each Alertmanager channel.
+    #[serde(default)]
+    pub resent_ms: BTreeMap<String, i64>,
 }
 
 /// An acknowledgement: someone is on it.
@@ -589,6 +592,7 @@ pub fn plan(
                     suppressed_by,
                     escalated: 0,
                     last_sent_ms: now,
+                    resent_ms: BTreeMap::new(),
                 };
                 fired.insert(fp.clone(), f.clone());
                 plan.put.push((
@@ -737,6 +741,26 @@ pub fn tick_plan(
                         plan.outbox.push(Entry::new(ch, n.clone(), now));
                     }
                 }
+            }
+        }
+        // Alertmanager forgets an alert that is not re-sent; keep it alive while it fires.
+        for ch in &f.channels {
+            let Some(crate::config::ChannelKind::Alertmanager {
+                resend_interval, ..
+            }) = cfg.channels.get(ch).map(|c| &c.kind)
+            else {
+                continue;
+            };
+            let last = f
+                .resent_ms
+                .get(ch)
+                .copied()
+                .unwrap_or(f.notification.fired_at_ms);
+            if now.saturating_sub(last) >= resend_interval.as_millis() as i64 {
+                f.resent_ms.insert(ch.clone(), now);
+                plan.outbox
+                    .push(Entry::new(ch, f.notification.clone(), now));
+                changed = true;
             }
         }
         if changed {

@@ -181,6 +181,11 @@ pub enum ChannelKind {
         headers: Vec<(String, Secret)>,
     },
     Email(EmailChannel),
+    Alertmanager {
+        url: url::Url,
+        headers: Vec<(String, Secret)>,
+        resend_interval: Duration,
+    },
     PagerDuty {
         routing_key: Secret,
         events_url: url::Url,
@@ -194,6 +199,7 @@ impl ChannelKind {
             ChannelKind::Slack { .. } => "slack",
             ChannelKind::Webhook { .. } => "webhook",
             ChannelKind::Email(_) => "email",
+            ChannelKind::Alertmanager { .. } => "alertmanager",
             ChannelKind::PagerDuty { .. } => "pagerduty",
         }
     }

@@ -141,6 +141,24 @@ pub struct RawEmail {
     pub to: Vec<String>,
 }
 
+/// `[[channels]]` with `type = "alertmanager"`: push alerts to an Alertmanager.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    /// The tag, `alertmanager`, already read by validation.
+    #[serde(rename = "type")]
+    pub _tag: serde::de::IgnoredAny,
+    /// Unique channel name used by `[routing]` and rules.
+    pub name: String,
+    /// The Alertmanager's base URL, e.g. `http://127.0.0.1:9093`.
+    pub url: String,
+    /// Extra request headers (basic or bearer auth); values may be `env:NAME` secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How often a firing alert is sent again. Default `1m`.
+    pub resend_interval: Option<String>,
+}
+
 /// `[[channels]]` with `type = "pagerduty"`: PagerDuty Events API v2.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,8 +13,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawConsecutive, RawDaemon, RawEmail, RawHttpTarget, RawMaintenance, RawOutbox, RawPagerDuty,
-    RawRouting, RawServer, RawSlack, RawTcpTarget, RawWebhook,
+    RawAlertmanager, RawConsecutive, RawDaemon, RawEmail, RawHttpTarget, RawMaintenance, RawOutbox,
+    RawPagerDuty, RawRouting, RawServer, RawSlack, RawTcpTarget, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, EmailChannel,
@@ -137,12 +137,14 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let channel_names = declared_names(&mut problems, section("channels"), "channels", "channel");
     let mut channels = BTreeMap::new();
     for (value, site) in tables(&mut problems, section("channels"), "channels") {
-        let known = ["slack", "webhook", "email", "pagerduty"];
+        let known = ["slack", "webhook", "email", "pagerduty", "alertmanager"];
         let ch = match tag(&mut problems, &site, "type", &known) {
             Some("slack") => element::<RawSlack>(&mut problems, value, &site)
                 .and_then(|raw| slack(&mut problems, raw, &site, &base_dir)),
             Some("email") => element::<RawEmail>(&mut problems, value, &site)
                 .and_then(|raw| email(&mut problems, raw, &site, &base_dir)),
+            Some("alertmanager") => element::<RawAlertmanager>(&mut problems, value, &site)
+                .and_then(|raw| alertmanager(&mut problems, raw, &site)),
             Some("pagerduty") => element::<RawPagerDuty>(&mut problems, value, &site)
                 .and_then(|raw| pagerduty(&mut problems, raw, &site, &base_dir)),
             Some(_) => element::<RawWebhook>(&mut problems, value, &site)
@@ -883,6 +885,46 @@ fn email(
             from: raw.from,
             to: raw.to,
         }),
+    })
+}
+
+fn alertmanager(
+    problems: &mut Problems<'_>,
+    raw: RawAlertmanager,
+    site: &Site<'_, '_>,
+) -> Option<Channel> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let url = match url::Url::parse(&raw.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        _ => {
+            problems.push(
+                Some(site.span_of("url")),
+                site.field("url"),
+                format!("`{}` is not an http:// or https:// URL", raw.url),
+            );
+            None
+        }
+    };
+    let headers = headers_field(problems, site, raw.headers);
+    let resend_interval = duration_field(
+        problems,
+        site,
+        "resend_interval",
+        raw.resend_interval.as_ref(),
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Channel {
+        name: raw.name,
+        kind: ChannelKind::Alertmanager {
+            url: url?,
+            headers,
+            resend_interval,
+        },
     })
 }
 

@@ -6,6 +6,7 @@
 //! configuration problem ([`SendError::Permanent`]: other 4xx); the outbox does the retrying.
 //! Channel URLs are secrets: no error or log line built here contains one.
 
+pub mod alertmanager;
 pub mod email;
 pub mod outbox;
 pub mod pagerduty;
@@ -205,6 +206,11 @@ pub async fn send(
             webhook::send(client, url, headers, n, timeout).await
         }
         ChannelKind::Email(cfg) => email::send(cfg, n, timeout).await,
+        ChannelKind::Alertmanager {
+            url,
+            headers,
+            resend_interval,
+        } => alertmanager::send(client, url, headers, *resend_interval, n, timeout).await,
         ChannelKind::PagerDuty {
             routing_key,
             events_url,

@@ -219,3 +219,81 @@ async fn test_notify_sends_mail_and_a_pagerduty_change_event_that_pages_no_one()
     );
     assert_eq!(got[0].body["routing_key"], PD_KEY);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_gets_the_alert_re_sent_while_firing_and_ended_on_resolve() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let am = Receiver::start().await;
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[routing]
+critical = ["alertmanager"]
+
+[[channels]]
+name = "alertmanager"
+type = "alertmanager"
+url = "{am}"
+resend_interval = "1s"
+
+[[targets]]
+name = "web"
+url = "{url}"
+interval = "300ms"
+
+[[rules]]
+name = "web_down"
+kind = "consecutive"
+fire_after = 2
+severity = "critical"
+summary = "Web down"
+"#,
+        am = am.url(""),
+        url = target.url()
+    );
+    let _daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+    target.answer(500).await;
+    let got = am.wait_delivered(3, Duration::from_secs(10)).await;
+    assert!(got.len() >= 3, "{got:?}");
+    let alert = &got[0].body[0];
+    assert_eq!(alert["labels"]["alertname"], "web_down");
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert_eq!(alert["labels"]["target"], "web");
+    assert_eq!(alert["annotations"]["summary"], "Web down");
+    // The latest re-send, at most a second old, keeps the alert open four intervals ahead.
+    let latest = am.received().last().unwrap().body[0].clone();
+    let ends = chrono::DateTime::parse_from_rfc3339(latest["endsAt"].as_str().unwrap()).unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        ends > now + chrono::Duration::seconds(2),
+        "endsAt {ends} is not ahead of {now}"
+    );
+    // Every re-send is the same alert.
+    assert!(
+        got.iter()
+            .all(|r| r.body[0]["startsAt"] == alert["startsAt"])
+    );
+
+    target.answer(200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let resolved = loop {
+        let last = am.received().last().cloned().unwrap();
+        let ends =
+            chrono::DateTime::parse_from_rfc3339(last.body[0]["endsAt"].as_str().unwrap()).unwrap();
+        if ends <= chrono::Utc::now() {
+            break last;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no resolve with endsAt in the past"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(resolved.body[0]["labels"]["alertname"], "web_down");
+    let count = am.received().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(am.received().len(), count, "re-sent after the resolve");
+}
