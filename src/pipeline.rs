@@ -571,7 +571,7 @@ pub fn plan(
                 // A silenced alert is recorded and notifies no one, until its silence ends.
                 let channels: Vec<String> = match suppressed_by {
                     Some(_) => Vec::new(),
-                    None => routed(cfg, rule),
+                    None => routed(cfg, rule, &t.alert.labels),
                 };
                 tracing::info!(
                     rule = %t.alert.rule,
@@ -617,7 +617,7 @@ pub fn plan(
                         (n, f.channels)
                     }
                     (None, Some(rule)) => {
-                        (notification(rule, t), rule.route(&cfg.routing).to_vec())
+                        (notification(rule, t), routed(cfg, rule, &t.alert.labels))
                     }
                     (None, None) => {
                         tracing::warn!(rule = %t.alert.rule, labels = %labels, "Alert resolved; its rule and firing record are gone, so no resolve is sent");
@@ -672,7 +672,7 @@ pub fn tick_plan(
             let Some(rule) = cfg.rules.iter().find(|r| r.name == state.rule) else {
                 continue;
             };
-            f.channels = routed(cfg, rule);
+            f.channels = routed(cfg, rule, &state.labels);
             tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
             f.suppressed_by = None;
             f.last_sent_ms = now;
@@ -796,8 +796,8 @@ fn suppression<'a>(
 }
 
 /// The configured channels a rule's notifications go to.
-fn routed(cfg: &Config, rule: &Rule) -> Vec<String> {
-    rule.route(&cfg.routing)
+fn routed(cfg: &Config, rule: &Rule, labels: &Labels) -> Vec<String> {
+    rule.route(&cfg.routing, labels)
         .iter()
         .filter(|c| cfg.channels.contains_key(*c))
         .cloned()
@@ -1050,6 +1050,40 @@ summary = "Web down"
         });
         let p = tick_plan(&c, &firing, &mut fired, 400 * min, &|_, _| None);
         assert!(p.outbox.is_empty());
+    }
+
+    #[test]
+    fn label_routes_decide_before_the_severity_lists() {
+        let text = r#"
+[routing]
+critical = ["slack"]
+[[routing.route]]
+match = { target = "staging" }
+channels = ["hook"]
+[[routing.route]]
+match = { rule = "down", target = "web" }
+severity = "warning"
+channels = ["hook"]
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "http://127.0.0.1:9/slack"
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[rules]]
+name = "down"
+kind = "consecutive"
+severity = "critical"
+summary = "{target} down"
+"#;
+        let c = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let rule = &c.rules[0];
+        let labels = |t: &str| -> Labels { [("target".to_string(), t.to_string())].into() };
+        assert_eq!(rule.route(&c.routing, &labels("staging")), ["hook".to_string()]);
+        // The second route is for warnings only; this rule is critical.
+        assert_eq!(rule.route(&c.routing, &labels("web")), ["slack".to_string()]);
     }
 
     #[test]

@@ -144,6 +144,16 @@ pub struct Routing {
     pub repeat_interval: Option<Duration>,
     /// Escalation steps, by increasing `after`.
     pub escalation: Vec<EscalationStep>,
+    /// Routes by labels, tried in order; the first that matches decides.
+    pub routes: Vec<Route>,
+}
+
+/// Alerts matching `matchers` (and `severity`, if set) go to `channels`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub matchers: crate::silence::Matchers,
+    pub severity: Option<Severity>,
+    pub channels: Vec<String>,
 }
 
 /// After `after` of firing unacknowledged, an alert of `severity` also goes to `channels`.
@@ -412,12 +422,27 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// The channels this rule's notifications go to.
-    pub fn route<'a>(&'a self, routing: &'a Routing) -> &'a [String] {
-        match (&self.channels, self.severity) {
-            (_, Severity::Info) => &[],
-            (Some(list), _) => list,
-            (None, severity) => routing.channels_for(severity),
+    /// The channels an alert of this rule with `labels` goes to: the rule's own list, else
+    /// the first `[[routing.route]]` that matches, else the severity's list. Info alerts are
+    /// logged only.
+    pub fn route<'a>(
+        &'a self,
+        routing: &'a Routing,
+        labels: &crate::series::Labels,
+    ) -> &'a [String] {
+        if self.severity == Severity::Info {
+            return &[];
+        }
+        if let Some(list) = &self.channels {
+            return list;
+        }
+        let matched = routing.routes.iter().find(|r| {
+            r.severity.is_none_or(|s| s == self.severity)
+                && crate::silence::matches(&r.matchers, &self.name, labels)
+        });
+        match matched {
+            Some(r) => &r.channels,
+            None => routing.channels_for(self.severity),
         }
     }
 }

@@ -63,6 +63,22 @@ pub struct RawRouting {
     /// Steps that notify more channels while an alert fires unacknowledged.
     #[serde(default)]
     pub escalation: Vec<RawEscalation>,
+    /// Routes by labels, tried in order before the severity lists.
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+/// `[[routing.route]]`: alerts matching `match` (and `severity`, if given) go to `channels`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// `rule` and label equality matchers.
+    #[serde(rename = "match", default)]
+    pub matchers: BTreeMap<String, String>,
+    /// Only alerts of this severity.
+    pub severity: Option<String>,
+    /// Where matching alerts go.
+    pub channels: Vec<String>,
 }
 
 /// `[[routing.escalation]]`: after `after` unacknowledged, notify `channels` too.

@@ -220,11 +220,43 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             });
         }
         escalation.sort_by_key(|s| s.after);
+        let mut routes = Vec::new();
+        for (i, r) in raw.route.into_iter().enumerate() {
+            let severity = match r.severity.as_deref() {
+                None => None,
+                Some("warning") => Some(Severity::Warning),
+                Some("critical") => Some(Severity::Critical),
+                Some(other) => {
+                    problems.push(
+                        Some(site.span_of("route")),
+                        site.field(&format!("route[{i}].severity")),
+                        format!(
+                            "`{other}` is not a severity to route; use `warning` or `critical`"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            check_channel_refs(&mut problems, &channel_names, &r.channels, &site, "route");
+            if r.channels.is_empty() {
+                problems.push(
+                    Some(site.span_of("route")),
+                    site.field(&format!("route[{i}].channels")),
+                    "a route needs at least one channel",
+                );
+            }
+            routes.push(crate::config::Route {
+                matchers: r.matchers,
+                severity,
+                channels: r.channels,
+            });
+        }
         Routing {
             warning: raw.warning,
             critical: raw.critical,
             repeat_interval,
             escalation,
+            routes,
         }
     });
 
@@ -1471,7 +1503,14 @@ fn consecutive(
     // An alert that goes nowhere is a silent failure; say so now, not during an outage.
     let routed = match (&rule_channels, routing) {
         (Some(list), _) => !list.is_empty(),
-        (None, Some(r)) => !r.channels_for(severity).is_empty(),
+        // A label route that could match this rule's alerts counts as a way out.
+        (None, Some(r)) => {
+            !r.channels_for(severity).is_empty()
+                || r.routes.iter().any(|route| {
+                    route.severity.is_none_or(|s| s == severity)
+                        && route.matchers.get("rule").is_none_or(|n| n == &name)
+                })
+        }
         (None, None) => true, // the routing has its own problem, reported already
     };
     if severity != Severity::Info && !routed {
