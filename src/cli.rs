@@ -65,6 +65,17 @@ enum Command {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
         config: PathBuf,
     },
+    /// What happened to alerts: firings, notifications and their results, acknowledgements.
+    History {
+        /// How far back.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Silence alerts for a while (a deploy), list silences, or end one.
     Silence {
         #[command(subcommand)]
@@ -193,6 +204,35 @@ pub fn main() -> ExitCode {
         }
         Command::TestNotify { config, channel } => test_notify(&config, &channel),
         Command::Silence { action } => silence(action),
+        Command::History {
+            since,
+            json,
+            config,
+        } => api_call(&config, |client, base, _| async move {
+            let body = answer(
+                client
+                    .get(format!("{base}/api/v1/history"))
+                    .query(&[("since", since.as_str()), ("limit", "10000")])
+                    .send()
+                    .await?,
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                return Ok(());
+            }
+            let events: Vec<crate::history::Event> = serde_json::from_value(body)?;
+            if events.is_empty() {
+                println!("nothing happened");
+            }
+            for e in events {
+                let at = e.at.get(..19).unwrap_or(&e.at).replace('T', " ");
+                let channel = e.channel.map(|c| format!(" [{c}]")).unwrap_or_default();
+                let detail = e.detail.map(|d| format!(": {d}")).unwrap_or_default();
+                println!("{at}  {:<12} {}{channel}{detail}", e.event, e.alert);
+            }
+            Ok(())
+        }),
         Command::Status { config, json } => api_call(&config, |client, base, _| async move {
             let resp = client.get(format!("{base}/api/v1/alerts")).send().await?;
             let status = resp.status();

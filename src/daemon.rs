@@ -106,9 +106,14 @@ pub async fn run(
         })
     };
     {
-        let (cfg, tx, token) = (config_rx.clone(), commands_tx.clone(), rest_stop.clone());
+        let (cfg, tx, s, token) = (
+            config_rx.clone(),
+            commands_tx.clone(),
+            store.clone(),
+            rest_stop.clone(),
+        );
         sup.spawn("server", rest_stop.clone(), move || {
-            crate::server::run(cfg.clone(), tx.clone(), token.clone())
+            crate::server::run(cfg.clone(), tx.clone(), s.clone(), token.clone())
         });
     }
     {

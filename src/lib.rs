@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod history;
 pub mod notify;
 pub mod pipeline;
 pub mod rules;

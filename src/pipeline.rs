@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::{Config, Rule, RuleKind};
+use crate::history::Event;
 use crate::notify::outbox::Entry;
 use crate::notify::{Notification, Status};
 use crate::rules::{AlertState, AlertStatus, Engine, Transition, TransitionKind};
@@ -299,6 +300,9 @@ impl Pipeline {
             for e in &plan.outbox {
                 batch.push_outbox(e);
             }
+            for h in &plan.history {
+                batch.push_history(h.at_ms, h);
+            }
             store.write(&batch)
         })
         .await??;
@@ -474,6 +478,13 @@ impl Pipeline {
                             fired: Some(f.clone()),
                         },
                     ));
+                    let detail = match &comment {
+                        Some(c) => format!("by {by}: {c}"),
+                        None => format!("by {by}"),
+                    };
+                    plan.history.push(
+                        Event::new(now, &fp, &state_rule_of(&fp), "acknowledged").detail(detail),
+                    );
                     acked.push(fp);
                 }
                 match self.write(Vec::new(), plan).await {
@@ -491,6 +502,15 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The rule name in a fingerprint (`rule{labels}`).
+fn state_rule_of(fingerprint: &str) -> String {
+    fingerprint
+        .split('{')
+        .next()
+        .unwrap_or(fingerprint)
+        .to_string()
 }
 
 /// The API's view of an alert.
@@ -522,11 +542,15 @@ pub struct Plan {
     pub put: Vec<(String, StoredAlert)>,
     pub delete: Vec<String>,
     pub outbox: Vec<Entry>,
+    pub history: Vec<Event>,
 }
 
 impl Plan {
     fn is_empty(&self) -> bool {
-        self.put.is_empty() && self.delete.is_empty() && self.outbox.is_empty()
+        self.put.is_empty()
+            && self.delete.is_empty()
+            && self.outbox.is_empty()
+            && self.history.is_empty()
     }
 }
 
@@ -585,6 +609,12 @@ pub fn plan(
                 for ch in &channels {
                     plan.outbox.push(Entry::new(ch, n.clone(), now));
                 }
+                let mut detail = t.alert.note.clone().unwrap_or_default();
+                if let Some(why) = &suppressed_by {
+                    detail = format!("{detail} (held back: {why})");
+                }
+                plan.history
+                    .push(Event::new(now, &fp, &t.alert.rule, "firing").detail(detail.trim()));
                 let f = Fired {
                     channels,
                     notification: n,
@@ -641,6 +671,16 @@ pub fn plan(
                 for ch in &deliverable {
                     plan.outbox.push(Entry::new(ch, n.clone(), now));
                 }
+                let lasted = format!(
+                    "lasted {}",
+                    crate::notify::format_span(t.at_ms - t.alert.since_ms)
+                );
+                let detail = match &t.reason {
+                    Some(r) => format!("{lasted}; {r}"),
+                    None => lasted,
+                };
+                plan.history
+                    .push(Event::new(now, &fp, &t.alert.rule, "resolved").detail(detail));
             }
         }
     }
@@ -674,6 +714,10 @@ pub fn tick_plan(
             };
             f.channels = routed(cfg, rule, &state.labels);
             tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
+            plan.history.push(
+                Event::new(now, &fp, &state.rule, "released")
+                    .detail(f.suppressed_by.clone().unwrap_or_default()),
+            );
             f.suppressed_by = None;
             f.last_sent_ms = now;
             for ch in &f.channels {
@@ -712,6 +756,13 @@ pub fn tick_plan(
                 for ch in &new {
                     plan.outbox.push(Entry::new(ch, n.clone(), now));
                 }
+                plan.history.push(
+                    Event::new(now, &fp, &state.rule, "escalated").detail(format!(
+                        "after {}: {}",
+                        humantime::format_duration(step.after),
+                        new.join(", ")
+                    )),
+                );
                 f.channels.extend(new);
             }
             if let Some(every) = cfg.routing.repeat_interval {
@@ -1081,9 +1132,15 @@ summary = "{target} down"
         let c = config::parse(text, std::path::Path::new("t.toml")).unwrap();
         let rule = &c.rules[0];
         let labels = |t: &str| -> Labels { [("target".to_string(), t.to_string())].into() };
-        assert_eq!(rule.route(&c.routing, &labels("staging")), ["hook".to_string()]);
+        assert_eq!(
+            rule.route(&c.routing, &labels("staging")),
+            ["hook".to_string()]
+        );
         // The second route is for warnings only; this rule is critical.
-        assert_eq!(rule.route(&c.routing, &labels("web")), ["slack".to_string()]);
+        assert_eq!(
+            rule.route(&c.routing, &labels("web")),
+            ["slack".to_string()]
+        );
     }
 
     #[test]

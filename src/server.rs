@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::pipeline::Command;
+use crate::store::Store;
 
 const MAX_BODY: usize = 64 * 1024;
 /// How long a request waits for the pipeline.
@@ -31,6 +32,16 @@ const PIPELINE_WAIT: Duration = Duration::from_secs(10);
 struct Api {
     config: watch::Receiver<Arc<Config>>,
     commands: mpsc::Sender<Command>,
+    store: Arc<Store>,
+}
+
+/// The query of `GET /api/v1/history`.
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    /// How far back, e.g. `7d`. Default `24h`.
+    since: Option<String>,
+    /// At most this many events. Default 1000, at most 10000.
+    limit: Option<usize>,
 }
 
 /// The body of `POST /api/v1/alerts/ack`.
@@ -232,21 +243,49 @@ async fn expire_silence(
     }
 }
 
-pub fn router(config: watch::Receiver<Arc<Config>>, commands: mpsc::Sender<Command>) -> Router {
+async fn history(State(api): State<Api>, query: axum::extract::Query<HistoryQuery>) -> Response {
+    let since = match query.since.as_deref().map(crate::config::parse_duration) {
+        None => Duration::from_secs(24 * 3600),
+        Some(Ok(d)) => d.min(Duration::from_secs(3650 * 24 * 3600)),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let limit = query.limit.unwrap_or(1000).min(10_000);
+    let from = crate::clock::now_ms() - since.as_millis() as i64;
+    let store = api.store.clone();
+    match tokio::task::spawn_blocking(move || store.history::<crate::history::Event>(from, limit))
+        .await
+    {
+        Ok(Ok(events)) => Json(events).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+pub fn router(
+    config: watch::Receiver<Arc<Config>>,
+    commands: mpsc::Sender<Command>,
+    store: Arc<Store>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/ack", post(ack))
         .route("/api/v1/silences", get(silences).post(add_silence))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/silences/{id}/expire", post(expire_silence))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Api { config, commands })
+        .with_state(Api {
+            config,
+            commands,
+            store,
+        })
 }
 
 /// Serves the API until `stop`.
 pub async fn run(
     config: watch::Receiver<Arc<Config>>,
     commands: mpsc::Sender<Command>,
+    store: Arc<Store>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let listen = config.borrow().server.listen;
@@ -254,7 +293,7 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
-    axum::serve(listener, router(config, commands))
+    axum::serve(listener, router(config, commands, store))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await?;
     Ok(())

@@ -350,7 +350,23 @@ impl Worker {
                         attempts = entry.attempts,
                         "Notification delivered"
                     );
-                    if let Err(e) = on_store(&self.store, move |s| s.outbox_remove(id)).await {
+                    let event =
+                        crate::history::Event::new(now_ms(), &n.fingerprint, &n.rule, "notified")
+                            .channel(&name)
+                            .detail(format!(
+                                "{} {} {} after {} attempt{}",
+                                n.status.as_str(),
+                                answer.protocol,
+                                answer.status,
+                                entry.attempts,
+                                if entry.attempts == 1 { "" } else { "s" }
+                            ));
+                    if let Err(e) = on_store(&self.store, move |s| {
+                        s.outbox_remove(id)?;
+                        s.append_history(event.at_ms, &event)
+                    })
+                    .await
+                    {
                         tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot remove a delivered notification from the outbox");
                         delivered.push(id);
                     }
@@ -370,9 +386,16 @@ impl Worker {
                             "Notification given up after retrying for {}; kept in dead letters",
                             humantime::format_duration(self.cfg.give_up_after)
                         );
+                        let event =
+                            crate::history::Event::new(now_ms(), &n.fingerprint, &n.rule, "failed")
+                                .channel(&name)
+                                .detail(format!("given up: {message}"));
                         entry.last_error = Some(message);
-                        if let Err(e) =
-                            on_store(&self.store, move |s| s.outbox_bury(id, &entry)).await
+                        if let Err(e) = on_store(&self.store, move |s| {
+                            s.outbox_bury(id, &entry)?;
+                            s.append_history(event.at_ms, &event)
+                        })
+                        .await
                         {
                             tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot move a notification to dead letters");
                             self.pause(STORE_ERROR_PAUSE, draining).await;
@@ -407,8 +430,16 @@ impl Worker {
                         error = %message,
                         "Channel {name} refused the notification; not retrying. Check the channel's configuration (sloguard test-notify --channel {name}); the message is kept in dead letters"
                     );
+                    let event =
+                        crate::history::Event::new(now_ms(), &n.fingerprint, &n.rule, "failed")
+                            .channel(&name)
+                            .detail(format!("refused: {message}"));
                     entry.last_error = Some(message);
-                    if let Err(e) = on_store(&self.store, move |s| s.outbox_bury(id, &entry)).await
+                    if let Err(e) = on_store(&self.store, move |s| {
+                        s.outbox_bury(id, &entry)?;
+                        s.append_history(event.at_ms, &event)
+                    })
+                    .await
                     {
                         tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot move a notification to dead letters");
                         self.pause(STORE_ERROR_PAUSE, draining).await;

@@ -34,6 +34,8 @@ const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences");
+/// Alert history: (time ms, sequence) → event record.
+const HISTORY: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("history");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -115,6 +117,8 @@ pub struct Batch<'a> {
     pub delete_alerts: Vec<String>,
     /// Outbox entries to append.
     pub outbox: Vec<Vec<u8>>,
+    /// History events to append, with their times.
+    pub history: Vec<(i64, Vec<u8>)>,
 }
 
 impl Batch<'_> {
@@ -124,12 +128,25 @@ impl Batch<'_> {
     pub fn push_outbox<T: Serialize>(&mut self, entry: &T) {
         self.outbox.push(encode(entry));
     }
+    pub fn push_history<T: Serialize>(&mut self, at_ms: i64, event: &T) {
+        self.history.push((at_ms, encode(event)));
+    }
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
             && self.put_alerts.is_empty()
             && self.delete_alerts.is_empty()
             && self.outbox.is_empty()
     }
+}
+
+/// The next sequence number of a history event (it orders events of the same millisecond).
+fn next_history_seq(meta: &redb::Table<&str, &[u8]>) -> Result<u64, StoreError> {
+    Ok(match meta.get("next_history_seq")? {
+        Some(v) => <[u8; 8]>::try_from(v.value())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0),
+        None => 0,
+    })
 }
 
 /// A handle to the data file; cheap to share behind an `Arc`.
@@ -192,6 +209,7 @@ impl Store {
             txn.open_table(OUTBOX)?;
             txn.open_table(DEAD_LETTERS)?;
             txn.open_table(SILENCES)?;
+            txn.open_table(HISTORY)?;
         }
         txn.commit()?;
         let mut ids = HashMap::new();
@@ -279,6 +297,15 @@ impl Store {
             if !batch.outbox.is_empty() {
                 meta.insert("next_outbox_id", next.to_le_bytes().as_slice())?;
             }
+            if !batch.history.is_empty() {
+                let mut history = txn.open_table(HISTORY)?;
+                let mut seq = next_history_seq(&meta)?;
+                for (at, rec) in &batch.history {
+                    history.insert((*at, seq), rec.as_slice())?;
+                    seq += 1;
+                }
+                meta.insert("next_history_seq", seq.to_le_bytes().as_slice())?;
+            }
         }
         txn.commit()?;
         ids.extend(new_series);
@@ -342,6 +369,8 @@ impl Store {
                     false
                 })?;
             }
+            let mut history = txn.open_table(HISTORY)?;
+            history.retain_in((i64::MIN, 0u64)..(before_ms, 0u64), |_, _| false)?;
         }
         txn.commit()?;
         Ok(removed)
@@ -447,6 +476,32 @@ impl Store {
         for entry in table.iter()? {
             let (_, v) = entry?;
             out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Appends one history event (outside a pipeline batch).
+    pub fn append_history<T: Serialize>(&self, at_ms: i64, event: &T) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        batch.push_history(at_ms, event);
+        self.write(&batch).map(|_| ())
+    }
+
+    /// History events at or after `since_ms`, oldest first, at most `limit`.
+    pub fn history<T: DeserializeOwned>(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(HISTORY)?;
+        let mut out = Vec::new();
+        for entry in table.range((since_ms, 0u64)..)? {
+            let (_, v) = entry?;
+            out.push(decode(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
         }
         Ok(out)
     }

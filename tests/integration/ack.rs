@@ -166,6 +166,51 @@ summary = "{{target}} down"
     let events = pd.wait_delivered(3, Duration::from_secs(10)).await;
     assert_eq!(events[2].body["event_action"], "resolve");
     assert_eq!(pd.received().len(), 3);
+
+    // The history tells the whole story, in order.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let story = loop {
+        let out = sloguard(
+            &["history", "--since", "1h", "--json", "--config", &config],
+            &env,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let story: Vec<String> = events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["event"].as_str().unwrap(),
+                    e["channel"].as_str().unwrap_or("-")
+                )
+            })
+            .collect();
+        if story.len() >= 7 || tokio::time::Instant::now() > deadline {
+            break story;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let pos = |s: &str| {
+        story
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} missing from {story:?}"))
+    };
+    assert!(pos("firing -") < pos("notified slack"));
+    assert!(pos("firing -") < pos("notified pagerduty"));
+    assert!(pos("notified pagerduty") < pos("acknowledged -"));
+    assert!(pos("acknowledged -") < pos("resolved -"));
+    let out = sloguard(&["history", "--since", "1h", "--config", &config], &env);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("acknowledged web_down{target=\"web\"}: by alice: rolling back the deploy"),
+        "{text}"
+    );
 }
 
 fn free_port() -> u16 {
