@@ -915,6 +915,7 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
         ended_at_ms: resolved.then_some(t.at_ms),
         runbook_url: rule.runbook_url.clone(),
         dashboard_url: rule.dashboard_url.clone(),
+        grouped: Vec::new(),
     }
 }
 

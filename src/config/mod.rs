@@ -142,6 +142,9 @@ pub struct Routing {
     pub critical: Vec<String>,
     /// Reminders to a firing, unacknowledged alert's channels.
     pub repeat_interval: Option<Duration>,
+    /// How long a message waits for other alerts of its rule to go out together (Slack,
+    /// email, webhook; PagerDuty and Alertmanager get one event per alert).
+    pub group_wait: Duration,
     /// Escalation steps, by increasing `after`.
     pub escalation: Vec<EscalationStep>,
     /// Routes by labels, tried in order; the first that matches decides.

@@ -60,6 +60,8 @@ pub struct RawRouting {
     pub critical: Vec<String>,
     /// Resend a firing, unacknowledged alert to its channels this often.
     pub repeat_interval: Option<String>,
+    /// Wait this long before a message, to send alerts of the same rule together. Default 0s.
+    pub group_wait: Option<String>,
     /// Steps that notify more channels while an alert fires unacknowledged.
     #[serde(default)]
     pub escalation: Vec<RawEscalation>,

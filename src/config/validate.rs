@@ -251,10 +251,19 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
                 channels: r.channels,
             });
         }
+        let group_wait = duration_field(
+            &mut problems,
+            &site,
+            "group_wait",
+            raw.group_wait.as_ref(),
+            Duration::ZERO,
+            Duration::ZERO,
+        );
         Routing {
             warning: raw.warning,
             critical: raw.critical,
             repeat_interval,
+            group_wait,
             escalation,
             routes,
         }

@@ -103,6 +103,7 @@ mod tests {
             ended_at_ms: None,
             runbook_url: None,
             dashboard_url: Some("http://127.0.0.1:9797/".into()),
+            grouped: Vec::new(),
         };
         let now = 1_770_388_330_000;
         assert_eq!(

@@ -68,6 +68,16 @@ pub struct Notification {
     pub ended_at_ms: Option<i64>,
     pub runbook_url: Option<String>,
     pub dashboard_url: Option<String>,
+    /// When several alerts of one rule go out as one message: every one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grouped: Vec<Member>,
+}
+
+/// One alert in a grouped message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub labels: Labels,
+    pub reason: Option<String>,
 }
 
 impl Notification {
@@ -88,6 +98,7 @@ impl Notification {
             ended_at_ms: None,
             runbook_url: None,
             dashboard_url: None,
+            grouped: Vec::new(),
         }
     }
 
@@ -103,6 +114,28 @@ impl Notification {
             (Status::Firing, Severity::Warning) => format!("⚠️ {}", self.summary),
             (Status::Firing, Severity::Info) => format!("ℹ️ {}", self.summary),
         };
+        if !self.grouped.is_empty() {
+            lines.push(format!("{title} ({} alerts)", self.grouped.len()));
+            for m in &self.grouped {
+                let labels: Vec<String> =
+                    m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                match &m.reason {
+                    Some(r) => lines.push(format!("- {}: {r}", labels.join(", "))),
+                    None => lines.push(format!("- {}", labels.join(", "))),
+                }
+            }
+            lines.push(format!(
+                "Time: {}",
+                format_time(self.ended_at_ms.unwrap_or(self.fired_at_ms))
+            ));
+            if let Some(u) = &self.dashboard_url {
+                lines.push(format!("Dashboard: {u}"));
+            }
+            if let Some(u) = &self.runbook_url {
+                lines.push(format!("Runbook: {u}"));
+            }
+            return lines.join("\n");
+        }
         lines.push(title);
         match self.status {
             Status::Resolved => {

@@ -79,6 +79,7 @@ async fn on_store<T: Send + 'static>(
 struct Running {
     channel: Channel,
     cfg: OutboxConfig,
+    group_wait: Duration,
     replaced: CancellationToken,
     id: tokio::task::Id,
 }
@@ -107,7 +108,11 @@ pub async fn run(
         let cfg = config.borrow_and_update().clone();
         let stale: Vec<String> = running
             .iter()
-            .filter(|(name, r)| cfg.channels.get(*name) != Some(&r.channel) || cfg.outbox != r.cfg)
+            .filter(|(name, r)| {
+                cfg.channels.get(*name) != Some(&r.channel)
+                    || cfg.outbox != r.cfg
+                    || cfg.routing.group_wait != r.group_wait
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
@@ -127,6 +132,7 @@ pub async fn run(
                 client: client.clone(),
                 channel: ch.clone(),
                 cfg: cfg.outbox.clone(),
+                group_wait: cfg.routing.group_wait,
                 wake: wake.clone(),
                 shutdown: shutdown.clone(),
                 replaced: replaced.clone(),
@@ -137,6 +143,7 @@ pub async fn run(
                 Running {
                     channel: ch.clone(),
                     cfg: cfg.outbox.clone(),
+                    group_wait: cfg.routing.group_wait,
                     replaced,
                     id,
                 },
@@ -213,6 +220,7 @@ struct Worker {
     client: reqwest::Client,
     channel: Channel,
     cfg: OutboxConfig,
+    group_wait: Duration,
     wake: Arc<Notify>,
     /// The daemon stops: deliver what is due, for up to [`DRAIN_GRACE`], then exit.
     shutdown: CancellationToken,
@@ -224,7 +232,21 @@ struct Worker {
 /// a message is not resent in a tight loop.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
+/// The most alerts in one grouped message.
+const MAX_GROUP: usize = 100;
+
 impl Worker {
+    /// Whether this channel sends grouped messages: not PagerDuty or Alertmanager, whose
+    /// incidents and alerts are one per alert.
+    fn groups(&self) -> bool {
+        !self.group_wait.is_zero()
+            && !matches!(
+                self.channel.kind,
+                crate::config::ChannelKind::PagerDuty { .. }
+                    | crate::config::ChannelKind::Alertmanager { .. }
+            )
+    }
+
     /// The minimum gap between two messages: Slack allows one per second per webhook,
     /// PagerDuty about 120 events a minute per integration key.
     fn min_gap(&self) -> Duration {
@@ -322,6 +344,57 @@ impl Worker {
                 self.pause(Duration::from_millis(wait_ms as u64), false)
                     .await;
                 continue;
+            }
+            // Grouping: a first attempt waits `group_wait` for alerts of the same rule, then
+            // takes them along in one message.
+            if self.groups() && entry.attempts == 0 && entry.notification.grouped.is_empty() {
+                let due = entry.created_ms + self.group_wait.as_millis() as i64;
+                let wait = due - now_ms();
+                if wait > 0 && !draining {
+                    self.pause(Duration::from_millis(wait as u64), false).await;
+                    continue;
+                }
+                let (me, rule, status) = (
+                    name.clone(),
+                    entry.notification.rule.clone(),
+                    entry.notification.status,
+                );
+                let siblings = on_store(&self.store, move |s| {
+                    Ok(s.outbox::<Entry>()?
+                        .into_iter()
+                        .filter(|(other, e)| {
+                            *other != id
+                                && e.channel == me
+                                && e.attempts == 0
+                                && e.notification.rule == rule
+                                && e.notification.status == status
+                                && e.notification.grouped.is_empty()
+                        })
+                        .take(MAX_GROUP - 1)
+                        .collect::<Vec<_>>())
+                })
+                .await;
+                if let Ok(siblings) = siblings
+                    && !siblings.is_empty()
+                {
+                    let member = |n: &Notification| super::Member {
+                        labels: n.labels.clone(),
+                        reason: n.reason.clone(),
+                    };
+                    let mut grouped = vec![member(&entry.notification)];
+                    grouped.extend(siblings.iter().map(|(_, e)| member(&e.notification)));
+                    entry.notification.grouped = grouped;
+                    let ids: Vec<u64> = siblings.iter().map(|(i, _)| *i).collect();
+                    let merged = entry.clone();
+                    if let Err(e) =
+                        on_store(&self.store, move |s| s.outbox_merge(id, &merged, &ids)).await
+                    {
+                        tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot group notifications in the outbox");
+                        self.pause(STORE_ERROR_PAUSE, draining).await;
+                        continue;
+                    }
+                    tracing::info!(channel = %name, rule = %entry.notification.rule, alerts = entry.notification.grouped.len(), "Grouped alerts into one message");
+                }
             }
             if let Some(prev) = last_send {
                 let gap = self.min_gap().saturating_sub(prev.elapsed());

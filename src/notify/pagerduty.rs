@@ -166,6 +166,7 @@ mod tests {
             ended_at_ms: None,
             runbook_url: Some("https://docs.example.com/runbooks/segmentation-api".into()),
             dashboard_url: Some("http://127.0.0.1:9797/".into()),
+            grouped: Vec::new(),
         }
     }
 

@@ -24,6 +24,7 @@ pub fn payload(n: &Notification) -> serde_json::Value {
         "runbook_url": n.runbook_url,
         "dashboard_url": n.dashboard_url,
         "text": n.text(),
+        "grouped": n.grouped,
     })
 }
 

@@ -417,6 +417,26 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces entry `id` and removes `others` in one transaction: several entries become
+    /// one grouped message.
+    pub fn outbox_merge<T: Serialize>(
+        &self,
+        id: u64,
+        entry: &T,
+        others: &[u64],
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(OUTBOX)?;
+            table.insert(id, encode(entry).as_slice())?;
+            for o in others {
+                table.remove(*o)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Removes a delivered outbox entry.
     pub fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;

@@ -297,3 +297,76 @@ summary = "Web down"
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(am.received().len(), count, "re-sent after the resolve");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_targets_failing_together_make_one_slack_message() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let mut cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[routing]
+critical = ["slack"]
+group_wait = "3s"
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "{slack}"
+
+[[rules]]
+name = "down"
+kind = "consecutive"
+fire_after = 1
+severity = "critical"
+summary = "Endpoints down"
+runbook_url = "https://runbooks.example.com/down"
+"#,
+        slack = slack.url("/slack")
+    );
+    for i in 0..20 {
+        cfg.push_str(&format!(
+            "[[targets]]\nname = \"web-{i:02}\"\nurl = \"{}\"\ninterval = \"300ms\"\n",
+            target.url()
+        ));
+    }
+    let daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    target.answer(503).await;
+    let got = slack.wait_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "log:\n{}", daemon.log_text());
+    let text = slack_text(&got[0]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "🔴 CRITICAL: Endpoints down (20 alerts)",
+        "{text}"
+    );
+    let members: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("- target="))
+        .collect();
+    assert_eq!(members.len(), 20, "{text}");
+    assert!(
+        members.contains(&"- target=web-07: HTTP 503 Service Unavailable"),
+        "{text}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"Runbook: https://runbooks.example.com/down")
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        slack.received().len(),
+        1,
+        "more than one message for one outage"
+    );
+
+    target.answer(200).await;
+    let got = slack.wait_delivered(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    assert!(slack_text(&got[1]).starts_with("✅ RESOLVED: Endpoints down (20 alerts)"));
+}
