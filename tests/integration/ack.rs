@@ -15,11 +15,7 @@ async fn ack_lists_acknowledges_and_tells_pagerduty() {
     let slack = Receiver::start().await;
     let pd = Receiver::start().await;
     pd.set_default(202);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let cfg = format!(
         r#"
 [server]
