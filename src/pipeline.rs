@@ -26,6 +26,9 @@ use crate::series::{Labels, Sample, SeriesKey};
 use crate::silence::{Matchers, Silence};
 use crate::store::{Batch, Store};
 
+/// The most silences active at once; more is a mistake, and each costs every check.
+const MAX_ACTIVE_SILENCES: usize = 1000;
+
 /// The most samples committed in one transaction.
 const MAX_BATCH: usize = 10_000;
 
@@ -70,6 +73,9 @@ pub struct Fired {
     /// When the firing was last re-sent to each Alertmanager channel.
     #[serde(default)]
     pub resent_ms: BTreeMap<String, i64>,
+    /// When people were first told (later than the firing when a silence held it back).
+    #[serde(default)]
+    pub notified_at_ms: i64,
 }
 
 /// An acknowledgement: someone is on it.
@@ -169,8 +175,11 @@ impl Pipeline {
             );
         }
         let store = self.store.clone();
-        let silences: Vec<Silence> =
+        let mut silences: Vec<Silence> =
             tokio::task::spawn_blocking(move || store.silences()).await??;
+        // Silences that ended over a week ago no longer matter for matching.
+        let week_ago = now_ms() - 7 * 24 * 3600 * 1000;
+        silences.retain(|s| s.ends_ms > week_ago);
         *self.silences.lock().await = silences;
         let mut fired: HashMap<String, Fired> = HashMap::new();
         let mut states = Vec::with_capacity(restored.len());
@@ -358,6 +367,19 @@ impl Pipeline {
                 reply,
             } => {
                 let now = now_ms();
+                let active = self
+                    .silences
+                    .lock()
+                    .await
+                    .iter()
+                    .filter(|s| s.active(now))
+                    .count();
+                if active >= MAX_ACTIVE_SILENCES {
+                    let _ = reply.send(Err(format!(
+                        "{active} silences are active already; expire some first (`sloguard silence list`)"
+                    )));
+                    return Ok(());
+                }
                 let ends = now.saturating_add(duration.as_millis().min(i64::MAX as u128) as i64);
                 let store = self.store.clone();
                 let made = tokio::task::spawn_blocking(move || {
@@ -592,6 +614,7 @@ pub fn plan(
                 let Some(rule) = rule else { continue };
                 let n = notification(rule, t);
                 let suppressed_by = silenced(&t.alert.rule, &t.alert.labels);
+                let suppressed = suppressed_by.is_some();
                 // A silenced alert is recorded and notifies no one, until its silence ends.
                 let channels: Vec<String> = match suppressed_by {
                     Some(_) => Vec::new(),
@@ -623,6 +646,7 @@ pub fn plan(
                     escalated: 0,
                     last_sent_ms: now,
                     resent_ms: BTreeMap::new(),
+                    notified_at_ms: if suppressed { 0 } else { now },
                 };
                 fired.insert(fp.clone(), f.clone());
                 plan.put.push((
@@ -720,13 +744,31 @@ pub fn tick_plan(
             );
             f.suppressed_by = None;
             f.last_sent_ms = now;
+            f.notified_at_ms = now;
             for ch in &f.channels {
                 plan.outbox
                     .push(Entry::new(ch, f.notification.clone(), now));
+                if is_alertmanager(cfg, ch) {
+                    // The release is this interval's send.
+                    f.resent_ms.insert(ch.clone(), now);
+                }
+                // Acknowledged while held back: PagerDuty learns it right after the trigger.
+                if f.ack.is_some() && is_pagerduty(cfg, ch) {
+                    let n = Notification {
+                        status: Status::Acknowledged,
+                        ..f.notification.clone()
+                    };
+                    plan.outbox.push(Entry::new(ch, n, now));
+                }
             }
             changed = true;
         } else if f.ack.is_none() && silenced(&state.rule, &state.labels).is_none() {
-            let fired_at = f.notification.fired_at_ms;
+            // Escalation counts from when people were first told, not from a held-back firing.
+            let fired_at = if f.notified_at_ms > 0 {
+                f.notified_at_ms
+            } else {
+                f.notification.fired_at_ms
+            };
             let steps: Vec<&crate::config::EscalationStep> = cfg
                 .routing
                 .escalation
@@ -782,13 +824,13 @@ pub fn tick_plan(
                         ..f.notification.clone()
                     };
                     tracing::info!(alert = %fp, "Alert reminder");
-                    // PagerDuty keeps its own incident; a repeated trigger would add nothing.
-                    for ch in f.channels.iter().filter(|c| {
-                        !matches!(
-                            cfg.channels.get(*c).map(|x| &x.kind),
-                            Some(crate::config::ChannelKind::PagerDuty { .. })
-                        )
-                    }) {
+                    // PagerDuty keeps its own incident and Alertmanager gets its re-sends; a
+                    // reminder would add nothing there.
+                    for ch in f
+                        .channels
+                        .iter()
+                        .filter(|c| !is_pagerduty(cfg, c) && !is_alertmanager(cfg, c))
+                    {
                         plan.outbox.push(Entry::new(ch, n.clone(), now));
                     }
                 }
@@ -844,6 +886,20 @@ fn suppression<'a>(
                 .map(|d| format!("rule {d}, which fires"))
         })
     }
+}
+
+fn is_pagerduty(cfg: &Config, channel: &str) -> bool {
+    matches!(
+        cfg.channels.get(channel).map(|c| &c.kind),
+        Some(crate::config::ChannelKind::PagerDuty { .. })
+    )
+}
+
+fn is_alertmanager(cfg: &Config, channel: &str) -> bool {
+    matches!(
+        cfg.channels.get(channel).map(|c| &c.kind),
+        Some(crate::config::ChannelKind::Alertmanager { .. })
+    )
 }
 
 /// The configured channels a rule's notifications go to.

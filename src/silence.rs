@@ -85,46 +85,73 @@ impl Schedule {
         })
     }
 
-    /// The latest occurrence at or before `t`, looking back at most `within`.
+    /// The latest occurrence at or before `t`, looking back at most `within`. Walks backwards
+    /// from `t`, so it costs one step however dense the schedule is.
     pub fn latest_before(
         &self,
         t: DateTime<Utc>,
         within: chrono::Duration,
     ) -> Option<DateTime<Utc>> {
-        let from = t - within - chrono::Duration::seconds(1);
-        self.schedule.after(&from).take_while(|o| *o <= t).last()
+        let latest = self
+            .schedule
+            .after(&(t + chrono::Duration::seconds(1)))
+            .next_back()?;
+        (latest <= t && latest >= t - within).then_some(latest)
     }
 }
 
-/// Converts crontab's day-of-week numbers (0–7, Sunday 0 and 7) to the cron crate's (1–7,
-/// Sunday 1). Names (`MON`, `SUN-SAT`) pass unchanged.
+/// Converts crontab's day-of-week field (0–7, Sunday 0 and 7; ranges, lists, steps) to the
+/// cron crate's (1–7, Sunday 1) as an explicit list, so that ranges through Sunday (`5-7`,
+/// `0-7`) keep their meaning. Names (`MON`, `SUN-SAT`) pass unchanged.
 fn crontab_dow(field: &str) -> Result<String, String> {
-    let convert = |n: &str| -> Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok(field.to_string());
+    }
+    let num = |n: &str| -> Result<Option<u8>, String> {
         match n.parse::<u8>() {
-            Ok(d @ 0..=6) => Ok((d + 1).to_string()),
-            Ok(7) => Ok("1".to_string()),
+            Ok(d @ 0..=7) => Ok(Some(d)),
             Ok(_) => Err(format!("day of week `{n}` is out of 0–7")),
-            Err(_) => Ok(n.to_string()),
+            Err(_) => Ok(None),
         }
     };
-    field
-        .split(',')
-        .map(|part| {
-            let (range, step) = match part.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (part, None),
-            };
-            let range = match range.split_once('-') {
-                Some((a, b)) => format!("{}-{}", convert(a)?, convert(b)?),
-                None => convert(range)?,
-            };
-            Ok(match step {
-                Some(s) => format!("{range}/{s}"),
-                None => range,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map(|parts| parts.join(","))
+    let mut days = std::collections::BTreeSet::new();
+    let mut names = Vec::new();
+    for part in field.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (
+                r,
+                s.parse::<u8>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("`{part}`: bad step"))?,
+            ),
+            None => (part, 1),
+        };
+        let (from, to) = match range {
+            "*" => (Some(0), Some(6)),
+            r => match r.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => {
+                    let d = num(r)?;
+                    (d, if step > 1 { Some(6) } else { d })
+                }
+            },
+        };
+        match (from, to) {
+            (Some(a), Some(b)) if a <= b => {
+                for d in (a..=b).step_by(step as usize) {
+                    days.insert(d % 7);
+                }
+            }
+            (Some(a), Some(b)) => {
+                return Err(format!("day-of-week range `{a}-{b}` runs backwards"));
+            }
+            _ => names.push(part.to_string()),
+        }
+    }
+    let mut out: Vec<String> = days.iter().map(|d| (d + 1).to_string()).collect();
+    out.extend(names);
+    Ok(out.join(","))
 }
 
 /// A recurring silence from the configuration.
@@ -209,6 +236,29 @@ mod tests {
         assert!(!w.active(at("2026-11-29T01:35:00Z")), "Sunday");
         assert!(Schedule::parse("* * *").is_err());
         assert!(Schedule::parse("0 2 * * 9").is_err());
+        // Ranges through Sunday keep their meaning.
+        assert_eq!(crontab_dow("0-7").unwrap(), "1,2,3,4,5,6,7");
+        assert_eq!(crontab_dow("5-7").unwrap(), "1,6,7");
+        assert_eq!(crontab_dow("1-5/2").unwrap(), "2,4,6");
+        assert_eq!(crontab_dow("SAT,SUN").unwrap(), "SAT,SUN");
+        let weekend = Schedule::parse("0 3 * * 6-7").unwrap();
+        let w = MaintenanceWindow {
+            name: "w".into(),
+            schedule: weekend,
+            duration: std::time::Duration::from_secs(600),
+            matchers: Matchers::new(),
+        };
+        assert!(w.active(at("2026-11-29T03:05:00Z")), "Sunday");
+        assert!(w.active(at("2026-11-28T03:05:00Z")), "Saturday");
+        assert!(!w.active(at("2026-11-27T03:05:00Z")), "Friday");
+        // A dense schedule with a long window answers at once.
+        let dense = MaintenanceWindow {
+            name: "d".into(),
+            schedule: Schedule::parse("* * * * * *").unwrap(),
+            duration: std::time::Duration::from_secs(3650 * 24 * 3600),
+            matchers: Matchers::new(),
+        };
+        assert!(dense.active(at("2026-11-29T03:05:00Z")));
     }
 
     #[test]

@@ -293,6 +293,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     }
 
     let rule_names = declared_names(&mut problems, section("rules"), "rules", "rule");
+    let mut depends_spans = BTreeMap::new();
     let mut rules: Vec<Rule> = Vec::new();
     for (value, site) in tables(&mut problems, section("rules"), "rules") {
         let rule = match tag(&mut problems, &site, "kind", &["consecutive"]) {
@@ -302,6 +303,10 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             None => None,
         };
         if let Some(r) = rule {
+            depends_spans.insert(
+                r.name.clone(),
+                (site.span_of("depends_on"), site.field("depends_on")),
+            );
             for (i, d) in r.depends_on.iter().enumerate() {
                 if !rule_names.contains(d) || d == &r.name {
                     problems.push(
@@ -314,6 +319,23 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             if !rules.iter().any(|o| o.name == r.name) {
                 rules.push(r);
             }
+        }
+    }
+
+    // A cycle of `depends_on` would keep every rule in it quiet while they all fire.
+    for r in &rules {
+        let mut path = vec![r.name.as_str()];
+        if let Some(cycle) = depends_cycle(&rules, r, &mut path) {
+            let (span, path) = depends_spans
+                .get(&r.name)
+                .cloned()
+                .unwrap_or((root_span.clone(), format!("rules.{}.depends_on", r.name)));
+            problems.push(
+                Some(span),
+                path,
+                format!("depends_on goes round in a circle ({cycle}); a rule cannot depend on itself through others"),
+            );
+            break;
         }
     }
 
@@ -1354,6 +1376,28 @@ fn http_target(
         })),
         timing,
     })
+}
+
+/// A `depends_on` path from `rule` back to the start of `path`, as `a → b → a`.
+fn depends_cycle<'r>(rules: &'r [Rule], rule: &'r Rule, path: &mut Vec<&'r str>) -> Option<String> {
+    for d in &rule.depends_on {
+        if d == path[0] {
+            let mut names = path.clone();
+            names.push(d);
+            return Some(names.join(" → "));
+        }
+        if path.contains(&d.as_str()) {
+            continue;
+        }
+        if let Some(next) = rules.iter().find(|r| &r.name == d) {
+            path.push(&next.name);
+            if let Some(c) = depends_cycle(rules, next, path) {
+                return Some(c);
+            }
+            path.pop();
+        }
+    }
+    None
 }
 
 fn maintenance_window(

@@ -20,7 +20,12 @@ pub fn subject(n: &Notification) -> String {
         Status::Acknowledged => "ACKNOWLEDGED".to_string(),
         Status::Firing => n.severity.as_str().to_uppercase(),
     };
-    format!("[{tag}] {}", n.summary)
+    let shared = n.grouped.iter().all(|m| m.summary == n.summary);
+    match n.grouped.len() {
+        0 | 1 => format!("[{tag}] {}", n.summary),
+        k if shared => format!("[{tag}] {} ({k} alerts)", n.summary),
+        k => format!("[{tag}] {} ({k} alerts)", n.rule),
+    }
 }
 
 fn escape(text: &str) -> String {

@@ -76,8 +76,21 @@ pub struct Notification {
 /// One alert in a grouped message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
+    pub fingerprint: String,
+    pub summary: String,
     pub labels: Labels,
     pub reason: Option<String>,
+}
+
+impl Member {
+    pub fn of(n: &Notification) -> Member {
+        Member {
+            fingerprint: n.fingerprint.clone(),
+            summary: n.summary.clone(),
+            labels: n.labels.clone(),
+            reason: n.reason.clone(),
+        }
+    }
 }
 
 impl Notification {
@@ -115,6 +128,14 @@ impl Notification {
             (Status::Firing, Severity::Info) => format!("ℹ️ {}", self.summary),
         };
         if !self.grouped.is_empty() {
+            // One title for all: the shared summary, or the rule's name when the summaries
+            // differ (they name their labels).
+            let shared = self.grouped.iter().all(|m| m.summary == self.summary);
+            let title = if shared {
+                title
+            } else {
+                title.replacen(&self.summary, &self.rule, 1)
+            };
             lines.push(format!("{title} ({} alerts)", self.grouped.len()));
             for m in &self.grouped {
                 let labels: Vec<String> =

@@ -232,6 +232,26 @@ struct Worker {
 /// a message is not resent in a tight loop.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
+/// One history event per alert a (possibly grouped) notification was about.
+fn history_events(
+    n: &Notification,
+    kind: &str,
+    channel: &str,
+    detail: String,
+) -> Vec<crate::history::Event> {
+    let now = now_ms();
+    let event = |fp: &str| {
+        crate::history::Event::new(now, fp, &n.rule, kind)
+            .channel(channel)
+            .detail(detail.clone())
+    };
+    if n.grouped.is_empty() {
+        vec![event(&n.fingerprint)]
+    } else {
+        n.grouped.iter().map(|m| event(&m.fingerprint)).collect()
+    }
+}
+
 /// The most alerts in one grouped message.
 const MAX_GROUP: usize = 100;
 
@@ -347,42 +367,51 @@ impl Worker {
             }
             // Grouping: a first attempt waits `group_wait` for alerts of the same rule, then
             // takes them along in one message.
-            if self.groups() && entry.attempts == 0 && entry.notification.grouped.is_empty() {
+            if self.groups()
+                && entry.attempts == 0
+                && entry.notification.grouped.is_empty()
+                && entry.notification.note.is_none()
+            {
                 let due = entry.created_ms + self.group_wait.as_millis() as i64;
                 let wait = due - now_ms();
                 if wait > 0 && !draining {
                     self.pause(Duration::from_millis(wait as u64), false).await;
                     continue;
                 }
-                let (me, rule, status) = (
-                    name.clone(),
-                    entry.notification.rule.clone(),
-                    entry.notification.status,
-                );
+                let (me, head) = (name.clone(), entry.notification.clone());
                 let siblings = on_store(&self.store, move |s| {
-                    Ok(s.outbox::<Entry>()?
-                        .into_iter()
-                        .filter(|(other, e)| {
-                            *other != id
-                                && e.channel == me
-                                && e.attempts == 0
-                                && e.notification.rule == rule
-                                && e.notification.status == status
-                                && e.notification.grouped.is_empty()
-                        })
-                        .take(MAX_GROUP - 1)
-                        .collect::<Vec<_>>())
+                    // Entries of this channel in order. An alert already seen (the head's, or
+                    // any later entry's) is never taken from behind its earlier message, so
+                    // one alert's firing and resolve keep their order.
+                    let mut seen = std::collections::BTreeSet::from([head.fingerprint.clone()]);
+                    let mut taken = Vec::new();
+                    for (other, e) in s.outbox::<Entry>()? {
+                        if other == id || e.channel != me {
+                            continue;
+                        }
+                        let n = &e.notification;
+                        let fits = e.attempts == 0
+                            && n.rule == head.rule
+                            && n.status == head.status
+                            && n.note.is_none()
+                            && n.grouped.is_empty();
+                        if fits && !seen.contains(&n.fingerprint) && taken.len() < MAX_GROUP - 1 {
+                            taken.push((other, e.clone()));
+                        }
+                        seen.insert(e.notification.fingerprint.clone());
+                    }
+                    Ok(taken)
                 })
                 .await;
                 if let Ok(siblings) = siblings
                     && !siblings.is_empty()
                 {
-                    let member = |n: &Notification| super::Member {
-                        labels: n.labels.clone(),
-                        reason: n.reason.clone(),
-                    };
-                    let mut grouped = vec![member(&entry.notification)];
-                    grouped.extend(siblings.iter().map(|(_, e)| member(&e.notification)));
+                    let mut grouped = vec![super::Member::of(&entry.notification)];
+                    grouped.extend(
+                        siblings
+                            .iter()
+                            .map(|(_, e)| super::Member::of(&e.notification)),
+                    );
                     entry.notification.grouped = grouped;
                     let ids: Vec<u64> = siblings.iter().map(|(i, _)| *i).collect();
                     let merged = entry.clone();
@@ -423,20 +452,24 @@ impl Worker {
                         attempts = entry.attempts,
                         "Notification delivered"
                     );
-                    let event =
-                        crate::history::Event::new(now_ms(), &n.fingerprint, &n.rule, "notified")
-                            .channel(&name)
-                            .detail(format!(
-                                "{} {} {} after {} attempt{}",
-                                n.status.as_str(),
-                                answer.protocol,
-                                answer.status,
-                                entry.attempts,
-                                if entry.attempts == 1 { "" } else { "s" }
-                            ));
+                    let events = history_events(
+                        &n,
+                        "notified",
+                        &name,
+                        format!(
+                            "{} {} {} after {} attempt{}",
+                            n.status.as_str(),
+                            answer.protocol,
+                            answer.status,
+                            entry.attempts,
+                            if entry.attempts == 1 { "" } else { "s" }
+                        ),
+                    );
                     if let Err(e) = on_store(&self.store, move |s| {
                         s.outbox_remove(id)?;
-                        s.append_history(event.at_ms, &event)
+                        events
+                            .iter()
+                            .try_for_each(|ev| s.append_history(ev.at_ms, ev))
                     })
                     .await
                     {
@@ -459,14 +492,14 @@ impl Worker {
                             "Notification given up after retrying for {}; kept in dead letters",
                             humantime::format_duration(self.cfg.give_up_after)
                         );
-                        let event =
-                            crate::history::Event::new(now_ms(), &n.fingerprint, &n.rule, "failed")
-                                .channel(&name)
-                                .detail(format!("given up: {message}"));
+                        let events =
+                            history_events(&n, "failed", &name, format!("given up: {message}"));
                         entry.last_error = Some(message);
                         if let Err(e) = on_store(&self.store, move |s| {
                             s.outbox_bury(id, &entry)?;
-                            s.append_history(event.at_ms, &event)
+                            events
+                                .iter()
+                                .try_for_each(|ev| s.append_history(ev.at_ms, ev))
                         })
                         .await
                         {
@@ -503,14 +536,13 @@ impl Worker {
                         error = %message,
                         "Channel {name} refused the notification; not retrying. Check the channel's configuration (sloguard test-notify --channel {name}); the message is kept in dead letters"
                     );
-                    let event =
-                        crate::history::Event::new(now_ms(), &n.fingerprint, &n.rule, "failed")
-                            .channel(&name)
-                            .detail(format!("refused: {message}"));
+                    let events = history_events(&n, "failed", &name, format!("refused: {message}"));
                     entry.last_error = Some(message);
                     if let Err(e) = on_store(&self.store, move |s| {
                         s.outbox_bury(id, &entry)?;
-                        s.append_history(event.at_ms, &event)
+                        events
+                            .iter()
+                            .try_for_each(|ev| s.append_history(ev.at_ms, ev))
                     })
                     .await
                     {

@@ -182,6 +182,20 @@ fn each_broken_file_names_the_line_and_the_field() {
             "invalid type: integer `…`, expected a string",
         ),
         (
+            "depends_on in a circle",
+            format!(
+                "{}{}",
+                VALID.replace(
+                    "summary = \"Web down\"",
+                    "summary = \"Web down\"\ndepends_on = [\"web_slow\"]"
+                ),
+                "\n[[rules]]\nname = \"web_slow\"\nkind = \"consecutive\"\nseverity = \"critical\"\nsummary = \"Slow\"\ndepends_on = [\"web_down\"] # back\n"
+            ),
+            "depends_on = [\"web_slow\"]",
+            "rules[0].depends_on",
+            "depends_on goes round in a circle (web_down → web_slow → web_down)",
+        ),
+        (
             "bad condition",
             VALID.replace("fire_after = 3", "fire_after = 3\ncondition = \"below 1\""),
             "below 1",
