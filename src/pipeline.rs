@@ -242,6 +242,13 @@ impl Pipeline {
                     cfg = new;
                     pending_since = None;
                     self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
+                    let firing: Vec<AlertState> = engine
+                        .alerts()
+                        .filter(|a| a.status == AlertStatus::Firing)
+                        .cloned()
+                        .collect();
+                    let upgrades = upgrade_plan(&cfg, &firing, &mut fired, now);
+                    self.write(Vec::new(), upgrades).await?;
                 }
                 Some(cmd) = commands.recv() => {
                     self.handle(cmd, &engine, &cfg, &mut fired).await?;
@@ -886,6 +893,60 @@ fn suppression<'a>(
                 .map(|d| format!("rule {d}, which fires"))
         })
     }
+}
+
+/// Firing alerts whose severity went up (a reload made their rule critical) are news at
+/// once: the firing goes out again with the new severity, to every channel of the new route
+/// and those told before, with a note; the resolve will reach all of them.
+pub fn upgrade_plan(
+    cfg: &Config,
+    firing: &[AlertState],
+    fired: &mut HashMap<String, Fired>,
+    now: i64,
+) -> Plan {
+    let mut plan = Plan::default();
+    for state in firing {
+        let fp = state.fingerprint();
+        let Some(f) = fired.get_mut(&fp) else {
+            continue;
+        };
+        let before = f.notification.severity;
+        if state.severity <= before || f.suppressed_by.is_some() {
+            continue;
+        }
+        let Some(rule) = cfg.rules.iter().find(|r| r.name == state.rule) else {
+            continue;
+        };
+        f.notification.severity = state.severity;
+        for ch in routed(cfg, rule, &state.labels) {
+            if !f.channels.contains(&ch) {
+                f.channels.push(ch);
+            }
+        }
+        let n = Notification {
+            note: Some(format!(
+                "Severity raised from {before} to {}",
+                state.severity
+            )),
+            ..f.notification.clone()
+        };
+        tracing::info!(alert = %fp, from = %before, to = %state.severity, channels = %f.channels.join(","), "Alert severity raised");
+        for ch in &f.channels {
+            plan.outbox.push(Entry::new(ch, n.clone(), now));
+        }
+        plan.history.push(
+            Event::new(now, &fp, &state.rule, "upgraded")
+                .detail(format!("{before} → {}", state.severity)),
+        );
+        plan.put.push((
+            fp,
+            StoredAlert {
+                state: state.clone(),
+                fired: Some(f.clone()),
+            },
+        ));
+    }
+    plan
 }
 
 fn is_pagerduty(cfg: &Config, channel: &str) -> bool {

@@ -370,3 +370,53 @@ runbook_url = "https://runbooks.example.com/down"
     assert_eq!(got.len(), 2);
     assert!(slack_text(&got[1]).starts_with("✅ RESOLVED: Endpoints down (20 alerts)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_with_one_config_use_the_same_pagerduty_dedup_key() {
+    let (a, b) = (tempdir(), tempdir());
+    let mut target = Target::start().await;
+    let pd = Receiver::start().await;
+    pd.set_default(202);
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[routing]
+critical = ["pagerduty"]
+
+[[channels]]
+name = "pagerduty"
+type = "pagerduty"
+routing_key = "R0UTINGKEY0000000000000000000042"
+events_url = "{pd}"
+
+[[targets]]
+name = "web"
+url = "{url}"
+interval = "300ms"
+
+[[rules]]
+name = "web_down"
+kind = "consecutive"
+fire_after = 2
+severity = "critical"
+summary = "Web down"
+"#,
+        pd = pd.url(""),
+        url = target.url()
+    );
+    let _first = Daemon::start(a.path(), &cfg, &[]).await;
+    let _second = Daemon::start(b.path(), &cfg, &[]).await;
+    target.answer(500).await;
+    let events = pd.wait_delivered(2, Duration::from_secs(10)).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].body["event_action"], "trigger");
+    assert_eq!(events[1].body["event_action"], "trigger");
+    // PagerDuty folds the second trigger into the first incident.
+    assert_eq!(events[0].body["dedup_key"], events[1].body["dedup_key"]);
+    assert_eq!(
+        events[0].body["dedup_key"],
+        r#"sloguard/web_down{target="web"}"#
+    );
+}

@@ -145,3 +145,81 @@ async fn a_firing_alert_survives_a_reload_and_resolves_through_the_changed_chann
     );
     assert!(daemon.stop().await.is_some_and(|s| s.success()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raising_a_firing_alerts_severity_notifies_the_new_route_at_once() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let pd = Receiver::start().await;
+    pd.set_default(202);
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[routing]
+warning = ["slack"]
+critical = ["slack", "pagerduty"]
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "{slack}"
+
+[[channels]]
+name = "pagerduty"
+type = "pagerduty"
+routing_key = "R0UTINGKEY0000000000000000000042"
+events_url = "{pd}"
+
+[[targets]]
+name = "web"
+url = "{url}"
+interval = "300ms"
+
+[[rules]]
+name = "web_down"
+kind = "consecutive"
+fire_after = 2
+severity = "warning"
+summary = "Web down"
+"#,
+        slack = slack.url("/slack"),
+        pd = pd.url(""),
+        url = target.url()
+    );
+    let mut daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+    target.answer(500).await;
+    let got = slack.wait_delivered(1, Duration::from_secs(10)).await;
+    assert!(slack_text(&got[0]).starts_with("⚠️ Web down"));
+    assert!(pd.received().is_empty());
+
+    std::fs::write(
+        &daemon.config,
+        cfg.replace("severity = \"warning\"", "severity = \"critical\""),
+    )
+    .unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let got = slack.wait_delivered(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2, "log:\n{}", daemon.log_text());
+    let text = slack_text(&got[1]);
+    assert!(text.starts_with("🔴 CRITICAL: Web down"), "{text}");
+    assert!(
+        text.contains("Note: Severity raised from warning to critical"),
+        "{text}"
+    );
+    let events = pd.wait_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(events[0].body["event_action"], "trigger");
+
+    target.answer(200).await;
+    assert_eq!(
+        pd.wait_delivered(2, Duration::from_secs(10)).await[1].body["event_action"],
+        "resolve"
+    );
+    assert!(
+        slack_text(&slack.wait_delivered(3, Duration::from_secs(10)).await[2])
+            .starts_with("✅ RESOLVED: Web down")
+    );
+    assert!(daemon.stop().await.is_some_and(|s| s.success()));
+}
