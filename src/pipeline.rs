@@ -351,7 +351,12 @@ impl Pipeline {
             .filter(|a| a.status == AlertStatus::Firing)
             .cloned()
             .collect();
-        let plan = tick_plan(cfg, &firing, fired, now, &silenced);
+        let mut plan = tick_plan(cfg, &firing, fired, now, &silenced);
+        // A severity can also rise without a reload (rules with two thresholds); catch it here.
+        let up = upgrade_plan(cfg, &firing, fired, now);
+        plan.put.extend(up.put);
+        plan.outbox.extend(up.outbox);
+        plan.history.extend(up.history);
         self.write(Vec::new(), plan).await
     }
 
