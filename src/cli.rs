@@ -76,6 +76,11 @@ enum Command {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Notifications that could not be delivered (refused, or given up after retrying).
+    DeadLetters {
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+    },
     /// Silence alerts for a while (a deploy), list silences, or end one.
     Silence {
         #[command(subcommand)]
@@ -204,6 +209,37 @@ pub fn main() -> ExitCode {
         }
         Command::TestNotify { config, channel } => test_notify(&config, &channel),
         Command::Silence { action } => silence(action),
+        Command::DeadLetters { config } => api_call(&config, |client, base, _| async move {
+            let body = answer(
+                client
+                    .get(format!("{base}/api/v1/dead-letters"))
+                    .send()
+                    .await?,
+            )
+            .await?;
+            let list = body.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no dead letters");
+            }
+            for d in list {
+                println!(
+                    "#{} {} [{}] {} {}: {} attempt(s), {}",
+                    d["id"],
+                    d["created_at"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .get(..19)
+                        .unwrap_or_default()
+                        .replace('T', " "),
+                    d["channel"].as_str().unwrap_or_default(),
+                    d["status"].as_str().unwrap_or_default(),
+                    d["alert"].as_str().unwrap_or_default(),
+                    d["attempts"],
+                    d["error"].as_str().unwrap_or("no error recorded")
+                );
+            }
+            Ok(())
+        }),
         Command::History {
             since,
             json,

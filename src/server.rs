@@ -261,6 +261,35 @@ async fn history(State(api): State<Api>, query: axum::extract::Query<HistoryQuer
     }
 }
 
+/// `GET /api/v1/dead-letters`: notifications that could not be delivered, with why.
+async fn dead_letters(State(api): State<Api>) -> Response {
+    let store = api.store.clone();
+    let result =
+        tokio::task::spawn_blocking(move || store.dead_letters::<crate::notify::outbox::Entry>())
+            .await;
+    match result {
+        Ok(Ok(list)) => {
+            let out: Vec<serde_json::Value> = list
+                .iter()
+                .map(|(id, e)| {
+                    serde_json::json!({
+                        "id": id,
+                        "channel": e.channel,
+                        "alert": e.notification.fingerprint,
+                        "status": e.notification.status.as_str(),
+                        "created_at": crate::notify::rfc3339(e.created_ms),
+                        "attempts": e.attempts,
+                        "error": e.last_error,
+                    })
+                })
+                .collect();
+            Json(out).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 pub fn router(
     config: watch::Receiver<Arc<Config>>,
     commands: mpsc::Sender<Command>,
@@ -272,6 +301,7 @@ pub fn router(
         .route("/api/v1/alerts/ack", post(ack))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route("/api/v1/history", get(history))
+        .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/silences/{id}/expire", post(expire_silence))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api {

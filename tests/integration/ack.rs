@@ -545,3 +545,32 @@ depends_on = ["database_down"]
         "{texts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_notification_is_listed_in_dead_letters() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    slack.set_default(404);
+    let port = free_port();
+    let daemon = Daemon::start(dir.path(), &silence_config(port, &slack, &target, ""), &[]).await;
+    let config = daemon.config.to_str().unwrap().to_string();
+    let out = sloguard(&["dead-letters", "--config", &config], &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no dead letters\n");
+
+    target.answer(500).await;
+    assert!(
+        daemon
+            .wait_log("refused the notification", Duration::from_secs(10))
+            .await
+    );
+    let out = sloguard(&["dead-letters", "--config", &config], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("#1 "), "{text}");
+    assert!(
+        text.contains(
+            "[slack] firing web_down{target=\"web\"}: 1 attempt(s), HTTP 404: no_service"
+        ),
+        "{text}"
+    );
+}
