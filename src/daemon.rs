@@ -63,6 +63,8 @@ pub async fn run(
     let commands_rx = Arc::new(Mutex::new(commands_rx));
     let wake = Arc::new(Notify::new());
     let heartbeat = Arc::new(AtomicI64::new(now_ms()));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    metrics.last_reload_success.set(now_ms() as f64 / 1000.0);
 
     // Each stage stops on its own token, in data-flow order: sources, then the pipeline
     // (which commits what they produced), then the outbox (which delivers what is due).
@@ -70,7 +72,7 @@ pub async fn run(
     let pipeline_stop = CancellationToken::new();
     let outbox_stop = CancellationToken::new();
     let rest_stop = CancellationToken::new();
-    let mut sup = Supervisor::new();
+    let mut sup = Supervisor::new(metrics.clone());
     let probes_done = {
         let (cfg, tx, token) = (config_rx.clone(), samples_tx.clone(), probes_stop.clone());
         sup.spawn("probes", probes_stop.clone(), move || {
@@ -85,6 +87,7 @@ pub async fn run(
             samples: samples_rx,
             wake: wake.clone(),
             commands: commands_rx,
+            metrics: metrics.clone(),
             silences: Arc::new(Mutex::new(Vec::new())),
             heartbeat: heartbeat.clone(),
             shutdown: pipeline_stop.clone(),
@@ -95,25 +98,27 @@ pub async fn run(
         })
     };
     let outbox_done = {
-        let (s, cfg, w, token) = (
+        let (s, cfg, w, m, token) = (
             store.clone(),
             config_rx.clone(),
             wake.clone(),
+            metrics.clone(),
             outbox_stop.clone(),
         );
         sup.spawn("outbox", outbox_stop.clone(), move || {
-            outbox::run(s.clone(), cfg.clone(), w.clone(), token.clone())
+            outbox::run(s.clone(), cfg.clone(), w.clone(), m.clone(), token.clone())
         })
     };
     {
-        let (cfg, tx, s, token) = (
+        let (cfg, tx, s, m, token) = (
             config_rx.clone(),
             commands_tx.clone(),
             store.clone(),
+            metrics.clone(),
             rest_stop.clone(),
         );
         sup.spawn("server", rest_stop.clone(), move || {
-            crate::server::run(cfg.clone(), tx.clone(), s.clone(), token.clone())
+            crate::server::run(cfg.clone(), tx.clone(), s.clone(), m.clone(), token.clone())
         });
     }
     {
@@ -149,7 +154,7 @@ pub async fn run(
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
-                Some(SIGHUP) => reload(&config_tx, &opts),
+                Some(SIGHUP) => reload(&config_tx, &opts, &metrics),
                 Some(sig) => {
                     tracing::info!(signal = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }, "Stopping");
                     break;
@@ -194,7 +199,10 @@ async fn wait_done(mut done: watch::Receiver<bool>, limit: Duration, task: &str)
 }
 
 /// Re-reads the configuration; a file with problems is rejected and the running one kept.
-fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions) {
+fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions, metrics: &crate::metrics::Metrics) {
+    let result = |r: &str| crate::metrics::ResultLabels {
+        result: r.to_string(),
+    };
     match sd_notify::NotifyState::monotonic_usec_now() {
         Ok(mono) => sd_notify(&[sd_notify::NotifyState::Reloading, mono]),
         Err(_) => sd_notify(&[sd_notify::NotifyState::Reloading]),
@@ -203,6 +211,8 @@ fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions) {
     tracing::info!(config = %current.path.display(), "Reloading the configuration");
     match config::load(&current.path) {
         Ok(new) => {
+            metrics.reloads.get_or_create(&result("success")).inc();
+            metrics.last_reload_success.set(now_ms() as f64 / 1000.0);
             if opts.data_dir.is_none() && new.daemon.data_dir != current.daemon.data_dir {
                 tracing::warn!(
                     "daemon.data_dir changed; the new data directory is used only after a restart"
@@ -231,6 +241,7 @@ fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions) {
             }
         }
         Err(e) => {
+            metrics.reloads.get_or_create(&result("failure")).inc();
             for p in &e.problems {
                 tracing::error!(
                     file = %e.file.display(),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod history;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod rules;

@@ -141,6 +141,7 @@ pub struct Pipeline {
     pub samples: Arc<Mutex<mpsc::Receiver<Vec<Sample>>>>,
     pub wake: Arc<Notify>,
     pub commands: Arc<Mutex<mpsc::Receiver<Command>>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The run-time silences, loaded from the store when the pipeline starts.
     pub silences: Arc<Mutex<Vec<Silence>>>,
     /// Milliseconds since the epoch of the pipeline's last loop turn, for the watchdog.
@@ -214,9 +215,15 @@ impl Pipeline {
                         }
                     }
                     let now = now_ms();
+                    let started = std::time::Instant::now();
                     let mut transitions = Vec::new();
                     for s in &samples {
                         transitions.extend(engine.observe(s, now));
+                        self.metrics.observe(s);
+                    }
+                    self.metrics.rule_evaluation_seconds.inc_by(started.elapsed().as_secs_f64());
+                    if !transitions.is_empty() {
+                        self.count_alerts(&engine);
                     }
                     pending.extend(samples);
                     pending_since.get_or_insert_with(Instant::now);
@@ -239,9 +246,13 @@ impl Pipeline {
                     let now = now_ms();
                     let mut transitions = engine.reload(new.rules.clone(), now);
                     transitions.extend(engine.retire(probe_target_gone(&new), now, TARGET_GONE));
+                    if new.targets != cfg.targets {
+                        self.metrics.forget_probes();
+                    }
                     cfg = new;
                     pending_since = None;
                     self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
+                    self.count_alerts(&engine);
                     let firing: Vec<AlertState> = engine
                         .alerts()
                         .filter(|a| a.status == AlertStatus::Firing)
@@ -298,11 +309,22 @@ impl Pipeline {
         self.write(samples, plan).await
     }
 
+    /// Sets the alerts-by-state gauges.
+    fn count_alerts(&self, engine: &Engine) {
+        let firing = engine
+            .alerts()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .count() as i64;
+        let all = engine.alerts().count() as i64;
+        self.metrics.set_alerts(all - firing, firing);
+    }
+
     async fn write(&self, samples: Vec<Sample>, plan: Plan) -> anyhow::Result<()> {
         if samples.is_empty() && plan.is_empty() {
             return Ok(());
         }
         let notified = plan.outbox.len();
+        let written = samples.len() as u64;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let mut batch = Batch {
@@ -322,6 +344,7 @@ impl Pipeline {
             store.write(&batch)
         })
         .await??;
+        self.metrics.samples.inc_by(written);
         if notified > 0 {
             self.wake.notify_waiters();
         }

@@ -33,6 +33,7 @@ struct Api {
     config: watch::Receiver<Arc<Config>>,
     commands: mpsc::Sender<Command>,
     store: Arc<Store>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The query of `GET /api/v1/history`.
@@ -290,13 +291,44 @@ async fn dead_letters(State(api): State<Api>) -> Response {
     }
 }
 
+/// `GET /metrics`: OpenMetrics text, for Prometheus.
+async fn metrics(State(api): State<Api>) -> Response {
+    let store = api.store.clone();
+    let counted = tokio::task::spawn_blocking(move || {
+        let pending = store
+            .outbox::<crate::notify::outbox::Entry>()
+            .map(|o| o.len());
+        let size = std::fs::metadata(store.path()).map(|m| m.len());
+        (pending, size)
+    })
+    .await;
+    if let Ok((pending, size)) = counted {
+        if let Ok(n) = pending {
+            api.metrics.outbox_pending.set(n as i64);
+        }
+        if let Ok(n) = size {
+            api.metrics.store_size_bytes.set(n as i64);
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        api.metrics.encode(),
+    )
+        .into_response()
+}
+
 pub fn router(
     config: watch::Receiver<Arc<Config>>,
     commands: mpsc::Sender<Command>,
     store: Arc<Store>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(self::metrics))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/ack", post(ack))
         .route("/api/v1/silences", get(silences).post(add_silence))
@@ -308,6 +340,7 @@ pub fn router(
             config,
             commands,
             store,
+            metrics,
         })
 }
 
@@ -316,6 +349,7 @@ pub async fn run(
     config: watch::Receiver<Arc<Config>>,
     commands: mpsc::Sender<Command>,
     store: Arc<Store>,
+    metrics: Arc<crate::metrics::Metrics>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let listen = config.borrow().server.listen;
@@ -323,7 +357,7 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
-    axum::serve(listener, router(config, commands, store))
+    axum::serve(listener, router(config, commands, store, metrics))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await?;
     Ok(())

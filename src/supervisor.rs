@@ -17,6 +17,7 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 pub struct Supervisor {
     set: JoinSet<()>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Marks a task finished however its wrapper ends, aborted included.
@@ -28,16 +29,11 @@ impl Drop for DoneOnDrop {
     }
 }
 
-impl Default for Supervisor {
-    fn default() -> Self {
-        Supervisor::new()
-    }
-}
-
 impl Supervisor {
-    pub fn new() -> Supervisor {
+    pub fn new(metrics: std::sync::Arc<crate::metrics::Metrics>) -> Supervisor {
         Supervisor {
             set: JoinSet::new(),
+            metrics,
         }
     }
 
@@ -55,6 +51,7 @@ impl Supervisor {
     {
         let shutdown = stop;
         let (done_tx, done_rx) = watch::channel(false);
+        let metrics = self.metrics.clone();
         self.set.spawn(async move {
             let _done = DoneOnDrop(done_tx);
             let mut delay = FIRST_DELAY;
@@ -81,6 +78,12 @@ impl Supervisor {
                 if stopping {
                     return;
                 }
+                metrics
+                    .task_restarts
+                    .get_or_create(&crate::metrics::TaskLabels {
+                        task: name.to_string(),
+                    })
+                    .inc();
                 if started.elapsed() >= HEALTHY_RUN {
                     delay = FIRST_DELAY;
                 }
@@ -114,7 +117,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_panicking_task_is_restarted() {
         let shutdown = CancellationToken::new();
-        let mut sup = Supervisor::new();
+        let mut sup = Supervisor::new(Arc::new(crate::metrics::Metrics::new()));
         let runs = Arc::new(AtomicU32::new(0));
         let r = runs.clone();
         let token = shutdown.clone();

@@ -91,6 +91,7 @@ pub async fn run(
     store: Arc<Store>,
     mut config: watch::Receiver<Arc<Config>>,
     wake: Arc<Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
@@ -127,6 +128,7 @@ pub async fn run(
             let replaced = CancellationToken::new();
             let lock = locks.entry(name.clone()).or_default().clone();
             let worker = Worker {
+                metrics: metrics.clone(),
                 lock,
                 store: store.clone(),
                 client: client.clone(),
@@ -214,6 +216,7 @@ fn bury_orphans(store: &Store, cfg: &Config) -> Result<(), crate::store::StoreEr
 }
 
 struct Worker {
+    metrics: Arc<crate::metrics::Metrics>,
     /// Held for the worker's life; see `run`.
     lock: Arc<tokio::sync::Mutex<()>>,
     store: Arc<Store>,
@@ -443,6 +446,7 @@ impl Worker {
             let n = entry.notification.clone();
             match result {
                 Ok(answer) => {
+                    self.metrics.notification(&name, "delivered");
                     tracing::info!(
                         channel = %name,
                         rule = %n.rule,
@@ -481,8 +485,10 @@ impl Worker {
                     message,
                     retry_after,
                 }) => {
+                    self.metrics.notification(&name, "retried");
                     let age = Duration::from_millis((now_ms() - entry.created_ms).max(0) as u64);
                     if age >= self.cfg.give_up_after {
+                        self.metrics.notification(&name, "failed");
                         tracing::error!(
                             channel = %name,
                             rule = %n.rule,
@@ -529,6 +535,7 @@ impl Worker {
                     }
                 }
                 Err(SendError::Permanent { message }) => {
+                    self.metrics.notification(&name, "failed");
                     tracing::error!(
                         channel = %name,
                         rule = %n.rule,

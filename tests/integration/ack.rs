@@ -574,3 +574,93 @@ async fn a_refused_notification_is_listed_in_dead_letters() {
         "{text}"
     );
 }
+
+/// The value of the first exposition line that starts with `series `.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_probes_alerts_notifications_and_reloads() {
+    let dir = tempdir();
+    let mut target = Target::start().await;
+    let slack = Receiver::start().await;
+    let port = free_port();
+    let cfg = silence_config(port, &slack, &target, "");
+    let daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+    target.answer(500).await;
+    assert_eq!(
+        slack.wait_delivered(1, Duration::from_secs(10)).await.len(),
+        1
+    );
+    std::fs::write(&daemon.config, &cfg).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        daemon
+            .wait_log("Configuration unchanged", Duration::from_secs(5))
+            .await
+    );
+
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = resp.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_eq!(
+        metric(&text, r#"probe_up{target="web"}"#),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, r#"probe_duration_seconds{target="web"}"#).is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"probe_http_status_code{target="web"}"#),
+        Some(500.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"sloguard_alerts{state="firing"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"sloguard_notifications_total{channel="slack",result="delivered"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"sloguard_config_reloads_total{result="success"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "sloguard_samples_total").is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "sloguard_store_size_bytes").is_some_and(|n| n > 0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "sloguard_outbox_pending"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(text.contains(r#"sloguard_build_info{version=""#), "{text}");
+}

@@ -1,0 +1,219 @@
+//! The daemon's own metrics, served at `/metrics` in the OpenMetrics text format (which
+//! Prometheus scrapes): the latest probe results, alerts by state, notifications by channel
+//! and result, rule evaluation time, samples written, the outbox backlog, the data file's
+//! size, configuration reloads and task restarts.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub channel: String,
+    /// `delivered`, `retried` or `failed`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    pub task: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric; one instance per daemon, shared behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    pub probe_up: Family<TargetLabels, FloatGauge>,
+    pub probe_duration_seconds: Family<TargetLabels, FloatGauge>,
+    pub probe_http_status_code: Family<TargetLabels, FloatGauge>,
+    pub probe_tls_cert_expiry_days: Family<TargetLabels, FloatGauge>,
+    pub alerts: Family<StateLabels, Gauge>,
+    pub notifications: Family<NotificationLabels, Counter>,
+    pub rule_evaluation_seconds: Counter<f64, AtomicU64>,
+    pub samples: Counter,
+    pub outbox_pending: Gauge,
+    pub store_size_bytes: Gauge,
+    pub reloads: Family<ResultLabels, Counter>,
+    pub last_reload_success: FloatGauge,
+    pub task_restarts: Family<TaskLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics {
+            registry: Registry::default(),
+            probe_up: Family::default(),
+            probe_duration_seconds: Family::default(),
+            probe_http_status_code: Family::default(),
+            probe_tls_cert_expiry_days: Family::default(),
+            alerts: Family::default(),
+            notifications: Family::default(),
+            rule_evaluation_seconds: Counter::default(),
+            samples: Counter::default(),
+            outbox_pending: Gauge::default(),
+            store_size_bytes: Gauge::default(),
+            reloads: Family::default(),
+            last_reload_success: Gauge::default(),
+            task_restarts: Family::default(),
+        };
+        // Metrics are handles onto shared values: the registry holds clones, the fields stay
+        // usable for updates.
+        let mut r = Registry::default();
+        r.register(
+            "sloguard_build",
+            "The running sloguard's version",
+            Info::new(vec![(
+                "version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )]),
+        );
+        r.register(
+            "probe_up",
+            "1 when the target's last probe succeeded",
+            m.probe_up.clone(),
+        );
+        r.register(
+            "probe_duration_seconds",
+            "How long the target's last probe took",
+            m.probe_duration_seconds.clone(),
+        );
+        r.register(
+            "probe_http_status_code",
+            "The status code of the target's last answer",
+            m.probe_http_status_code.clone(),
+        );
+        r.register(
+            "probe_tls_cert_expiry_days",
+            "Days until the target's certificate expires",
+            m.probe_tls_cert_expiry_days.clone(),
+        );
+        r.register("sloguard_alerts", "Alerts by state", m.alerts.clone());
+        r.register(
+            "sloguard_notifications",
+            "Delivery attempts by channel and result",
+            m.notifications.clone(),
+        );
+        r.register(
+            "sloguard_rule_evaluation_seconds",
+            "Time spent evaluating rules",
+            m.rule_evaluation_seconds.clone(),
+        );
+        r.register(
+            "sloguard_samples",
+            "Samples committed to the store",
+            m.samples.clone(),
+        );
+        r.register(
+            "sloguard_outbox_pending",
+            "Notifications waiting in the outbox",
+            m.outbox_pending.clone(),
+        );
+        r.register(
+            "sloguard_store_size_bytes",
+            "Size of the data file",
+            m.store_size_bytes.clone(),
+        );
+        r.register(
+            "sloguard_config_reloads",
+            "Configuration reloads by result",
+            m.reloads.clone(),
+        );
+        r.register(
+            "sloguard_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully",
+            m.last_reload_success.clone(),
+        );
+        r.register(
+            "sloguard_task_restarts",
+            "Supervised tasks restarted after a failure",
+            m.task_restarts.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+
+    /// Records a probe sample, if it is one.
+    pub fn observe(&self, sample: &crate::series::Sample) {
+        let Some(target) = sample.series.labels.get("target") else {
+            return;
+        };
+        let family = match sample.series.name.as_str() {
+            "probe_up" => &self.probe_up,
+            "probe_duration_seconds" => &self.probe_duration_seconds,
+            "probe_http_status_code" => &self.probe_http_status_code,
+            "probe_tls_cert_expiry_days" => &self.probe_tls_cert_expiry_days,
+            _ => return,
+        };
+        family
+            .get_or_create(&TargetLabels {
+                target: target.clone(),
+            })
+            .set(sample.value);
+    }
+
+    /// Forgets every probe series (after a reload that removed targets); the next probes
+    /// fill them again.
+    pub fn forget_probes(&self) {
+        for family in [
+            &self.probe_up,
+            &self.probe_duration_seconds,
+            &self.probe_http_status_code,
+            &self.probe_tls_cert_expiry_days,
+        ] {
+            family.clear();
+        }
+    }
+
+    pub fn notification(&self, channel: &str, result: &str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                channel: channel.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn set_alerts(&self, pending: i64, firing: i64) {
+        for (state, n) in [("pending", pending), ("firing", firing)] {
+            self.alerts
+                .get_or_create(&StateLabels {
+                    state: state.to_string(),
+                })
+                .set(n);
+        }
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
