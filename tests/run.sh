@@ -13,16 +13,19 @@ if command -v rustup >/dev/null 2>&1; then
     done
 fi
 
-# The email tests talk to a real SMTP server: Debian's aiosmtpd.
-if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+# Real parts the tests run: an SMTP server (Debian's aiosmtpd) and a Prometheus server.
+missing=()
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1; then
-        echo "==> installing python3-aiosmtpd"
+        echo "==> installing ${missing[*]}"
         SUDO=""
         if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
         $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-aiosmtpd >/dev/null
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     else
-        echo "python3-aiosmtpd is missing and apt-get is not available: install aiosmtpd for /usr/bin/python3" >&2
+        echo "missing ${missing[*]} and apt-get is not available: install them first" >&2
         exit 1
     fi
 fi

@@ -7,6 +7,7 @@ mod demo;
 mod e2e;
 mod outbox;
 mod probes;
+mod prometheus;
 mod reload;
 mod secrets;
 mod systemd;
