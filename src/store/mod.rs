@@ -9,6 +9,8 @@
 //! Every write is one redb transaction committed with `Durability::Immediate`: when a write
 //! call returns, what it wrote survives `kill -9` and power loss.
 
+pub mod chunk;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
