@@ -503,6 +503,7 @@ impl Pipeline {
                 let mut acked = Vec::new();
                 for state in matching {
                     let fp = state.fingerprint();
+                    let rule = state.rule.clone();
                     let Some(f) = fired.get_mut(&fp) else {
                         continue;
                     };
@@ -539,9 +540,8 @@ impl Pipeline {
                         Some(c) => format!("by {by}: {c}"),
                         None => format!("by {by}"),
                     };
-                    plan.history.push(
-                        Event::new(now, &fp, &state_rule_of(&fp), "acknowledged").detail(detail),
-                    );
+                    plan.history
+                        .push(Event::new(now, &fp, &rule, "acknowledged").detail(detail));
                     acked.push(fp);
                 }
                 match self.write(Vec::new(), plan).await {
@@ -559,15 +559,6 @@ impl Pipeline {
         }
         Ok(())
     }
-}
-
-/// The rule name in a fingerprint (`rule{labels}`).
-fn state_rule_of(fingerprint: &str) -> String {
-    fingerprint
-        .split('{')
-        .next()
-        .unwrap_or(fingerprint)
-        .to_string()
 }
 
 /// The API's view of an alert.

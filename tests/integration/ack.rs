@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::util::{Daemon, Receiver, Target, slack_text, sloguard, tempdir};
+use crate::util::{Daemon, Receiver, Target, free_port, slack_text, sloguard, tempdir};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -207,14 +207,6 @@ summary = "{{target}} down"
         text.contains("acknowledged web_down{target=\"web\"}: by alice: rolling back the deploy"),
         "{text}"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn silence_config(port: u16, slack: &Receiver, target: &Target, extra: &str) -> String {

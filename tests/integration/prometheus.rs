@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{Daemon, Receiver, Target, tempdir};
+use crate::util::{Daemon, Receiver, Target, free_port, tempdir};
 
 /// A Prometheus server child, killed by PID when dropped.
 struct Prometheus(Child);
@@ -14,14 +14,6 @@ impl Drop for Prometheus {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn query(port: u16, q: &str) -> serde_json::Value {

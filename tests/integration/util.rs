@@ -408,6 +408,15 @@ impl Drop for Target {
     }
 }
 
+/// A port on 127.0.0.1 that was free a moment ago, for servers that must be told theirs.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A temporary directory for one test.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -545,11 +554,7 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub async fn start(dir: &Path) -> SmtpServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let maildir = dir.join("maildir");
         // Debian's python3 has the aiosmtpd package; another python3 on PATH may not.
         let python = if Path::new("/usr/bin/python3").exists() {
