@@ -1,5 +1,5 @@
 //! The daemon: opens the store, starts the supervised tasks (probes, pipeline, outbox,
-//! retention, watchdog), and handles signals: SIGHUP reloads, SIGTERM and SIGINT stop
+//! compaction, watchdog), and handles signals: SIGHUP reloads, SIGTERM and SIGINT stop
 //! gracefully, flushing the store and draining due notifications.
 
 use std::path::PathBuf;
@@ -22,7 +22,6 @@ use crate::store::Store;
 use crate::supervisor::Supervisor;
 
 /// How often old points are pruned.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -49,7 +48,15 @@ pub async fn run(
         .unwrap_or_else(|| config.daemon.data_dir.clone());
     let store = {
         let dir = data_dir.clone();
-        Arc::new(tokio::task::spawn_blocking(move || Store::open(&dir)).await??)
+        let layout = config.store.layout();
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                let store = Store::open(&dir)?;
+                store.set_layout(layout)?;
+                Ok::<_, crate::store::StoreError>(store)
+            })
+            .await??,
+        )
     };
     // Install the signal handlers before READY: an early SIGHUP must reload, not kill.
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
@@ -123,8 +130,8 @@ pub async fn run(
     }
     {
         let (s, cfg, token) = (store.clone(), config_rx.clone(), rest_stop.clone());
-        sup.spawn("retention", rest_stop.clone(), move || {
-            retention(s.clone(), cfg.clone(), token.clone())
+        sup.spawn("compaction", rest_stop.clone(), move || {
+            compaction(s.clone(), cfg.clone(), token.clone())
         });
     }
     if let Some(interval) = sd_notify::watchdog_enabled() {
@@ -262,29 +269,40 @@ fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions, metrics: &crate::m
     ]);
 }
 
-async fn retention(
+/// Applies the configured layout, then makes rollups and deletes what is past retention every
+/// `[store].compact_interval`, in small transactions on the blocking pool.
+async fn compaction(
     store: Arc<Store>,
-    config: watch::Receiver<Arc<Config>>,
+    mut config: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut first = true;
     loop {
-        let wait = if first {
-            Duration::from_secs(60)
-        } else {
-            RETENTION_EVERY
-        };
-        first = false;
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.cancelled() => return Ok(()),
-        }
-        let keep = config.borrow().daemon.retention;
-        let before = now_ms() - keep.as_millis() as i64;
+        let store_cfg = config.borrow_and_update().store.clone();
         let s = store.clone();
-        let removed = tokio::task::spawn_blocking(move || s.prune(before)).await??;
-        if removed > 0 {
-            tracing::info!(removed, "Pruned points older than the retention period");
+        let layout = store_cfg.layout();
+        tokio::task::spawn_blocking(move || s.set_layout(layout)).await??;
+        let s = store.clone();
+        let history_before = now_ms() - store_cfg.history_retention.as_millis() as i64;
+        let started = std::time::Instant::now();
+        let (stats, history) = tokio::task::spawn_blocking(move || {
+            let stats = s.compact(now_ms())?;
+            let history = s.prune_history(history_before)?;
+            Ok::<_, crate::store::StoreError>((stats, history))
+        })
+        .await??;
+        tracing::debug!(
+            rollup_buckets = stats.rollup_buckets,
+            chunks_removed = stats.chunks_removed,
+            dist_buckets_removed = stats.dist_buckets_removed,
+            blocks_removed = stats.blocks_removed,
+            history_removed = history,
+            took_ms = started.elapsed().as_millis() as u64,
+            "Compacted the store"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(store_cfg.compact_interval) => {}
+            changed = config.changed() => if changed.is_err() { return Ok(()) },
+            _ = stop.cancelled() => return Ok(()),
         }
     }
 }

@@ -6,8 +6,26 @@ pub const CONFIG_PATH: &str = "/etc/sloguard/config.toml";
 pub const DATA_DIR: &str = "/var/lib/sloguard";
 pub const LISTEN: &str = "127.0.0.1:9797";
 
-pub fn retention() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
+const DAY: u64 = 24 * 3600;
+
+pub fn raw_retention() -> Duration {
+    Duration::from_secs(7 * DAY)
+}
+pub fn distribution_interval() -> Duration {
+    Duration::from_secs(10)
+}
+pub fn history_retention() -> Duration {
+    Duration::from_secs(400 * DAY)
+}
+pub fn compact_interval() -> Duration {
+    Duration::from_secs(60)
+}
+/// Rollup tiers as (step, retention): one minute for 90 days, one hour for two years.
+pub fn rollups() -> Vec<(Duration, Duration)> {
+    vec![
+        (Duration::from_secs(60), Duration::from_secs(90 * DAY)),
+        (Duration::from_secs(3600), Duration::from_secs(730 * DAY)),
+    ]
 }
 pub fn log_level() -> String {
     "info".to_string()

@@ -98,6 +98,7 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: DaemonConfig,
     pub server: ServerConfig,
+    pub store: StoreConfig,
     pub outbox: OutboxConfig,
     pub routing: Routing,
     /// Channels by name.
@@ -116,9 +117,38 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
     pub data_dir: PathBuf,
-    pub retention: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+/// `[store]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub raw_retention: Duration,
+    pub distribution_interval: Duration,
+    pub history_retention: Duration,
+    pub compact_interval: Duration,
+    /// (step, retention), finest first; each step a multiple of the one before.
+    pub rollups: Vec<(Duration, Duration)>,
+}
+
+impl StoreConfig {
+    /// The store's view of these settings.
+    pub fn layout(&self) -> crate::store::Layout {
+        let ms = |d: &Duration| d.as_millis() as i64;
+        crate::store::Layout {
+            raw_retention_ms: ms(&self.raw_retention),
+            distribution_interval_ms: ms(&self.distribution_interval),
+            tiers: self
+                .rollups
+                .iter()
+                .map(|(step, keep)| crate::store::Tier {
+                    step_ms: ms(step),
+                    retention_ms: ms(keep),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -14,12 +14,36 @@ use serde::Deserialize;
 pub struct RawDaemon {
     /// Directory holding the data file. Overridden by `--data-dir`.
     pub data_dir: Option<String>,
-    /// How long raw points are kept, e.g. `30d`.
-    pub retention: Option<String>,
     /// Log line format: `text` or `json`.
     pub log_format: Option<String>,
     /// Log filter in `tracing` syntax, e.g. `info` or `sloguard=debug`.
     pub log_level: Option<String>,
+}
+
+/// `[store]`: how long measurements are kept and at which resolutions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// How long every raw point and distribution interval is kept, e.g. `7d`.
+    pub raw_retention: Option<String>,
+    /// The interval of one sketch of a distribution series, e.g. `10s`.
+    pub distribution_interval: Option<String>,
+    /// How long alert history is kept, e.g. `400d`.
+    pub history_retention: Option<String>,
+    /// How often rollups are made and old data deleted.
+    pub compact_interval: Option<String>,
+    /// Rollup tiers, finest first; replaces the default tiers when given.
+    pub rollup: Option<Vec<RawRollup>>,
+}
+
+/// `[[store.rollup]]`: one rollup tier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollup {
+    /// Bucket width, e.g. `1m`.
+    pub step: String,
+    /// How long the tier is kept, e.g. `90d`.
+    pub retention: String,
 }
 
 /// `[server]`: the daemon's HTTP API.

@@ -14,13 +14,13 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
     RawAlertmanager, RawConsecutive, RawDaemon, RawEmail, RawHttpTarget, RawMaintenance, RawOutbox,
-    RawPagerDuty, RawRouting, RawServer, RawSlack, RawTcpTarget, RawWebhook,
+    RawPagerDuty, RawRouting, RawServer, RawSlack, RawStore, RawTcpTarget, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, EmailChannel,
     EscalationStep, HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem, Routing,
-    Rule, RuleKind, Secret, ServerConfig, Severity, SmtpTls, Target, TcpCheck, Timing, defaults,
-    parse_duration,
+    Rule, RuleKind, Secret, ServerConfig, Severity, SmtpTls, StoreConfig, Target, TcpCheck, Timing,
+    defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -30,6 +30,7 @@ const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 const SECTIONS: &[&str] = &[
     "daemon",
     "server",
+    "store",
     "outbox",
     "routing",
     "channels",
@@ -130,6 +131,8 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         .map(|(raw, site)| daemon_config(&mut problems, raw, &site));
     let server = single::<RawServer>(&mut problems, section("server"), "server", &root_span)
         .map(|(raw, site)| server_config(&mut problems, raw, &site, &base_dir));
+    let store = single::<RawStore>(&mut problems, section("store"), "store", &root_span)
+        .map(|(raw, site)| store_config(&mut problems, raw, &site));
     let outbox = single::<RawOutbox>(&mut problems, section("outbox"), "outbox", &root_span)
         .map(|(raw, site)| outbox_config(&mut problems, raw, &site));
     let routing = single::<RawRouting>(&mut problems, section("routing"), "routing", &root_span);
@@ -362,6 +365,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         path: file.to_path_buf(),
         daemon: daemon.unwrap_or_else(default_daemon),
         server: server.unwrap_or_else(default_server),
+        store: store.unwrap_or_else(default_store),
         outbox: outbox.unwrap_or_else(default_outbox),
         routing: routing.unwrap_or_default(),
         channels,
@@ -373,9 +377,120 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
 fn default_daemon() -> DaemonConfig {
     DaemonConfig {
         data_dir: PathBuf::from(defaults::DATA_DIR),
-        retention: defaults::retention(),
         log_format: LogFormat::Text,
         log_level: defaults::log_level(),
+    }
+}
+
+fn default_store() -> StoreConfig {
+    StoreConfig {
+        raw_retention: defaults::raw_retention(),
+        distribution_interval: defaults::distribution_interval(),
+        history_retention: defaults::history_retention(),
+        compact_interval: defaults::compact_interval(),
+        rollups: defaults::rollups(),
+    }
+}
+
+fn store_config(problems: &mut Problems<'_>, raw: RawStore, site: &Site<'_, '_>) -> StoreConfig {
+    let second = Duration::from_secs(1);
+    let d = default_store();
+    let distribution_interval = duration_field(
+        problems,
+        site,
+        "distribution_interval",
+        raw.distribution_interval.as_ref(),
+        d.distribution_interval,
+        second,
+    );
+    let mut rollups = Vec::new();
+    match raw.rollup {
+        None => rollups = d.rollups,
+        Some(list) => {
+            let mut previous = distribution_interval;
+            for (i, r) in list.iter().enumerate() {
+                let path = format!("rollup[{i}]");
+                let step = match parse_duration(&r.step) {
+                    Ok(s) if s >= Duration::from_secs(60) && s <= MAX_DURATION => s,
+                    Ok(_) => {
+                        problems.push(
+                            Some(site.span_of("rollup")),
+                            site.field(&format!("{path}.step")),
+                            "must be between 1m and 3650d",
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        problems.push(
+                            Some(site.span_of("rollup")),
+                            site.field(&format!("{path}.step")),
+                            e,
+                        );
+                        continue;
+                    }
+                };
+                if step.as_millis() % previous.as_millis().max(1) != 0 || step <= previous {
+                    problems.push(
+                        Some(site.span_of("rollup")),
+                        site.field(&format!("{path}.step")),
+                        format!(
+                            "must be a larger multiple of {} (the step before it, or distribution_interval)",
+                            humantime::format_duration(previous)
+                        ),
+                    );
+                    continue;
+                }
+                let keep = match parse_duration(&r.retention) {
+                    Ok(k) if k >= step && k <= MAX_DURATION => k,
+                    Ok(_) => {
+                        problems.push(
+                            Some(site.span_of("rollup")),
+                            site.field(&format!("{path}.retention")),
+                            "must be at least the step and at most 3650d",
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        problems.push(
+                            Some(site.span_of("rollup")),
+                            site.field(&format!("{path}.retention")),
+                            e,
+                        );
+                        continue;
+                    }
+                };
+                previous = step;
+                rollups.push((step, keep));
+            }
+        }
+    }
+    StoreConfig {
+        raw_retention: duration_field(
+            problems,
+            site,
+            "raw_retention",
+            raw.raw_retention.as_ref(),
+            d.raw_retention,
+            Duration::from_secs(3600),
+        ),
+        distribution_interval,
+        history_retention: duration_field(
+            problems,
+            site,
+            "history_retention",
+            raw.history_retention.as_ref(),
+            d.history_retention,
+            Duration::from_secs(3600),
+        ),
+        compact_interval: duration_field(
+            problems,
+            site,
+            "compact_interval",
+            raw.compact_interval.as_ref(),
+            d.compact_interval,
+            second,
+        ),
+        rollups,
     }
 }
 
@@ -687,14 +802,6 @@ fn daemon_config(problems: &mut Problems<'_>, raw: RawDaemon, site: &Site<'_, '_
             .data_dir
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
-        retention: duration_field(
-            problems,
-            site,
-            "retention",
-            raw.retention.as_ref(),
-            defaults::retention(),
-            Duration::from_secs(3600),
-        ),
         log_format,
         log_level,
     }

@@ -1,10 +1,13 @@
 //! A compressed chunk of one series' points, after Facebook's Gorilla paper: timestamps as
 //! delta-of-deltas in variable-width buckets, values as the XOR with the previous value,
-//! storing only the meaningful bits. A regular series (a probe every 10 s, a 0/1 "up" value)
-//! costs about two bits a point.
+//! storing only the meaningful bits. Points that repeat both the previous interval and the
+//! previous value are written as runs, so a regular series that does not change (a probe
+//! every 10 s, a 0/1 "up" value) costs a few bytes per chunk.
 //!
 //! Layout (version 1): one version byte, the point count as u32 little-endian, then the
-//! bit stream, most significant bit first. Decoding never panics: a truncated or corrupt
+//! bit stream, most significant bit first: the first timestamp and value in 64 bits each,
+//! then for every further point either `0` and a run length, or `1`, the delta-of-delta and
+//! the XOR-encoded value. Decoding never panics: a truncated or corrupt
 //! chunk is an error.
 
 /// The layout this code writes and reads.
@@ -14,31 +17,52 @@ pub const CHUNK_VERSION: u8 = 1;
 pub enum ChunkError {
     #[error("points must be added in time order ({got} ms came after {last} ms)")]
     OutOfOrder { last: i64, got: i64 },
+    #[error("a chunk holds at most {MAX_POINTS} points")]
+    Full,
     #[error("chunk is truncated or corrupt")]
     Corrupt,
     #[error("chunk has layout version {0}; this sloguard reads version {CHUNK_VERSION}")]
     UnknownVersion(u8),
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct BitWriter {
     bytes: Vec<u8>,
-    /// Bits used in the last byte (0 = the last byte is full or there is none).
+    /// Bits not yet moved to `bytes`, most significant first.
+    acc: u64,
+    /// How many bits of `acc` are used.
     used: u8,
 }
 
 impl BitWriter {
+    /// Appends the low `bits` bits of `value` (1 to 64).
     fn push(&mut self, value: u64, bits: u8) {
-        for i in (0..bits).rev() {
-            if self.used == 0 {
-                self.bytes.push(0);
-            }
-            let bit = ((value >> i) & 1) as u8;
-            if let Some(last) = self.bytes.last_mut() {
-                *last |= bit << (7 - self.used);
-            }
-            self.used = (self.used + 1) % 8;
+        if bits == 0 {
+            return;
         }
+        let value = if bits == 64 {
+            value
+        } else {
+            value & ((1u64 << bits) - 1)
+        };
+        let free = 64 - self.used;
+        if bits < free {
+            self.acc |= value << (free - bits);
+            self.used += bits;
+        } else {
+            let over = bits - free;
+            self.acc |= value >> over;
+            self.bytes.extend_from_slice(&self.acc.to_be_bytes());
+            self.acc = if over == 0 { 0 } else { value << (64 - over) };
+            self.used = over;
+        }
+    }
+
+    /// The bytes written so far, the last one padded with zero bits.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes);
+        let tail = usize::from(self.used).div_ceil(8);
+        out.extend_from_slice(&self.acc.to_be_bytes()[..tail]);
     }
 }
 
@@ -48,15 +72,22 @@ struct BitReader<'a> {
 }
 
 impl BitReader<'_> {
+    /// Reads `bits` bits (0 to 64), most significant first.
     fn read(&mut self, bits: u8) -> Result<u64, ChunkError> {
-        let mut out = 0u64;
-        for _ in 0..bits {
-            let byte = self.bytes.get(self.pos / 8).ok_or(ChunkError::Corrupt)?;
-            let bit = (byte >> (7 - (self.pos % 8))) & 1;
-            out = (out << 1) | u64::from(bit);
-            self.pos += 1;
+        if bits == 0 {
+            return Ok(0);
         }
-        Ok(out)
+        let end = self.pos + usize::from(bits);
+        if end > self.bytes.len() * 8 {
+            return Err(ChunkError::Corrupt);
+        }
+        let first = self.pos / 8;
+        let mut buf = [0u8; 16];
+        let avail = &self.bytes[first..self.bytes.len().min(first + 16)];
+        buf[..avail.len()].copy_from_slice(avail);
+        let word = u128::from_be_bytes(buf) << (self.pos % 8);
+        self.pos = end;
+        Ok((word >> (128 - u32::from(bits))) as u64)
     }
 
     fn bit(&mut self) -> Result<bool, ChunkError> {
@@ -72,21 +103,57 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Builds one chunk.
-#[derive(Default)]
+/// The most points one chunk holds.
+pub const MAX_POINTS: u32 = 1 << 20;
+
+/// The longest run of repeated points one run record holds.
+const MAX_RUN: u32 = 1 << 16;
+
+/// Writes a run of `n` (1 to `MAX_RUN`) points that repeat the previous interval and value:
+/// `0` and a length in one of three widths.
+fn push_run(out: &mut BitWriter, n: u32) {
+    let n = u64::from(n - 1);
+    out.push(0, 1);
+    if n < 8 {
+        out.push(0, 1);
+        out.push(n, 3);
+    } else if n < 128 {
+        out.push(0b10, 2);
+        out.push(n, 7);
+    } else {
+        out.push(0b11, 2);
+        out.push(n, 16);
+    }
+}
+
+/// Builds one chunk. Points are appended in time order; [`ChunkEncoder::bytes`] gives the chunk
+/// at any moment, so an open chunk can be stored after every commit and appended to later.
+#[derive(Default, Clone)]
 pub struct ChunkEncoder {
     out: BitWriter,
     count: u32,
+    first_ts: i64,
     last_ts: i64,
     last_delta: i64,
     last_bits: u64,
     leading: u8,
     trailing: u8,
+    /// Points that repeat the previous interval and value, not yet written.
+    run: u32,
 }
 
 impl ChunkEncoder {
     pub fn new() -> ChunkEncoder {
         ChunkEncoder::default()
+    }
+
+    /// An encoder holding the points of `chunk`, ready to take more.
+    pub fn resume(chunk: &[u8]) -> Result<ChunkEncoder, ChunkError> {
+        let mut e = ChunkEncoder::new();
+        for (t, v) in decode(chunk)? {
+            e.push(t, v)?;
+        }
+        Ok(e)
     }
 
     pub fn len(&self) -> u32 {
@@ -97,12 +164,23 @@ impl ChunkEncoder {
         self.count == 0
     }
 
+    /// The time of the first point (0 when empty).
+    pub fn first_ts(&self) -> i64 {
+        self.first_ts
+    }
+
+    /// The time of the last point (0 when empty).
+    pub fn last_ts(&self) -> i64 {
+        self.last_ts
+    }
+
     /// Adds a point; timestamps must not go backwards.
     pub fn push(&mut self, ts: i64, value: f64) -> Result<(), ChunkError> {
         let bits = value.to_bits();
         if self.count == 0 {
             self.out.push(ts as u64, 64);
             self.out.push(bits, 64);
+            self.first_ts = ts;
             self.last_ts = ts;
             self.last_bits = bits;
             self.leading = u8::MAX;
@@ -115,8 +193,27 @@ impl ChunkEncoder {
                 got: ts,
             });
         }
+        if self.count == MAX_POINTS {
+            return Err(ChunkError::Full);
+        }
         let delta = ts.wrapping_sub(self.last_ts);
         let dod = delta.wrapping_sub(self.last_delta);
+        let xor = bits ^ self.last_bits;
+        self.count += 1;
+        self.last_ts = ts;
+        if dod == 0 && xor == 0 {
+            self.run += 1;
+            if self.run == MAX_RUN {
+                push_run(&mut self.out, self.run);
+                self.run = 0;
+            }
+            return Ok(());
+        }
+        if self.run > 0 {
+            push_run(&mut self.out, self.run);
+            self.run = 0;
+        }
+        self.out.push(1, 1);
         match dod {
             0 => self.out.push(0, 1),
             -64..=63 => {
@@ -137,9 +234,7 @@ impl ChunkEncoder {
             }
         }
         self.last_delta = delta;
-        self.last_ts = ts;
 
-        let xor = bits ^ self.last_bits;
         if xor == 0 {
             self.out.push(0, 1);
         } else {
@@ -162,22 +257,37 @@ impl ChunkEncoder {
             }
         }
         self.last_bits = bits;
-        self.count += 1;
         Ok(())
+    }
+
+    /// The chunk's bytes as they stand; the encoder can go on taking points.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut body = self.out.clone();
+        if self.run > 0 {
+            push_run(&mut body, self.run);
+        }
+        let mut out = Vec::with_capacity(6 + body.bytes.len() + 8);
+        out.push(CHUNK_VERSION);
+        out.extend_from_slice(&self.count.to_le_bytes());
+        body.write_to(&mut out);
+        out
     }
 
     /// The chunk's bytes.
     pub fn finish(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + self.out.bytes.len());
-        out.push(CHUNK_VERSION);
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&self.out.bytes);
-        out
+        self.bytes()
     }
 }
 
 /// Every point of a chunk, in order.
 pub fn decode(chunk: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
+    let mut out = Vec::new();
+    decode_into(chunk, &mut out)?;
+    Ok(out)
+}
+
+/// Appends every point of a chunk to `out`, in order.
+pub fn decode_into(chunk: &[u8], out: &mut Vec<(i64, f64)>) -> Result<(), ChunkError> {
     let (&version, rest) = chunk.split_first().ok_or(ChunkError::Corrupt)?;
     if version != CHUNK_VERSION {
         return Err(ChunkError::UnknownVersion(version));
@@ -189,24 +299,44 @@ pub fn decode(chunk: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
         .map_err(|_| ChunkError::Corrupt)?;
     let count = u32::from_le_bytes(count_bytes) as usize;
     let body = &rest[4..];
-    // Every point after the first takes at least two bits; reject counts the body cannot hold
-    // before allocating for them.
-    if count > 1 + body.len() * 4 {
+    // A run record of 5 to 19 bits holds at most MAX_RUN points; reject counts the body cannot
+    // hold, and counts no encoder writes, before allocating for them.
+    if count > MAX_POINTS as usize || count > 1 + (body.len() * 8 / 5 + 1) * MAX_RUN as usize {
         return Err(ChunkError::Corrupt);
     }
     let mut r = BitReader {
         bytes: body,
         pos: 0,
     };
-    let mut out = Vec::with_capacity(count);
     if count == 0 {
-        return Ok(out);
+        return Ok(());
     }
+    out.reserve(count.min(1 << 16));
     let mut ts = r.read(64)? as i64;
     let mut bits = r.read(64)?;
     out.push((ts, f64::from_bits(bits)));
     let (mut delta, mut leading, mut trailing) = (0i64, 0u8, 0u8);
-    for _ in 1..count {
+    let mut left = count - 1;
+    while left > 0 {
+        if !r.bit()? {
+            let n = if !r.bit()? {
+                r.read(3)?
+            } else if !r.bit()? {
+                r.read(7)?
+            } else {
+                r.read(16)?
+            } as usize
+                + 1;
+            if n > left {
+                return Err(ChunkError::Corrupt);
+            }
+            for _ in 0..n {
+                ts = ts.wrapping_add(delta);
+                out.push((ts, f64::from_bits(bits)));
+            }
+            left -= n;
+            continue;
+        }
         let dod = if !r.bit()? {
             0
         } else if !r.bit()? {
@@ -242,8 +372,9 @@ pub fn decode(chunk: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
             bits ^= xor;
         }
         out.push((ts, f64::from_bits(bits)));
+        left -= 1;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -318,13 +449,51 @@ mod tests {
     }
 
     #[test]
-    fn a_regular_up_series_costs_about_two_bits_a_point() {
+    fn a_regular_up_series_costs_a_few_bytes_a_chunk() {
         let points: Vec<(i64, f64)> = (0..10_000)
-            .map(|i| (1_780_000_000_000 + i * 10_000, 1.0))
+            .map(|i| {
+                (
+                    1_780_000_000_000 + i * 10_000,
+                    if i == 5000 { 0.0 } else { 1.0 },
+                )
+            })
             .collect();
         let bytes = roundtrip(&points);
-        let per_point = bytes.len() as f64 / points.len() as f64;
-        assert!(per_point <= 0.26, "{per_point} bytes per point");
+        assert!(bytes.len() <= 40, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn runs_of_every_length_round_trip() {
+        for n in [
+            1usize, 2, 8, 9, 127, 128, 129, 65_535, 65_536, 65_537, 140_000,
+        ] {
+            let mut points: Vec<(i64, f64)> = (0..n as i64).map(|i| (i * 1000, 2.5)).collect();
+            // A change after the run, then another run with a different interval.
+            points.push((n as i64 * 1000 + 7, 3.0));
+            for i in 1..10 {
+                points.push((n as i64 * 1000 + 7 + i * 500, 3.0));
+            }
+            roundtrip(&points);
+        }
+    }
+
+    #[test]
+    fn an_open_chunk_can_be_stored_resumed_and_extended() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let points: Vec<(i64, f64)> = (0..500)
+            .map(|i| (i * 10_000, if rng.random_bool(0.9) { 1.0 } else { 0.0 }))
+            .collect();
+        let mut whole = ChunkEncoder::new();
+        let mut resumed = ChunkEncoder::new();
+        for (i, (t, v)) in points.iter().enumerate() {
+            whole.push(*t, *v).unwrap();
+            resumed.push(*t, *v).unwrap();
+            if i % 37 == 0 {
+                resumed = ChunkEncoder::resume(&resumed.bytes()).unwrap();
+            }
+        }
+        assert_eq!(whole.bytes(), resumed.bytes());
+        assert_eq!(decode(&resumed.finish()).unwrap(), points);
     }
 
     #[test]

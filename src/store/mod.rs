@@ -1,5 +1,5 @@
-//! The embedded store: one redb file holding the series registry, the points, the state of
-//! pending and firing alerts, and the notification outbox.
+//! The embedded store: one redb file holding the series data (see `tsdb`), the state of
+//! pending and firing alerts, the notification outbox, silences and history.
 //!
 //! Only this module imports redb. Keys use redb's fixed-width integer encodings (little-endian,
 //! ordered numerically) and UTF-8 strings; records are a one-byte record version followed by
@@ -8,30 +8,43 @@
 //!
 //! Every write is one redb transaction committed with `Durability::Immediate`: when a write
 //! call returns, what it wrote survives `kill -9` and power loss.
+//!
+//! The daemon opens the file as redb's single writer; any number of other processes (`sloguard
+//! query`) may open it read-only at the same time and see its commits.
 
+pub mod bucket;
 pub mod chunk;
+pub mod tsdb;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
+    TableDefinition,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::series::{Labels, Sample, SeriesKey};
+use crate::series::{Sample, SeriesKey};
+use tsdb::{CHUNKS, DISTS, HEADS, Heads, ROLLUPS, SERIES, SERIES_IDS, WATERMARKS};
+pub use tsdb::{CompactStats, Dropped, Kind, Layout, SeriesInfo, Snapshot, Tier};
 
 /// The data file's name inside the data directory.
 pub const FILE_NAME: &str = "sloguard.redb";
 /// The layout this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Version 1 kept one row per point; it is converted on open.
+const FORMAT_V1: u32 = 1;
+/// The page cache redb may use. Queries read few pages, and most of the daemon's reads are of
+/// the pages it has just written; a small cache keeps the daemon's memory small.
+const CACHE_BYTES: usize = 16 << 20;
 /// The version byte in front of every JSON record.
 const RECORD_VERSION: u8 = 1;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const SERIES_IDS: TableDefinition<&str, u64> = TableDefinition::new("series_ids");
-const SERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("series");
-const POINTS: TableDefinition<(u64, i64), f64> = TableDefinition::new("points");
+/// Format version 1's points, one row each; read only to convert them.
+const V1_POINTS: TableDefinition<(u64, i64), f64> = TableDefinition::new("points");
 const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
@@ -58,6 +71,14 @@ pub enum StoreError {
     UnknownVersion { path: PathBuf, found: u32 },
     #[error("the data file {path} has no valid format version; it was not written by sloguard")]
     NotOurs { path: PathBuf },
+    #[error(
+        "the data file {path} has format version 1; start the sloguard daemon once to convert it, then query it"
+    )]
+    NeedsUpgrade { path: PathBuf },
+    #[error(
+        "the data file {path} was not closed cleanly and no sloguard daemon has it open; start the daemon (or run this command again while it runs) so that it is recovered first"
+    )]
+    NeedsRecovery { path: PathBuf },
     #[error("data file error: {0}; if it repeats, stop sloguard and check the disk")]
     Db(#[from] redb::Error),
     #[error("a stored record cannot be read: {0}")]
@@ -86,14 +107,14 @@ impl From<redb::CommitError> for StoreError {
 }
 
 /// Encodes a record as its version byte and JSON.
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![RECORD_VERSION];
     // Serialising plain data structs to a Vec cannot fail.
     serde_json::to_writer(&mut out, value).unwrap_or_default();
     out
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, json)) => {
             serde_json::from_slice(json).map_err(|e| StoreError::Record(e.to_string()))
@@ -103,16 +124,14 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     }
 }
 
-#[derive(Serialize, serde::Deserialize)]
-struct SeriesRecord {
-    name: String,
-    labels: Labels,
-}
-
-/// What one commit writes: samples, alert state changes and new outbox entries, atomically.
+/// What one commit writes: points, observations, alert state changes, outbox entries and
+/// history events, atomically.
 #[derive(Default)]
 pub struct Batch<'a> {
+    /// Points of gauge series, each newer than the last stored point of its series.
     pub samples: &'a [Sample],
+    /// Observations of distribution series (one request's latency each), in any order.
+    pub observations: &'a [Sample],
     /// Alert states to insert or replace, by fingerprint.
     pub put_alerts: Vec<(String, Vec<u8>)>,
     /// Alert states to delete, by fingerprint.
@@ -135,6 +154,7 @@ impl Batch<'_> {
     }
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
+            && self.observations.is_empty()
             && self.put_alerts.is_empty()
             && self.delete_alerts.is_empty()
             && self.outbox.is_empty()
@@ -151,11 +171,135 @@ fn next_history_seq(meta: &redb::Table<&str, &[u8]>) -> Result<u64, StoreError> 
     })
 }
 
+/// Reads the format version; `None` for a new, empty file.
+fn format_version(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    path: &Path,
+) -> Result<Option<u32>, StoreError> {
+    match meta.get("format_version")? {
+        None => Ok(None),
+        Some(v) => {
+            let arr: [u8; 4] = v.value().try_into().map_err(|_| StoreError::NotOurs {
+                path: path.to_path_buf(),
+            })?;
+            Ok(Some(u32::from_le_bytes(arr)))
+        }
+    }
+}
+
+fn read_layout(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Layout, StoreError> {
+    match meta.get("layout")? {
+        Some(v) => decode(v.value()),
+        None => Ok(Layout::default()),
+    }
+}
+
+/// Writes the alert, outbox and history parts of `batch`; returns the new outbox ids.
+fn write_records(txn: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
+    let mut outbox_ids = Vec::with_capacity(batch.outbox.len());
+    let mut alerts = txn.open_table(ALERTS)?;
+    for fp in &batch.delete_alerts {
+        alerts.remove(fp.as_str())?;
+    }
+    for (fp, rec) in &batch.put_alerts {
+        alerts.insert(fp.as_str(), rec.as_slice())?;
+    }
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let mut meta = txn.open_table(META)?;
+    // A counter, not `last() + 1`: an id is never reused, even after its entry is gone.
+    let mut next = match meta.get("next_outbox_id")? {
+        Some(v) => <[u8; 8]>::try_from(v.value())
+            .map(u64::from_le_bytes)
+            .unwrap_or(1),
+        None => 1,
+    };
+    for rec in &batch.outbox {
+        outbox.insert(next, rec.as_slice())?;
+        outbox_ids.push(next);
+        next += 1;
+    }
+    if !batch.outbox.is_empty() {
+        meta.insert("next_outbox_id", next.to_le_bytes().as_slice())?;
+    }
+    if !batch.history.is_empty() {
+        let mut history = txn.open_table(HISTORY)?;
+        let mut seq = next_history_seq(&meta)?;
+        for (at, rec) in &batch.history {
+            history.insert((*at, seq), rec.as_slice())?;
+            seq += 1;
+        }
+        meta.insert("next_history_seq", seq.to_le_bytes().as_slice())?;
+    }
+    Ok(outbox_ids)
+}
+
+/// A read-only handle for another process (`sloguard query`): it shares the file with a
+/// running daemon and sees its commits.
+pub struct ReadOnlyStore {
+    db: ReadOnlyDatabase,
+    layout: Layout,
+}
+
+impl ReadOnlyStore {
+    pub fn open(dir: &Path) -> Result<ReadOnlyStore, StoreError> {
+        let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path,
+                source: redb::Error::Io(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            });
+        }
+        let db = match Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .open_read_only(&path)
+        {
+            Ok(db) => db,
+            Err(redb::DatabaseError::RepairAborted) => {
+                return Err(StoreError::NeedsRecovery { path });
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked { path });
+            }
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path,
+                    source: e.into(),
+                });
+            }
+        };
+        let read = db.begin_read()?;
+        let meta = read.open_table(META)?;
+        match format_version(&meta, &path)? {
+            Some(FORMAT_VERSION) => {}
+            Some(FORMAT_V1) => return Err(StoreError::NeedsUpgrade { path }),
+            Some(found) => return Err(StoreError::UnknownVersion { path, found }),
+            None => return Err(StoreError::NotOurs { path }),
+        }
+        let layout = read_layout(&meta)?;
+        drop(meta);
+        drop(read);
+        Ok(ReadOnlyStore { db, layout })
+    }
+
+    /// A consistent view of the series data as of the writer's last commit.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let txn = self.db.begin_read()?;
+        let layout = match txn.open_table(META) {
+            Ok(meta) => read_layout(&meta)?,
+            Err(_) => self.layout.clone(),
+        };
+        Snapshot::new(&txn, None, layout)
+    }
+}
+
 /// A handle to the data file; cheap to share behind an `Arc`.
 pub struct Store {
     db: Database,
     path: PathBuf,
-    series_ids: Mutex<HashMap<SeriesKey, u64>>,
+    heads: Mutex<Heads>,
 }
 
 impl std::fmt::Debug for Store {
@@ -165,14 +309,19 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) `dir/sloguard.redb`, checking its format version.
+    /// Opens (or creates) `dir/sloguard.redb`, checking its format version and converting a
+    /// version 1 file.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             dir: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let db = match Database::create(&path) {
+        let db = match Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .create(&path)
+        {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::Locked { path });
@@ -185,28 +334,25 @@ impl Store {
             }
         };
         let txn = db.begin_write()?;
+        let mut convert = false;
         {
             let mut meta = txn.open_table(META)?;
-            let found = meta.get("format_version")?.map(|v| v.value().to_vec());
-            match found {
+            match format_version(&meta, &path)? {
                 None => {
                     meta.insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())?;
                 }
-                Some(bytes) => {
-                    let arr: [u8; 4] = bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| StoreError::NotOurs { path: path.clone() })?;
-                    let found = u32::from_le_bytes(arr);
-                    if found != FORMAT_VERSION {
-                        return Err(StoreError::UnknownVersion { path, found });
-                    }
-                }
+                Some(FORMAT_VERSION) => {}
+                Some(FORMAT_V1) => convert = true,
+                Some(found) => return Err(StoreError::UnknownVersion { path, found }),
             }
             // Create every table so that readers never meet a missing one.
             txn.open_table(SERIES_IDS)?;
             txn.open_table(SERIES)?;
-            txn.open_table(POINTS)?;
+            txn.open_table(HEADS)?;
+            txn.open_table(CHUNKS)?;
+            txn.open_table(DISTS)?;
+            txn.open_table(ROLLUPS)?;
+            txn.open_table(WATERMARKS)?;
             txn.open_table(ALERTS)?;
             txn.open_table(OUTBOX)?;
             txn.open_table(DEAD_LETTERS)?;
@@ -214,27 +360,63 @@ impl Store {
             txn.open_table(HISTORY)?;
         }
         txn.commit()?;
-        let mut ids = HashMap::new();
-        {
-            let read = db.begin_read()?;
-            let series = read.open_table(SERIES)?;
-            for entry in series.iter()? {
-                let (id, rec) = entry?;
-                let rec: SeriesRecord = decode(rec.value())?;
-                ids.insert(
-                    SeriesKey {
-                        name: rec.name,
-                        labels: rec.labels,
-                    },
-                    id.value(),
-                );
-            }
-        }
-        Ok(Store {
+        let heads = Heads::load(&db.begin_read()?)?;
+        let store = Store {
             db,
             path,
-            series_ids: Mutex::new(ids),
-        })
+            heads: Mutex::new(heads),
+        };
+        if convert {
+            store.convert_v1()?;
+        }
+        {
+            let read = store.db.begin_read()?;
+            let layout = read_layout(&read.open_table(META)?)?;
+            store.lock().layout = layout;
+        }
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Heads> {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves format version 1's one-row-per-point table into chunks, in one transaction.
+    fn convert_v1(&self) -> Result<(), StoreError> {
+        let mut heads = self.lock();
+        let txn = self.db.begin_write()?;
+        let mut samples = Vec::new();
+        {
+            let points = txn.open_table(V1_POINTS)?;
+            let by_id: std::collections::HashMap<u64, SeriesKey> =
+                heads.infos.iter().map(|i| (i.id, i.key.clone())).collect();
+            for entry in points.iter()? {
+                let (k, v) = entry?;
+                let (id, ts_ms) = k.value();
+                if let Some(series) = by_id.get(&id) {
+                    samples.push(Sample {
+                        series: series.clone(),
+                        ts_ms,
+                        value: v.value(),
+                        note: None,
+                    });
+                }
+            }
+        }
+        let touched = heads.write(&txn, &samples, &[])?;
+        txn.delete_table(V1_POINTS)?;
+        txn.open_table(META)?
+            .insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())?;
+        if let Err(e) = txn.commit() {
+            heads.forget(&touched);
+            return Err(e.into());
+        }
+        tracing::info!(
+            points = samples.len(),
+            path = %self.path.display(),
+            "Converted the data file to format version 2"
+        );
+        Ok(())
     }
 
     /// The path of the data file.
@@ -242,76 +424,100 @@ impl Store {
         &self.path
     }
 
+    /// Sets retention and resolutions (from the configuration); recorded in the file for
+    /// readers in other processes.
+    pub fn set_layout(&self, layout: Layout) -> Result<(), StoreError> {
+        let mut heads = self.lock();
+        if heads.layout == layout {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert("layout", encode(&layout).as_slice())?;
+        txn.commit()?;
+        heads.layout = layout;
+        Ok(())
+    }
+
+    /// The layout in effect.
+    pub fn layout(&self) -> Layout {
+        self.lock().layout.clone()
+    }
+
+    /// What writes have not kept since the store was opened.
+    pub fn dropped(&self) -> Dropped {
+        self.lock().dropped
+    }
+
     /// Commits `batch` in one durable transaction and returns the ids of its outbox entries.
     pub fn write(&self, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
-        let mut ids = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-        let mut new_series: Vec<(SeriesKey, u64)> = Vec::new();
+        let mut heads = self.lock();
+        let result = self.write_locked(&mut heads, batch);
+        if result.is_err() {
+            // The transaction was dropped uncommitted: what the cache took from it (open
+            // chunks, new series) is not in the file. Read it all again.
+            let read = self.db.begin_read()?;
+            let mut fresh = Heads::load(&read)?;
+            fresh.layout = heads.layout.clone();
+            fresh.dropped = heads.dropped;
+            *heads = fresh;
+        }
+        result
+    }
+
+    fn write_locked(&self, heads: &mut Heads, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
         let txn = self.db.begin_write()?;
-        let mut outbox_ids = Vec::with_capacity(batch.outbox.len());
+        heads.write(&txn, batch.samples, batch.observations)?;
+        let ids = write_records(&txn, batch)?;
+        txn.commit()?;
+        Ok(ids)
+    }
+
+    /// A consistent view of the series data as of the last commit.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let heads = self.lock();
+        let txn = self.db.begin_read()?;
+        Snapshot::new(&txn, Some(heads.infos.clone()), heads.layout.clone())
+    }
+
+    /// Rolls up closed intervals and deletes what is past retention, a few series per
+    /// transaction so that writers never wait long. `now_ms` is the time to measure ages from.
+    pub fn compact(&self, now_ms: i64) -> Result<CompactStats, StoreError> {
+        let snap = self.snapshot()?;
+        let mut stats = CompactStats::default();
+        for group in snap.series().chunks(tsdb::COMPACT_GROUP_SIZE) {
+            let txn = self.db.begin_write()?;
+            tsdb::compact_group(&txn, &snap, group, now_ms, &mut stats)?;
+            txn.commit()?;
+        }
+        // A gauge series that stopped long ago: its open chunk is past retention too.
+        let cutoff = now_ms - snap.layout().raw_retention_ms;
+        drop(snap);
+        let mut heads = self.lock();
+        let txn = self.db.begin_write()?;
+        let mut stale = Vec::new();
         {
-            let mut series_ids = txn.open_table(SERIES_IDS)?;
-            let mut series = txn.open_table(SERIES)?;
-            let mut points = txn.open_table(POINTS)?;
-            for s in batch.samples {
-                let id = match ids.get(&s.series).copied().or_else(|| {
-                    new_series
-                        .iter()
-                        .find(|(k, _)| *k == s.series)
-                        .map(|(_, id)| *id)
-                }) {
-                    Some(id) => id,
-                    None => {
-                        let id = series.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-                        let canonical = s.series.to_string();
-                        series_ids.insert(canonical.as_str(), id)?;
-                        let rec = SeriesRecord {
-                            name: s.series.name.clone(),
-                            labels: s.series.labels.clone(),
-                        };
-                        series.insert(id, encode(&rec).as_slice())?;
-                        new_series.push((s.series.clone(), id));
-                        id
-                    }
-                };
-                points.insert((id, s.ts_ms), s.value)?;
-            }
-            let mut alerts = txn.open_table(ALERTS)?;
-            for fp in &batch.delete_alerts {
-                alerts.remove(fp.as_str())?;
-            }
-            for (fp, rec) in &batch.put_alerts {
-                alerts.insert(fp.as_str(), rec.as_slice())?;
-            }
-            let mut outbox = txn.open_table(OUTBOX)?;
-            let mut meta = txn.open_table(META)?;
-            // A counter, not `last() + 1`: an id is never reused, even after its entry is gone.
-            let mut next = match meta.get("next_outbox_id")? {
-                Some(v) => <[u8; 8]>::try_from(v.value())
-                    .map(u64::from_le_bytes)
-                    .unwrap_or(1),
-                None => 1,
-            };
-            for rec in &batch.outbox {
-                outbox.insert(next, rec.as_slice())?;
-                outbox_ids.push(next);
-                next += 1;
-            }
-            if !batch.outbox.is_empty() {
-                meta.insert("next_outbox_id", next.to_le_bytes().as_slice())?;
-            }
-            if !batch.history.is_empty() {
-                let mut history = txn.open_table(HISTORY)?;
-                let mut seq = next_history_seq(&meta)?;
-                for (at, rec) in &batch.history {
-                    history.insert((*at, seq), rec.as_slice())?;
-                    seq += 1;
+            let mut table = txn.open_table(HEADS)?;
+            let mut old = Vec::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                let last = chunk::decode(v.value())
+                    .map_err(|e| StoreError::Record(e.to_string()))?
+                    .last()
+                    .map(|p| p.0);
+                if last.is_some_and(|t| t < cutoff) {
+                    old.push(k.value());
                 }
-                meta.insert("next_history_seq", seq.to_le_bytes().as_slice())?;
+            }
+            for id in old {
+                table.remove(id)?;
+                stale.push(id);
             }
         }
         txn.commit()?;
-        ids.extend(new_series);
-        Ok(outbox_ids)
+        heads.forget(&stale);
+        stats.heads_removed = stale.len() as u64;
+        Ok(stats)
     }
 
     /// Appends samples (one durable commit).
@@ -325,63 +531,38 @@ impl Store {
 
     /// Every known series.
     pub fn series(&self) -> Vec<SeriesKey> {
-        let ids = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<SeriesKey> = ids.keys().cloned().collect();
+        let mut out: Vec<SeriesKey> = self.lock().infos.iter().map(|i| i.key.clone()).collect();
         out.sort();
         out
     }
 
-    /// The points of `key` with `from_ms <= t < to_ms`, oldest first.
+    /// The points of gauge series `key` with `from_ms <= t < to_ms`, oldest first.
     pub fn points(
         &self,
         key: &SeriesKey,
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
-        let id = {
-            let ids = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-            match ids.get(key) {
-                Some(id) => *id,
-                None => return Ok(Vec::new()),
-            }
-        };
-        let read = self.db.begin_read()?;
-        let points = read.open_table(POINTS)?;
-        let mut out = Vec::new();
-        for entry in points.range((id, from_ms)..(id, to_ms))? {
-            let (k, v) = entry?;
-            out.push((k.value().1, v.value()));
+        let snap = self.snapshot()?;
+        match snap.series().iter().find(|i| &i.key == key) {
+            Some(info) => snap.points(info.id, from_ms, to_ms),
+            None => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
-    /// Deletes points older than `before_ms`; returns how many were removed.
-    pub fn prune(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let ids: Vec<u64> = {
-            let ids = self.series_ids.lock().unwrap_or_else(|p| p.into_inner());
-            ids.values().copied().collect()
-        };
+    /// Deletes history events older than `before_ms`; returns how many were removed.
+    pub fn prune_history(&self, before_ms: i64) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
         let mut removed = 0u64;
         {
-            let mut points = txn.open_table(POINTS)?;
-            for id in ids {
-                points.retain_in((id, i64::MIN)..(id, before_ms), |_, _| {
-                    removed += 1;
-                    false
-                })?;
-            }
             let mut history = txn.open_table(HISTORY)?;
-            history.retain_in((i64::MIN, 0u64)..(before_ms, 0u64), |_, _| false)?;
+            history.retain_in((i64::MIN, 0u64)..(before_ms, 0u64), |_, _| {
+                removed += 1;
+                false
+            })?;
         }
         txn.commit()?;
         Ok(removed)
-    }
-
-    /// Number of stored points.
-    pub fn point_count(&self) -> Result<u64, StoreError> {
-        let read = self.db.begin_read()?;
-        Ok(read.open_table(POINTS)?.len()?)
     }
 
     /// Every stored alert state.
@@ -554,25 +735,250 @@ mod tests {
         }
     }
 
+    const MIN: i64 = 60_000;
+    const DAY: i64 = 86_400_000;
+
+    fn obs(t: i64, v: f64) -> Sample {
+        Sample {
+            series: SeriesKey::new("latency_ms", &[("route", "/api")]),
+            ts_ms: t,
+            value: v,
+            note: None,
+        }
+    }
+
     #[test]
-    fn points_survive_reopen_and_prune_removes_old_ones() {
+    fn points_survive_reopen_across_chunk_boundaries() {
         let dir = tempfile::tempdir().unwrap();
+        let a = SeriesKey::new("probe_up", &[("target", "a")]);
+        let n = tsdb::CHUNK_POINTS as i64 * 3 + 17;
         {
             let store = Store::open(dir.path()).unwrap();
+            for i in 0..n {
+                store
+                    .append(&[sample("a", i * 10_000, (i % 3) as f64), sample("b", i, 1.0)])
+                    .unwrap();
+            }
+            // Out of order and duplicate points are counted, not stored.
             store
-                .append(&[
-                    sample("a", 1, 1.0),
-                    sample("a", 2, 0.0),
-                    sample("b", 1, 1.0),
-                ])
+                .append(&[sample("a", 5, 9.0), sample("a", (n - 1) * 10_000, 9.0)])
                 .unwrap();
+            assert_eq!(store.dropped().out_of_order, 2);
         }
         let store = Store::open(dir.path()).unwrap();
-        let a = SeriesKey::new("probe_up", &[("target", "a")]);
-        assert_eq!(store.points(&a, 0, 10).unwrap(), vec![(1, 1.0), (2, 0.0)]);
+        let all = store.points(&a, 0, i64::MAX).unwrap();
+        assert_eq!(all.len(), n as usize);
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, p)| *p == (i as i64 * 10_000, (i % 3) as f64))
+        );
+        // A range inside one closed chunk, and one across a chunk boundary and the head.
+        assert_eq!(
+            store.points(&a, 10_000, 30_000).unwrap(),
+            vec![(10_000, 1.0), (20_000, 2.0)]
+        );
+        let tail = store.points(&a, (n - 600) * 10_000, i64::MAX).unwrap();
+        assert_eq!(tail.len(), 600);
         assert_eq!(store.series().len(), 2);
-        assert_eq!(store.prune(2).unwrap(), 2);
-        assert_eq!(store.points(&a, 0, 10).unwrap(), vec![(2, 0.0)]);
+        // Appending after reopen continues the open chunk.
+        store.append(&[sample("a", n * 10_000, 7.0)]).unwrap();
+        assert_eq!(
+            store.points(&a, n * 10_000, i64::MAX).unwrap(),
+            vec![(n * 10_000, 7.0)]
+        );
+    }
+
+    #[test]
+    fn distributions_keep_one_sketch_per_interval_and_merge_late_observations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Vec::new();
+        for i in 0..600 {
+            batch.push(obs(i * 100, (i % 100) as f64));
+        }
+        store
+            .write(&Batch {
+                observations: &batch,
+                ..Batch::default()
+            })
+            .unwrap();
+        // A late observation for the first interval, and a NaN.
+        store
+            .write(&Batch {
+                observations: &[obs(5, 1000.0), obs(6, f64::NAN)],
+                ..Batch::default()
+            })
+            .unwrap();
+        let snap = store.snapshot().unwrap();
+        let info = &snap.series()[0];
+        assert_eq!(info.kind, Kind::Distribution);
+        let buckets = snap.dist_buckets(info.id, 0, i64::MAX).unwrap();
+        // 60 s of observations in 10 s intervals.
+        assert_eq!(buckets.len(), 6);
+        assert_eq!(buckets[0].count, 101.0);
+        assert_eq!(buckets[0].max, 1000.0);
+        assert_eq!(store.dropped().invalid, 1);
+        // The same name written as a gauge is refused, not mixed.
+        store.append(&[obs(70_000, 1.0)]).unwrap();
+        assert_eq!(store.dropped().invalid, 2);
+    }
+
+    #[test]
+    fn compaction_rolls_up_into_tiers_and_expires_each_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_layout(Layout {
+                raw_retention_ms: DAY,
+                distribution_interval_ms: 10_000,
+                tiers: vec![
+                    Tier {
+                        step_ms: MIN,
+                        retention_ms: 3 * DAY,
+                    },
+                    Tier {
+                        step_ms: 60 * MIN,
+                        retention_ms: 10 * DAY,
+                    },
+                ],
+            })
+            .unwrap();
+        let t0 = 100 * DAY;
+        // Four days of 10 s points and latency observations, compacted every 6 hours.
+        let mut t = t0;
+        let mut total = 0usize;
+        while t < t0 + 4 * DAY {
+            let end = t + 6 * 3_600_000;
+            let mut samples = Vec::new();
+            let mut observations = Vec::new();
+            while t < end {
+                samples.push(sample(
+                    "a",
+                    t,
+                    if (t / 10_000) % 50 == 0 { 0.0 } else { 1.0 },
+                ));
+                observations.push(obs(t, ((t / 10_000) % 200) as f64 + 10.0));
+                t += 10_000;
+                total += 1;
+            }
+            store
+                .write(&Batch {
+                    samples: &samples,
+                    observations: &observations,
+                    ..Batch::default()
+                })
+                .unwrap();
+            store.compact(t).unwrap();
+        }
+        let now = t;
+        let snap = store.snapshot().unwrap();
+        let up = snap
+            .series()
+            .iter()
+            .find(|i| i.kind == Kind::Gauge)
+            .unwrap()
+            .clone();
+        let lat = snap
+            .series()
+            .iter()
+            .find(|i| i.kind == Kind::Distribution)
+            .unwrap()
+            .clone();
+        // Raw data older than a day is gone (up to one chunk of slack).
+        let raw = snap.points(up.id, 0, i64::MAX).unwrap();
+        assert!(
+            raw.first().unwrap().0 >= now - DAY - tsdb::CHUNK_SPAN_MS,
+            "{}",
+            raw[0].0
+        );
+        assert!(raw.len() < total / 3);
+        assert!(snap.dist_buckets(lat.id, 0, now - DAY).unwrap().is_empty());
+        // Minute buckets for the last three days, complete up to the watermark.
+        let wm = snap.watermark(up.id, MIN).unwrap().unwrap();
+        assert_eq!(wm, (now - tsdb::ROLLUP_GRACE_MS) / MIN * MIN);
+        let minutes = snap.rollups(up.id, MIN, now - 2 * DAY, wm).unwrap();
+        assert_eq!(minutes.len() as i64, 2 * DAY / MIN - (now - wm) / MIN);
+        assert!(minutes.iter().all(|b| b.count == 6.0));
+        assert!(
+            snap.rollups(up.id, MIN, 0, now - 3 * DAY - tsdb::BLOCK_BUCKETS * MIN)
+                .unwrap()
+                .is_empty()
+        );
+        // Hour buckets since the start: sums agree with the raw data they came from.
+        let hours = snap.rollups(up.id, 60 * MIN, 0, i64::MAX).unwrap();
+        assert_eq!(hours.first().unwrap().start, t0);
+        assert_eq!(
+            hours.len() as i64,
+            (now - tsdb::ROLLUP_GRACE_MS - t0) / (60 * MIN)
+        );
+        for b in &hours {
+            let ones = (0..360)
+                .filter(|i| ((b.start + i * 10_000) / 10_000) % 50 != 0)
+                .count();
+            assert_eq!(
+                (b.count, b.sum, b.min, b.max),
+                (360.0, ones as f64, 0.0, 1.0)
+            );
+        }
+        let dh = snap.rollups(lat.id, 60 * MIN, 0, i64::MAX).unwrap();
+        let sk = dh[0].sketch.as_ref().unwrap();
+        assert_eq!(sk.count(), 360);
+        assert_eq!(dh[0].max, 209.0);
+    }
+
+    #[test]
+    fn a_reader_in_another_handle_sees_the_writers_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.append(&[sample("a", 1, 1.0)]).unwrap();
+        let reader = ReadOnlyStore::open(dir.path()).unwrap();
+        let snap = reader.snapshot().unwrap();
+        assert_eq!(
+            snap.points(snap.series()[0].id, 0, 10).unwrap(),
+            vec![(1, 1.0)]
+        );
+        store.append(&[sample("a", 2, 0.0)]).unwrap();
+        let snap = reader.snapshot().unwrap();
+        assert_eq!(snap.points(snap.series()[0].id, 0, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_version_1_file_is_converted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("format_version", 1u32.to_le_bytes().as_slice())
+                    .unwrap();
+                let rec = tsdb::SeriesRecord {
+                    name: "probe_up".into(),
+                    labels: [("target".to_string(), "a".to_string())].into(),
+                    kind: Kind::Gauge,
+                };
+                txn.open_table(SERIES)
+                    .unwrap()
+                    .insert(1, encode(&rec).as_slice())
+                    .unwrap();
+                let mut points = txn.open_table(V1_POINTS).unwrap();
+                for i in 0..1000i64 {
+                    points.insert((1, i * 1000), 1.0).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        assert!(matches!(
+            ReadOnlyStore::open(dir.path()).err(),
+            Some(StoreError::NeedsUpgrade { .. })
+        ));
+        let store = Store::open(dir.path()).unwrap();
+        let a = SeriesKey::new("probe_up", &[("target", "a")]);
+        assert_eq!(store.points(&a, 0, i64::MAX).unwrap().len(), 1000);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.points(&a, 0, 5000).unwrap().len(), 5);
     }
 
     #[test]

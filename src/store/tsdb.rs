@@ -1,0 +1,665 @@
+//! The time-series half of the store: how points and distributions are laid out in redb, how
+//! they are written, read back through a consistent [`Snapshot`], rolled up into coarser tiers
+//! and expired.
+//!
+//! Layout (format version 2):
+//! - a gauge series keeps its newest points in an open chunk (`heads`, rewritten by every commit
+//!   that adds to it) and older points in closed chunks (`chunks`, keyed by series and first
+//!   time; the value starts with the chunk's last time so that a range scan can skip it);
+//! - a distribution series keeps one bucket (count, sum, min, max, last, DDSketch) per interval
+//!   (`dists`, keyed by series and interval start);
+//! - every series has rollup tiers (`rollups`, keyed by series, tier step and block start; a
+//!   block holds up to [`BLOCK_BUCKETS`] buckets) and a watermark per tier (`watermarks`):
+//!   every bucket before it has been rolled up, none after it.
+//!
+//! Nothing here keeps state that the file does not also hold: the in-memory open chunks are a
+//! cache of `heads`, dropped whenever a commit fails.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::bucket::{self, Bucket};
+use super::chunk::{self, ChunkEncoder};
+use super::{StoreError, decode, encode};
+use crate::series::{Labels, SeriesKey};
+
+pub(super) const SERIES_IDS: TableDefinition<&str, u64> = TableDefinition::new("series_ids");
+pub(super) const SERIES: TableDefinition<u64, &[u8]> = TableDefinition::new("series");
+/// Open chunk of each gauge series.
+pub(super) const HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("heads");
+/// (series, first time) → last time (i64 LE) followed by the chunk.
+pub(super) const CHUNKS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("chunks");
+/// (series, interval start) → one bucket of a distribution series.
+pub(super) const DISTS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("dists");
+/// (series, tier step ms, block start) → a block of rollup buckets.
+pub(super) const ROLLUPS: TableDefinition<(u64, u64, i64), &[u8]> = TableDefinition::new("rollups");
+/// (series, tier step ms) → the time up to which the tier is complete.
+pub(super) const WATERMARKS: TableDefinition<(u64, u64), i64> = TableDefinition::new("watermarks");
+
+/// A chunk is closed when it holds this many points...
+pub const CHUNK_POINTS: u32 = 512;
+/// ...or spans this long.
+pub const CHUNK_SPAN_MS: i64 = 4 * 3600 * 1000;
+/// Buckets in one rollup block (one day of one-minute buckets).
+pub const BLOCK_BUCKETS: i64 = 1440;
+/// A rollup bucket is made once this long has passed after its end, so that samples a little
+/// late (a probe that took its time) are in it.
+pub const ROLLUP_GRACE_MS: i64 = 60_000;
+/// Series handled per compaction transaction: small transactions keep writers waiting little.
+const COMPACT_GROUP: usize = 32;
+
+/// How a series is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One value per point (probe results, query statistics).
+    #[default]
+    Gauge,
+    /// Many observations summarised per interval (request latencies).
+    Distribution,
+}
+
+/// A rollup tier: buckets of `step_ms`, kept `retention_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tier {
+    pub step_ms: i64,
+    pub retention_ms: i64,
+}
+
+/// How long data is kept and at which resolutions; recorded in the file so that a reader in
+/// another process (`sloguard query`) knows it too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub raw_retention_ms: i64,
+    pub distribution_interval_ms: i64,
+    /// Finest first; each step a multiple of the previous one.
+    pub tiers: Vec<Tier>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        const DAY: i64 = 86_400_000;
+        Layout {
+            raw_retention_ms: 7 * DAY,
+            distribution_interval_ms: 10_000,
+            tiers: vec![
+                Tier {
+                    step_ms: 60_000,
+                    retention_ms: 90 * DAY,
+                },
+                Tier {
+                    step_ms: 3_600_000,
+                    retention_ms: 730 * DAY,
+                },
+            ],
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct SeriesRecord {
+    pub name: String,
+    pub labels: Labels,
+    #[serde(default)]
+    pub kind: Kind,
+}
+
+/// One known series.
+#[derive(Clone, Debug)]
+pub struct SeriesInfo {
+    pub id: u64,
+    pub key: SeriesKey,
+    pub kind: Kind,
+}
+
+/// What a write did not keep, for the operator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Points at or before the newest stored point of their series.
+    pub out_of_order: u64,
+    /// Samples for a series stored as the other kind, or NaN observations.
+    pub invalid: u64,
+}
+
+/// The in-memory side of the series data: the registry and the open chunks.
+#[derive(Default)]
+pub(super) struct Heads {
+    pub ids: HashMap<SeriesKey, u64>,
+    pub infos: Arc<Vec<SeriesInfo>>,
+    pub kinds: HashMap<u64, Kind>,
+    pub gauges: HashMap<u64, ChunkEncoder>,
+    /// The newest bucket of each distribution series.
+    pub dists: HashMap<u64, Bucket>,
+    pub layout: Layout,
+    pub dropped: Dropped,
+}
+
+fn floor_to(t: i64, step: i64) -> i64 {
+    t.div_euclid(step) * step
+}
+
+fn chunk_value(enc: &ChunkEncoder) -> Vec<u8> {
+    let bytes = enc.bytes();
+    let mut v = Vec::with_capacity(8 + bytes.len());
+    v.extend_from_slice(&enc.last_ts().to_le_bytes());
+    v.extend_from_slice(&bytes);
+    v
+}
+
+fn split_chunk_value(v: &[u8]) -> Result<(i64, &[u8]), StoreError> {
+    let (last, chunk) = v.split_at_checked(8).ok_or_else(corrupt)?;
+    let last = i64::from_le_bytes(last.try_into().map_err(|_| corrupt())?);
+    Ok((last, chunk))
+}
+
+fn corrupt() -> StoreError {
+    StoreError::Record("a stored chunk is truncated".into())
+}
+
+impl Heads {
+    pub fn load(txn: &ReadTransaction) -> Result<Heads, StoreError> {
+        let mut heads = Heads::default();
+        let series = txn.open_table(SERIES)?;
+        let mut infos = Vec::new();
+        for entry in series.iter()? {
+            let (id, rec) = entry?;
+            let rec: SeriesRecord = decode(rec.value())?;
+            let key = SeriesKey {
+                name: rec.name,
+                labels: rec.labels,
+            };
+            heads.ids.insert(key.clone(), id.value());
+            heads.kinds.insert(id.value(), rec.kind);
+            infos.push(SeriesInfo {
+                id: id.value(),
+                key,
+                kind: rec.kind,
+            });
+        }
+        heads.infos = Arc::new(infos);
+        Ok(heads)
+    }
+
+    /// The id of `key`, registering it as `kind` if it is new; `None` if it exists as the other
+    /// kind.
+    fn resolve(
+        &mut self,
+        txn: &WriteTransaction,
+        key: &SeriesKey,
+        kind: Kind,
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(id) = self.ids.get(key) {
+            return Ok((self.kinds.get(id) == Some(&kind)).then_some(*id));
+        }
+        let mut series = txn.open_table(SERIES)?;
+        let id = series.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+        txn.open_table(SERIES_IDS)?
+            .insert(key.to_string().as_str(), id)?;
+        let rec = SeriesRecord {
+            name: key.name.clone(),
+            labels: key.labels.clone(),
+            kind,
+        };
+        series.insert(id, encode(&rec).as_slice())?;
+        self.ids.insert(key.clone(), id);
+        self.kinds.insert(id, kind);
+        Arc::make_mut(&mut self.infos).push(SeriesInfo {
+            id,
+            key: key.clone(),
+            kind,
+        });
+        Ok(Some(id))
+    }
+
+    /// Adds gauge points and distribution observations inside `txn`. Returns the ids whose
+    /// in-memory state changed, to drop if the transaction does not commit.
+    pub fn write(
+        &mut self,
+        txn: &WriteTransaction,
+        samples: &[crate::series::Sample],
+        observations: &[crate::series::Sample],
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut touched: Vec<u64> = Vec::new();
+        if !samples.is_empty() {
+            let mut heads_t = txn.open_table(HEADS)?;
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut dirty: Vec<u64> = Vec::new();
+            for s in samples {
+                let Some(id) = self.resolve(txn, &s.series, Kind::Gauge)? else {
+                    self.dropped.invalid += 1;
+                    continue;
+                };
+                let enc = match self.gauges.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let enc = match heads_t.get(id)? {
+                            Some(v) => ChunkEncoder::resume(v.value())
+                                .map_err(|e| StoreError::Record(e.to_string()))?,
+                            None => ChunkEncoder::new(),
+                        };
+                        e.insert(enc)
+                    }
+                };
+                if !enc.is_empty() && s.ts_ms <= enc.last_ts() {
+                    self.dropped.out_of_order += 1;
+                    continue;
+                }
+                if enc.len() >= CHUNK_POINTS
+                    || (!enc.is_empty() && s.ts_ms - enc.first_ts() >= CHUNK_SPAN_MS)
+                {
+                    chunks.insert((id, enc.first_ts()), chunk_value(enc).as_slice())?;
+                    *enc = ChunkEncoder::new();
+                }
+                enc.push(s.ts_ms, s.value)
+                    .map_err(|e| StoreError::Record(e.to_string()))?;
+                if dirty.last() != Some(&id) {
+                    dirty.push(id);
+                }
+            }
+            dirty.sort_unstable();
+            dirty.dedup();
+            for id in &dirty {
+                if let Some(enc) = self.gauges.get(id) {
+                    heads_t.insert(*id, enc.bytes().as_slice())?;
+                }
+            }
+            touched.extend(dirty);
+        }
+        if !observations.is_empty() {
+            let interval = self.layout.distribution_interval_ms.max(1);
+            let mut dists = txn.open_table(DISTS)?;
+            let mut open: BTreeMap<(u64, i64), Bucket> = BTreeMap::new();
+            for o in observations {
+                if o.value.is_nan() {
+                    self.dropped.invalid += 1;
+                    continue;
+                }
+                let Some(id) = self.resolve(txn, &o.series, Kind::Distribution)? else {
+                    self.dropped.invalid += 1;
+                    continue;
+                };
+                let start = floor_to(o.ts_ms, interval);
+                let b = match open.entry((id, start)) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let b = match self.dists.get(&id) {
+                            Some(b) if b.start == start => b.clone(),
+                            _ => match dists.get((id, start))? {
+                                Some(v) => Bucket::decode_single(start, v.value())
+                                    .map_err(|e| StoreError::Record(e.to_string()))?,
+                                None => Bucket::empty(start, true),
+                            },
+                        };
+                        e.insert(b)
+                    }
+                };
+                b.observe(o.value);
+            }
+            for ((id, start), b) in open {
+                dists.insert((id, start), b.encode_single().as_slice())?;
+                let newer = self.dists.get(&id).is_none_or(|h| h.start <= start);
+                if newer {
+                    self.dists.insert(id, b);
+                }
+                touched.push(id);
+            }
+        }
+        Ok(touched)
+    }
+
+    /// Forgets the in-memory state of `ids` after a failed commit; it is read again from the
+    /// file when next needed.
+    pub fn forget(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.gauges.remove(id);
+            self.dists.remove(id);
+        }
+    }
+}
+
+/// A consistent view of the series data at one commit. Cheap to make; holds a redb read
+/// transaction, so keep it only as long as a query takes.
+pub struct Snapshot {
+    series: Arc<Vec<SeriesInfo>>,
+    layout: Layout,
+    heads: ReadOnlyTable<u64, &'static [u8]>,
+    chunks: ReadOnlyTable<(u64, i64), &'static [u8]>,
+    dists: ReadOnlyTable<(u64, i64), &'static [u8]>,
+    rollups: ReadOnlyTable<(u64, u64, i64), &'static [u8]>,
+    watermarks: ReadOnlyTable<(u64, u64), i64>,
+}
+
+impl Snapshot {
+    pub(super) fn new(
+        txn: &ReadTransaction,
+        series: Option<Arc<Vec<SeriesInfo>>>,
+        layout: Layout,
+    ) -> Result<Snapshot, StoreError> {
+        let series = match series {
+            Some(s) => s,
+            None => Heads::load(txn)?.infos,
+        };
+        Ok(Snapshot {
+            series,
+            layout,
+            heads: txn.open_table(HEADS)?,
+            chunks: txn.open_table(CHUNKS)?,
+            dists: txn.open_table(DISTS)?,
+            rollups: txn.open_table(ROLLUPS)?,
+            watermarks: txn.open_table(WATERMARKS)?,
+        })
+    }
+
+    /// Every series, in registration order.
+    pub fn series(&self) -> &[SeriesInfo] {
+        &self.series
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The points of gauge series `id` with `from <= t < to`, oldest first.
+    pub fn points(&self, id: u64, from: i64, to: i64) -> Result<Vec<(i64, f64)>, StoreError> {
+        let mut out = Vec::new();
+        // Closed chunks that may overlap: walk back from `to` until one ends before `from`.
+        let mut found: Vec<Vec<u8>> = Vec::new();
+        for entry in self.chunks.range((id, i64::MIN)..(id, to))?.rev() {
+            let (_, v) = entry?;
+            let (last, chunk) = split_chunk_value(v.value())?;
+            if last < from {
+                break;
+            }
+            found.push(chunk.to_vec());
+        }
+        let mut buf = Vec::new();
+        for chunk in found.iter().rev() {
+            buf.clear();
+            chunk::decode_into(chunk, &mut buf).map_err(|e| StoreError::Record(e.to_string()))?;
+            out.extend(buf.iter().filter(|(t, _)| *t >= from && *t < to));
+        }
+        if let Some(v) = self.heads.get(id)? {
+            buf.clear();
+            chunk::decode_into(v.value(), &mut buf)
+                .map_err(|e| StoreError::Record(e.to_string()))?;
+            out.extend(buf.iter().filter(|(t, _)| *t >= from && *t < to));
+        }
+        Ok(out)
+    }
+
+    /// The interval buckets of distribution series `id` that start in `[from, to)`.
+    pub fn dist_buckets(&self, id: u64, from: i64, to: i64) -> Result<Vec<Bucket>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.dists.range((id, from)..(id, to))? {
+            let (k, v) = entry?;
+            out.push(
+                Bucket::decode_single(k.value().1, v.value())
+                    .map_err(|e| StoreError::Record(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The rollup buckets of tier `step` for series `id` that start in `[from, to)`.
+    pub fn rollups(
+        &self,
+        id: u64,
+        step: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        read_blocks(&self.rollups, id, step, from, to)
+    }
+
+    /// The time before which tier `step` of series `id` is complete (`None`: nothing yet).
+    pub fn watermark(&self, id: u64, step: i64) -> Result<Option<i64>, StoreError> {
+        Ok(self.watermarks.get((id, step as u64))?.map(|v| v.value()))
+    }
+
+    /// The earliest time series `id` has raw data for.
+    fn first_raw(&self, id: u64, kind: Kind) -> Result<Option<i64>, StoreError> {
+        Ok(match kind {
+            Kind::Gauge => match self.chunks.range((id, i64::MIN)..=(id, i64::MAX))?.next() {
+                Some(e) => Some(e?.0.value().1),
+                None => match self.heads.get(id)? {
+                    Some(v) => chunk::decode(v.value())
+                        .map_err(|e| StoreError::Record(e.to_string()))?
+                        .first()
+                        .map(|p| p.0),
+                    None => None,
+                },
+            },
+            Kind::Distribution => match self.dists.range((id, i64::MIN)..=(id, i64::MAX))?.next() {
+                Some(e) => Some(e?.0.value().1),
+                None => None,
+            },
+        })
+    }
+
+    /// The buckets of the tier below `tier` (raw data for the first) in `[from, to)`, rolled
+    /// into buckets of `step`.
+    fn roll(
+        &self,
+        rollups: &impl ReadableTable<(u64, u64, i64), &'static [u8]>,
+        info: &SeriesInfo,
+        tier: usize,
+        step: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let mut out: Vec<Bucket> = Vec::new();
+        let add = |b: &Bucket, out: &mut Vec<Bucket>| {
+            let start = floor_to(b.start, step);
+            match out.last_mut() {
+                Some(last) if last.start == start => last.merge(b),
+                _ => {
+                    let mut n = Bucket::empty(start, false);
+                    n.merge(b);
+                    out.push(n);
+                }
+            }
+        };
+        if tier > 0 {
+            let below = self.layout.tiers[tier - 1].step_ms;
+            for b in read_blocks(rollups, info.id, below, from, to)? {
+                add(&b, &mut out);
+            }
+        } else if info.kind == Kind::Distribution {
+            for b in self.dist_buckets(info.id, from, to)? {
+                add(&b, &mut out);
+            }
+        } else {
+            for (t, v) in self.points(info.id, from, to)? {
+                let start = floor_to(t, step);
+                match out.last_mut() {
+                    Some(last) if last.start == start => last.observe(v),
+                    _ => {
+                        let mut n = Bucket::empty(start, false);
+                        n.observe(v);
+                        out.push(n);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The rollup buckets of tier `step` for series `id` that start in `[from, to)`, from a read
+/// or a write transaction's table.
+fn read_blocks(
+    table: &impl ReadableTable<(u64, u64, i64), &'static [u8]>,
+    id: u64,
+    step: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Bucket>, StoreError> {
+    let span = step * BLOCK_BUCKETS;
+    let mut out = Vec::new();
+    let s = step as u64;
+    for entry in table.range((id, s, floor_to(from, span))..(id, s, to))? {
+        let (_, v) = entry?;
+        let block =
+            bucket::decode_block(v.value()).map_err(|e| StoreError::Record(e.to_string()))?;
+        out.extend(
+            block
+                .into_iter()
+                .filter(|b| b.start >= from && b.start < to),
+        );
+    }
+    Ok(out)
+}
+
+/// What one compaction pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    pub rollup_buckets: u64,
+    pub chunks_removed: u64,
+    pub dist_buckets_removed: u64,
+    pub blocks_removed: u64,
+    pub heads_removed: u64,
+}
+
+/// Rolls up and expires the series in `group` inside `txn`, reading through `snap` (taken
+/// before the transaction began; compaction is the only writer of rollups, watermarks and old
+/// chunks, so it sees everything it changes).
+pub(super) fn compact_group(
+    txn: &WriteTransaction,
+    snap: &Snapshot,
+    group: &[SeriesInfo],
+    now_ms: i64,
+    stats: &mut CompactStats,
+) -> Result<(), StoreError> {
+    let layout = snap.layout().clone();
+    let mut rollups = txn.open_table(ROLLUPS)?;
+    let mut watermarks = txn.open_table(WATERMARKS)?;
+    let mut chunks = txn.open_table(CHUNKS)?;
+    let mut dists = txn.open_table(DISTS)?;
+    for info in group {
+        let mut below: Option<i64> = None;
+        for (ti, tier) in layout.tiers.iter().enumerate() {
+            let step = tier.step_ms;
+            let mut closed = floor_to(now_ms - ROLLUP_GRACE_MS, step);
+            if let Some(b) = below {
+                closed = closed.min(floor_to(b, step));
+            } else if ti > 0 {
+                break;
+            }
+            let wm = snap.watermark(info.id, step)?;
+            let start = match wm {
+                Some(w) => w,
+                None => {
+                    let first = if ti == 0 {
+                        snap.first_raw(info.id, info.kind)?
+                    } else {
+                        let prev = layout.tiers[ti - 1].step_ms;
+                        first_block_start(&rollups, info.id, prev)?
+                    };
+                    match first {
+                        Some(f) => floor_to(f, step),
+                        None => {
+                            below = None;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let start = start.max(floor_to(now_ms - tier.retention_ms, step));
+            if start < closed {
+                let new = snap.roll(&rollups, info, ti, step, start, closed)?;
+                stats.rollup_buckets += new.len() as u64;
+                append_buckets(&mut rollups, info.id, step, new)?;
+                watermarks.insert((info.id, step as u64), closed)?;
+                below = Some(closed);
+            } else {
+                below = Some(wm.unwrap_or(start).min(closed));
+            }
+            // Expire whole blocks that end before the tier's retention.
+            let cutoff = now_ms - tier.retention_ms;
+            let span = step * BLOCK_BUCKETS;
+            let s = step as u64;
+            let mut old = Vec::new();
+            for entry in rollups.range((info.id, s, i64::MIN)..(info.id, s, cutoff - span + 1))? {
+                old.push(entry?.0.value());
+            }
+            for k in old {
+                rollups.remove(k)?;
+                stats.blocks_removed += 1;
+            }
+        }
+        // Raw data past retention: closed chunks that end before the cutoff, old intervals.
+        let cutoff = now_ms - layout.raw_retention_ms;
+        let mut old = Vec::new();
+        for entry in chunks.range((info.id, i64::MIN)..(info.id, cutoff))? {
+            let (k, v) = entry?;
+            let (last, _) = split_chunk_value(v.value())?;
+            if last < cutoff {
+                old.push(k.value());
+            } else {
+                break;
+            }
+        }
+        for k in old {
+            chunks.remove(k)?;
+            stats.chunks_removed += 1;
+        }
+        dists.retain_in((info.id, i64::MIN)..(info.id, cutoff), |_, _| {
+            stats.dist_buckets_removed += 1;
+            false
+        })?;
+    }
+    Ok(())
+}
+
+fn append_buckets(
+    rollups: &mut redb::Table<(u64, u64, i64), &[u8]>,
+    id: u64,
+    step: i64,
+    new: Vec<Bucket>,
+) -> Result<(), StoreError> {
+    let span = step * BLOCK_BUCKETS;
+    let mut by_block: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
+    for b in new {
+        by_block.entry(floor_to(b.start, span)).or_default().push(b);
+    }
+    for (block_start, mut fresh) in by_block {
+        let key = (id, step as u64, block_start);
+        let mut buckets = match rollups.get(key)? {
+            Some(v) => {
+                bucket::decode_block(v.value()).map_err(|e| StoreError::Record(e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        let after = buckets.last().map(|b| b.start).unwrap_or(i64::MIN);
+        fresh.retain(|b| b.start > after);
+        buckets.extend(fresh);
+        let bytes =
+            bucket::encode_block(&buckets).map_err(|e| StoreError::Record(e.to_string()))?;
+        rollups.insert(key, bytes.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The start of the first bucket of tier `step` of series `id`.
+fn first_block_start(
+    rollups: &impl ReadableTable<(u64, u64, i64), &'static [u8]>,
+    id: u64,
+    step: i64,
+) -> Result<Option<i64>, StoreError> {
+    let s = step as u64;
+    match rollups.range((id, s, i64::MIN)..=(id, s, i64::MAX))?.next() {
+        Some(entry) => {
+            let (_, v) = entry?;
+            Ok(bucket::decode_block(v.value())
+                .map_err(|e| StoreError::Record(e.to_string()))?
+                .first()
+                .map(|b| b.start))
+        }
+        None => Ok(None),
+    }
+}
+
+pub(super) const COMPACT_GROUP_SIZE: usize = COMPACT_GROUP;
