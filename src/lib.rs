@@ -13,6 +13,7 @@ pub mod history;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+pub mod query;
 pub mod rules;
 pub mod series;
 pub mod server;

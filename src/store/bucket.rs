@@ -94,8 +94,9 @@ impl Bucket {
         }
     }
 
-    /// Adds the values of `later`, a bucket of the same series that comes after this one.
-    pub fn merge(&mut self, later: &Bucket) {
+    /// Adds the count, sum, min, max and last of `later`, a bucket of the same series that
+    /// comes after this one, leaving the sketch alone.
+    pub fn merge_stats(&mut self, later: &Bucket) {
         if later.is_empty() {
             return;
         }
@@ -104,12 +105,21 @@ impl Bucket {
         self.min = self.min.min(later.min);
         self.max = self.max.max(later.max);
         self.last = later.last;
+    }
+
+    /// Adds the values of `later`, a bucket of the same series that comes after this one.
+    pub fn merge(&mut self, later: &Bucket) {
+        if later.is_empty() {
+            return;
+        }
+        let first = self.is_empty();
+        self.merge_stats(later);
         match (&mut self.sketch, &later.sketch) {
             (Some(mine), Some(theirs)) => {
                 // Both were made with `sketch_config`, so the merge cannot fail.
                 let _ = mine.merge(theirs);
             }
-            (None, Some(theirs)) if self.count == later.count => {
+            (None, Some(theirs)) if first => {
                 self.sketch = Some(theirs.clone());
             }
             _ => {}
@@ -216,6 +226,12 @@ impl<'a> Cursor<'a> {
 }
 
 pub fn decode_block(bytes: &[u8]) -> Result<Vec<Bucket>, BucketError> {
+    decode_block_in(bytes, i64::MIN, i64::MAX)
+}
+
+/// The buckets of a block that start in `[from, to)`; sketches of the others are skipped
+/// without being decoded.
+pub fn decode_block_in(bytes: &[u8], from: i64, to: i64) -> Result<Vec<Bucket>, BucketError> {
     let mut c = Cursor(bytes);
     let v = c.take(1)?[0];
     if v != BUCKET_VERSION {
@@ -246,11 +262,12 @@ pub fn decode_block(bytes: &[u8]) -> Result<Vec<Bucket>, BucketError> {
         for b in &mut out {
             let len = c.u32()?;
             let bytes = c.take(len)?;
-            if !bytes.is_empty() {
+            if !bytes.is_empty() && b.start >= from && b.start < to {
                 b.sketch = Some(Box::new(decode_sketch(bytes)?));
             }
         }
     }
+    out.retain(|b| b.start >= from && b.start < to);
     Ok(out)
 }
 

@@ -502,13 +502,9 @@ fn read_blocks(
     let s = step as u64;
     for entry in table.range((id, s, floor_to(from, span))..(id, s, to))? {
         let (_, v) = entry?;
-        let block =
-            bucket::decode_block(v.value()).map_err(|e| StoreError::Record(e.to_string()))?;
-        out.extend(
-            block
-                .into_iter()
-                .filter(|b| b.start >= from && b.start < to),
-        );
+        let block = bucket::decode_block_in(v.value(), from, to)
+            .map_err(|e| StoreError::Record(e.to_string()))?;
+        out.extend(block);
     }
     Ok(out)
 }
