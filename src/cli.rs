@@ -76,6 +76,33 @@ enum Command {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Read measurements from the data directory; works while the daemon runs.
+    Query {
+        /// The metric name, e.g. `probe_up`.
+        metric: String,
+        /// `label=value`, `label!=value`, `label=~regex` or `label!~regex`; repeat to narrow.
+        #[arg(long = "match", value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// Start: a duration ago (`24h`) or a time (`2026-11-26T10:00:00Z`).
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// End: `now`, a duration ago or a time.
+        #[arg(long, default_value = "now")]
+        until: String,
+        /// avg, min, max, sum, count, rate, increase, last or a percentile (p50, p95, p99.9).
+        #[arg(long)]
+        agg: Option<String>,
+        /// One value per step (`5m`) instead of one per series; the average unless `--agg`.
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+        /// The data directory; overrides the configuration's (which is then not read).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Notifications that could not be delivered (refused, or given up after retrying).
     DeadLetters {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
@@ -126,6 +153,93 @@ enum SilenceAction {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
         config: PathBuf,
     },
+}
+
+/// Runs `f` on a snapshot of the data in `dir`, read-only beside a running daemon. A file that
+/// was not closed cleanly, with no daemon running, is opened for writing once to recover it.
+fn read_store<T>(
+    dir: &std::path::Path,
+    f: impl FnOnce(&crate::store::Snapshot) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use crate::store::{ReadOnlyStore, Store, StoreError};
+    match ReadOnlyStore::open(dir) {
+        Ok(store) => f(&store.snapshot()?),
+        Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
+            let store = Store::open(dir)?;
+            f(&store.snapshot()?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn print_answer(answer: &crate::query::Answer, format: &str) -> anyhow::Result<()> {
+    use crate::query::Answer;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let fmt_value = |v: f64| format!("{v}");
+    match (format, answer) {
+        ("json", a) => writeln!(out, "{}", serde_json::to_string_pretty(&a.to_json())?)?,
+        ("csv", Answer::Values(values)) => {
+            writeln!(out, "series,value")?;
+            for v in values {
+                let value = v.value.map(fmt_value).unwrap_or_default();
+                writeln!(out, "{},{value}", csv_field(&v.series.to_string()))?;
+            }
+        }
+        ("csv", Answer::Points(series)) => {
+            writeln!(out, "series,time,timestamp_ms,value")?;
+            for s in series {
+                let name = csv_field(&s.series.to_string());
+                for (t, v) in &s.points {
+                    let time = notify::rfc3339(*t);
+                    writeln!(out, "{name},{time},{t},{}", fmt_value(*v))?;
+                }
+            }
+        }
+        (_, Answer::Values(values)) => {
+            if values.is_empty() {
+                writeln!(out, "no series match")?;
+            }
+            let width = values
+                .iter()
+                .map(|v| v.series.to_string().len())
+                .max()
+                .unwrap_or(0);
+            for v in values {
+                let value = v.value.map(fmt_value).unwrap_or_else(|| "no data".into());
+                writeln!(out, "{:<width$}  {value}", v.series.to_string())?;
+            }
+        }
+        (_, Answer::Points(series)) => {
+            if series.is_empty() {
+                writeln!(out, "no series match")?;
+            }
+            for s in series {
+                writeln!(out, "{}", s.series)?;
+                if s.points.is_empty() {
+                    writeln!(out, "  no data in the range")?;
+                }
+                for (t, v) in &s.points {
+                    let time = notify::rfc3339(*t);
+                    writeln!(
+                        out,
+                        "  {}  {}",
+                        time.get(..23).unwrap_or(&time),
+                        fmt_value(*v)
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sets up `tracing` on stderr. `SLOGUARD_LOG` overrides the configured filter.
@@ -240,6 +354,45 @@ pub fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Query {
+            metric,
+            matchers,
+            since,
+            until,
+            agg,
+            step,
+            format,
+            config,
+            data_dir,
+        } => {
+            let result = (|| {
+                let dir = match data_dir {
+                    Some(d) => d,
+                    None => match config::load(&config) {
+                        Ok(cfg) => cfg.daemon.data_dir,
+                        Err(e) => anyhow::bail!("{}", e.to_string().trim_end()),
+                    },
+                };
+                let request = crate::query::Request::parse(
+                    &metric,
+                    &matchers,
+                    &since,
+                    &until,
+                    agg.as_deref(),
+                    step.as_deref(),
+                    crate::clock::now_ms(),
+                )?;
+                let answer = read_store(&dir, |snap| Ok(request.run(snap)?))?;
+                print_answer(&answer, &format)
+            })();
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::History {
             since,
             json,

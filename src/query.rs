@@ -36,8 +36,108 @@ pub enum QueryError {
     EmptyRange,
     #[error("the step must be at least 1s and give at most 11000 points over the range")]
     Step,
+    #[error(
+        "`{0}` is not a time; write `now`, a duration ago such as `24h`, or a time such as `2026-11-26T10:00:00Z`"
+    )]
+    Time(String),
+    #[error("`{0}` is not a metric name")]
+    Metric(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+/// A query as the CLI and the HTTP API take it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub selector: Selector,
+    pub from: i64,
+    pub to: i64,
+    pub agg: Option<Agg>,
+    pub step: Option<i64>,
+}
+
+/// `now`, a duration ago (`24h`) or an RFC 3339 time, in ms since the epoch.
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, QueryError> {
+    let text = text.trim();
+    if text == "now" {
+        return Ok(now_ms);
+    }
+    if let Ok(d) = humantime::parse_duration(text) {
+        return Ok(now_ms.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64));
+    }
+    let t = humantime::parse_rfc3339_weak(text).map_err(|_| QueryError::Time(text.to_string()))?;
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| QueryError::Time(text.to_string()))?
+        .as_millis();
+    Ok(ms.min(i64::MAX as u128) as i64)
+}
+
+impl Request {
+    /// Parses the parts of a query: matchers as `label=value` etc., times as [`parse_time`],
+    /// `agg` as [`Agg`], `step` as a duration.
+    pub fn parse(
+        metric: &str,
+        matchers: &[String],
+        since: &str,
+        until: &str,
+        agg: Option<&str>,
+        step: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Request, QueryError> {
+        if !crate::series::valid_metric_name(metric) {
+            return Err(QueryError::Metric(metric.to_string()));
+        }
+        let matchers = matchers
+            .iter()
+            .map(|m| m.parse())
+            .collect::<Result<Vec<Matcher>, _>>()?;
+        let step = match step {
+            None => None,
+            Some(s) => Some(
+                humantime::parse_duration(s.trim())
+                    .map_err(|_| QueryError::Step)?
+                    .as_millis()
+                    .min(i64::MAX as u128) as i64,
+            ),
+        };
+        Ok(Request {
+            selector: Selector::new(metric, matchers),
+            from: parse_time(since, now_ms)?,
+            to: parse_time(until, now_ms)?,
+            agg: agg.map(str::parse).transpose()?,
+            step,
+        })
+    }
+
+    /// Runs the query: raw points without `agg` and `step`, one value per series with `agg`
+    /// only, a stepped series with `step` (average unless `agg` says otherwise).
+    pub fn run(&self, snap: &Snapshot) -> Result<Answer, QueryError> {
+        let (sel, from, to) = (&self.selector, self.from, self.to);
+        Ok(match (self.agg, self.step) {
+            (None, None) => Answer::Points(range(snap, sel, from, to)?),
+            (Some(agg), None) => Answer::Values(aggregate(snap, sel, agg, from, to)?),
+            (agg, Some(step)) => {
+                Answer::Points(stepped(snap, sel, agg.unwrap_or(Agg::Avg), from, to, step)?)
+            }
+        })
+    }
+}
+
+/// What a query returns.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    Points(Vec<SeriesPoints>),
+    Values(Vec<SeriesValue>),
+}
+
+impl Answer {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Answer::Points(p) => points_json(p),
+            Answer::Values(v) => values_json(v),
+        }
+    }
 }
 
 /// How a label is matched.

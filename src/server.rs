@@ -262,6 +262,62 @@ async fn history(State(api): State<Api>, query: axum::extract::Query<HistoryQuer
     }
 }
 
+/// `GET /api/v1/query?metric=M&match=L=V&since=1h&until=now&agg=p95&step=5m`: measurements,
+/// as `sloguard query --format json` prints them. `match` may repeat.
+async fn query(State(api): State<Api>, raw: axum::extract::RawQuery) -> Response {
+    let mut metric = None;
+    let mut matchers = Vec::new();
+    let (mut since, mut until) = ("1h".to_string(), "now".to_string());
+    let (mut agg, mut step) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(raw.0.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "metric" => metric = Some(v.into_owned()),
+            "match" => matchers.push(v.into_owned()),
+            "since" => since = v.into_owned(),
+            "until" => until = v.into_owned(),
+            "agg" => agg = Some(v.into_owned()),
+            "step" => step = Some(v.into_owned()),
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown parameter `{other}`; use metric, match, since, until, agg, step"
+                    ),
+                );
+            }
+        }
+    }
+    let Some(metric) = metric else {
+        return error(StatusCode::BAD_REQUEST, "`metric` is required");
+    };
+    let request = match crate::query::Request::parse(
+        &metric,
+        &matchers,
+        &since,
+        &until,
+        agg.as_deref(),
+        step.as_deref(),
+        crate::clock::now_ms(),
+    ) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let store = api.store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let snap = store.snapshot()?;
+        request.run(&snap)
+    })
+    .await;
+    match result {
+        Ok(Ok(answer)) => Json(answer.to_json()).into_response(),
+        Ok(Err(e @ crate::query::QueryError::Store(_))) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 /// `GET /api/v1/dead-letters`: notifications that could not be delivered, with why.
 async fn dead_letters(State(api): State<Api>) -> Response {
     let store = api.store.clone();
@@ -333,6 +389,7 @@ pub fn router(
         .route("/api/v1/alerts/ack", post(ack))
         .route("/api/v1/silences", get(silences).post(add_silence))
         .route("/api/v1/history", get(history))
+        .route("/api/v1/query", get(query))
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/silences/{id}/expire", post(expire_silence))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -8,6 +8,7 @@ mod e2e;
 mod outbox;
 mod probes;
 mod prometheus;
+mod query;
 mod reload;
 mod secrets;
 mod systemd;
