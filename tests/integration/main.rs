@@ -3,6 +3,7 @@
 mod ack;
 mod channels;
 mod check;
+mod crash;
 mod demo;
 mod e2e;
 mod outbox;
