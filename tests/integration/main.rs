@@ -6,6 +6,7 @@ mod check;
 mod crash;
 mod demo;
 mod e2e;
+mod fixture;
 mod outbox;
 mod probes;
 mod prometheus;
