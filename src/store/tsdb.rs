@@ -43,8 +43,19 @@ pub(super) const WATERMARKS: TableDefinition<(u64, u64), i64> = TableDefinition:
 pub const CHUNK_POINTS: u32 = 512;
 /// ...or spans this long.
 pub const CHUNK_SPAN_MS: i64 = 4 * 3600 * 1000;
-/// Buckets in one rollup block (one day of one-minute buckets).
+/// Buckets in one rollup block of a gauge series (one day of one-minute buckets).
 pub const BLOCK_BUCKETS: i64 = 1440;
+/// Buckets in one rollup block of a distribution series, whose buckets carry sketches: an
+/// hour of one-minute buckets keeps a block a few kilobytes, cheap to rewrite.
+pub const SKETCH_BLOCK_BUCKETS: i64 = 60;
+
+/// The time one rollup block of tier `step` spans.
+fn block_span(step: i64, kind: Kind) -> i64 {
+    match kind {
+        Kind::Gauge => step * BLOCK_BUCKETS,
+        Kind::Distribution => step * SKETCH_BLOCK_BUCKETS,
+    }
+}
 /// A rollup bucket is made once this long has passed after its end, so that samples a little
 /// late (a probe that took its time) are in it.
 pub const ROLLUP_GRACE_MS: i64 = 60_000;
@@ -497,7 +508,8 @@ fn read_blocks(
     from: i64,
     to: i64,
 ) -> Result<Vec<Bucket>, StoreError> {
-    let span = step * BLOCK_BUCKETS;
+    // Gauge blocks are the longest; starting there finds a block of either kind.
+    let span = block_span(step, Kind::Gauge);
     let mut out = Vec::new();
     let s = step as u64;
     for entry in table.range((id, s, floor_to(from, span))..(id, s, to))? {
@@ -567,7 +579,7 @@ pub(super) fn compact_group(
             if start < closed {
                 let new = snap.roll(&rollups, info, ti, step, start, closed)?;
                 stats.rollup_buckets += new.len() as u64;
-                append_buckets(&mut rollups, info.id, step, new)?;
+                append_buckets(&mut rollups, info, step, new)?;
                 watermarks.insert((info.id, step as u64), closed)?;
                 below = Some(closed);
             } else {
@@ -575,7 +587,7 @@ pub(super) fn compact_group(
             }
             // Expire whole blocks that end before the tier's retention.
             let cutoff = now_ms - tier.retention_ms;
-            let span = step * BLOCK_BUCKETS;
+            let span = block_span(step, info.kind);
             let s = step as u64;
             let mut old = Vec::new();
             for entry in rollups.range((info.id, s, i64::MIN)..(info.id, s, cutoff - span + 1))? {
@@ -612,11 +624,11 @@ pub(super) fn compact_group(
 
 fn append_buckets(
     rollups: &mut redb::Table<(u64, u64, i64), &[u8]>,
-    id: u64,
+    info: &SeriesInfo,
     step: i64,
     new: Vec<Bucket>,
 ) -> Result<(), StoreError> {
-    let span = step * BLOCK_BUCKETS;
+    let (id, span) = (info.id, block_span(step, info.kind));
     let mut by_block: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
     for b in new {
         by_block.entry(floor_to(b.start, span)).or_default().push(b);

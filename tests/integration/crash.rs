@@ -182,10 +182,8 @@ fn a_store_killed_at_random_moments_keeps_every_acknowledged_batch() {
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(n) = line.strip_prefix("acked ") {
-                        if let Ok(n) = n.trim().parse::<i64>() {
-                            *acked.lock().unwrap() = Some(n);
-                        }
+                    if let Some(Ok(n)) = line.strip_prefix("acked ").map(|n| n.trim().parse()) {
+                        *acked.lock().unwrap() = Some(n);
                     }
                 }
             })
