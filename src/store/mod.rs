@@ -419,6 +419,14 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites the file without its free pages (redb's compaction), so that it takes no more
+    /// disk than its data needs; for offline use, as it needs the only handle.
+    pub fn shrink(&mut self) -> Result<bool, StoreError> {
+        self.db
+            .compact()
+            .map_err(|e| StoreError::Db(redb::Error::from(e)))
+    }
+
     /// The path of the data file.
     pub fn path(&self) -> &Path {
         &self.path

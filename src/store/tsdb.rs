@@ -18,7 +18,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use super::bucket::{self, Bucket};
@@ -362,6 +365,25 @@ impl Snapshot {
             rollups: txn.open_table(ROLLUPS)?,
             watermarks: txn.open_table(WATERMARKS)?,
         })
+    }
+
+    /// Bytes held by each table of series data: (table, keys and values, index and
+    /// fragmentation).
+    pub fn usage(&self) -> Result<Vec<(&'static str, u64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for (name, stats) in [
+            ("heads", self.heads.stats()?),
+            ("chunks", self.chunks.stats()?),
+            ("dists", self.dists.stats()?),
+            ("rollups", self.rollups.stats()?),
+        ] {
+            out.push((
+                name,
+                stats.stored_bytes(),
+                stats.metadata_bytes() + stats.fragmented_bytes(),
+            ));
+        }
+        Ok(out)
     }
 
     /// Every series, in registration order.
