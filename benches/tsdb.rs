@@ -110,7 +110,9 @@ struct Measured {
 }
 
 fn file_size(store: &Store) -> u64 {
-    std::fs::metadata(store.path()).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(store.path())
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 fn timed<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, f64, T) {

@@ -179,33 +179,93 @@ fn decode_sketch(bytes: &[u8]) -> Result<DDSketch, BucketError> {
 /// count, last) each a chunk of (bucket start, value), then, when any bucket has one, the
 /// sketches, each with its length.
 pub fn encode_block(buckets: &[Bucket]) -> Result<Vec<u8>, BucketError> {
-    let mut out = vec![BUCKET_VERSION];
-    out.extend_from_slice(&(buckets.len() as u32).to_le_bytes());
-    let columns: [fn(&Bucket) -> f64; 5] =
-        [|b| b.min, |b| b.max, |b| b.sum, |b| b.count, |b| b.last];
-    for column in columns {
-        let mut e = ChunkEncoder::new();
-        for b in buckets {
-            e.push(b.start, column(b))?;
-        }
-        let bytes = e.finish();
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        out.extend_from_slice(&bytes);
+    let mut builder = BlockBuilder::default();
+    for b in buckets {
+        builder.push(b)?;
     }
-    let with_sketches = buckets.iter().any(|b| b.sketch.is_some());
-    out.push(u8::from(with_sketches));
-    if with_sketches {
-        for b in buckets {
-            let bytes = b
-                .sketch
-                .as_ref()
-                .map(|s| s.to_java_bytes())
-                .unwrap_or_default();
+    Ok(builder.finish())
+}
+
+/// Builds a block a bucket at a time, knowing its size as it goes.
+#[derive(Default)]
+pub struct BlockBuilder {
+    columns: [ChunkEncoder; 5],
+    sketches: Vec<Vec<u8>>,
+    sketch_bytes: usize,
+    any_sketch: bool,
+}
+
+impl BlockBuilder {
+    pub fn push(&mut self, b: &Bucket) -> Result<(), BucketError> {
+        for (column, value) in self
+            .columns
+            .iter_mut()
+            .zip([b.min, b.max, b.sum, b.count, b.last])
+        {
+            column.push(b.start, value)?;
+        }
+        let bytes = b
+            .sketch
+            .as_ref()
+            .map(|s| s.to_java_bytes())
+            .unwrap_or_default();
+        self.any_sketch |= !bytes.is_empty();
+        self.sketch_bytes += 4 + bytes.len();
+        self.sketches.push(bytes);
+        Ok(())
+    }
+
+    /// How many buckets it holds.
+    pub fn len(&self) -> u32 {
+        self.columns[0].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The start of its first bucket.
+    pub fn first_start(&self) -> i64 {
+        self.columns[0].first_ts()
+    }
+
+    /// The start of its last bucket.
+    pub fn last_start(&self) -> i64 {
+        self.columns[0].last_ts()
+    }
+
+    /// The size `finish` would return, give or take a few bytes.
+    pub fn encoded_len(&self) -> usize {
+        6 + self
+            .columns
+            .iter()
+            .map(|c| 4 + c.encoded_len())
+            .sum::<usize>()
+            + if self.any_sketch {
+                self.sketch_bytes
+            } else {
+                0
+            }
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len() + 8);
+        out.push(BUCKET_VERSION);
+        out.extend_from_slice(&self.len().to_le_bytes());
+        for column in self.columns {
+            let bytes = column.finish();
             out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
             out.extend_from_slice(&bytes);
         }
+        out.push(u8::from(self.any_sketch));
+        if self.any_sketch {
+            for bytes in self.sketches {
+                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                out.extend_from_slice(&bytes);
+            }
+        }
+        out
     }
-    Ok(out)
 }
 
 struct Cursor<'a>(&'a [u8]);

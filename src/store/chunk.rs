@@ -260,6 +260,13 @@ impl ChunkEncoder {
         Ok(())
     }
 
+    /// The size of [`ChunkEncoder::bytes`], give or take two bytes, without building it.
+    pub fn encoded_len(&self) -> usize {
+        5 + self.out.bytes.len()
+            + usize::from(self.out.used).div_ceil(8)
+            + if self.run > 0 { 3 } else { 0 }
+    }
+
     /// The chunk's bytes as they stand; the encoder can go on taking points.
     pub fn bytes(&self) -> Vec<u8> {
         let mut body = self.out.clone();

@@ -893,14 +893,14 @@ mod tests {
             .find(|i| i.kind == Kind::Distribution)
             .unwrap()
             .clone();
-        // Raw data older than a day is gone (up to one chunk of slack).
+        // Raw data older than a day is gone (up to one merged chunk of slack).
         let raw = snap.points(up.id, 0, i64::MAX).unwrap();
         assert!(
-            raw.first().unwrap().0 >= now - DAY - tsdb::CHUNK_SPAN_MS,
+            raw.first().unwrap().0 >= now - DAY - tsdb::MERGED_CHUNK_SPAN_MS,
             "{}",
             raw[0].0
         );
-        assert!(raw.len() < total / 3);
+        assert!(raw.len() <= total / 2);
         assert!(snap.dist_buckets(lat.id, 0, now - DAY).unwrap().is_empty());
         // Minute buckets for the last three days, complete up to the watermark.
         let wm = snap.watermark(up.id, MIN).unwrap().unwrap();
@@ -909,9 +909,14 @@ mod tests {
         assert_eq!(minutes.len() as i64, 2 * DAY / MIN - (now - wm) / MIN);
         assert!(minutes.iter().all(|b| b.count == 6.0));
         assert!(
-            snap.rollups(up.id, MIN, 0, now - 3 * DAY - tsdb::BLOCK_BUCKETS * MIN)
-                .unwrap()
-                .is_empty()
+            snap.rollups(
+                up.id,
+                MIN,
+                0,
+                now - 3 * DAY - i64::from(tsdb::BLOCK_BUCKETS) * MIN
+            )
+            .unwrap()
+            .is_empty()
         );
         // Hour buckets since the start: sums agree with the raw data they came from.
         let hours = snap.rollups(up.id, 60 * MIN, 0, i64::MAX).unwrap();

@@ -37,33 +37,32 @@ pub(super) const HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("head
 pub(super) const CHUNKS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("chunks");
 /// (series, interval start) → one bucket of a distribution series.
 pub(super) const DISTS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("dists");
-/// (series, tier step ms, block start) → a block of rollup buckets.
+/// (series, tier step ms, first bucket start) → the last bucket's start (i64 LE) followed by a
+/// block of rollup buckets. A series' blocks of one tier follow each other without overlap.
 pub(super) const ROLLUPS: TableDefinition<(u64, u64, i64), &[u8]> = TableDefinition::new("rollups");
 /// (series, tier step ms) → the time up to which the tier is complete.
 pub(super) const WATERMARKS: TableDefinition<(u64, u64), i64> = TableDefinition::new("watermarks");
 
-/// A chunk is closed when it holds this many points...
+/// A redb leaf page is 4 KiB: a chunk or block of up to this size, with its key, fills one
+/// page alone; a larger value would take a page twice the size.
+pub const VALUE_BYTES: usize = 3960;
+/// The open chunk is closed when it holds this many points, reaches [`VALUE_BYTES`]...
 pub const CHUNK_POINTS: u32 = 512;
 /// ...or spans this long.
 pub const CHUNK_SPAN_MS: i64 = 4 * 3600 * 1000;
-/// Buckets in one rollup block of a gauge series (one day of one-minute buckets).
-pub const BLOCK_BUCKETS: i64 = 1440;
-/// Buckets in one rollup block of a distribution series, whose buckets carry sketches: an
-/// hour of one-minute buckets keeps a block a few kilobytes, cheap to rewrite.
-pub const SKETCH_BLOCK_BUCKETS: i64 = 60;
-
-/// The time one rollup block of tier `step` spans.
-fn block_span(step: i64, kind: Kind) -> i64 {
-    match kind {
-        Kind::Gauge => step * BLOCK_BUCKETS,
-        Kind::Distribution => step * SKETCH_BLOCK_BUCKETS,
-    }
-}
+/// A rollup block holds at most this many buckets (a day of one-minute buckets).
+pub const BLOCK_BUCKETS: u32 = 1440;
 /// A rollup bucket is made once this long has passed after its end, so that samples a little
 /// late (a probe that took its time) are in it.
 pub const ROLLUP_GRACE_MS: i64 = 60_000;
+/// Closed chunks smaller than half of [`VALUE_BYTES`] are merged into chunks of about
+/// [`VALUE_BYTES`]...
+pub const MERGED_CHUNK_SPAN_MS: i64 = 86_400_000;
+/// ...spanning at most a day (retention deletes whole chunks), once their last point is this
+/// old: recent chunks stay small and quick to decode.
+pub const MERGE_AFTER_MS: i64 = 2 * 3_600_000;
 /// Series handled per compaction transaction: small transactions keep writers waiting little.
-const COMPACT_GROUP: usize = 32;
+pub(super) const COMPACT_GROUP_SIZE: usize = 32;
 
 /// How a series is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -262,6 +261,7 @@ impl Heads {
                     continue;
                 }
                 if enc.len() >= CHUNK_POINTS
+                    || enc.encoded_len() >= VALUE_BYTES - 16
                     || (!enc.is_empty() && s.ts_ms - enc.first_ts() >= CHUNK_SPAN_MS)
                 {
                     chunks.insert((id, enc.first_ts()), chunk_value(enc).as_slice())?;
@@ -521,6 +521,11 @@ impl Snapshot {
     }
 }
 
+/// Splits a rollup value into its last bucket's start and its block.
+fn split_block_value(v: &[u8]) -> Result<(i64, &[u8]), StoreError> {
+    split_chunk_value(v)
+}
+
 /// The rollup buckets of tier `step` for series `id` that start in `[from, to)`, from a read
 /// or a write transaction's table.
 fn read_blocks(
@@ -530,17 +535,21 @@ fn read_blocks(
     from: i64,
     to: i64,
 ) -> Result<Vec<Bucket>, StoreError> {
-    // Gauge blocks are the longest; starting there finds a block of either kind.
-    let span = block_span(step, Kind::Gauge);
-    let mut out = Vec::new();
     let s = step as u64;
-    for entry in table.range((id, s, floor_to(from, span))..(id, s, to))? {
+    let mut blocks: Vec<Vec<Bucket>> = Vec::new();
+    // Walk back from `to` until a block ends before `from`.
+    for entry in table.range((id, s, i64::MIN)..(id, s, to))?.rev() {
         let (_, v) = entry?;
-        let block = bucket::decode_block_in(v.value(), from, to)
-            .map_err(|e| StoreError::Record(e.to_string()))?;
-        out.extend(block);
+        let (last, block) = split_block_value(v.value())?;
+        if last < from {
+            break;
+        }
+        blocks.push(
+            bucket::decode_block_in(block, from, to)
+                .map_err(|e| StoreError::Record(e.to_string()))?,
+        );
     }
-    Ok(out)
+    Ok(blocks.into_iter().rev().flatten().collect())
 }
 
 /// What one compaction pass did.
@@ -551,6 +560,7 @@ pub struct CompactStats {
     pub dist_buckets_removed: u64,
     pub blocks_removed: u64,
     pub heads_removed: u64,
+    pub chunks_merged: u64,
 }
 
 /// Rolls up and expires the series in `group` inside `txn`, reading through `snap` (taken
@@ -609,16 +619,23 @@ pub(super) fn compact_group(
             }
             // Expire whole blocks that end before the tier's retention.
             let cutoff = now_ms - tier.retention_ms;
-            let span = block_span(step, info.kind);
             let s = step as u64;
             let mut old = Vec::new();
-            for entry in rollups.range((info.id, s, i64::MIN)..(info.id, s, cutoff - span + 1))? {
-                old.push(entry?.0.value());
+            for entry in rollups.range((info.id, s, i64::MIN)..(info.id, s, cutoff))? {
+                let (k, v) = entry?;
+                let (last, _) = split_block_value(v.value())?;
+                if last + step > cutoff {
+                    break;
+                }
+                old.push(k.value());
             }
             for k in old {
                 rollups.remove(k)?;
                 stats.blocks_removed += 1;
             }
+        }
+        if info.kind == Kind::Gauge {
+            merge_chunks(&mut chunks, info.id, now_ms, stats)?;
         }
         // Raw data past retention: closed chunks that end before the cutoff, old intervals.
         let cutoff = now_ms - layout.raw_retention_ms;
@@ -644,31 +661,114 @@ pub(super) fn compact_group(
     Ok(())
 }
 
+/// Merges runs of small closed chunks of series `id` (those of at most half of
+/// [`VALUE_BYTES`]) into chunks of about [`VALUE_BYTES`].
+fn merge_chunks(
+    chunks: &mut redb::Table<(u64, i64), &[u8]>,
+    id: u64,
+    now_ms: i64,
+    stats: &mut CompactStats,
+) -> Result<(), StoreError> {
+    // Runs of consecutive small chunks: (key, chunk bytes).
+    type Run = Vec<((u64, i64), Vec<u8>)>;
+    let mut runs: Vec<Run> = Vec::new();
+    let mut run: Run = Vec::new();
+    for entry in chunks.range((id, i64::MIN)..=(id, i64::MAX))? {
+        let (k, v) = entry?;
+        let (last, chunk) = split_chunk_value(v.value())?;
+        if last >= now_ms - MERGE_AFTER_MS {
+            break;
+        }
+        if chunk.len() > VALUE_BYTES / 2 {
+            runs.push(std::mem::take(&mut run));
+            continue;
+        }
+        run.push((k.value(), chunk.to_vec()));
+    }
+    runs.push(run);
+    let mut points = Vec::new();
+    for run in runs.into_iter().filter(|r| r.len() > 1) {
+        points.clear();
+        for (key, chunk) in &run {
+            chunk::decode_into(chunk, &mut points)
+                .map_err(|e| StoreError::Record(e.to_string()))?;
+            chunks.remove(*key)?;
+        }
+        let mut enc = ChunkEncoder::new();
+        for (t, v) in &points {
+            if enc.encoded_len() >= VALUE_BYTES - 16
+                || (!enc.is_empty() && t - enc.first_ts() >= MERGED_CHUNK_SPAN_MS)
+            {
+                chunks.insert((id, enc.first_ts()), chunk_value(&enc).as_slice())?;
+                enc = ChunkEncoder::new();
+            }
+            enc.push(*t, *v)
+                .map_err(|e| StoreError::Record(e.to_string()))?;
+        }
+        if !enc.is_empty() {
+            chunks.insert((id, enc.first_ts()), chunk_value(&enc).as_slice())?;
+        }
+        stats.chunks_merged += run.len() as u64;
+    }
+    Ok(())
+}
+
 fn append_buckets(
     rollups: &mut redb::Table<(u64, u64, i64), &[u8]>,
     info: &SeriesInfo,
     step: i64,
     new: Vec<Bucket>,
 ) -> Result<(), StoreError> {
-    let (id, span) = (info.id, block_span(step, info.kind));
-    let mut by_block: BTreeMap<i64, Vec<Bucket>> = BTreeMap::new();
-    for b in new {
-        by_block.entry(floor_to(b.start, span)).or_default().push(b);
+    if new.is_empty() {
+        return Ok(());
     }
-    for (block_start, mut fresh) in by_block {
-        let key = (id, step as u64, block_start);
-        let mut buckets = match rollups.get(key)? {
-            Some(v) => {
-                bucket::decode_block(v.value()).map_err(|e| StoreError::Record(e.to_string()))?
-            }
-            None => Vec::new(),
-        };
-        let after = buckets.last().map(|b| b.start).unwrap_or(i64::MIN);
-        fresh.retain(|b| b.start > after);
-        buckets.extend(fresh);
-        let bytes =
-            bucket::encode_block(&buckets).map_err(|e| StoreError::Record(e.to_string()))?;
-        rollups.insert(key, bytes.as_slice())?;
+    let s = step as u64;
+    let id = info.id;
+    // Go on filling the last block, then start new ones as each fills a page.
+    let mut builder = bucket::BlockBuilder::default();
+    let mut after = i64::MIN;
+    let last = match rollups
+        .range((id, s, i64::MIN)..=(id, s, i64::MAX))?
+        .next_back()
+    {
+        Some(entry) => {
+            let (k, v) = entry?;
+            let (_, block) = split_block_value(v.value())?;
+            Some((
+                k.value(),
+                bucket::decode_block(block).map_err(|e| StoreError::Record(e.to_string()))?,
+            ))
+        }
+        None => None,
+    };
+    if let Some((key, buckets)) = last {
+        rollups.remove(key)?;
+        for b in &buckets {
+            builder
+                .push(b)
+                .map_err(|e| StoreError::Record(e.to_string()))?;
+            after = b.start;
+        }
+    }
+    let mut put = |builder: bucket::BlockBuilder| -> Result<(), StoreError> {
+        let key = (id, s, builder.first_start());
+        let mut v = builder.last_start().to_le_bytes().to_vec();
+        v.extend_from_slice(&builder.finish());
+        rollups.insert(key, v.as_slice())?;
+        Ok(())
+    };
+    for b in new.iter().filter(|b| b.start > after) {
+        if !builder.is_empty()
+            && (builder.len() >= BLOCK_BUCKETS || builder.encoded_len() >= VALUE_BYTES - 24)
+        {
+            put(std::mem::take(&mut builder))?;
+        }
+        builder
+            .push(b)
+            .map_err(|e| StoreError::Record(e.to_string()))?;
+    }
+    if !builder.is_empty() {
+        put(builder)?;
     }
     Ok(())
 }
@@ -681,15 +781,7 @@ fn first_block_start(
 ) -> Result<Option<i64>, StoreError> {
     let s = step as u64;
     match rollups.range((id, s, i64::MIN)..=(id, s, i64::MAX))?.next() {
-        Some(entry) => {
-            let (_, v) = entry?;
-            Ok(bucket::decode_block(v.value())
-                .map_err(|e| StoreError::Record(e.to_string()))?
-                .first()
-                .map(|b| b.start))
-        }
+        Some(entry) => Ok(Some(entry?.0.value().2)),
         None => Ok(None),
     }
 }
-
-pub(super) const COMPACT_GROUP_SIZE: usize = COMPACT_GROUP;
