@@ -103,6 +103,15 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// With the daemon stopped: make rollups, delete what is past retention and give the
+    /// data file's free space back to the filesystem.
+    Compact {
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+        /// The data directory; overrides the configuration's.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Notifications that could not be delivered (refused, or given up after retrying).
     DeadLetters {
         #[arg(long, short, default_value = defaults::CONFIG_PATH)]
@@ -384,6 +393,40 @@ pub fn main() -> ExitCode {
                 )?;
                 let answer = read_store(&dir, |snap| Ok(request.run(snap)?))?;
                 print_answer(&answer, &format)
+            })();
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Compact { config, data_dir } => {
+            let result = (|| {
+                let cfg = config::load(&config)
+                    .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+                let dir = data_dir.unwrap_or(cfg.daemon.data_dir.clone());
+                let mut store = crate::store::Store::open(&dir)?;
+                store.set_layout(cfg.store.layout())?;
+                let size = |s: &crate::store::Store| {
+                    std::fs::metadata(s.path()).map(|m| m.len()).unwrap_or(0)
+                };
+                let before = size(&store);
+                let stats = store.compact(crate::clock::now_ms())?;
+                store.shrink()?;
+                let after = size(&store);
+                println!(
+                    "{}: {:.1} MiB -> {:.1} MiB ({} rollup buckets made, {} chunks merged, {} chunks and {} rollup blocks past retention deleted)",
+                    store.path().display(),
+                    before as f64 / 1048576.0,
+                    after as f64 / 1048576.0,
+                    stats.rollup_buckets,
+                    stats.chunks_merged,
+                    stats.chunks_removed,
+                    stats.blocks_removed
+                );
+                Ok::<_, anyhow::Error>(())
             })();
             match result {
                 Ok(()) => ExitCode::SUCCESS,

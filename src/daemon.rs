@@ -130,8 +130,9 @@ pub async fn run(
     }
     {
         let (s, cfg, token) = (store.clone(), config_rx.clone(), rest_stop.clone());
+        let m = metrics.clone();
         sup.spawn("compaction", rest_stop.clone(), move || {
-            compaction(s.clone(), cfg.clone(), token.clone())
+            compaction(s.clone(), cfg.clone(), m.clone(), token.clone())
         });
     }
     if let Some(interval) = sd_notify::watchdog_enabled() {
@@ -274,6 +275,7 @@ fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions, metrics: &crate::m
 async fn compaction(
     store: Arc<Store>,
     mut config: watch::Receiver<Arc<Config>>,
+    metrics: Arc<crate::metrics::Metrics>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
@@ -290,8 +292,14 @@ async fn compaction(
             Ok::<_, crate::store::StoreError>((stats, history))
         })
         .await??;
+        metrics.compactions.inc();
+        metrics
+            .compaction_seconds
+            .inc_by(started.elapsed().as_secs_f64());
+        metrics.rollup_buckets.inc_by(stats.rollup_buckets);
         tracing::debug!(
             rollup_buckets = stats.rollup_buckets,
+            chunks_merged = stats.chunks_merged,
             chunks_removed = stats.chunks_removed,
             dist_buckets_removed = stats.dist_buckets_removed,
             blocks_removed = stats.blocks_removed,

@@ -196,6 +196,7 @@ runbook_url = "https://docs.example.com/runbooks/segmentation-api"
             t.cancel();
         })
     };
+    let demo_from = crate::clock::now_ms();
     let result = daemon::run(cfg, RunOptions::default(), daemon_stop).await;
     timer.abort();
     stop.cancel();
@@ -205,5 +206,46 @@ runbook_url = "https://docs.example.com/runbooks/segmentation-api"
         "Demo finished after {:.0}s.",
         started.elapsed().as_secs_f64()
     );
-    result
+    result?;
+    let data = dir.path().join("data");
+    let until = crate::clock::now_ms();
+    tokio::task::spawn_blocking(move || summarize(&data, demo_from, until)).await??;
+    Ok(())
+}
+
+/// Reads back what the daemon stored, through the same query API as `sloguard query`.
+fn summarize(data: &std::path::Path, from: i64, to: i64) -> anyhow::Result<()> {
+    use crate::query::{Agg, Selector, aggregate, stepped};
+    let store = crate::store::ReadOnlyStore::open(data)?;
+    let snap = store.snapshot()?;
+    let up = Selector::new("probe_up", vec![]);
+    let latency = Selector::new("probe_duration_seconds", vec![]);
+    println!("\nWhat the store kept (as `sloguard query` would read it):");
+    let availability = aggregate(&snap, &up, Agg::Avg, from, to)?;
+    let p95 = aggregate(&snap, &latency, Agg::Quantile(0.95), from, to)?;
+    for (a, l) in availability.iter().zip(&p95) {
+        let target = a.series.labels.get("target").cloned().unwrap_or_default();
+        println!(
+            "  {target:<22} availability {:>5.1} %   probe latency p95 {:>6.1} ms",
+            a.value.unwrap_or(f64::NAN) * 100.0,
+            l.value.unwrap_or(f64::NAN) * 1000.0
+        );
+    }
+    let timeline = stepped(
+        &snap,
+        &Selector::new("probe_up", vec!["target=segmentation-api".parse()?]),
+        Agg::Min,
+        from,
+        to,
+        5_000,
+    )?;
+    if let Some(series) = timeline.first() {
+        let marks: String = series
+            .points
+            .iter()
+            .map(|(_, v)| if *v >= 1.0 { '▇' } else { '_' })
+            .collect();
+        println!("  segmentation-api up, per 5 s: {marks}");
+    }
+    Ok(())
 }

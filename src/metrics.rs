@@ -35,6 +35,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabels {
     pub task: String,
 }
@@ -54,6 +59,10 @@ pub struct Metrics {
     pub samples: Counter,
     pub outbox_pending: Gauge,
     pub store_size_bytes: Gauge,
+    pub store_dropped: Family<ReasonLabels, Counter>,
+    pub compactions: Counter,
+    pub compaction_seconds: Counter<f64, AtomicU64>,
+    pub rollup_buckets: Counter,
     pub reloads: Family<ResultLabels, Counter>,
     pub last_reload_success: FloatGauge,
     pub task_restarts: Family<TaskLabels, Counter>,
@@ -79,6 +88,10 @@ impl Metrics {
             samples: Counter::default(),
             outbox_pending: Gauge::default(),
             store_size_bytes: Gauge::default(),
+            store_dropped: Family::default(),
+            compactions: Counter::default(),
+            compaction_seconds: Counter::default(),
+            rollup_buckets: Counter::default(),
             reloads: Family::default(),
             last_reload_success: Gauge::default(),
             task_restarts: Family::default(),
@@ -134,6 +147,26 @@ impl Metrics {
             "sloguard_outbox_pending",
             "Notifications waiting in the outbox",
             m.outbox_pending.clone(),
+        );
+        r.register(
+            "sloguard_store_samples_dropped",
+            "Samples the store did not keep: out_of_order (not newer than the series' last point) or invalid (NaN observation, or a series written as the other kind)",
+            m.store_dropped.clone(),
+        );
+        r.register(
+            "sloguard_store_compactions",
+            "Background compaction passes",
+            m.compactions.clone(),
+        );
+        r.register(
+            "sloguard_store_compaction_seconds",
+            "Time spent in background compaction",
+            m.compaction_seconds.clone(),
+        );
+        r.register(
+            "sloguard_store_rollup_buckets",
+            "Rollup buckets made by compaction",
+            m.rollup_buckets.clone(),
         );
         r.register(
             "sloguard_store_size_bytes",

@@ -355,10 +355,22 @@ async fn metrics(State(api): State<Api>) -> Response {
             .outbox::<crate::notify::outbox::Entry>()
             .map(|o| o.len());
         let size = std::fs::metadata(store.path()).map(|m| m.len());
-        (pending, size)
+        (pending, size, store.dropped())
     })
     .await;
-    if let Ok((pending, size)) = counted {
+    if let Ok((pending, size, dropped)) = counted {
+        for (reason, n) in [
+            ("out_of_order", dropped.out_of_order),
+            ("invalid", dropped.invalid),
+        ] {
+            let c = api
+                .metrics
+                .store_dropped
+                .get_or_create(&crate::metrics::ReasonLabels {
+                    reason: reason.to_string(),
+                });
+            c.inc_by(n.saturating_sub(c.get()));
+        }
         if let Ok(n) = pending {
             api.metrics.outbox_pending.set(n as i64);
         }

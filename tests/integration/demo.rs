@@ -27,4 +27,25 @@ fn the_demo_shows_an_alert_firing_and_resolving_within_a_minute() {
         2,
         "{stdout}"
     );
+    // Then it reads back what the store kept: the outage shows in the availability (down
+    // about 12 s of 30) and in the timeline.
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("segmentation-api ") && l.contains("availability"))
+        .expect(&stdout);
+    let availability: f64 = line
+        .split("availability")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|v| v.trim().parse().ok())
+        .expect(line);
+    assert!((20.0..90.0).contains(&availability), "{line}");
+    let timeline = stdout
+        .lines()
+        .find(|l| l.contains("segmentation-api up, per 5 s:"))
+        .expect(&stdout);
+    assert!(
+        timeline.contains('▇') && timeline.contains('_'),
+        "{timeline}"
+    );
 }

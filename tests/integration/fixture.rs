@@ -22,7 +22,7 @@ fn write_fixture() {
         return;
     }
     let _ = std::fs::remove_dir_all(FIXTURE);
-    let store = Store::open(std::path::Path::new(FIXTURE)).unwrap();
+    let mut store = Store::open(std::path::Path::new(FIXTURE)).unwrap();
     store
         .set_layout(Layout {
             raw_retention_ms: 3650 * 86_400_000,
@@ -58,6 +58,7 @@ fn write_fixture() {
         })
         .unwrap();
     store.compact(T0 + 2000 * 10_000).unwrap();
+    store.shrink().unwrap();
 }
 
 #[test]

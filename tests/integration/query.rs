@@ -140,9 +140,34 @@ timeout = "1s"
     .unwrap();
     assert_eq!(resp.status(), 400);
 
+    // `compact` needs the file to itself, and says so.
+    let config_path = daemon.config.to_str().unwrap().to_string();
+    let out = sloguard(
+        &["compact", "--config", &config_path, "--data-dir", data],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+
     daemon.stop().await;
-    // With the daemon stopped, the file is read the same way.
+    // With the daemon stopped, the file is read the same way...
     let (ok, out, err) = q(&["--since", "1m", "--agg", "count"]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 2, "{out}");
+    // ...and can be compacted, keeping every point.
+    let (_, before, _) = q(&["--since", "1h", "--agg", "count", "--format", "json"]);
+    let out = sloguard(
+        &["compact", "--config", &config_path, "--data-dir", data],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("MiB ->"), "{stdout}");
+    let (_, after, _) = q(&["--since", "1h", "--agg", "count", "--format", "json"]);
+    assert_eq!(before, after);
 }
