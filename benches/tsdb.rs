@@ -229,6 +229,11 @@ fn run(workload: Workload, series: usize, days: usize, end: i64) -> Measured {
         t += HOUR;
     }
     let size_before_compaction = file_size(&store);
+    println!(
+        "  this process after ingest: VmRSS {} KiB, VmHWM {} KiB",
+        status_kib("self", "VmRSS:"),
+        status_kib("self", "VmHWM:")
+    );
     if workload == Workload::Latency {
         queries(&store, series, end, "raw data only, before compaction");
     }
@@ -243,7 +248,7 @@ fn run(workload: Workload, series: usize, days: usize, end: i64) -> Measured {
     if workload == Workload::Latency {
         queries(&store, series, end, "with rollups");
         println!(
-            "  this process: VmRSS {} KiB, VmHWM {} KiB (the hour of samples it builds included)",
+            "  this process after compaction and queries: VmRSS {} KiB, VmHWM {} KiB (the hour of samples it builds included)",
             status_kib("self", "VmRSS:"),
             status_kib("self", "VmHWM:")
         );
