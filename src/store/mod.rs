@@ -1003,6 +1003,40 @@ mod tests {
     }
 
     #[test]
+    fn a_tier_removed_from_the_layout_is_deleted_and_a_new_one_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let samples: Vec<Sample> = (0..720).map(|i| sample("a", i * 10_000, 1.0)).collect();
+        store.append(&samples).unwrap();
+        store.compact(2 * 3_600_000).unwrap();
+        let id = store.snapshot().unwrap().series()[0].id;
+        assert!(
+            !store
+                .snapshot()
+                .unwrap()
+                .rollups(id, MIN, 0, i64::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        store
+            .set_layout(Layout {
+                tiers: vec![Tier {
+                    step_ms: 5 * MIN,
+                    retention_ms: DAY,
+                }],
+                ..Layout::default()
+            })
+            .unwrap();
+        store.compact(2 * 3_600_000).unwrap();
+        let snap = store.snapshot().unwrap();
+        assert!(snap.rollups(id, MIN, 0, i64::MAX).unwrap().is_empty());
+        assert_eq!(snap.watermark(id, MIN).unwrap(), None);
+        let five = snap.rollups(id, 5 * MIN, 0, i64::MAX).unwrap();
+        assert_eq!(five.len(), 23);
+        assert!(five.iter().all(|b| b.count == 30.0));
+    }
+
+    #[test]
     fn a_reader_in_another_handle_sees_the_writers_commits() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -578,7 +578,26 @@ pub(super) fn compact_group(
     let mut watermarks = txn.open_table(WATERMARKS)?;
     let mut chunks = txn.open_table(CHUNKS)?;
     let mut dists = txn.open_table(DISTS)?;
+    let configured: Vec<u64> = layout.tiers.iter().map(|t| t.step_ms as u64).collect();
     for info in group {
+        // A tier no longer configured: its rollups and watermark go.
+        let mut dropped = Vec::new();
+        for entry in watermarks.range((info.id, 0u64)..=(info.id, u64::MAX))? {
+            let step = entry?.0.value().1;
+            if !configured.contains(&step) {
+                dropped.push(step);
+            }
+        }
+        for step in dropped {
+            rollups.retain_in(
+                (info.id, step, i64::MIN)..=(info.id, step, i64::MAX),
+                |_, _| {
+                    stats.blocks_removed += 1;
+                    false
+                },
+            )?;
+            watermarks.remove((info.id, step))?;
+        }
         let mut below: Option<i64> = None;
         for (ti, tier) in layout.tiers.iter().enumerate() {
             let step = tier.step_ms;
