@@ -235,6 +235,26 @@ fn write_records(txn: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<
     Ok(outbox_ids)
 }
 
+/// How every handle opens the file: a small page cache, one writer beside any readers.
+fn builder() -> Builder {
+    let mut b = Builder::new();
+    b.set_cache_size(CACHE_BYTES)
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    let path = path.to_path_buf();
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path },
+        redb::DatabaseError::RepairAborted => StoreError::NeedsRecovery { path },
+        e => StoreError::Open {
+            path,
+            source: e.into(),
+        },
+    }
+}
+
 /// A read-only handle for another process (`sloguard query`): it shares the file with a
 /// running daemon and sees its commits.
 pub struct ReadOnlyStore {
@@ -251,25 +271,9 @@ impl ReadOnlyStore {
                 source: redb::Error::Io(std::io::Error::from(std::io::ErrorKind::NotFound)),
             });
         }
-        let db = match Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        let db = builder()
             .open_read_only(&path)
-        {
-            Ok(db) => db,
-            Err(redb::DatabaseError::RepairAborted) => {
-                return Err(StoreError::NeedsRecovery { path });
-            }
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked { path });
-            }
-            Err(e) => {
-                return Err(StoreError::Open {
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
+            .map_err(|e| open_error(&path, e))?;
         let read = db.begin_read()?;
         let meta = read.open_table(META)?;
         match format_version(&meta, &path)? {
@@ -317,22 +321,7 @@ impl Store {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let db = match Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .create(&path)
-        {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked { path });
-            }
-            Err(e) => {
-                return Err(StoreError::Open {
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
+        let db = builder().create(&path).map_err(|e| open_error(&path, e))?;
         let txn = db.begin_write()?;
         let mut convert = false;
         {

@@ -484,17 +484,16 @@ impl Snapshot {
         to: i64,
     ) -> Result<Vec<Bucket>, StoreError> {
         let mut out: Vec<Bucket> = Vec::new();
-        let add = |b: &Bucket, out: &mut Vec<Bucket>| {
-            let start = floor_to(b.start, step);
-            match out.last_mut() {
-                Some(last) if last.start == start => last.merge(b),
-                _ => {
-                    let mut n = Bucket::empty(start, false);
-                    n.merge(b);
-                    out.push(n);
-                }
+        // The bucket of `step` that time `t` falls in: the last one, or a new one.
+        fn at(out: &mut Vec<Bucket>, t: i64, step: i64) -> &mut Bucket {
+            let start = floor_to(t, step);
+            if out.last().is_none_or(|l| l.start != start) {
+                out.push(Bucket::empty(start, false));
             }
-        };
+            let last = out.len() - 1;
+            &mut out[last]
+        }
+        let add = |b: &Bucket, out: &mut Vec<Bucket>| at(out, b.start, step).merge(b);
         if tier > 0 {
             let below = self.layout.tiers[tier - 1].step_ms;
             for b in read_blocks(rollups, info.id, below, from, to)? {
@@ -506,15 +505,7 @@ impl Snapshot {
             }
         } else {
             for (t, v) in self.points(info.id, from, to)? {
-                let start = floor_to(t, step);
-                match out.last_mut() {
-                    Some(last) if last.start == start => last.observe(v),
-                    _ => {
-                        let mut n = Bucket::empty(start, false);
-                        n.observe(v);
-                        out.push(n);
-                    }
-                }
+                at(&mut out, t, step).observe(v);
             }
         }
         Ok(out)
