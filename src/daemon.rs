@@ -300,6 +300,7 @@ async fn compaction(
         tracing::debug!(
             rollup_buckets = stats.rollup_buckets,
             chunks_merged = stats.chunks_merged,
+            series_skipped = stats.series_skipped,
             chunks_removed = stats.chunks_removed,
             dist_buckets_removed = stats.dist_buckets_removed,
             blocks_removed = stats.blocks_removed,

@@ -34,7 +34,13 @@ pub enum QueryError {
     Agg(String),
     #[error("the time range is empty: `since` must be before `until`")]
     EmptyRange,
-    #[error("the step must be at least 1s and give at most 11000 points over the range")]
+    #[error("times must lie between 1970 and the year 9999")]
+    OutOfTime,
+    #[error(
+        "the range holds more than 5000000 raw points; narrow it, or ask for one value per step (--step)"
+    )]
+    TooManyPoints,
+    #[error("the step must be between 1s and 3650d and give at most 11000 points over the range")]
     Step,
     #[error(
         "`{0}` is not a time; write `now`, a duration ago such as `24h`, or a time such as `2026-11-26T10:00:00Z`"
@@ -63,7 +69,10 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, QueryError> {
         return Ok(now_ms);
     }
     if let Ok(d) = humantime::parse_duration(text) {
-        return Ok(now_ms.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64));
+        // Further back than the epoch means from the epoch.
+        return Ok(now_ms
+            .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64)
+            .max(0));
     }
     let t = humantime::parse_rfc3339_weak(text).map_err(|_| QueryError::Time(text.to_string()))?;
     let ms = t
@@ -186,19 +195,25 @@ impl FromStr for Matcher {
     /// value, as in Prometheus.
     fn from_str(s: &str) -> Result<Matcher, QueryError> {
         let bad = || QueryError::Matcher(s.to_string());
-        let (label, op) = if let Some((l, v)) = s.split_once("!=") {
-            (l, MatchOp::Ne(v.to_string()))
-        } else if let Some((l, v)) = s.split_once("=~") {
-            (l, MatchOp::Re(anchored(v)?))
-        } else if let Some((l, v)) = s.split_once("!~") {
-            (l, MatchOp::NotRe(anchored(v)?))
-        } else if let Some((l, v)) = s.split_once('=') {
-            (l, MatchOp::Eq(v.to_string()))
+        // A label name, then the operator right after it.
+        let end = s
+            .char_indices()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+            .map(|(i, _)| i)
+            .ok_or_else(bad)?;
+        let (label, rest) = s.split_at(end);
+        let op = if let Some(v) = rest.strip_prefix("!=") {
+            MatchOp::Ne(v.to_string())
+        } else if let Some(v) = rest.strip_prefix("=~") {
+            MatchOp::Re(anchored(v)?)
+        } else if let Some(v) = rest.strip_prefix("!~") {
+            MatchOp::NotRe(anchored(v)?)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            MatchOp::Eq(v.to_string())
         } else {
             return Err(bad());
         };
-        let label = label.trim();
-        if label.is_empty() {
+        if label.is_empty() || label.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(bad());
         }
         Ok(Matcher {
@@ -367,45 +382,60 @@ impl Gathered {
 fn value_before(
     snap: &Snapshot,
     info: &SeriesInfo,
+    raw_start: Option<i64>,
     from: i64,
     tiers: &[i64],
 ) -> Result<Option<f64>, StoreError> {
     let lookback = tiers.last().copied().unwrap_or(0).max(3_600_000);
-    Ok(gather(snap, info, from - lookback, from, tiers)?.last_value())
+    Ok(gather(
+        snap,
+        info,
+        raw_start,
+        from.saturating_sub(lookback),
+        from,
+        tiers,
+    )?
+    .last_value())
 }
 
-/// Tiers a query may use, finest first.
-fn usable_tiers(snap: &Snapshot, from: i64, to: i64, step: Option<i64>) -> Vec<i64> {
+/// Tiers a query over a series whose raw data starts at `raw_start` may use, finest first.
+fn usable_tiers(
+    snap: &Snapshot,
+    raw_start: Option<i64>,
+    from: i64,
+    to: i64,
+    step: Option<i64>,
+) -> Vec<i64> {
     let window = to - from;
-    let raw_horizon = to - snap.layout().raw_retention_ms;
+    let before_raw = raw_start.is_none_or(|r| from < r);
     snap.layout()
         .tiers
         .iter()
         .map(|t| t.step_ms)
         .filter(|&s| match step {
-            Some(step) => {
-                step % s == 0 && (step >= s * 2 || from < raw_horizon || window >= s * 12)
-            }
+            Some(step) => step % s == 0 && (step >= s * 2 || before_raw || window >= s * 12),
             // Reading a block costs more than a short run of raw points: only windows many
             // buckets wide, or older than the raw data, use a tier.
-            None => window >= s * 12 || (from < raw_horizon && window >= s),
+            None => window >= s * 12 || (before_raw && window >= s),
         })
         .collect()
 }
 
 fn ceil_to(t: i64, step: i64) -> i64 {
-    -((-t).div_euclid(step) * step)
+    let step = i128::from(step.max(1));
+    let v = -((-i128::from(t)).div_euclid(step) * step);
+    v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
-fn floor_to(t: i64, step: i64) -> i64 {
-    t.div_euclid(step) * step
-}
+use crate::store::tsdb::floor_to;
 
-/// Fills `out` with the data of `info` in `[a, b)`: the middle from the coarsest of `tiers`,
-/// the edges from finer ones, the rest raw.
+/// Fills `out` with the data of `info` in `[a, b)`: the middle from the coarsest of `tiers`
+/// that has it, the edges from finer ones, the rest raw; what raw data no longer covers comes
+/// from the finest tier that still has it.
 fn cover(
     snap: &Snapshot,
     info: &SeriesInfo,
+    raw_start: Option<i64>,
     a: i64,
     b: i64,
     tiers: &[i64],
@@ -415,20 +445,36 @@ fn cover(
         return Ok(());
     }
     if let Some((&step, finer)) = tiers.split_last() {
-        if let Some(wm) = snap.watermark(info.id, step)? {
-            let lo = ceil_to(a, step);
+        if let (Some(wm), Some(first)) = (
+            snap.watermark(info.id, step)?,
+            snap.first_rollup(info.id, step)?,
+        ) {
+            let lo = ceil_to(a, step).max(first);
             let hi = floor_to(b, step).min(wm);
             if lo < hi {
-                cover(snap, info, a, lo, finer, out)?;
+                cover(snap, info, raw_start, a, lo, finer, out)?;
                 out.buckets.extend(snap.rollups(info.id, step, lo, hi)?);
-                return cover(snap, info, hi, b, finer, out);
+                return cover(snap, info, raw_start, hi, b, finer, out);
             }
         }
-        return cover(snap, info, a, b, finer, out);
+        return cover(snap, info, raw_start, a, b, finer, out);
     }
-    match info.kind {
-        Kind::Gauge => out.points.extend(snap.points(info.id, a, b)?),
-        Kind::Distribution => out.buckets.extend(snap.dist_buckets(info.id, a, b)?),
+    let raw_from = raw_start.map_or(b, |r| r.clamp(a, b));
+    if a < raw_from {
+        // Older than the raw data: the finest tier that has buckets there.
+        for tier in &snap.layout().tiers {
+            let buckets = snap.rollups(info.id, tier.step_ms, a, raw_from)?;
+            if !buckets.is_empty() {
+                out.buckets.extend(buckets);
+                break;
+            }
+        }
+    }
+    if raw_from < b {
+        match info.kind {
+            Kind::Gauge => out.points.extend(snap.points(info.id, raw_from, b)?),
+            Kind::Distribution => out.buckets.extend(snap.dist_buckets(info.id, raw_from, b)?),
+        }
     }
     Ok(())
 }
@@ -436,12 +482,13 @@ fn cover(
 fn gather(
     snap: &Snapshot,
     info: &SeriesInfo,
+    raw_start: Option<i64>,
     from: i64,
     to: i64,
     tiers: &[i64],
 ) -> Result<Gathered, StoreError> {
     let mut g = Gathered::default();
-    cover(snap, info, from, to, tiers, &mut g)?;
+    cover(snap, info, raw_start, from, to, tiers, &mut g)?;
     g.buckets.sort_by_key(|b| b.start);
     Ok(g)
 }
@@ -542,6 +589,24 @@ fn apply(agg: Agg, kind: Kind, g: &Gathered, from: i64, to: i64) -> Option<f64> 
     }
 }
 
+/// Times a query accepts: from the epoch to the end of year 9999, so that no window
+/// arithmetic overflows.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+/// The longest step.
+const MAX_STEP_MS: i64 = 3650 * 86_400_000;
+/// The most raw points one `range` returns; beyond it, ask for a step.
+pub const MAX_RAW_POINTS: usize = 5_000_000;
+
+fn check_range(from: i64, to: i64) -> Result<(), QueryError> {
+    if !(0..=MAX_TIME_MS).contains(&from) || !(0..=MAX_TIME_MS).contains(&to) {
+        return Err(QueryError::OutOfTime);
+    }
+    if from >= to {
+        return Err(QueryError::EmptyRange);
+    }
+    Ok(())
+}
+
 /// The raw points of every matching series in `[from, to)`. A distribution series gives the
 /// average of each of its intervals.
 pub fn range(
@@ -550,12 +615,11 @@ pub fn range(
     from: i64,
     to: i64,
 ) -> Result<Vec<SeriesPoints>, QueryError> {
-    if from >= to {
-        return Err(QueryError::EmptyRange);
-    }
+    check_range(from, to)?;
     let mut out = Vec::new();
+    let mut total = 0usize;
     for info in sel.select(snap) {
-        let points = match info.kind {
+        let points: Vec<(i64, f64)> = match info.kind {
             Kind::Gauge => snap.points(info.id, from, to)?,
             Kind::Distribution => snap
                 .dist_buckets(info.id, from, to)?
@@ -564,6 +628,10 @@ pub fn range(
                 .map(|b| (b.start, b.sum / b.count))
                 .collect(),
         };
+        total += points.len();
+        if total > MAX_RAW_POINTS {
+            return Err(QueryError::TooManyPoints);
+        }
         out.push(SeriesPoints {
             series: info.key.clone(),
             points,
@@ -580,15 +648,14 @@ pub fn aggregate(
     from: i64,
     to: i64,
 ) -> Result<Vec<SeriesValue>, QueryError> {
-    if from >= to {
-        return Err(QueryError::EmptyRange);
-    }
-    let tiers = usable_tiers(snap, from, to, None);
+    check_range(from, to)?;
     let mut out = Vec::new();
     for info in sel.select(snap) {
-        let mut g = gather(snap, info, from, to, &tiers)?;
+        let raw_start = snap.first_raw(info.id, info.kind)?;
+        let tiers = usable_tiers(snap, raw_start, from, to, None);
+        let mut g = gather(snap, info, raw_start, from, to, &tiers)?;
         if counts_increase(agg, info.kind) {
-            g.prev = value_before(snap, info, from, &tiers)?;
+            g.prev = value_before(snap, info, raw_start, from, &tiers)?;
         }
         out.push(SeriesValue {
             series: info.key.clone(),
@@ -608,22 +675,24 @@ pub fn stepped(
     to: i64,
     step: i64,
 ) -> Result<Vec<SeriesPoints>, QueryError> {
-    if from >= to {
-        return Err(QueryError::EmptyRange);
-    }
-    if step < 1000 || (to - from) / step > 11_000 {
+    check_range(from, to)?;
+    if !(1000..=MAX_STEP_MS).contains(&step) {
         return Err(QueryError::Step);
     }
     let from = floor_to(from, step);
-    let tiers = usable_tiers(snap, from, to, Some(step));
+    if (i128::from(to) - i128::from(from)) / i128::from(step) > 11_000 {
+        return Err(QueryError::Step);
+    }
     let mut out = Vec::new();
     for info in sel.select(snap) {
-        let g = gather(snap, info, from, to, &tiers)?;
+        let raw_start = snap.first_raw(info.id, info.kind)?;
+        let tiers = usable_tiers(snap, raw_start, from, to, Some(step));
+        let g = gather(snap, info, raw_start, from, to, &tiers)?;
         let mut points = Vec::new();
         let (mut pi, mut bi) = (0, 0);
         let mut w = from;
         let mut prev = if counts_increase(agg, info.kind) {
-            value_before(snap, info, from, &tiers)?
+            value_before(snap, info, raw_start, from, &tiers)?
         } else {
             None
         };
@@ -745,7 +814,8 @@ mod tests {
         let up = Selector::new("probe_up", vec!["target=api".parse().unwrap()]);
         // A day: the middle from the hour tier, the edges from minutes and raw points.
         let from = end - DAY - 7 * MIN - 30_000;
-        assert!(!usable_tiers(&snap, from, end, None).is_empty());
+        let raw_start = snap.first_raw(snap.series()[0].id, Kind::Gauge).unwrap();
+        assert!(!usable_tiers(&snap, raw_start, from, end, None).is_empty());
         let got = aggregate(&snap, &up, Agg::Avg, from, end).unwrap();
         let raw = range(&snap, &up, from, end).unwrap();
         let exact: f64 =
@@ -894,5 +964,82 @@ mod tests {
                 .to_string()
                 .contains("percentile")
         );
+        // Regression: `!=` inside a regex value was taken for the operator.
+        let m: Matcher = "path=~/a!=b".parse().unwrap();
+        assert_eq!(m.label, "path");
+        assert!(matches!(&m.op, MatchOp::Re(r) if r.is_match("/a!=b")));
+        assert!("9x=1".parse::<Matcher>().is_err());
+    }
+
+    #[test]
+    fn absurd_times_and_steps_are_refused_not_looped_over() {
+        let (_dir, store, end) = fixture();
+        let snap = store.snapshot().unwrap();
+        // Regression: a window wider than i64 wrapped around and bypassed the step limit.
+        let r = Request::parse(
+            "probe_up",
+            &[],
+            "300000000y",
+            "9999-12-31T23:59:59Z",
+            None,
+            Some("1s"),
+            end,
+        )
+        .unwrap();
+        assert!(matches!(r.run(&snap), Err(QueryError::Step)));
+        let r = Request::parse(
+            "probe_up",
+            &[],
+            "1h",
+            "now",
+            Some("avg"),
+            Some("20000y"),
+            end,
+        )
+        .unwrap();
+        assert!(matches!(r.run(&snap), Err(QueryError::Step)));
+        let sel = Selector::new("probe_up", vec![]);
+        assert!(matches!(
+            aggregate(&snap, &sel, Agg::Avg, i64::MIN, i64::MAX),
+            Err(QueryError::OutOfTime)
+        ));
+    }
+
+    #[test]
+    fn a_short_window_older_than_the_raw_data_is_read_from_rollups() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_layout(Layout {
+                raw_retention_ms: HOUR,
+                distribution_interval_ms: 10_000,
+                tiers: vec![Tier {
+                    step_ms: MIN,
+                    retention_ms: 30 * DAY,
+                }],
+            })
+            .unwrap();
+        let t0 = 500 * DAY;
+        let samples: Vec<Sample> = (0..6 * 360)
+            .map(|i| {
+                s(
+                    "probe_up",
+                    "api",
+                    t0 + i * 10_000,
+                    if i < 60 { 0.0 } else { 1.0 },
+                )
+            })
+            .collect();
+        store.append(&samples).unwrap();
+        store.compact(t0 + 6 * HOUR).unwrap();
+        let snap = store.snapshot().unwrap();
+        let id = snap.series()[0].id;
+        assert!(snap.first_raw(id, Kind::Gauge).unwrap().unwrap() > t0 + 5 * MIN);
+        // Windows at the start, hours before the oldest raw point left.
+        let up = Selector::new("probe_up", vec![]);
+        let v = aggregate(&snap, &up, Agg::Avg, t0, t0 + 5 * MIN).unwrap();
+        assert_eq!(v[0].value, Some(0.0));
+        let v = aggregate(&snap, &up, Agg::Count, t0 + 5 * MIN, t0 + 15 * MIN).unwrap();
+        assert_eq!(v[0].value, Some(60.0));
     }
 }

@@ -362,6 +362,7 @@ async fn metrics(State(api): State<Api>) -> Response {
         for (reason, n) in [
             ("out_of_order", dropped.out_of_order),
             ("invalid", dropped.invalid),
+            ("corrupt", dropped.corrupt),
         ] {
             let c = api
                 .metrics

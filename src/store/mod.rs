@@ -190,9 +190,22 @@ fn format_version(
 fn read_layout(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<Layout, StoreError> {
-    match meta.get("layout")? {
-        Some(v) => decode(v.value()),
-        None => Ok(Layout::default()),
+    let Some(v) = meta.get("layout")? else {
+        return Ok(Layout::default());
+    };
+    let layout: Layout = decode(v.value())?;
+    let mut previous = layout.distribution_interval_ms;
+    let mut sane = layout.raw_retention_ms > 0 && previous > 0;
+    for tier in &layout.tiers {
+        sane &= tier.step_ms > previous && tier.step_ms % previous == 0 && tier.retention_ms > 0;
+        previous = tier.step_ms.max(1);
+    }
+    if sane {
+        Ok(layout)
+    } else {
+        Err(StoreError::Record(format!(
+            "the recorded retention and tiers are not valid: {layout:?}"
+        )))
     }
 }
 
@@ -449,17 +462,29 @@ impl Store {
     /// Commits `batch` in one durable transaction and returns the ids of its outbox entries.
     pub fn write(&self, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
         let mut heads = self.lock();
+        if heads.stale {
+            self.reload_heads(&mut heads)?;
+        }
         let result = self.write_locked(&mut heads, batch);
         if result.is_err() {
             // The transaction was dropped uncommitted: what the cache took from it (open
-            // chunks, new series) is not in the file. Read it all again.
-            let read = self.db.begin_read()?;
-            let mut fresh = Heads::load(&read)?;
-            fresh.layout = heads.layout.clone();
-            fresh.dropped = heads.dropped;
-            *heads = fresh;
+            // chunks, new series) is not in the file. Read it all again, or make sure the
+            // next write does.
+            if self.reload_heads(&mut heads).is_err() {
+                heads.stale = true;
+            }
         }
         result
+    }
+
+    fn reload_heads(&self, heads: &mut Heads) -> Result<(), StoreError> {
+        heads.stale = true;
+        let read = self.db.begin_read()?;
+        let mut fresh = Heads::load(&read)?;
+        fresh.layout = heads.layout.clone();
+        fresh.dropped = heads.dropped;
+        *heads = fresh;
+        Ok(())
     }
 
     fn write_locked(&self, heads: &mut Heads, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
@@ -1023,6 +1048,81 @@ mod tests {
         let five = snap.rollups(id, 5 * MIN, 0, i64::MAX).unwrap();
         assert_eq!(five.len(), 23);
         assert!(five.iter().all(|b| b.count == 30.0));
+    }
+
+    /// Two days of one series every 10 s, written and compacted hour by hour.
+    fn hourly(store: &Store, days: i64) -> i64 {
+        let mut t = 0;
+        while t < days * DAY {
+            let samples: Vec<Sample> = (0..360).map(|i| sample("a", t + i * 10_000, 1.0)).collect();
+            store.append(&samples).unwrap();
+            t += 60 * MIN;
+            store.compact(t).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn a_fine_tier_kept_briefly_still_feeds_the_coarse_one_in_full() {
+        // Regression: the minute tier was expired before the hour tier had read it.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_layout(Layout {
+                raw_retention_ms: 60 * MIN,
+                distribution_interval_ms: 10_000,
+                tiers: vec![
+                    Tier {
+                        step_ms: MIN,
+                        retention_ms: MIN,
+                    },
+                    Tier {
+                        step_ms: 60 * MIN,
+                        retention_ms: 30 * DAY,
+                    },
+                ],
+            })
+            .unwrap();
+        let end = hourly(&store, 2);
+        let snap = store.snapshot().unwrap();
+        let id = snap.series()[0].id;
+        let hours = snap.rollups(id, 60 * MIN, 0, end).unwrap();
+        assert_eq!(hours.len(), 47);
+        assert!(hours.iter().all(|b| b.count == 360.0), "{hours:?}");
+        // Minute blocks go whole once the hour tier has read them: the first day's is gone.
+        assert!(snap.rollups(id, MIN, 0, DAY).unwrap().is_empty());
+    }
+
+    #[test]
+    fn changing_a_tier_keeps_its_history_in_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tiers = |coarse: i64| Layout {
+            raw_retention_ms: 60 * MIN,
+            distribution_interval_ms: 10_000,
+            tiers: vec![
+                Tier {
+                    step_ms: MIN,
+                    retention_ms: 2 * 60 * MIN,
+                },
+                Tier {
+                    step_ms: coarse,
+                    retention_ms: 30 * DAY,
+                },
+            ],
+        };
+        store.set_layout(tiers(60 * MIN)).unwrap();
+        let end = hourly(&store, 2);
+        // From hours to days: the days are made from the hours the minutes no longer cover.
+        store.set_layout(tiers(DAY)).unwrap();
+        store.compact(end).unwrap();
+        let snap = store.snapshot().unwrap();
+        let id = snap.series()[0].id;
+        let days = snap.rollups(id, DAY, 0, i64::MAX).unwrap();
+        assert_eq!(days.len(), 1, "{days:?}");
+        assert_eq!(days[0].count, 8640.0);
+        assert!(snap.rollups(id, 60 * MIN, 0, i64::MAX).unwrap().is_empty());
+        assert_eq!(snap.watermark(id, 60 * MIN).unwrap(), None);
     }
 
     #[test]

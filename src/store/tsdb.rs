@@ -135,6 +135,9 @@ pub struct Dropped {
     pub out_of_order: u64,
     /// Samples for a series stored as the other kind, or NaN observations.
     pub invalid: u64,
+    /// Stored records (an open chunk, an interval) that could not be read and were started
+    /// anew.
+    pub corrupt: u64,
 }
 
 /// The in-memory side of the series data: the registry and the open chunks.
@@ -148,10 +151,16 @@ pub(super) struct Heads {
     pub dists: HashMap<u64, Bucket>,
     pub layout: Layout,
     pub dropped: Dropped,
+    /// Set when a failed commit left the cache unknown and reading it again failed too; the
+    /// next write reads it first.
+    pub stale: bool,
 }
 
-fn floor_to(t: i64, step: i64) -> i64 {
-    t.div_euclid(step) * step
+/// `t` rounded down to a multiple of `step` (at least 1), saturating at the ends of time.
+pub(crate) fn floor_to(t: i64, step: i64) -> i64 {
+    let step = i128::from(step.max(1));
+    let v = i128::from(t).div_euclid(step) * step;
+    v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 fn chunk_value(enc: &ChunkEncoder) -> Vec<u8> {
@@ -249,8 +258,16 @@ impl Heads {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
                         let enc = match heads_t.get(id)? {
-                            Some(v) => ChunkEncoder::resume(v.value())
-                                .map_err(|e| StoreError::Record(e.to_string()))?,
+                            Some(v) => ChunkEncoder::resume(v.value()).unwrap_or_else(|e| {
+                                // Set aside rather than stop every write to the store.
+                                self.dropped.corrupt += 1;
+                                tracing::error!(
+                                    series = %s.series,
+                                    error = %e,
+                                    "The open chunk of this series cannot be read; starting a new one"
+                                );
+                                ChunkEncoder::new()
+                            }),
                             None => ChunkEncoder::new(),
                         };
                         e.insert(enc)
@@ -303,7 +320,15 @@ impl Heads {
                             Some(b) if b.start == start => b.clone(),
                             _ => match dists.get((id, start))? {
                                 Some(v) => Bucket::decode_single(start, v.value())
-                                    .map_err(|e| StoreError::Record(e.to_string()))?,
+                                    .unwrap_or_else(|e| {
+                                        self.dropped.corrupt += 1;
+                                        tracing::error!(
+                                            series = %o.series,
+                                            error = %e,
+                                            "An interval of this series cannot be read; starting it anew"
+                                        );
+                                        Bucket::empty(start, true)
+                                    }),
                                 None => Bucket::empty(start, true),
                             },
                         };
@@ -447,13 +472,18 @@ impl Snapshot {
         read_blocks(&self.rollups, id, step, from, to)
     }
 
+    /// The start of the first bucket of tier `step` of series `id`.
+    pub fn first_rollup(&self, id: u64, step: i64) -> Result<Option<i64>, StoreError> {
+        first_block_start(&self.rollups, id, step)
+    }
+
     /// The time before which tier `step` of series `id` is complete (`None`: nothing yet).
     pub fn watermark(&self, id: u64, step: i64) -> Result<Option<i64>, StoreError> {
         Ok(self.watermarks.get((id, step as u64))?.map(|v| v.value()))
     }
 
     /// The earliest time series `id` has raw data for.
-    fn first_raw(&self, id: u64, kind: Kind) -> Result<Option<i64>, StoreError> {
+    pub fn first_raw(&self, id: u64, kind: Kind) -> Result<Option<i64>, StoreError> {
         Ok(match kind {
             Kind::Gauge => match self.chunks.range((id, i64::MIN)..=(id, i64::MAX))?.next() {
                 Some(e) => Some(e?.0.value().1),
@@ -484,16 +514,7 @@ impl Snapshot {
         to: i64,
     ) -> Result<Vec<Bucket>, StoreError> {
         let mut out: Vec<Bucket> = Vec::new();
-        // The bucket of `step` that time `t` falls in: the last one, or a new one.
-        fn at(out: &mut Vec<Bucket>, t: i64, step: i64) -> &mut Bucket {
-            let start = floor_to(t, step);
-            if out.last().is_none_or(|l| l.start != start) {
-                out.push(Bucket::empty(start, false));
-            }
-            let last = out.len() - 1;
-            &mut out[last]
-        }
-        let add = |b: &Bucket, out: &mut Vec<Bucket>| at(out, b.start, step).merge(b);
+        let add = |b: &Bucket, out: &mut Vec<Bucket>| bucket_at(out, b.start, step).merge(b);
         if tier > 0 {
             let below = self.layout.tiers[tier - 1].step_ms;
             for b in read_blocks(rollups, info.id, below, from, to)? {
@@ -505,7 +526,7 @@ impl Snapshot {
             }
         } else {
             for (t, v) in self.points(info.id, from, to)? {
-                at(&mut out, t, step).observe(v);
+                bucket_at(&mut out, t, step).observe(v);
             }
         }
         Ok(out)
@@ -552,11 +573,14 @@ pub struct CompactStats {
     pub blocks_removed: u64,
     pub heads_removed: u64,
     pub chunks_merged: u64,
+    /// Series with a record that cannot be decoded.
+    pub series_skipped: u64,
 }
 
 /// Rolls up and expires the series in `group` inside `txn`, reading through `snap` (taken
 /// before the transaction began; compaction is the only writer of rollups, watermarks and old
-/// chunks, so it sees everything it changes).
+/// chunks, so it sees everything it changes). A series whose stored data cannot be decoded is
+/// logged, counted and skipped; the others go on.
 pub(super) fn compact_group(
     txn: &WriteTransaction,
     snap: &Snapshot,
@@ -564,160 +588,272 @@ pub(super) fn compact_group(
     now_ms: i64,
     stats: &mut CompactStats,
 ) -> Result<(), StoreError> {
-    let layout = snap.layout().clone();
-    let mut rollups = txn.open_table(ROLLUPS)?;
-    let mut watermarks = txn.open_table(WATERMARKS)?;
-    let mut chunks = txn.open_table(CHUNKS)?;
-    let mut dists = txn.open_table(DISTS)?;
-    let configured: Vec<u64> = layout.tiers.iter().map(|t| t.step_ms as u64).collect();
+    let mut t = Tables {
+        rollups: txn.open_table(ROLLUPS)?,
+        watermarks: txn.open_table(WATERMARKS)?,
+        chunks: txn.open_table(CHUNKS)?,
+        dists: txn.open_table(DISTS)?,
+    };
     for info in group {
-        // A tier no longer configured: its rollups and watermark go.
-        let mut dropped = Vec::new();
-        for entry in watermarks.range((info.id, 0u64)..=(info.id, u64::MAX))? {
-            let step = entry?.0.value().1;
-            if !configured.contains(&step) {
-                dropped.push(step);
+        match compact_series(&mut t, snap, info, now_ms, stats) {
+            Ok(()) => {}
+            Err(StoreError::Record(why)) => {
+                stats.series_skipped += 1;
+                tracing::error!(
+                    series = %info.key,
+                    error = %why,
+                    "A stored record of this series cannot be read; compaction skips the series"
+                );
             }
+            Err(e) => return Err(e),
         }
-        for step in dropped {
-            rollups.retain_in(
-                (info.id, step, i64::MIN)..=(info.id, step, i64::MAX),
-                |_, _| {
-                    stats.blocks_removed += 1;
-                    false
-                },
-            )?;
-            watermarks.remove((info.id, step))?;
-        }
-        let mut below: Option<i64> = None;
-        for (ti, tier) in layout.tiers.iter().enumerate() {
-            let step = tier.step_ms;
-            let mut closed = floor_to(now_ms - ROLLUP_GRACE_MS, step);
-            if let Some(b) = below {
-                closed = closed.min(floor_to(b, step));
-            } else if ti > 0 {
-                break;
-            }
-            let wm = snap.watermark(info.id, step)?;
-            let start = match wm {
-                Some(w) => w,
-                None => {
-                    let first = if ti == 0 {
-                        snap.first_raw(info.id, info.kind)?
-                    } else {
-                        let prev = layout.tiers[ti - 1].step_ms;
-                        first_block_start(&rollups, info.id, prev)?
-                    };
-                    match first {
-                        Some(f) => floor_to(f, step),
-                        None => {
-                            below = None;
-                            continue;
-                        }
-                    }
-                }
-            };
-            let start = start.max(floor_to(now_ms - tier.retention_ms, step));
-            if start < closed {
-                let new = snap.roll(&rollups, info, ti, step, start, closed)?;
-                stats.rollup_buckets += new.len() as u64;
-                append_buckets(&mut rollups, info, step, new)?;
-                watermarks.insert((info.id, step as u64), closed)?;
-                below = Some(closed);
-            } else {
-                below = Some(wm.unwrap_or(start).min(closed));
-            }
-            // Expire whole blocks that end before the tier's retention.
-            let cutoff = now_ms - tier.retention_ms;
-            let s = step as u64;
-            let mut old = Vec::new();
-            for entry in rollups.range((info.id, s, i64::MIN)..(info.id, s, cutoff))? {
-                let (k, v) = entry?;
-                let (last, _) = split_block_value(v.value())?;
-                if last + step > cutoff {
-                    break;
-                }
-                old.push(k.value());
-            }
-            for k in old {
-                rollups.remove(k)?;
-                stats.blocks_removed += 1;
-            }
-        }
-        if info.kind == Kind::Gauge {
-            merge_chunks(&mut chunks, info.id, now_ms, stats)?;
-        }
-        // Raw data past retention: closed chunks that end before the cutoff, old intervals.
-        let cutoff = now_ms - layout.raw_retention_ms;
-        let mut old = Vec::new();
-        for entry in chunks.range((info.id, i64::MIN)..(info.id, cutoff))? {
-            let (k, v) = entry?;
-            let (last, _) = split_chunk_value(v.value())?;
-            if last < cutoff {
-                old.push(k.value());
-            } else {
-                break;
-            }
-        }
-        for k in old {
-            chunks.remove(k)?;
-            stats.chunks_removed += 1;
-        }
-        dists.retain_in((info.id, i64::MIN)..(info.id, cutoff), |_, _| {
-            stats.dist_buckets_removed += 1;
-            false
-        })?;
     }
     Ok(())
 }
 
+struct Tables<'t> {
+    rollups: redb::Table<'t, (u64, u64, i64), &'static [u8]>,
+    watermarks: redb::Table<'t, (u64, u64), i64>,
+    chunks: redb::Table<'t, (u64, i64), &'static [u8]>,
+    dists: redb::Table<'t, (u64, i64), &'static [u8]>,
+}
+
+fn compact_series(
+    t: &mut Tables<'_>,
+    snap: &Snapshot,
+    info: &SeriesInfo,
+    now_ms: i64,
+    stats: &mut CompactStats,
+) -> Result<(), StoreError> {
+    let layout = snap.layout();
+    let id = info.id;
+    // Tiers this series has data in that are no longer configured.
+    let mut old_steps = Vec::new();
+    for entry in t.watermarks.range((id, 0u64)..=(id, u64::MAX))? {
+        let step = entry?.0.value().1 as i64;
+        if !layout.tiers.iter().any(|tier| tier.step_ms == step) {
+            old_steps.push(step);
+        }
+    }
+
+    // Roll every tier up to what has closed, finest first; each coarser tier only up to the
+    // watermark of the one it reads.
+    let mut below: Option<i64> = None;
+    for (ti, tier) in layout.tiers.iter().enumerate() {
+        let step = tier.step_ms;
+        let mut closed = floor_to(now_ms.saturating_sub(ROLLUP_GRACE_MS), step);
+        if ti > 0 {
+            match below {
+                Some(b) => closed = closed.min(floor_to(b, step)),
+                None => break,
+            }
+        }
+        let wm = t.watermarks.get((id, step as u64))?.map(|v| v.value());
+        let start = match wm {
+            Some(w) => Some(w),
+            None => {
+                // A new tier: seeded from an old tier whose step divides this one (so that
+                // changing the tiers keeps history), then filled from the tier below.
+                let source_first = if ti == 0 {
+                    snap.first_raw(id, info.kind)?
+                } else {
+                    first_block_start(&t.rollups, id, layout.tiers[ti - 1].step_ms)?
+                };
+                let seeded = seed_from_old_tier(t, info, &old_steps, step, source_first, stats)?;
+                seeded.or(source_first.map(|f| floor_to(f, step)))
+            }
+        };
+        let Some(start) = start else {
+            below = None;
+            continue;
+        };
+        if start < closed {
+            let new = snap.roll(&t.rollups, info, ti, step, start, closed)?;
+            stats.rollup_buckets += new.len() as u64;
+            append_buckets(&mut t.rollups, info, step, new)?;
+            t.watermarks.insert((id, step as u64), closed)?;
+            below = Some(closed);
+        } else {
+            below = Some(start.min(closed));
+        }
+    }
+
+    // Old tiers go once every configured tier they could seed has been filled.
+    for old in old_steps {
+        let still_needed = layout.tiers.iter().any(|tier| {
+            tier.step_ms > old
+                && tier.step_ms % old == 0
+                && t.watermarks
+                    .get((id, tier.step_ms as u64))
+                    .ok()
+                    .flatten()
+                    .is_none()
+        });
+        if !still_needed {
+            let s = old as u64;
+            t.rollups
+                .retain_in((id, s, i64::MIN)..=(id, s, i64::MAX), |_, _| {
+                    stats.blocks_removed += 1;
+                    false
+                })?;
+            t.watermarks.remove((id, s))?;
+        }
+    }
+
+    // Expire, each tier (and raw data) only as far as the tier above has read it.
+    let mut needed_until: Vec<i64> = Vec::with_capacity(layout.tiers.len() + 1);
+    for tier in &layout.tiers {
+        needed_until.push(
+            t.watermarks
+                .get((id, tier.step_ms as u64))?
+                .map(|v| v.value())
+                .unwrap_or(i64::MIN),
+        );
+    }
+    for (ti, tier) in layout.tiers.iter().enumerate() {
+        let mut cutoff = now_ms.saturating_sub(tier.retention_ms);
+        if let Some(next) = needed_until.get(ti + 1)
+            && ti + 1 < layout.tiers.len()
+        {
+            cutoff = cutoff.min(*next);
+        }
+        let s = tier.step_ms as u64;
+        let mut old = Vec::new();
+        for entry in t.rollups.range((id, s, i64::MIN)..(id, s, cutoff))? {
+            let (k, v) = entry?;
+            let (last, _) = split_block_value(v.value())?;
+            if last.saturating_add(tier.step_ms) > cutoff {
+                break;
+            }
+            old.push(k.value());
+        }
+        for k in old {
+            t.rollups.remove(k)?;
+            stats.blocks_removed += 1;
+        }
+    }
+    if info.kind == Kind::Gauge {
+        merge_chunks(&mut t.chunks, id, now_ms, stats)?;
+    }
+    // Raw data past retention, once the first tier has it: closed chunks that end before the
+    // cutoff, old intervals.
+    let mut cutoff = now_ms.saturating_sub(layout.raw_retention_ms);
+    if let Some(first) = needed_until.first() {
+        cutoff = cutoff.min(*first);
+    }
+    let mut old = Vec::new();
+    for entry in t.chunks.range((id, i64::MIN)..(id, cutoff))? {
+        let (k, v) = entry?;
+        let (last, _) = split_chunk_value(v.value())?;
+        if last < cutoff {
+            old.push(k.value());
+        } else {
+            break;
+        }
+    }
+    for k in old {
+        t.chunks.remove(k)?;
+        stats.chunks_removed += 1;
+    }
+    t.dists.retain_in((id, i64::MIN)..(id, cutoff), |_, _| {
+        stats.dist_buckets_removed += 1;
+        false
+    })?;
+    Ok(())
+}
+
+/// Fills a new tier of `step` from an old tier whose step divides it, up to where the tier
+/// below starts (`source_first`); returns where the new tier's rolling goes on from.
+fn seed_from_old_tier(
+    t: &mut Tables<'_>,
+    info: &SeriesInfo,
+    old_steps: &[i64],
+    step: i64,
+    source_first: Option<i64>,
+    stats: &mut CompactStats,
+) -> Result<Option<i64>, StoreError> {
+    let Some(old) = old_steps.iter().copied().filter(|o| step % o == 0).max() else {
+        return Ok(None);
+    };
+    let Some(old_first) = first_block_start(&t.rollups, info.id, old)? else {
+        return Ok(None);
+    };
+    let until = floor_to(source_first.unwrap_or(i64::MAX), step);
+    let from = floor_to(old_first, step);
+    if from >= until {
+        return Ok(None);
+    }
+    let mut out: Vec<Bucket> = Vec::new();
+    for b in read_blocks(&t.rollups, info.id, old, from, until)? {
+        bucket_at(&mut out, b.start, step).merge(&b);
+    }
+    stats.rollup_buckets += out.len() as u64;
+    append_buckets(&mut t.rollups, info, step, out)?;
+    t.watermarks.insert((info.id, step as u64), until)?;
+    Ok(Some(until))
+}
+
+/// The bucket of `step` that time `t` falls in: the last of `out`, or a new one.
+fn bucket_at(out: &mut Vec<Bucket>, t: i64, step: i64) -> &mut Bucket {
+    let start = floor_to(t, step);
+    if out.last().is_none_or(|l| l.start != start) {
+        out.push(Bucket::empty(start, false));
+    }
+    let last = out.len() - 1;
+    &mut out[last]
+}
+
 /// Merges runs of small closed chunks of series `id` (those of at most half of
-/// [`VALUE_BYTES`]) into chunks of about [`VALUE_BYTES`].
+/// [`VALUE_BYTES`]) into one chunk each, a run holding at most [`VALUE_BYTES`] and a day: a
+/// chunk that cannot grow is left alone, so a pass rewrites only what it shrinks.
 fn merge_chunks(
     chunks: &mut redb::Table<(u64, i64), &[u8]>,
     id: u64,
     now_ms: i64,
     stats: &mut CompactStats,
 ) -> Result<(), StoreError> {
-    // Runs of consecutive small chunks: (key, chunk bytes).
     type Run = Vec<((u64, i64), Vec<u8>)>;
     let mut runs: Vec<Run> = Vec::new();
     let mut run: Run = Vec::new();
+    let mut run_bytes = 0usize;
     for entry in chunks.range((id, i64::MIN)..=(id, i64::MAX))? {
         let (k, v) = entry?;
         let (last, chunk) = split_chunk_value(v.value())?;
-        if last >= now_ms - MERGE_AFTER_MS {
+        if last >= now_ms.saturating_sub(MERGE_AFTER_MS) {
             break;
         }
-        if chunk.len() > VALUE_BYTES / 2 {
+        let key = k.value();
+        let small = chunk.len() <= VALUE_BYTES / 2;
+        let fits = run_bytes + chunk.len() <= VALUE_BYTES - 16
+            && run
+                .first()
+                .is_none_or(|f| last.saturating_sub(f.0.1) < MERGED_CHUNK_SPAN_MS);
+        if !small || !fits {
             runs.push(std::mem::take(&mut run));
-            continue;
+            run_bytes = 0;
         }
-        run.push((k.value(), chunk.to_vec()));
+        if small {
+            run_bytes += chunk.len();
+            run.push((key, chunk.to_vec()));
+        }
     }
     runs.push(run);
     let mut points = Vec::new();
     for run in runs.into_iter().filter(|r| r.len() > 1) {
         points.clear();
-        for (key, chunk) in &run {
+        for (_, chunk) in &run {
             chunk::decode_into(chunk, &mut points)
                 .map_err(|e| StoreError::Record(e.to_string()))?;
-            chunks.remove(*key)?;
         }
         let mut enc = ChunkEncoder::new();
         for (t, v) in &points {
-            if enc.encoded_len() >= VALUE_BYTES - 16
-                || (!enc.is_empty() && t - enc.first_ts() >= MERGED_CHUNK_SPAN_MS)
-            {
-                chunks.insert((id, enc.first_ts()), chunk_value(&enc).as_slice())?;
-                enc = ChunkEncoder::new();
-            }
             enc.push(*t, *v)
                 .map_err(|e| StoreError::Record(e.to_string()))?;
         }
-        if !enc.is_empty() {
-            chunks.insert((id, enc.first_ts()), chunk_value(&enc).as_slice())?;
+        for (key, _) in &run[1..] {
+            chunks.remove(*key)?;
         }
+        chunks.insert(run[0].0, chunk_value(&enc).as_slice())?;
         stats.chunks_merged += run.len() as u64;
     }
     Ok(())
