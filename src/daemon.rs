@@ -86,6 +86,12 @@ pub async fn run(
             probe::run(cfg.clone(), tx.clone(), token.clone())
         })
     };
+    let databases_done = {
+        let (cfg, tx, token) = (config_rx.clone(), samples_tx.clone(), probes_stop.clone());
+        sup.spawn("databases", probes_stop.clone(), move || {
+            crate::source::database::run(cfg.clone(), tx.clone(), token.clone())
+        })
+    };
     drop(samples_tx);
     let pipeline_done = {
         let pipeline = Arc::new(Pipeline {
@@ -178,6 +184,7 @@ pub async fn run(
     sd_notify(&[sd_notify::NotifyState::Stopping]);
     probes_stop.cancel();
     wait_done(probes_done, Duration::from_secs(5), "probes").await;
+    wait_done(databases_done, Duration::from_secs(5), "databases").await;
     pipeline_stop.cancel();
     wait_done(pipeline_done, Duration::from_secs(10), "pipeline").await;
     outbox_stop.cancel();

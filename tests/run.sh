@@ -13,10 +13,15 @@ if command -v rustup >/dev/null 2>&1; then
     done
 fi
 
-# Real parts the tests run: an SMTP server (Debian's aiosmtpd) and a Prometheus server.
+# Real parts the tests run: an SMTP server (Debian's aiosmtpd), a Prometheus server and a
+# PostgreSQL server with pg_stat_statements (the tests start their own private clusters).
 missing=()
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
+    ! ls /usr/share/postgresql/*/extension/pg_stat_statements.control >/dev/null 2>&1; then
+    missing+=(postgresql postgresql-contrib)
+fi
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1; then
         echo "==> installing ${missing[*]}"

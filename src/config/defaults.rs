@@ -72,3 +72,15 @@ pub fn pagerduty_events_url() -> &'static str {
 pub fn pagerduty_source() -> &'static str {
     "sloguard"
 }
+pub fn database_interval() -> Duration {
+    Duration::from_secs(30)
+}
+pub fn database_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+pub fn statements_schema() -> &'static str {
+    "public"
+}
+pub fn statements_top() -> u32 {
+    10
+}

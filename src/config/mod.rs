@@ -104,6 +104,7 @@ pub struct Config {
     /// Channels by name.
     pub channels: BTreeMap<String, Channel>,
     pub targets: Vec<Target>,
+    pub databases: Vec<Database>,
     pub rules: Vec<Rule>,
     pub maintenance: Vec<crate::silence::MaintenanceWindow>,
 }
@@ -294,6 +295,62 @@ pub struct Timing {
 pub enum Check {
     Http(Box<HttpCheck>),
     Tcp(TcpCheck),
+    Sql(Box<SqlCheck>),
+}
+
+/// A timed query on a database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlCheck {
+    pub database: Database,
+    pub sql: String,
+    pub params: Vec<SqlParam>,
+    /// Record the first column of the first row as `probe_value`.
+    pub value: bool,
+}
+
+/// A query parameter, typed from its TOML value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlParam {
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bool(bool),
+}
+
+/// How the connection to a database is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plaintext.
+    Disable,
+    /// TLS, the server's certificate not checked.
+    Require,
+    /// TLS, the certificate checked against the system roots and `ca_file`, and the host name.
+    VerifyFull,
+}
+
+/// A `[[databases]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Database {
+    pub name: String,
+    /// The connection string without `sslmode`, a secret.
+    pub url: Secret,
+    pub tls: TlsMode,
+    pub ca: Option<CaFile>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// `Some(schema)` to collect `pg_stat_statements` from `schema`.
+    pub statements: Option<String>,
+    pub top: u32,
+    pub database_stats: bool,
+    pub queries: Vec<StatementMatcher>,
+}
+
+/// Statements of `pg_stat_statements` that make one `query` series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatementMatcher {
+    pub name: String,
+    pub pattern: Option<Pattern>,
+    pub queryid: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -297,6 +297,77 @@ pub struct RawTcpTarget {
     pub jitter: Option<String>,
 }
 
+/// `[[targets]]` with `type = "sql"`: a timed SQL query against a `[[databases]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSqlTarget {
+    /// The tag, `sql`, already read by validation.
+    #[serde(rename = "type")]
+    pub _tag: serde::de::IgnoredAny,
+    /// Unique target name; becomes the `target` label of the probe series.
+    pub name: String,
+    /// The `[[databases]]` entry to run it on.
+    pub database: String,
+    /// The query, with `$1`, `$2`... for `params`.
+    pub sql: String,
+    /// Parameters: TOML integers are sent as bigint, floats as double precision, strings as
+    /// text, booleans as boolean.
+    pub params: Option<Vec<toml::Value>>,
+    /// Record the first column of the first row as `probe_value` (a number).
+    pub value: Option<bool>,
+    /// Timeout of one probe (connecting and the query).
+    pub timeout: Option<String>,
+    /// Time between probes.
+    pub interval: Option<String>,
+    /// Time between probes while a change is being confirmed.
+    pub retry_interval: Option<String>,
+    /// Random extra delay added to each interval.
+    pub jitter: Option<String>,
+}
+
+/// `[[databases]]`: a PostgreSQL database whose statistics are collected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// Unique name; becomes the `database` label.
+    pub name: String,
+    /// Connection string (`postgres://user:password@host:5432/db`), a secret.
+    pub url: Option<String>,
+    /// A file whose content is the connection string.
+    pub url_file: Option<String>,
+    /// `disable`, `require` or `verify-full`.
+    pub tls: Option<String>,
+    /// Extra CA certificates (PEM) for `verify-full`, e.g. Supabase's.
+    pub ca_file: Option<String>,
+    /// Time between collections.
+    pub interval: Option<String>,
+    /// Timeout of connecting and of each statistics query.
+    pub timeout: Option<String>,
+    /// Collect `pg_stat_statements` (default true).
+    pub statements: Option<bool>,
+    /// The schema holding `pg_stat_statements` (`public`; `extensions` on Supabase).
+    pub statements_schema: Option<String>,
+    /// How many queries by total execution time to keep per collection, for reports.
+    pub top: Option<u32>,
+    /// Collect `pg_stat_database` and connection counts (default true).
+    pub database_stats: Option<bool>,
+    /// Named queries of `pg_stat_statements`, each a series of its own.
+    pub query: Option<Vec<RawStatementMatcher>>,
+}
+
+/// `[[databases.query]]`: statements selected by their text or id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatementMatcher {
+    /// Becomes the `query` label.
+    pub name: String,
+    /// A regex over the normalised query text.
+    #[serde(rename = "match")]
+    pub pattern: Option<String>,
+    /// Or the statement's `queryid`.
+    pub queryid: Option<i64>,
+}
+
 /// `[[rules]]` with `kind = "consecutive"`: fire after N consecutive breaching samples,
 /// resolve after M clear ones.
 #[derive(Debug, Deserialize)]

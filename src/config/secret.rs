@@ -61,6 +61,14 @@ impl Secret {
         &self.value
     }
 
+    /// A secret made from this one's value, keeping where it came from.
+    pub fn map(&self, f: impl FnOnce(&str) -> String) -> Secret {
+        Secret {
+            value: f(&self.value),
+            origin: self.origin.clone(),
+        }
+    }
+
     /// Where the secret came from (`env:NAME`, `file:PATH` or `inline`); safe to log.
     pub fn origin(&self) -> &str {
         &self.origin

@@ -13,14 +13,15 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawAlertmanager, RawConsecutive, RawDaemon, RawEmail, RawHttpTarget, RawMaintenance, RawOutbox,
-    RawPagerDuty, RawRouting, RawServer, RawSlack, RawStore, RawTcpTarget, RawWebhook,
+    RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawHttpTarget,
+    RawMaintenance, RawOutbox, RawPagerDuty, RawRouting, RawServer, RawSlack, RawSqlTarget,
+    RawStore, RawTcpTarget, RawWebhook,
 };
 use super::{
-    CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, EmailChannel,
-    EscalationStep, HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem, Routing,
-    Rule, RuleKind, Secret, ServerConfig, Severity, SmtpTls, StoreConfig, Target, TcpCheck, Timing,
-    defaults, parse_duration,
+    CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
+    EmailChannel, EscalationStep, HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem,
+    Routing, Rule, RuleKind, Secret, ServerConfig, Severity, SmtpTls, SqlCheck, SqlParam,
+    StatementMatcher, StoreConfig, Target, TcpCheck, Timing, TlsMode, defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -35,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "routing",
     "channels",
     "targets",
+    "databases",
     "rules",
     "maintenance",
 ];
@@ -272,18 +274,32 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         }
     });
 
+    declared_names(&mut problems, section("databases"), "databases", "database");
+    let mut databases: Vec<Database> = Vec::new();
+    for (value, site) in tables(&mut problems, section("databases"), "databases") {
+        let db = element::<RawDatabase>(&mut problems, value, &site)
+            .and_then(|raw| database(&mut problems, raw, &site, &base_dir));
+        if let Some(d) = db
+            && !databases.iter().any(|o| o.name == d.name)
+        {
+            databases.push(d);
+        }
+    }
+
     declared_names(&mut problems, section("targets"), "targets", "target");
     let mut targets: Vec<Target> = Vec::new();
     for (value, site) in tables(&mut problems, section("targets"), "targets") {
         let has_tag = site.table.is_some_and(|t| t.get("type").is_some());
         let kind = if has_tag {
-            tag(&mut problems, &site, "type", &["http", "tcp"])
+            tag(&mut problems, &site, "type", &["http", "tcp", "sql"])
         } else {
             Some("http")
         };
         let target = match kind {
             Some("tcp") => element::<RawTcpTarget>(&mut problems, value, &site)
                 .and_then(|raw| tcp_target(&mut problems, raw, &site)),
+            Some("sql") => element::<RawSqlTarget>(&mut problems, value, &site)
+                .and_then(|raw| sql_target(&mut problems, raw, &site, &databases)),
             Some(_) => element::<RawHttpTarget>(&mut problems, value, &site)
                 .and_then(|raw| http_target(&mut problems, raw, &site, &base_dir)),
             None => None,
@@ -370,6 +386,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         routing: routing.unwrap_or_default(),
         channels,
         targets,
+        databases,
         rules,
     })
 }
@@ -1336,6 +1353,289 @@ fn timing(
         retry_interval,
         jitter,
     }
+}
+
+/// Takes `sslmode` out of a connection string (URL or `key=value` form), returning the
+/// string without it and the mode it named.
+fn split_sslmode(conn: &str) -> (String, Option<String>) {
+    if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
+        if let Ok(mut u) = url::Url::parse(conn) {
+            let mut mode = None;
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .filter_map(|(k, v)| {
+                    if k == "sslmode" {
+                        mode = Some(v.into_owned());
+                        None
+                    } else {
+                        Some((k.into_owned(), v.into_owned()))
+                    }
+                })
+                .collect();
+            if mode.is_some() {
+                if pairs.is_empty() {
+                    u.set_query(None);
+                } else {
+                    u.query_pairs_mut().clear().extend_pairs(pairs);
+                }
+            }
+            return (u.to_string(), mode);
+        }
+        return (conn.to_string(), None);
+    }
+    let mut mode = None;
+    let kept: Vec<&str> = conn
+        .split_whitespace()
+        .filter(|part| match part.strip_prefix("sslmode=") {
+            Some(m) => {
+                mode = Some(m.trim_matches('\'').to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (kept.join(" "), mode)
+}
+
+fn tls_mode(text: &str) -> Option<TlsMode> {
+    match text {
+        "disable" => Some(TlsMode::Disable),
+        "require" => Some(TlsMode::Require),
+        "verify-full" => Some(TlsMode::VerifyFull),
+        _ => None,
+    }
+}
+
+fn database(
+    problems: &mut Problems<'_>,
+    raw: RawDatabase,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<Database> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let url = secret_field(
+        problems,
+        site,
+        "url",
+        raw.url.as_deref(),
+        raw.url_file.as_deref(),
+        base_dir,
+    );
+    let mut tls = match raw.tls.as_deref() {
+        None => None,
+        Some(t) => match tls_mode(t) {
+            Some(m) => Some(m),
+            None => {
+                problems.push(
+                    Some(site.span_of("tls")),
+                    site.field("tls"),
+                    format!("`{t}` is not a TLS mode; use `disable`, `require` or `verify-full`"),
+                );
+                None
+            }
+        },
+    };
+    let url = url.and_then(|url| {
+        let what = match url.origin() {
+            "inline" => "the connection string".to_string(),
+            origin => format!("the connection string from {origin}"),
+        };
+        let (rest, mode) = split_sslmode(url.expose());
+        if let Some(mode) = mode {
+            match tls_mode(&mode) {
+                Some(m) if tls.is_none_or(|t| t == m) => tls = Some(m),
+                Some(_) => problems.push(
+                    Some(site.span_of("tls")),
+                    site.field("tls"),
+                    format!("{what} says sslmode={mode}, which contradicts `tls`"),
+                ),
+                None => problems.push(
+                    Some(site.span_of("url")),
+                    site.field("url"),
+                    format!(
+                        "{what} says sslmode={mode}; sloguard never falls back to plaintext: use `disable`, `require` or `verify-full`"
+                    ),
+                ),
+            }
+        }
+        match rest.parse::<tokio_postgres::Config>() {
+            Ok(cfg) if !cfg.get_hosts().is_empty() => Some(url.map(|_| rest)),
+            Ok(_) => {
+                problems.push(
+                    Some(site.span_of("url")),
+                    site.field("url"),
+                    format!("{what} names no host"),
+                );
+                None
+            }
+            Err(_) => {
+                problems.push(
+                    Some(site.span_of("url")),
+                    site.field("url"),
+                    format!(
+                        "{what} is not a PostgreSQL connection string, e.g. postgres://monitor:PASSWORD@db.example.com:5432/postgres"
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let ca = ca_file(problems, site, raw.ca_file.as_deref(), base_dir);
+    let ms = Duration::from_millis;
+    let interval = duration_field(
+        problems,
+        site,
+        "interval",
+        raw.interval.as_ref(),
+        defaults::database_interval(),
+        ms(100),
+    );
+    let timeout = duration_field(
+        problems,
+        site,
+        "timeout",
+        raw.timeout.as_ref(),
+        defaults::database_timeout(),
+        ms(10),
+    );
+    let schema = raw
+        .statements_schema
+        .unwrap_or_else(|| defaults::statements_schema().to_string());
+    if schema.is_empty()
+        || !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        problems.push(
+            Some(site.span_of("statements_schema")),
+            site.field("statements_schema"),
+            format!("`{schema}` is not a schema name"),
+        );
+    }
+    let mut queries = Vec::new();
+    for (i, q) in raw.query.unwrap_or_default().into_iter().enumerate() {
+        let field = format!("query[{i}]");
+        let pattern = match q.pattern.as_deref().map(regex::Regex::new) {
+            None => None,
+            Some(Ok(r)) => Some(crate::config::Pattern(r)),
+            Some(Err(e)) => {
+                problems.push(
+                    Some(site.span_of("query")),
+                    site.field(&format!("{field}.match")),
+                    format!("not a valid regex: {e}"),
+                );
+                continue;
+            }
+        };
+        if pattern.is_none() == q.queryid.is_none() {
+            problems.push(
+                Some(site.span_of("query")),
+                site.field(&field),
+                "give either `match` (a regex over the query text) or `queryid`",
+            );
+            continue;
+        }
+        if queries.iter().any(|o: &StatementMatcher| o.name == q.name) {
+            problems.push(
+                Some(site.span_of("query")),
+                site.field(&format!("{field}.name")),
+                format!("`{}` is used twice", q.name),
+            );
+            continue;
+        }
+        queries.push(StatementMatcher {
+            name: q.name,
+            pattern,
+            queryid: q.queryid,
+        });
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Database {
+        name: raw.name,
+        url: url?,
+        tls: tls.unwrap_or(TlsMode::VerifyFull),
+        ca,
+        interval,
+        timeout,
+        statements: raw.statements.unwrap_or(true).then_some(schema),
+        top: raw.top.unwrap_or(defaults::statements_top()),
+        database_stats: raw.database_stats.unwrap_or(true),
+        queries,
+    })
+}
+
+fn sql_target(
+    problems: &mut Problems<'_>,
+    raw: RawSqlTarget,
+    site: &Site<'_, '_>,
+    databases: &[Database],
+) -> Option<Target> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let timing = timing(
+        problems,
+        site,
+        raw.timeout.as_ref(),
+        raw.interval.as_ref(),
+        raw.retry_interval.as_ref(),
+        raw.jitter.as_ref(),
+    );
+    let database = databases.iter().find(|d| d.name == raw.database);
+    if database.is_none() {
+        let known: Vec<&str> = databases.iter().map(|d| d.name.as_str()).collect();
+        problems.push(
+            Some(site.span_of("database")),
+            site.field("database"),
+            format!(
+                "`{}` is not a [[databases]] entry (known: {})",
+                raw.database,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    }
+    let mut params = Vec::new();
+    for (i, p) in raw.params.unwrap_or_default().into_iter().enumerate() {
+        params.push(match p {
+            toml::Value::Integer(n) => SqlParam::Int(n),
+            toml::Value::Float(f) => SqlParam::Float(f),
+            toml::Value::String(s) => SqlParam::Text(s),
+            toml::Value::Boolean(b) => SqlParam::Bool(b),
+            other => {
+                problems.push(
+                    Some(site.span_of("params")),
+                    site.field(&format!("params[{i}]")),
+                    format!(
+                        "a {} cannot be a parameter; use a number, a string or a boolean (and cast in SQL: `$1::uuid`)",
+                        other.type_str()
+                    ),
+                );
+                continue;
+            }
+        });
+    }
+    if raw.sql.trim().is_empty() {
+        problems.push(Some(site.span_of("sql")), site.field("sql"), "is empty");
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Target {
+        name: raw.name,
+        check: Check::Sql(Box::new(SqlCheck {
+            database: database?.clone(),
+            sql: raw.sql,
+            params,
+            value: raw.value.unwrap_or(false),
+        })),
+        timing,
+    })
 }
 
 fn tcp_target(

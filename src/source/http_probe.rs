@@ -54,6 +54,8 @@ pub async fn probe(client: &reqwest::Client, check: &HttpCheck, timeout: Duratio
         status,
         reason: Some(reason),
         cert_expiry_days: cert,
+        rows: None,
+        value: None,
     };
     let resp = match req.send().await {
         Ok(r) => r,
@@ -124,6 +126,8 @@ pub async fn probe(client: &reqwest::Client, check: &HttpCheck, timeout: Duratio
         status: Some(code),
         reason: None,
         cert_expiry_days: cert,
+        rows: None,
+        value: None,
     }
 }
 

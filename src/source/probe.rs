@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{http_probe, tcp_probe};
+use super::{http_probe, postgres, tcp_probe};
 use crate::clock::now_ms;
 use crate::config::{CaFile, Check, Config, RuleKind, Target};
 use crate::series::{Sample, SeriesKey};
@@ -34,6 +33,10 @@ pub struct ProbeResult {
     pub status: Option<u16>,
     pub reason: Option<String>,
     pub cert_expiry_days: Option<f64>,
+    /// Rows a SQL probe returned.
+    pub rows: Option<usize>,
+    /// A SQL probe's first column, when asked for.
+    pub value: Option<f64>,
 }
 
 impl ProbeResult {
@@ -63,6 +66,22 @@ impl ProbeResult {
                 ts_ms,
                 value: f64::from(code),
                 note: None,
+            });
+        }
+        if let Some(rows) = self.rows {
+            out.push(Sample {
+                series: key("probe_rows"),
+                ts_ms,
+                value: rows as f64,
+                note: None,
+            });
+        }
+        if let Some(value) = self.value {
+            out.push(Sample {
+                series: key("probe_value"),
+                ts_ms,
+                value,
+                note: Some(Arc::from(format!("the query returned {value}").as_str())),
             });
         }
         if let Some(days) = self.cert_expiry_days {
@@ -156,110 +175,100 @@ struct Plan {
 /// Runs the probes of the current configuration, restarting a target's task when its
 /// configuration changes and when it panics.
 pub async fn run(
-    mut config: watch::Receiver<Arc<Config>>,
+    config: watch::Receiver<Arc<Config>>,
     tx: mpsc::Sender<Vec<Sample>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     // HTTP clients by TLS and redirect settings: targets with the same settings share one
     // client, and so its connection pool.
     let mut clients: HashMap<(Option<CaFile>, bool), reqwest::Client> = HashMap::new();
-    // Dropping the set (when this task ends or panics) aborts every probe task.
-    let mut set: JoinSet<()> = JoinSet::new();
-    let mut running: BTreeMap<String, (Plan, CancellationToken, tokio::task::Id)> = BTreeMap::new();
-    let mut restart_due: Option<Instant> = None;
-    loop {
-        let cfg = config.borrow_and_update().clone();
-        let plans: BTreeMap<String, Plan> = cfg
-            .targets
+    let plans = |cfg: &Config| -> BTreeMap<String, Plan> {
+        cfg.targets
             .iter()
             .map(|t| {
                 let plan = Plan {
                     target: t.clone(),
-                    confirm: confirm_for(&cfg, &t.name),
+                    confirm: confirm_for(cfg, &t.name),
                 };
                 (t.name.clone(), plan)
             })
-            .collect();
-        let stale: Vec<String> = running
-            .iter()
-            .filter(|(name, (plan, _, _))| plans.get(*name) != Some(plan))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in stale {
-            if let Some((_, token, _)) = running.remove(&name) {
-                token.cancel();
-            }
-        }
-        for (name, plan) in plans {
-            if running.contains_key(&name) {
-                continue;
-            }
-            let client = match &plan.target.check {
-                Check::Tcp(_) => None,
-                Check::Http(http) => {
-                    let key = (http.ca.clone(), http.follow_redirects);
-                    match clients.get(&key) {
-                        Some(c) => Some(c.clone()),
-                        None => match http_probe::client(http.ca.as_ref(), http.follow_redirects) {
-                            Ok(c) => {
-                                clients.insert(key, c.clone());
-                                Some(c)
-                            }
-                            Err(e) => {
-                                tracing::error!(
-                                    target = %name,
-                                    error = %e,
-                                    "Cannot build the probe's HTTP client; not probing this target"
-                                );
-                                continue;
-                            }
-                        },
-                    }
-                }
-            };
-            let token = shutdown.child_token();
-            let id = set
-                .spawn(probe_loop(client, plan.clone(), tx.clone(), token.clone()))
-                .id();
-            running.insert(name, (plan, token, id));
-        }
-        let restart_in = restart_due
-            .map(|d| d.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(3600));
-        tokio::select! {
-            changed = config.changed() => {
-                if changed.is_err() {
-                    break;
+            .collect()
+    };
+    let start = |name: &str, plan: &Plan, token: CancellationToken| {
+        let client = match &plan.target.check {
+            Check::Tcp(_) | Check::Sql(_) => None,
+            Check::Http(http) => {
+                let key = (http.ca.clone(), http.follow_redirects);
+                match clients.get(&key) {
+                    Some(c) => Some(c.clone()),
+                    None => match http_probe::client(http.ca.as_ref(), http.follow_redirects) {
+                        Ok(c) => {
+                            clients.insert(key, c.clone());
+                            Some(c)
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                target = %name,
+                                error = %e,
+                                "Cannot build the probe's HTTP client; not probing this target"
+                            );
+                            return None;
+                        }
+                    },
                 }
             }
-            Some(ended) = set.join_next_with_id() => {
-                let (id, panic) = match ended {
-                    Ok((id, ())) => (id, None),
-                    Err(e) => (e.id(), Some(e)),
-                };
-                let name = running.iter().find(|(_, r)| r.2 == id).map(|(n, _)| n.clone());
-                if let Some(name) = name
-                    && !shutdown.is_cancelled()
-                {
-                    match panic {
-                        Some(e) => tracing::error!(target = %name, error = %e, "Probe task panicked; restarting it"),
-                        None => tracing::error!(target = %name, "Probe task stopped unexpectedly; restarting it"),
-                    }
-                    running.remove(&name);
-                    restart_due = Some(Instant::now() + Duration::from_secs(1));
-                }
-            }
-            _ = tokio::time::sleep(restart_in) => {
-                restart_due = None;
-            }
-            _ = shutdown.cancelled() => break,
+        };
+        Some(probe_loop(client, plan.clone(), tx.clone(), token))
+    };
+    super::manager::run_keyed("probe", config, shutdown, plans, start).await
+}
+
+/// A SQL probe: (re)connects when needed, runs the query, and drops the connection after a
+/// failure so that the next probe starts clean.
+async fn sql_probe(
+    conn: &mut Option<postgres::Connection>,
+    check: &crate::config::SqlCheck,
+    timeout: Duration,
+) -> ProbeResult {
+    let started = Instant::now();
+    let fail = |reason: String, started: Instant| ProbeResult {
+        up: false,
+        duration: started.elapsed(),
+        status: None,
+        reason: Some(reason),
+        cert_expiry_days: None,
+        rows: None,
+        value: None,
+    };
+    if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        let mut db = check.database.clone();
+        db.timeout = timeout;
+        match postgres::connect(&db).await {
+            Ok(c) => *conn = Some(c),
+            Err(reason) => return fail(reason, started),
         }
     }
-    for (_, (_, token, _)) in running {
-        token.cancel();
+    let Some(c) = conn.as_ref() else {
+        return fail("not connected".into(), started);
+    };
+    // The query's own time, without connecting.
+    let query_started = Instant::now();
+    let left = timeout.saturating_sub(started.elapsed());
+    match postgres::run_check(c, check, left).await {
+        Ok(r) => ProbeResult {
+            up: true,
+            duration: query_started.elapsed(),
+            status: None,
+            reason: None,
+            cert_expiry_days: None,
+            rows: Some(r.rows),
+            value: r.value,
+        },
+        Err(reason) => {
+            *conn = None;
+            fail(reason, started)
+        }
     }
-    while set.join_next().await.is_some() {}
-    Ok(())
 }
 
 /// A random duration in `[0, max]`.
@@ -270,18 +279,25 @@ fn random_up_to(max: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=max.as_millis() as u64))
 }
 
-async fn probe_once(client: Option<&reqwest::Client>, target: &Target) -> ProbeResult {
+async fn probe_once(
+    client: Option<&reqwest::Client>,
+    sql: &mut Option<postgres::Connection>,
+    target: &Target,
+) -> ProbeResult {
     match (&target.check, client) {
         (Check::Http(http), Some(client)) => {
             http_probe::probe(client, http, target.timing.timeout).await
         }
         (Check::Tcp(tcp), _) => tcp_probe::probe(tcp, target.timing.timeout).await,
+        (Check::Sql(check), _) => sql_probe(sql, check, target.timing.timeout).await,
         (Check::Http(_), None) => ProbeResult {
             up: false,
             duration: Duration::ZERO,
             status: None,
             reason: Some("no HTTP client for this target".into()),
             cert_expiry_days: None,
+            rows: None,
+            value: None,
         },
     }
 }
@@ -299,6 +315,7 @@ async fn probe_loop(
         + random_up_to(timing.interval.saturating_sub(Duration::from_millis(1)))
         + random_up_to(timing.jitter);
     let mut state = Confirmation::new();
+    let mut sql: Option<postgres::Connection> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
@@ -307,7 +324,7 @@ async fn probe_loop(
         let started = Instant::now();
         let ts = now_ms();
         let result = tokio::select! {
-            r = probe_once(client.as_ref(), target) => r,
+            r = probe_once(client.as_ref(), &mut sql, target) => r,
             _ = stop.cancelled() => return,
         };
         match &result.reason {

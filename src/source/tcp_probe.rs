@@ -35,5 +35,7 @@ pub async fn probe(check: &TcpCheck, timeout: Duration) -> ProbeResult {
         status: None,
         reason,
         cert_expiry_days: None,
+        rows: None,
+        value: None,
     }
 }

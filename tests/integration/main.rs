@@ -8,6 +8,7 @@ mod demo;
 mod e2e;
 mod fixture;
 mod outbox;
+mod postgres;
 mod probes;
 mod prometheus;
 mod query;

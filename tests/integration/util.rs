@@ -624,3 +624,219 @@ impl Drop for SmtpServer {
         let _ = self.child.wait();
     }
 }
+
+/// A private PostgreSQL cluster: `initdb` in a temporary directory, listening on 127.0.0.1 at
+/// a free port with its socket in that directory, `pg_stat_statements` preloaded. Runs as the
+/// `postgres` user when the tests run as root. The postmaster is stopped by PID on drop.
+pub struct Postgres {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    /// A CA (PEM) that signed the server's certificate, when started with TLS.
+    pub ca_pem: Option<String>,
+}
+
+/// The binaries of the newest installed PostgreSQL.
+fn pg_bin(name: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (tests/run.sh installs it)")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    versions.sort();
+    versions
+        .last()
+        .expect("a PostgreSQL version")
+        .join("bin")
+        .join(name)
+}
+
+/// The uid and gid to run PostgreSQL as: `postgres` when we are root, else ourselves.
+fn pg_user() -> Option<(u32, u32)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let user = nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .expect("a postgres user (the postgresql package creates it)");
+    Some((user.uid.as_raw(), user.gid.as_raw()))
+}
+
+impl Postgres {
+    /// Creates and starts a cluster; with `tls`, the server also offers TLS with a
+    /// certificate for 127.0.0.1 and localhost signed by a test CA.
+    pub async fn start(parent: &Path, tls: bool) -> Postgres {
+        use std::os::unix::process::CommandExt;
+        let dir = parent.join("pg");
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        let user = pg_user();
+        if let Some((uid, gid)) = user {
+            nix::unistd::chown(&dir, Some(uid.into()), Some(gid.into())).unwrap();
+            // The temporary directory above must be enterable by postgres.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut initdb = Command::new(pg_bin("initdb"));
+        initdb
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some((uid, gid)) = user {
+            initdb.uid(uid).gid(gid);
+        }
+        let out = initdb.output().expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\n\
+             shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = 'top'\n\
+             fsync = off\nsynchronous_commit = off\nmax_connections = 50\n",
+            dir = dir.display()
+        );
+        let mut ca_pem = None;
+        if tls {
+            use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca_params
+                .distinguished_name
+                .push(DnType::CommonName, "sloguard test CA");
+            let ca_key = KeyPair::generate().unwrap();
+            let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+            let issuer = Issuer::new(ca_params, ca_key);
+            let params =
+                CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                    .unwrap();
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
+            std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+            if let Some((uid, gid)) = user {
+                for f in ["server.crt", "server.key"] {
+                    nix::unistd::chown(&data.join(f), Some(uid.into()), Some(gid.into())).unwrap();
+                }
+            }
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+            ca_pem = Some(ca_cert.pem());
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        // Password logins over TCP for everyone but the admin, who is trusted.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all postgres 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        let mut pg = Postgres {
+            dir,
+            port,
+            child: None,
+            ca_pem,
+        };
+        pg.spawn().await;
+        pg
+    }
+
+    /// Starts the postmaster (again) and waits until it accepts connections.
+    pub async fn spawn(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("postgres.log"))
+            .unwrap();
+        let mut cmd = Command::new(pg_bin("postgres"));
+        cmd.args(["-D", self.dir.join("data").to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        if let Some((uid, gid)) = pg_user() {
+            cmd.uid(uid).gid(gid);
+        }
+        self.child = Some(cmd.spawn().expect("start postgres"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.admin().await.is_ok() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "postgres did not start: {}",
+                std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the postmaster (fast shutdown) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A connection as the superuser, over TCP without TLS.
+    pub async fn admin(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+                self.port
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        // No test statement may hang the test.
+        client
+            .batch_execute("SET statement_timeout = '20s'")
+            .await?;
+        Ok(client)
+    }
+
+    /// A `postgres://` URL for `user` with `password`.
+    pub fn url(&self, user: &str, password: &str) -> String {
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

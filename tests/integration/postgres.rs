@@ -1,0 +1,332 @@
+//! PostgreSQL against a real private cluster: statistics that match a known workload, a
+//! statistics reset, a server that stops and comes back, timed SQL probes, and TLS.
+
+use std::time::Duration;
+
+use crate::util::{Daemon, Postgres, Receiver, sloguard, tempdir};
+
+/// The seed's table: 1 000 rows for each of three agencies.
+async fn seed(pg: &Postgres) {
+    let admin = pg.admin().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+             CREATE ROLE monitor LOGIN PASSWORD 'monitor-secret' IN ROLE pg_monitor;
+             CREATE TABLE customer_insights (
+                 id serial PRIMARY KEY, agency_id int NOT NULL, segment text,
+                 updated_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO customer_insights (agency_id, segment, updated_at)
+                 SELECT a, 'segment-' || (i % 7), now() - interval '2 minutes'
+                 FROM generate_series(1, 3) a, generate_series(1, 1000) i;
+             CREATE INDEX ON customer_insights (agency_id);
+             GRANT SELECT ON customer_insights TO monitor;",
+        )
+        .await
+        .unwrap();
+}
+
+/// Values of `metric{labels}` as `sloguard query` prints them in JSON, over the last hour.
+fn series(data: &str, metric: &str, matchers: &[&str]) -> Vec<f64> {
+    let mut args = vec![
+        "query",
+        metric,
+        "--data-dir",
+        data,
+        "--since",
+        "1h",
+        "--format",
+        "json",
+    ];
+    for m in matchers {
+        args.push("--match");
+        args.push(m);
+    }
+    let out = sloguard(&args, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["points"].as_array().unwrap().clone())
+        .map(|p| p[1].as_f64().unwrap())
+        .collect()
+}
+
+fn config(pg: &Postgres, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[databases]]
+name = "app"
+url = "{url}"
+tls = "disable"
+interval = "500ms"
+timeout = "2s"
+
+[[databases.query]]
+name = "customer_insights_by_agency"
+match = 'FROM customer_insights\b.*WHERE agency_id'
+{extra}
+"#,
+        url = pg.url("monitor", "monitor-secret")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_statistics_match_a_known_workload_across_a_reset() {
+    let dir = tempdir();
+    let pg = Postgres::start(dir.path(), false).await;
+    seed(&pg).await;
+    let daemon = Daemon::start(dir.path(), &config(&pg, ""), &[]).await;
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    // Two collections: the baseline and one more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The workload: 120 lookups, each at least 20 ms on the server (the sleep runs once per
+    // lookup, not per row).
+    let app = pg.admin().await.unwrap();
+    let sql = "WITH pause AS MATERIALIZED (SELECT pg_sleep(0.02)) \
+               SELECT c.* FROM customer_insights c, pause WHERE agency_id = $1";
+    for i in 0..60 {
+        let agency = 1 + i % 3;
+        let rows = app
+            .query_typed(sql, &[(&agency, tokio_postgres::types::Type::INT4)])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1000);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A reset of the statistics in the middle, then the second half.
+    app.batch_execute("SELECT pg_stat_statements_reset()")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for i in 0..60 {
+        let agency = 1 + i % 3;
+        let rows = app
+            .query_typed(sql, &[(&agency, tokio_postgres::types::Type::INT4)])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1000);
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+
+    let q = ["query=customer_insights_by_agency"];
+    let calls = series(data, "pg_query_calls", &q);
+    // Every lookup is counted once; no interval goes negative across the reset.
+    assert!(calls.iter().all(|c| *c >= 0.0), "{calls:?}");
+    assert_eq!(calls.iter().sum::<f64>(), 120.0, "{calls:?}");
+    let means = series(data, "pg_query_mean_exec_ms", &q);
+    // pg_sleep(0.02) plus reading 1 000 rows: 20 ms to (generously) 60 ms on the server.
+    // An interval's mean averages whole lookups, so it stays inside these bounds too.
+    assert!(!means.is_empty());
+    assert!(means.iter().all(|m| (20.0..60.0).contains(m)), "{means:?}");
+    let rows = series(data, "pg_query_rows_per_call", &q);
+    assert!(rows.iter().all(|r| *r == 1000.0), "{rows:?}");
+    // The top statements carry their text.
+    let out = sloguard(
+        &[
+            "query",
+            "pg_statement_exec_ms",
+            "--data-dir",
+            data,
+            "--since",
+            "1h",
+            "--agg",
+            "sum",
+        ],
+        &[],
+    );
+    let top = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        top.contains("FROM customer_insights c, pause WHERE agency_id"),
+        "{top}"
+    );
+    // Database statistics.
+    let used = series(data, "pg_connections_used_ratio", &["database=app"]);
+    assert!(used.iter().all(|u| *u > 0.0 && *u < 1.0), "{used:?}");
+    let size = series(data, "pg_database_size_bytes", &[]);
+    assert!(size.iter().all(|s| *s > 1e6), "{size:?}");
+    assert!(!series(data, "pg_commits_per_second", &[]).is_empty());
+    assert!(series(data, "pg_up", &[]).iter().all(|u| *u == 1.0));
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_fires_with_its_reason_and_resolves_when_back() {
+    let dir = tempdir();
+    let mut pg = Postgres::start(dir.path(), false).await;
+    seed(&pg).await;
+    let hook = Receiver::start().await;
+    let extra = format!(
+        r#"
+[routing]
+critical = ["hook"]
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "{hook}"
+
+[[targets]]
+type = "sql"
+name = "freshness"
+database = "app"
+sql = "SELECT EXTRACT(EPOCH FROM now() - max(updated_at))::float8 FROM customer_insights WHERE agency_id = $1"
+params = [2]
+value = true
+interval = "500ms"
+timeout = "2s"
+
+[[rules]]
+name = "database_down"
+kind = "consecutive"
+metric = "pg_up"
+fire_after = 2
+resolve_after = 1
+severity = "critical"
+summary = "Database {{database}} unreachable"
+"#,
+        hook = hook.url("/hook")
+    );
+    let _daemon = Daemon::start(dir.path(), &config(&pg, &extra), &[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    // The SQL probe: up, one row, the data's age (about two minutes).
+    assert!(
+        series(data, "probe_up", &["target=freshness"])
+            .iter()
+            .all(|v| *v == 1.0)
+    );
+    let ages = series(data, "probe_value", &["target=freshness"]);
+    assert!(ages.iter().all(|a| (100.0..600.0).contains(a)), "{ages:?}");
+    assert!(
+        series(data, "probe_rows", &["target=freshness"])
+            .iter()
+            .all(|r| *r == 1.0)
+    );
+
+    pg.stop();
+    let got = hook.wait_delivered(1, Duration::from_secs(15)).await;
+    let firing = got[0].body.clone();
+    let text = firing.to_string();
+    assert!(text.contains("Database app unreachable"), "{text}");
+    assert!(
+        text.to_lowercase().contains("connection refused")
+            || text.to_lowercase().contains("error connecting"),
+        "{text}"
+    );
+    assert!(!text.contains("monitor-secret"), "{text}");
+    // The SQL probe fails too, with a reason.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let up = series(data, "probe_up", &["target=freshness"]);
+    assert_eq!(up.last(), Some(&0.0), "{up:?}");
+
+    pg.spawn().await;
+    let got = hook.wait_delivered(2, Duration::from_secs(15)).await;
+    let resolved = got[1].body.clone();
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_and_never_falls_back_to_plaintext() {
+    let dir = tempdir();
+    let tls_pg = Postgres::start(&dir.path().join("tls"), true).await;
+    seed(&tls_pg).await;
+    let plain_pg = Postgres::start(&dir.path().join("plain"), false).await;
+    seed(&plain_pg).await;
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, tls_pg.ca_pem.as_ref().unwrap()).unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+# Verified against the test CA.
+[[databases]]
+name = "verified"
+url = "{tls_url}"
+tls = "verify-full"
+ca_file = "{ca}"
+interval = "500ms"
+statements = false
+
+# The same server, but the CA is not trusted.
+[[databases]]
+name = "untrusted"
+url = "{tls_url}"
+tls = "verify-full"
+interval = "500ms"
+statements = false
+
+# TLS required from a server without it: refused, not plaintext.
+[[databases]]
+name = "no_fallback"
+url = "{plain_url}?sslmode=require"
+interval = "500ms"
+statements = false
+
+# A wrong password.
+[[databases]]
+name = "bad_password"
+url = "{bad_url}"
+tls = "disable"
+interval = "500ms"
+statements = false
+"#,
+        tls_url = tls_pg.url("monitor", "monitor-secret"),
+        plain_url = plain_pg.url("monitor", "monitor-secret"),
+        bad_url = plain_pg.url("monitor", "wrong"),
+        ca = ca.display(),
+    );
+    let daemon = Daemon::start(dir.path(), &config, &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let up = |db: &str| series(data, "pg_up", &[&format!("database={db}")]);
+    assert!(!up("verified").is_empty() && up("verified").iter().all(|u| *u == 1.0));
+    for db in ["untrusted", "no_fallback", "bad_password"] {
+        let u = up(db);
+        assert!(!u.is_empty() && u.iter().all(|v| *v == 0.0), "{db}: {u:?}");
+    }
+    // Each failure names its reason, never the password.
+    let log = daemon.log_text();
+    let reason = |db: &str| {
+        log.lines()
+            .find(|l| {
+                l.contains("Database collection failed") && l.contains(&format!("database={db}"))
+            })
+            .unwrap_or_else(|| panic!("no failure logged for {db}:\n{log}"))
+            .to_string()
+    };
+    assert!(
+        reason("untrusted").contains("certificate"),
+        "{}",
+        reason("untrusted")
+    );
+    assert!(
+        reason("no_fallback").contains("does not support TLS"),
+        "{}",
+        reason("no_fallback")
+    );
+    assert!(
+        reason("bad_password").contains("password authentication failed"),
+        "{}",
+        reason("bad_password")
+    );
+    assert!(
+        !log.contains("monitor-secret") && !log.contains("wrong@"),
+        "{log}"
+    );
+    // The plaintext server never saw a login from the TLS-only entry.
+    let log = std::fs::read_to_string(dir.path().join("plain/pg/postgres.log")).unwrap_or_default();
+    assert!(!log.contains("connection authorized: user=monitor database=postgres application_name=sloguard SSL enabled"));
+}
