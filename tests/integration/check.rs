@@ -120,6 +120,51 @@ fn each_broken_file_names_the_line_and_the_field() {
             "environment variable SLOGUARD_TEST_NOT_SET is not set",
         ),
         (
+            "plaintext fallback asked of a database",
+            format!(
+                "{VALID}\n[[databases]]\nname = \"db\"\nurl = \"postgres://u:p@127.0.0.1:5432/db?sslmode=prefer\"\n"
+            ),
+            "sslmode=prefer",
+            "databases[0].url",
+            "never falls back to plaintext",
+        ),
+        (
+            "a TLS mode that does not exist",
+            format!(
+                "{VALID}\n[[databases]]\nname = \"db\"\nurl = \"postgres://u:p@127.0.0.1/db\"\ntls = \"verify-ca\"\n"
+            ),
+            "verify-ca",
+            "databases[0].tls",
+            "`verify-ca` is not a TLS mode",
+        ),
+        (
+            "an SQL target on an unknown database",
+            format!(
+                "{VALID}\n[[targets]]\ntype = \"sql\"\nname = \"q\"\ndatabase = \"nope\"\nsql = \"SELECT 1\"\n"
+            ),
+            "database = \"nope\"",
+            "targets[1].database",
+            "`nope` is not a [[databases]] entry",
+        ),
+        (
+            "a statement matcher with neither regex nor id",
+            format!(
+                "{VALID}\n[[databases]]\nname = \"db\"\nurl = \"postgres://u:p@127.0.0.1/db\"\n[[databases.query]]\nname = \"x\"\n"
+            ),
+            "[[databases.query]]",
+            "databases[0].query[0]",
+            "give either `match`",
+        ),
+        (
+            "a connection string that is not one",
+            format!(
+                "{VALID}\n[[databases]]\nname = \"db\"\nurl = \"mysql://u:p@127.0.0.1/db\"\n"
+            ),
+            "mysql://",
+            "databases[0].url",
+            "not a PostgreSQL connection string",
+        ),
+        (
             "unknown section",
             format!("{VALID}\n[dameon]\nretention = \"7d\"\n"),
             "[dameon]",
@@ -266,6 +311,10 @@ fn the_example_config_is_valid() {
             ("SMTP_PASSWORD", "password"),
             ("SLOGUARD_API_TOKEN", "0123456789abcdef0123456789abcdef"),
             ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000001"),
+            (
+                "SUPABASE_DB_URL",
+                "postgres://sloguard_monitor.abcdefghijklmnop:pw@aws-0-us-east-1.pooler.supabase.com:5432/postgres",
+            ),
         ],
     );
     assert!(
