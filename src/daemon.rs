@@ -92,6 +92,12 @@ pub async fn run(
             crate::source::database::run(cfg.clone(), tx.clone(), token.clone())
         })
     };
+    let scrapes_done = {
+        let (cfg, tx, token) = (config_rx.clone(), samples_tx.clone(), probes_stop.clone());
+        sup.spawn("scrapes", probes_stop.clone(), move || {
+            crate::source::scrape::run(cfg.clone(), tx.clone(), token.clone())
+        })
+    };
     drop(samples_tx);
     let pipeline_done = {
         let pipeline = Arc::new(Pipeline {
@@ -185,6 +191,7 @@ pub async fn run(
     probes_stop.cancel();
     wait_done(probes_done, Duration::from_secs(5), "probes").await;
     wait_done(databases_done, Duration::from_secs(5), "databases").await;
+    wait_done(scrapes_done, Duration::from_secs(5), "scrapes").await;
     pipeline_stop.cancel();
     wait_done(pipeline_done, Duration::from_secs(10), "pipeline").await;
     outbox_stop.cancel();

@@ -84,3 +84,12 @@ pub fn statements_schema() -> &'static str {
 pub fn statements_top() -> u32 {
     10
 }
+pub fn scrape_interval() -> Duration {
+    Duration::from_secs(60)
+}
+pub fn scrape_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+pub fn scrape_max_samples() -> usize {
+    10_000
+}

@@ -105,6 +105,7 @@ pub struct Config {
     pub channels: BTreeMap<String, Channel>,
     pub targets: Vec<Target>,
     pub databases: Vec<Database>,
+    pub scrapes: Vec<Scrape>,
     pub rules: Vec<Rule>,
     pub maintenance: Vec<crate::silence::MaintenanceWindow>,
 }
@@ -343,6 +344,27 @@ pub struct Database {
     pub top: u32,
     pub database_stats: bool,
     pub queries: Vec<StatementMatcher>,
+}
+
+/// A `[[scrapes]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scrape {
+    pub name: String,
+    pub url: url::Url,
+    pub auth: ScrapeAuth,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Families to keep (anchored); empty keeps all.
+    pub keep: Vec<Pattern>,
+    pub max_samples: usize,
+    pub ca: Option<CaFile>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScrapeAuth {
+    None,
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
 }
 
 /// Statements of `pg_stat_statements` that make one `query` series.

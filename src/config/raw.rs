@@ -355,6 +355,34 @@ pub struct RawDatabase {
     pub query: Option<Vec<RawStatementMatcher>>,
 }
 
+/// `[[scrapes]]`: an endpoint in the Prometheus text format (or OpenMetrics) to read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScrape {
+    /// Unique name; becomes the `scrape` label.
+    pub name: String,
+    /// The endpoint, e.g. Supabase's `https://<ref>.supabase.co/customer/v1/privileged/metrics`.
+    pub url: String,
+    /// HTTP basic auth user name.
+    pub username: Option<String>,
+    /// HTTP basic auth password, a secret.
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    /// A bearer token, a secret.
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<String>,
+    /// Time between scrapes.
+    pub interval: Option<String>,
+    /// Timeout of one scrape.
+    pub timeout: Option<String>,
+    /// Families to keep, by name or regex (whole name); all when absent.
+    pub keep: Option<Vec<String>>,
+    /// The most samples kept from one scrape.
+    pub max_samples: Option<usize>,
+    /// Extra CA certificates (PEM) for the endpoint.
+    pub ca_file: Option<String>,
+}
+
 /// `[[databases.query]]`: statements selected by their text or id.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

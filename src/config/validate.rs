@@ -14,14 +14,15 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
     RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawHttpTarget,
-    RawMaintenance, RawOutbox, RawPagerDuty, RawRouting, RawServer, RawSlack, RawSqlTarget,
-    RawStore, RawTcpTarget, RawWebhook,
+    RawMaintenance, RawOutbox, RawPagerDuty, RawRouting, RawScrape, RawServer, RawSlack,
+    RawSqlTarget, RawStore, RawTcpTarget, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
     EmailChannel, EscalationStep, HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem,
-    Routing, Rule, RuleKind, Secret, ServerConfig, Severity, SmtpTls, SqlCheck, SqlParam,
-    StatementMatcher, StoreConfig, Target, TcpCheck, Timing, TlsMode, defaults, parse_duration,
+    Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SmtpTls, SqlCheck,
+    SqlParam, StatementMatcher, StoreConfig, Target, TcpCheck, Timing, TlsMode, defaults,
+    parse_duration,
 };
 use crate::rules::Condition;
 
@@ -37,6 +38,7 @@ const SECTIONS: &[&str] = &[
     "channels",
     "targets",
     "databases",
+    "scrapes",
     "rules",
     "maintenance",
 ];
@@ -286,6 +288,18 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         }
     }
 
+    declared_names(&mut problems, section("scrapes"), "scrapes", "scrape");
+    let mut scrapes: Vec<Scrape> = Vec::new();
+    for (value, site) in tables(&mut problems, section("scrapes"), "scrapes") {
+        let sc = element::<RawScrape>(&mut problems, value, &site)
+            .and_then(|raw| scrape(&mut problems, raw, &site, &base_dir));
+        if let Some(sc) = sc
+            && !scrapes.iter().any(|o| o.name == sc.name)
+        {
+            scrapes.push(sc);
+        }
+    }
+
     declared_names(&mut problems, section("targets"), "targets", "target");
     let mut targets: Vec<Target> = Vec::new();
     for (value, site) in tables(&mut problems, section("targets"), "targets") {
@@ -387,6 +401,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         channels,
         targets,
         databases,
+        scrapes,
         rules,
     })
 }
@@ -1564,6 +1579,122 @@ fn database(
         top: raw.top.unwrap_or(defaults::statements_top()),
         database_stats: raw.database_stats.unwrap_or(true),
         queries,
+    })
+}
+
+fn scrape(
+    problems: &mut Problems<'_>,
+    raw: RawScrape,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<Scrape> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let url = match url::Url::parse(&raw.url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(_) => {
+            problems.push(
+                Some(site.span_of("url")),
+                site.field("url"),
+                "must be an http:// or https:// URL",
+            );
+            None
+        }
+        Err(e) => {
+            problems.push(
+                Some(site.span_of("url")),
+                site.field("url"),
+                format!("`{}` is not a valid URL ({e})", raw.url),
+            );
+            None
+        }
+    };
+    let basic = raw.password.is_some() || raw.password_file.is_some() || raw.username.is_some();
+    let bearer = raw.bearer_token.is_some() || raw.bearer_token_file.is_some();
+    let auth = match (basic, bearer) {
+        (true, true) => {
+            problems.push(
+                Some(site.span_of("bearer_token")),
+                site.field("bearer_token"),
+                "give either `username` and `password` or `bearer_token`, not both",
+            );
+            ScrapeAuth::None
+        }
+        (true, false) => {
+            let password = secret_field(
+                problems,
+                site,
+                "password",
+                raw.password.as_deref(),
+                raw.password_file.as_deref(),
+                base_dir,
+            );
+            match (raw.username, password) {
+                (Some(username), Some(password)) => ScrapeAuth::Basic { username, password },
+                (None, _) => {
+                    problems.push(
+                        Some(site.span.clone()),
+                        site.field("username"),
+                        "missing: basic auth needs `username` with `password`",
+                    );
+                    ScrapeAuth::None
+                }
+                _ => ScrapeAuth::None,
+            }
+        }
+        (false, true) => secret_field(
+            problems,
+            site,
+            "bearer_token",
+            raw.bearer_token.as_deref(),
+            raw.bearer_token_file.as_deref(),
+            base_dir,
+        )
+        .map(ScrapeAuth::Bearer)
+        .unwrap_or(ScrapeAuth::None),
+        (false, false) => ScrapeAuth::None,
+    };
+    let mut keep = Vec::new();
+    for (i, k) in raw.keep.unwrap_or_default().iter().enumerate() {
+        match regex::Regex::new(&format!("^(?:{k})$")) {
+            Ok(r) => keep.push(crate::config::Pattern(r)),
+            Err(e) => problems.push(
+                Some(site.span_of("keep")),
+                site.field(&format!("keep[{i}]")),
+                format!("`{k}` is not a valid regex: {e}"),
+            ),
+        }
+    }
+    let ms = Duration::from_millis;
+    let interval = duration_field(
+        problems,
+        site,
+        "interval",
+        raw.interval.as_ref(),
+        defaults::scrape_interval(),
+        ms(100),
+    );
+    let timeout = duration_field(
+        problems,
+        site,
+        "timeout",
+        raw.timeout.as_ref(),
+        defaults::scrape_timeout(),
+        ms(10),
+    );
+    let ca = ca_file(problems, site, raw.ca_file.as_deref(), base_dir);
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Scrape {
+        name: raw.name,
+        url: url?,
+        auth,
+        interval,
+        timeout,
+        keep,
+        max_samples: raw.max_samples.unwrap_or(defaults::scrape_max_samples()),
+        ca,
     })
 }
 

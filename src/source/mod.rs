@@ -6,4 +6,5 @@ pub mod http_probe;
 pub mod manager;
 pub mod postgres;
 pub mod probe;
+pub mod scrape;
 pub mod tcp_probe;

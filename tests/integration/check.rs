@@ -157,9 +157,7 @@ fn each_broken_file_names_the_line_and_the_field() {
         ),
         (
             "a connection string that is not one",
-            format!(
-                "{VALID}\n[[databases]]\nname = \"db\"\nurl = \"mysql://u:p@127.0.0.1/db\"\n"
-            ),
+            format!("{VALID}\n[[databases]]\nname = \"db\"\nurl = \"mysql://u:p@127.0.0.1/db\"\n"),
             "mysql://",
             "databases[0].url",
             "not a PostgreSQL connection string",
@@ -311,6 +309,7 @@ fn the_example_config_is_valid() {
             ("SMTP_PASSWORD", "password"),
             ("SLOGUARD_API_TOKEN", "0123456789abcdef0123456789abcdef"),
             ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000001"),
+            ("SUPABASE_SECRET_KEY", "sb_secret_0000"),
             (
                 "SUPABASE_DB_URL",
                 "postgres://sloguard_monitor.abcdefghijklmnop:pw@aws-0-us-east-1.pooler.supabase.com:5432/postgres",

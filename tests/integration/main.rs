@@ -13,6 +13,7 @@ mod probes;
 mod prometheus;
 mod query;
 mod reload;
+mod scrape;
 mod secrets;
 mod systemd;
 mod tls;
