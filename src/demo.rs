@@ -29,19 +29,38 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     let stop = CancellationToken::new();
 
-    let app = Router::new().route(
-        "/health",
-        get(move || async move {
-            if app_is_down(started) {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    r#"{"status": "down", "error": "Cannot connect to database"}"#,
+    let app = Router::new()
+        .route(
+            "/health",
+            get(move || async move {
+                if app_is_down(started) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        r#"{"status": "down", "error": "Cannot connect to database"}"#,
+                    )
+                } else {
+                    (StatusCode::OK, r#"{"status": "ok"}"#)
+                }
+            }),
+        )
+        // Supabase-shaped database metrics: about 40 commits a second, none while down.
+        .route(
+            "/customer/v1/privileged/metrics",
+            get(move || async move {
+                let t = started.elapsed().as_secs_f64();
+                let down = app_is_down(started);
+                let lost = (DOWN_UNTIL.min(started.elapsed()).as_secs_f64()
+                    - DOWN_FROM.as_secs_f64())
+                .max(0.0);
+                let commits = ((t - lost) * 40.0) as u64;
+                format!(
+                    "# TYPE pg_up gauge\npg_up{{service_type=\"db\"}} {}\n\
+                     # TYPE pg_stat_database_xact_commit_total counter\n\
+                     pg_stat_database_xact_commit_total{{datname=\"postgres\"}} {commits}\n",
+                    if down { 0 } else { 1 }
                 )
-            } else {
-                (StatusCode::OK, r#"{"status": "ok"}"#)
-            }
-        }),
-    );
+            }),
+        );
     let app_listener = TcpListener::bind("127.0.0.1:0").await?;
     let app_addr = app_listener.local_addr()?;
 
@@ -135,6 +154,13 @@ name = "segmentation-api-port"
 address = "{app_addr}"
 interval = "5s"
 timeout = "500ms"
+
+# The database's metrics, as Supabase serves them, every 2 s.
+[[scrapes]]
+name = "supabase"
+url = "http://{app_addr}/customer/v1/privileged/metrics"
+interval = "2s"
+keep = ["pg_up", "pg_stat_database_xact_commit_total"]
 
 [[rules]]
 name = "segmentation_api_down"
@@ -246,6 +272,25 @@ fn summarize(data: &std::path::Path, from: i64, to: i64) -> anyhow::Result<()> {
             .map(|(_, v)| if *v >= 1.0 { '▇' } else { '_' })
             .collect();
         println!("  segmentation-api up, per 5 s: {marks}");
+    }
+    let commits = stepped(
+        &snap,
+        &Selector::new("pg_stat_database_xact_commit_per_second", vec![]),
+        Agg::Avg,
+        from,
+        to,
+        5_000,
+    )?;
+    if let Some(series) = commits.first() {
+        let rates: Vec<String> = series
+            .points
+            .iter()
+            .map(|(_, v)| format!("{v:.0}"))
+            .collect();
+        println!(
+            "  database commits per second (scraped), per 5 s: {}",
+            rates.join(" ")
+        );
     }
     Ok(())
 }
