@@ -21,6 +21,8 @@ use crate::series::{Sample, SeriesKey};
 pub struct Connection {
     pub client: Client,
     task: tokio::task::JoinHandle<()>,
+    /// The TLS connector the connection was made with, for cancel requests.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl Drop for Connection {
@@ -33,6 +35,23 @@ impl Connection {
     /// Whether the server closed it (or it failed).
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+
+    /// Asks the server to stop the running statement (after a client-side timeout), so that a
+    /// slow query does not go on holding the database; best effort, in the background.
+    fn cancel(&self) {
+        let token = self.client.cancel_token();
+        let tls = self.tls.clone();
+        tokio::spawn(async move {
+            let sent = match tls {
+                Some(tls) => token.cancel_query(tls).await,
+                None => token.cancel_query(tokio_postgres::NoTls).await,
+            };
+            match sent {
+                Ok(()) => tracing::debug!("Cancel request sent"),
+                Err(e) => tracing::debug!(error = %reason(&e), "Cancel request not sent"),
+            }
+        });
     }
 }
 
@@ -164,7 +183,11 @@ pub async fn connect(db: &Database) -> Result<Connection, String> {
                 let task = tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                Ok(Connection { client, task })
+                Ok(Connection {
+                    client,
+                    task,
+                    tls: None,
+                })
             }
             mode => {
                 // `Require` refuses a server without TLS: no fall back to plaintext.
@@ -173,11 +196,15 @@ pub async fn connect(db: &Database) -> Result<Connection, String> {
                     mode,
                     db.ca.as_ref(),
                 )?);
-                let (client, conn) = cfg.connect(tls).await.map_err(|e| reason(&e))?;
+                let (client, conn) = cfg.connect(tls.clone()).await.map_err(|e| reason(&e))?;
                 let task = tokio::spawn(async move {
                     let _ = conn.await;
                 });
-                Ok(Connection { client, task })
+                Ok(Connection {
+                    client,
+                    task,
+                    tls: Some(tls),
+                })
             }
         }
     };
@@ -192,13 +219,14 @@ pub async fn connect(db: &Database) -> Result<Connection, String> {
 
 /// The rows of a simple-protocol query, as text columns.
 async fn simple(
-    client: &Client,
+    conn: &Connection,
     sql: &str,
     timeout: Duration,
 ) -> Result<Vec<Vec<Option<String>>>, String> {
-    let messages = match tokio::time::timeout(timeout, client.simple_query(sql)).await {
+    let messages = match tokio::time::timeout(timeout, conn.client.simple_query(sql)).await {
         Ok(r) => r.map_err(|e| reason(&e))?,
         Err(_) => {
+            conn.cancel();
             return Err(format!(
                 "timeout after {}",
                 humantime::format_duration(timeout)
@@ -314,7 +342,7 @@ pub async fn collect(
     state: &mut StatementsState,
     ts: i64,
 ) -> Result<Collected, String> {
-    let client = &conn.client;
+    let client = conn;
     let name = db.name.as_str();
     let labels = [("database", name)];
     let mut samples = Vec::new();
@@ -480,10 +508,12 @@ pub struct SqlResult {
     pub value: Option<f64>,
 }
 
-/// Runs a SQL probe's query once on `conn`, within `timeout`.
+/// Runs a SQL probe's query once on `conn`, within `left` of the probe's `timeout` (which the
+/// failure names).
 pub async fn run_check(
     conn: &Connection,
     check: &SqlCheck,
+    left: Duration,
     timeout: Duration,
 ) -> Result<SqlResult, String> {
     let params: Vec<(&(dyn ToSql + Sync), Type)> = check
@@ -498,16 +528,17 @@ pub async fn run_check(
             }
         })
         .collect();
-    let rows =
-        match tokio::time::timeout(timeout, conn.client.query_typed(&check.sql, &params)).await {
-            Ok(r) => r.map_err(|e| reason(&e))?,
-            Err(_) => {
-                return Err(format!(
-                    "timeout after {}",
-                    humantime::format_duration(timeout)
-                ));
-            }
-        };
+    let rows = match tokio::time::timeout(left, conn.client.query_typed(&check.sql, &params)).await
+    {
+        Ok(r) => r.map_err(|e| reason(&e))?,
+        Err(_) => {
+            conn.cancel();
+            return Err(format!(
+                "timeout after {}",
+                humantime::format_duration(timeout)
+            ));
+        }
+    };
     let value = if check.value {
         let first = rows.first().ok_or("the query returned no row")?;
         if first.is_empty() {

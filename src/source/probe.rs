@@ -254,7 +254,7 @@ async fn sql_probe(
     // The query's own time, without connecting.
     let query_started = Instant::now();
     let left = timeout.saturating_sub(started.elapsed());
-    match postgres::run_check(c, check, left).await {
+    match postgres::run_check(c, check, left, timeout).await {
         Ok(r) => ProbeResult {
             up: true,
             duration: query_started.elapsed(),

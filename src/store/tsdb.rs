@@ -804,8 +804,9 @@ fn bucket_at(out: &mut Vec<Bucket>, t: i64, step: i64) -> &mut Bucket {
 }
 
 /// Merges runs of small closed chunks of series `id` (those of at most half of
-/// [`VALUE_BYTES`]) into one chunk each, a run holding at most [`VALUE_BYTES`] and a day: a
-/// chunk that cannot grow is left alone, so a pass rewrites only what it shrinks.
+/// [`VALUE_BYTES`], spanning at most a day together) and cuts the run's points again into
+/// chunks of about [`VALUE_BYTES`]. A chunk that cannot grow (a day-long chunk of a steady
+/// series, a full one) is never in a run, so a pass rewrites only what it shrinks.
 fn merge_chunks(
     chunks: &mut redb::Table<(u64, i64), &[u8]>,
     id: u64,
@@ -815,7 +816,6 @@ fn merge_chunks(
     type Run = Vec<((u64, i64), Vec<u8>)>;
     let mut runs: Vec<Run> = Vec::new();
     let mut run: Run = Vec::new();
-    let mut run_bytes = 0usize;
     for entry in chunks.range((id, i64::MIN)..=(id, i64::MAX))? {
         let (k, v) = entry?;
         let (last, chunk) = split_chunk_value(v.value())?;
@@ -824,16 +824,13 @@ fn merge_chunks(
         }
         let key = k.value();
         let small = chunk.len() <= VALUE_BYTES / 2;
-        let fits = run_bytes + chunk.len() <= VALUE_BYTES - 16
-            && run
-                .first()
-                .is_none_or(|f| last.saturating_sub(f.0.1) < MERGED_CHUNK_SPAN_MS);
+        let fits = run
+            .first()
+            .is_none_or(|f| last.saturating_sub(f.0.1) < MERGED_CHUNK_SPAN_MS);
         if !small || !fits {
             runs.push(std::mem::take(&mut run));
-            run_bytes = 0;
         }
         if small {
-            run_bytes += chunk.len();
             run.push((key, chunk.to_vec()));
         }
     }
@@ -841,19 +838,23 @@ fn merge_chunks(
     let mut points = Vec::new();
     for run in runs.into_iter().filter(|r| r.len() > 1) {
         points.clear();
-        for (_, chunk) in &run {
+        for (key, chunk) in &run {
             chunk::decode_into(chunk, &mut points)
                 .map_err(|e| StoreError::Record(e.to_string()))?;
+            chunks.remove(*key)?;
         }
         let mut enc = ChunkEncoder::new();
         for (t, v) in &points {
+            if enc.encoded_len() >= VALUE_BYTES - 16 {
+                chunks.insert((id, enc.first_ts()), chunk_value(&enc).as_slice())?;
+                enc = ChunkEncoder::new();
+            }
             enc.push(*t, *v)
                 .map_err(|e| StoreError::Record(e.to_string()))?;
         }
-        for (key, _) in &run[1..] {
-            chunks.remove(*key)?;
+        if !enc.is_empty() {
+            chunks.insert((id, enc.first_ts()), chunk_value(&enc).as_slice())?;
         }
-        chunks.insert(run[0].0, chunk_value(&enc).as_slice())?;
         stats.chunks_merged += run.len() as u64;
     }
     Ok(())

@@ -185,6 +185,15 @@ value = true
 interval = "500ms"
 timeout = "2s"
 
+# A query slower than its timeout: failed, and stopped on the server.
+[[targets]]
+type = "sql"
+name = "slow"
+database = "app"
+sql = "SELECT pg_sleep(30)"
+interval = "1s"
+timeout = "500ms"
+
 [[rules]]
 name = "database_down"
 kind = "consecutive"
@@ -196,7 +205,7 @@ summary = "Database {{database}} unreachable"
 "#,
         hook = hook.url("/hook")
     );
-    let _daemon = Daemon::start(dir.path(), &config(&pg, &extra), &[]).await;
+    let daemon = Daemon::start(dir.path(), &config(&pg, &extra), &[]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
@@ -213,6 +222,46 @@ summary = "Database {{database}} unreachable"
             .iter()
             .all(|r| *r == 1.0)
     );
+
+    // The slow query timed out, said so, and the server was told to cancel it.
+    let slow = series(data, "probe_up", &["target=slow"]);
+    assert!(
+        !slow.is_empty() && slow.iter().all(|v| *v == 0.0),
+        "{slow:?}"
+    );
+    // Probe failures are logged (at debug level, which the tests turn on) with the reason.
+    let log = daemon.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("target=slow") && l.contains("timeout after 500ms")),
+        "{log}"
+    );
+    let admin = pg.admin().await.unwrap();
+    let running = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    // At most the one running right now (probes every second, each cancelled at 500 ms).
+    let detail: Vec<String> = admin
+        .query(
+            "SELECT pid::text || ' ' || state || ' ' || (now() - query_start)::text || ' ' || application_name FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    assert!(
+        running <= 1,
+        "{running} slow queries still running: {detail:?}\n{}",
+        daemon.log_text()
+    );
+    drop(admin);
 
     pg.stop();
     let got = hook.wait_delivered(1, Duration::from_secs(15)).await;
@@ -243,6 +292,16 @@ async fn tls_is_verified_and_never_falls_back_to_plaintext() {
     seed(&tls_pg).await;
     let plain_pg = Postgres::start(&dir.path().join("plain"), false).await;
     seed(&plain_pg).await;
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (hung, held) = (hung.try_clone().unwrap(), held.clone());
+        std::thread::spawn(move || {
+            for conn in hung.incoming().flatten() {
+                held.lock().unwrap().push(conn);
+            }
+        });
+    }
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, tls_pg.ca_pem.as_ref().unwrap()).unwrap();
     let config = format!(
@@ -281,7 +340,17 @@ url = "{bad_url}"
 tls = "disable"
 interval = "500ms"
 statements = false
+
+# A server that accepts connections and never answers: only this entry waits.
+[[databases]]
+name = "hung"
+url = "postgres://monitor:monitor-secret@127.0.0.1:{hung_port}/postgres"
+tls = "disable"
+interval = "500ms"
+timeout = "1s"
+statements = false
 "#,
+        hung_port = hung.local_addr().unwrap().port(),
         tls_url = tls_pg.url("monitor", "monitor-secret"),
         plain_url = plain_pg.url("monitor", "monitor-secret"),
         bad_url = plain_pg.url("monitor", "wrong"),
@@ -293,7 +362,7 @@ statements = false
     let data = data.to_str().unwrap();
     let up = |db: &str| series(data, "pg_up", &[&format!("database={db}")]);
     assert!(!up("verified").is_empty() && up("verified").iter().all(|u| *u == 1.0));
-    for db in ["untrusted", "no_fallback", "bad_password"] {
+    for db in ["untrusted", "no_fallback", "bad_password", "hung"] {
         let u = up(db);
         assert!(!u.is_empty() && u.iter().all(|v| *v == 0.0), "{db}: {u:?}");
     }
