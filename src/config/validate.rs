@@ -1582,15 +1582,9 @@ fn database(
     })
 }
 
-fn scrape(
-    problems: &mut Problems<'_>,
-    raw: RawScrape,
-    site: &Site<'_, '_>,
-    base_dir: &Path,
-) -> Option<Scrape> {
-    let before = problems.list.len();
-    check_name(problems, site, &raw.name);
-    let url = match url::Url::parse(&raw.url) {
+/// The `url` field as an http(s) URL with a host.
+fn http_url(problems: &mut Problems<'_>, site: &Site<'_, '_>, text: &str) -> Option<url::Url> {
+    match url::Url::parse(text) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
         Ok(_) => {
             problems.push(
@@ -1604,11 +1598,22 @@ fn scrape(
             problems.push(
                 Some(site.span_of("url")),
                 site.field("url"),
-                format!("`{}` is not a valid URL ({e})", raw.url),
+                format!("`{text}` is not a valid URL ({e})"),
             );
             None
         }
-    };
+    }
+}
+
+fn scrape(
+    problems: &mut Problems<'_>,
+    raw: RawScrape,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<Scrape> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let url = http_url(problems, site, &raw.url);
     let basic = raw.password.is_some() || raw.password_file.is_some() || raw.username.is_some();
     let bearer = raw.bearer_token.is_some() || raw.bearer_token_file.is_some();
     let auth = match (basic, bearer) {
@@ -1819,25 +1824,7 @@ fn http_target(
 ) -> Option<Target> {
     let before = problems.list.len();
     check_name(problems, site, &raw.name);
-    let url = match url::Url::parse(&raw.url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-        Ok(_) => {
-            problems.push(
-                Some(site.span_of("url")),
-                site.field("url"),
-                "must be an http:// or https:// URL",
-            );
-            None
-        }
-        Err(e) => {
-            problems.push(
-                Some(site.span_of("url")),
-                site.field("url"),
-                format!("`{}` is not a valid URL ({e})", raw.url),
-            );
-            None
-        }
-    };
+    let url = http_url(problems, site, &raw.url);
     let method_text = raw
         .method
         .as_deref()

@@ -43,8 +43,9 @@ pub(super) const ROLLUPS: TableDefinition<(u64, u64, i64), &[u8]> = TableDefinit
 /// (series, tier step ms) → the time up to which the tier is complete.
 pub(super) const WATERMARKS: TableDefinition<(u64, u64), i64> = TableDefinition::new("watermarks");
 
-/// A redb leaf page is 4 KiB: a chunk or block of up to this size, with its key, fills one
-/// page alone; a larger value would take a page twice the size.
+/// A redb leaf page is 4 KiB: a chunk or block of up to this size, with its key and the
+/// page's own header, fills one page alone; a larger value would take a page twice the
+/// size.
 pub const VALUE_BYTES: usize = 3960;
 /// The open chunk is closed when it holds this many points, reaches [`VALUE_BYTES`]...
 pub const CHUNK_POINTS: u32 = 512;

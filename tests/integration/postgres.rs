@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::util::{Daemon, Postgres, Receiver, sloguard, tempdir};
+use crate::util::{Daemon, Postgres, Receiver, query_values, sloguard, tempdir};
 
 /// The seed's table: 1 000 rows for each of three agencies.
 async fn seed(pg: &Postgres) {
@@ -23,37 +23,6 @@ async fn seed(pg: &Postgres) {
         )
         .await
         .unwrap();
-}
-
-/// Values of `metric{labels}` as `sloguard query` prints them in JSON, over the last hour.
-fn series(data: &str, metric: &str, matchers: &[&str]) -> Vec<f64> {
-    let mut args = vec![
-        "query",
-        metric,
-        "--data-dir",
-        data,
-        "--since",
-        "1h",
-        "--format",
-        "json",
-    ];
-    for m in matchers {
-        args.push("--match");
-        args.push(m);
-    }
-    let out = sloguard(&args, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    json.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["points"].as_array().unwrap().clone())
-        .map(|p| p[1].as_f64().unwrap())
-        .collect()
 }
 
 fn config(pg: &Postgres, extra: &str) -> String {
@@ -119,16 +88,16 @@ async fn statement_statistics_match_a_known_workload_across_a_reset() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
 
     let q = ["query=customer_insights_by_agency"];
-    let calls = series(data, "pg_query_calls", &q);
+    let calls = query_values(data, "pg_query_calls", &q);
     // Every lookup is counted once; no interval goes negative across the reset.
     assert!(calls.iter().all(|c| *c >= 0.0), "{calls:?}");
     assert_eq!(calls.iter().sum::<f64>(), 120.0, "{calls:?}");
-    let means = series(data, "pg_query_mean_exec_ms", &q);
+    let means = query_values(data, "pg_query_mean_exec_ms", &q);
     // pg_sleep(0.02) plus reading 1 000 rows: 20 ms to (generously) 60 ms on the server.
     // An interval's mean averages whole lookups, so it stays inside these bounds too.
     assert!(!means.is_empty());
     assert!(means.iter().all(|m| (20.0..60.0).contains(m)), "{means:?}");
-    let rows = series(data, "pg_query_rows_per_call", &q);
+    let rows = query_values(data, "pg_query_rows_per_call", &q);
     assert!(rows.iter().all(|r| *r == 1000.0), "{rows:?}");
     // The top statements carry their text.
     let out = sloguard(
@@ -150,12 +119,12 @@ async fn statement_statistics_match_a_known_workload_across_a_reset() {
         "{top}"
     );
     // Database statistics.
-    let used = series(data, "pg_connections_used_ratio", &["database=app"]);
+    let used = query_values(data, "pg_connections_used_ratio", &["database=app"]);
     assert!(used.iter().all(|u| *u > 0.0 && *u < 1.0), "{used:?}");
-    let size = series(data, "pg_database_size_bytes", &[]);
+    let size = query_values(data, "pg_database_size_bytes", &[]);
     assert!(size.iter().all(|s| *s > 1e6), "{size:?}");
-    assert!(!series(data, "pg_commits_per_second", &[]).is_empty());
-    assert!(series(data, "pg_up", &[]).iter().all(|u| *u == 1.0));
+    assert!(!query_values(data, "pg_commits_per_second", &[]).is_empty());
+    assert!(query_values(data, "pg_up", &[]).iter().all(|u| *u == 1.0));
     drop(daemon);
 }
 
@@ -211,20 +180,20 @@ summary = "Database {{database}} unreachable"
     let data = data.to_str().unwrap();
     // The SQL probe: up, one row, the data's age (about two minutes).
     assert!(
-        series(data, "probe_up", &["target=freshness"])
+        query_values(data, "probe_up", &["target=freshness"])
             .iter()
             .all(|v| *v == 1.0)
     );
-    let ages = series(data, "probe_value", &["target=freshness"]);
+    let ages = query_values(data, "probe_value", &["target=freshness"]);
     assert!(ages.iter().all(|a| (100.0..600.0).contains(a)), "{ages:?}");
     assert!(
-        series(data, "probe_rows", &["target=freshness"])
+        query_values(data, "probe_rows", &["target=freshness"])
             .iter()
             .all(|r| *r == 1.0)
     );
 
     // The slow query timed out, said so, and the server was told to cancel it.
-    let slow = series(data, "probe_up", &["target=slow"]);
+    let slow = query_values(data, "probe_up", &["target=slow"]);
     assert!(
         !slow.is_empty() && slow.iter().all(|v| *v == 0.0),
         "{slow:?}"
@@ -276,7 +245,7 @@ summary = "Database {{database}} unreachable"
     assert!(!text.contains("monitor-secret"), "{text}");
     // The SQL probe fails too, with a reason.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let up = series(data, "probe_up", &["target=freshness"]);
+    let up = query_values(data, "probe_up", &["target=freshness"]);
     assert_eq!(up.last(), Some(&0.0), "{up:?}");
 
     pg.spawn().await;
@@ -360,7 +329,7 @@ statements = false
     tokio::time::sleep(Duration::from_secs(3)).await;
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let up = |db: &str| series(data, "pg_up", &[&format!("database={db}")]);
+    let up = |db: &str| query_values(data, "pg_up", &[&format!("database={db}")]);
     assert!(!up("verified").is_empty() && up("verified").iter().all(|u| *u == 1.0));
     for db in ["untrusted", "no_fallback", "bad_password", "hung"] {
         let u = up(db);

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::util::{Daemon, free_port, sloguard, tempdir};
+use crate::util::{Daemon, free_port, query_values, tempdir};
 
 const SUPABASE: &str = "# HELP pg_up Whether the last scrape could connect.\n# TYPE pg_up gauge\npg_up{service_type=\"db\",supabase_project_ref=\"abcd\"} 1\n# TYPE pg_stat_database_xact_commit_total counter\npg_stat_database_xact_commit_total{datname=\"postgres\",supabase_project_ref=\"abcd\"} COMMITS\n# TYPE node_load1 gauge\nnode_load1 0.42\n";
 
@@ -41,36 +41,6 @@ async fn supabase_endpoint() -> String {
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}/customer/v1/privileged/metrics")
-}
-
-fn values(data: &str, metric: &str, matchers: &[&str]) -> Vec<f64> {
-    let mut args = vec![
-        "query",
-        metric,
-        "--data-dir",
-        data,
-        "--since",
-        "1h",
-        "--format",
-        "json",
-    ];
-    for m in matchers {
-        args.push("--match");
-        args.push(m);
-    }
-    let out = sloguard(&args, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    json.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["points"].as_array().unwrap().clone())
-        .map(|p| p[1].as_f64().unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,31 +93,31 @@ interval = "500ms"
 
     // Supabase: the gauge as it is, with its labels and ours; the counter as a rate (50 per
     // request, a request every 500 ms: about 100 a second); node_load1 not kept.
-    let up = values(
+    let up = query_values(
         data,
         "pg_up",
         &["scrape=supabase", "supabase_project_ref=abcd"],
     );
     assert!(!up.is_empty() && up.iter().all(|v| *v == 1.0), "{up:?}");
-    let rates = values(
+    let rates = query_values(
         data,
         "pg_stat_database_xact_commit_per_second",
         &["datname=postgres"],
     );
     assert!(!rates.is_empty(), "no rate");
     assert!(rates.iter().all(|r| (50.0..200.0).contains(r)), "{rates:?}");
-    assert!(values(data, "node_load1", &[]).is_empty());
+    assert!(query_values(data, "node_load1", &[]).is_empty());
 
     // The daemon's own OpenMetrics: a counter family named without `_total`, and an info.
-    let samples = values(data, "sloguard_samples_per_second", &["scrape=self"]);
+    let samples = query_values(data, "sloguard_samples_per_second", &["scrape=self"]);
     // Commits come in groups, so a half-second may see none; never a negative rate.
     assert!(samples.iter().all(|r| *r >= 0.0), "{samples:?}");
     assert!(samples.iter().any(|r| *r > 0.0), "{samples:?}");
-    assert!(!values(data, "sloguard_build_info", &["scrape=self"]).is_empty());
+    assert!(!query_values(data, "sloguard_build_info", &["scrape=self"]).is_empty());
 
     // Failures are data, with their reasons in the log; the key never appears.
     for name in ["wrong_password", "nobody_home"] {
-        let up = values(data, "scrape_up", &[&format!("scrape={name}")]);
+        let up = query_values(data, "scrape_up", &[&format!("scrape={name}")]);
         assert!(
             !up.is_empty() && up.iter().all(|v| *v == 0.0),
             "{name}: {up:?}"

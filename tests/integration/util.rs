@@ -840,3 +840,35 @@ impl Drop for Postgres {
         self.stop();
     }
 }
+
+/// The values of every point of `metric` (narrowed by `matchers`) in the last hour, as
+/// `sloguard query --format json` reads them from `data`.
+pub fn query_values(data: &str, metric: &str, matchers: &[&str]) -> Vec<f64> {
+    let mut args = vec![
+        "query",
+        metric,
+        "--data-dir",
+        data,
+        "--since",
+        "1h",
+        "--format",
+        "json",
+    ];
+    for m in matchers {
+        args.push("--match");
+        args.push(m);
+    }
+    let out = sloguard(&args, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["points"].as_array().unwrap().clone())
+        .map(|p| p[1].as_f64().unwrap())
+        .collect()
+}
