@@ -13,8 +13,9 @@ if command -v rustup >/dev/null 2>&1; then
     done
 fi
 
-# Real parts the tests run: an SMTP server (Debian's aiosmtpd), a Prometheus server and a
-# PostgreSQL server with pg_stat_statements (the tests start their own private clusters).
+# Real parts the tests run: an SMTP server (Debian's aiosmtpd), a Prometheus server, a
+# PostgreSQL server with pg_stat_statements (the tests start their own private clusters) and
+# PgBouncer (a transaction-mode pooler, standing in for Supavisor).
 missing=()
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
@@ -22,6 +23,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
     ! ls /usr/share/postgresql/*/extension/pg_stat_statements.control >/dev/null 2>&1; then
     missing+=(postgresql postgresql-contrib)
 fi
+[ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1; then
         echo "==> installing ${missing[*]}"

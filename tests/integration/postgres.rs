@@ -368,3 +368,54 @@ statements = false
     let log = std::fs::read_to_string(dir.path().join("plain/pg/postgres.log")).unwrap_or_default();
     assert!(!log.contains("connection authorized: user=monitor database=postgres application_name=sloguard SSL enabled"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collection_and_sql_probes_work_through_a_transaction_mode_pooler() {
+    let dir = tempdir();
+    let pg = Postgres::start(dir.path(), false).await;
+    seed(&pg).await;
+    let bouncer = crate::util::PgBouncer::start(dir.path(), &pg, "monitor", "monitor-secret").await;
+    let url = format!(
+        "postgres://monitor:monitor-secret@127.0.0.1:{}/postgres",
+        bouncer.port
+    );
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[databases]]
+name = "pooled"
+url = "{url}"
+tls = "disable"
+interval = "500ms"
+
+[[targets]]
+type = "sql"
+name = "lookup"
+database = "pooled"
+sql = "SELECT * FROM customer_insights WHERE agency_id = $1"
+params = [3]
+interval = "300ms"
+timeout = "2s"
+"#
+    );
+    let daemon = Daemon::start(dir.path(), &config, &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let up = query_values(data, "pg_up", &["database=pooled"]);
+    assert!(
+        up.len() >= 3 && up.iter().all(|u| *u == 1.0),
+        "{up:?}\n{}",
+        daemon.log_text()
+    );
+    let probe = query_values(data, "probe_up", &["target=lookup"]);
+    assert!(
+        probe.len() >= 5 && probe.iter().all(|u| *u == 1.0),
+        "{probe:?}\n{}",
+        daemon.log_text()
+    );
+    let rows = query_values(data, "probe_rows", &["target=lookup"]);
+    assert!(rows.iter().all(|r| *r == 1000.0), "{rows:?}");
+}

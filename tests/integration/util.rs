@@ -872,3 +872,74 @@ pub fn query_values(data: &str, metric: &str, matchers: &[&str]) -> Vec<f64> {
         .map(|p| p[1].as_f64().unwrap())
         .collect()
 }
+
+/// PgBouncer in transaction mode in front of a [`Postgres`] cluster, standing in for
+/// Supavisor's transaction mode (no named prepared statements survive a transaction).
+pub struct PgBouncer {
+    pub port: u16,
+    child: Child,
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer for `user`/`password` in `dir` (runs as `postgres` when root).
+    pub async fn start(dir: &Path, pg: &Postgres, user: &str, password: &str) -> PgBouncer {
+        use std::os::unix::process::CommandExt;
+        let dir = dir.join("pgbouncer");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.join("userlist.txt"),
+            format!("\"{user}\" \"{password}\"\n"),
+        )
+        .unwrap();
+        let ini = dir.join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\npostgres = host=127.0.0.1 port={pg_port} dbname=postgres\n\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = scram-sha-256\nauth_file = {users}\npool_mode = transaction\n\
+                 logfile = {log}\npidfile =\nignore_startup_parameters = extra_float_digits\n\
+                 default_pool_size = 2\n",
+                pg_port = pg.port,
+                users = dir.join("userlist.txt").display(),
+                log = dir.join("pgbouncer.log").display(),
+            ),
+        )
+        .unwrap();
+        if let Some((uid, gid)) = pg_user() {
+            for p in [&dir, &ini, &dir.join("userlist.txt")] {
+                nix::unistd::chown(p, Some(uid.into()), Some(gid.into())).unwrap();
+            }
+        }
+        let mut cmd = Command::new("/usr/sbin/pgbouncer");
+        cmd.arg(&ini).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some((uid, gid)) = pg_user() {
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd
+            .spawn()
+            .expect("start pgbouncer (tests/run.sh installs it)");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pgbouncer did not start: {}",
+                std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        PgBouncer { port, child }
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
