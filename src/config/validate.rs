@@ -276,29 +276,20 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         }
     });
 
-    declared_names(&mut problems, section("databases"), "databases", "database");
-    let mut databases: Vec<Database> = Vec::new();
-    for (value, site) in tables(&mut problems, section("databases"), "databases") {
-        let db = element::<RawDatabase>(&mut problems, value, &site)
-            .and_then(|raw| database(&mut problems, raw, &site, &base_dir));
-        if let Some(d) = db
-            && !databases.iter().any(|o| o.name == d.name)
-        {
-            databases.push(d);
-        }
-    }
-
-    declared_names(&mut problems, section("scrapes"), "scrapes", "scrape");
-    let mut scrapes: Vec<Scrape> = Vec::new();
-    for (value, site) in tables(&mut problems, section("scrapes"), "scrapes") {
-        let sc = element::<RawScrape>(&mut problems, value, &site)
-            .and_then(|raw| scrape(&mut problems, raw, &site, &base_dir));
-        if let Some(sc) = sc
-            && !scrapes.iter().any(|o| o.name == sc.name)
-        {
-            scrapes.push(sc);
-        }
-    }
+    let databases: Vec<Database> = named_elements::<RawDatabase, _>(
+        &mut problems,
+        section("databases"),
+        ("databases", "database"),
+        |problems, raw, site| database(problems, raw, site, &base_dir),
+        |d| &d.name,
+    );
+    let scrapes: Vec<Scrape> = named_elements::<RawScrape, _>(
+        &mut problems,
+        section("scrapes"),
+        ("scrapes", "scrape"),
+        |problems, raw, site| scrape(problems, raw, site, &base_dir),
+        |s| &s.name,
+    );
 
     declared_names(&mut problems, section("targets"), "targets", "target");
     let mut targets: Vec<Target> = Vec::new();
@@ -1580,6 +1571,29 @@ fn database(
         database_stats: raw.database_stats.unwrap_or(true),
         queries,
     })
+}
+
+/// The elements of an array-of-tables section of one type, validated by `build`; names are
+/// checked for duplicates (the first of a name is kept).
+fn named_elements<'a, 'i, Raw: DeserializeOwned, T>(
+    problems: &mut Problems<'_>,
+    value: Option<&'a Spanned<DeValue<'i>>>,
+    (path, what): (&str, &str),
+    mut build: impl FnMut(&mut Problems<'_>, Raw, &Site<'a, 'i>) -> Option<T>,
+    name: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    declared_names(problems, value, path, what);
+    let mut out: Vec<T> = Vec::new();
+    for (value, site) in tables(problems, value, path) {
+        let built =
+            element::<Raw>(problems, value, &site).and_then(|raw| build(problems, raw, &site));
+        if let Some(t) = built
+            && !out.iter().any(|o| name(o) == name(&t))
+        {
+            out.push(t);
+        }
+    }
+    out
 }
 
 /// The `url` field as an http(s) URL with a host.

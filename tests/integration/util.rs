@@ -465,26 +465,10 @@ pub struct TlsTarget {
 
 impl TlsTarget {
     pub async fn start(days_left: i64) -> TlsTarget {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         use tokio_rustls::rustls;
 
-        let now = time::OffsetDateTime::now_utc();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "sloguard test CA");
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        params.not_before = now - time::Duration::days(30);
-        params.not_after = now + time::Duration::days(days_left);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-
+        let (ca_pem, cert, key) = test_certificate(&["127.0.0.1"], days_left);
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -526,11 +510,7 @@ impl TlsTarget {
                 });
             }
         });
-        TlsTarget {
-            addr,
-            ca_pem: ca_cert.pem(),
-            task,
-        }
+        TlsTarget { addr, ca_pem, task }
     }
 
     pub fn url(&self) -> String {
@@ -625,6 +605,30 @@ impl Drop for SmtpServer {
     }
 }
 
+/// A test CA and a certificate it signed for `names`: (CA PEM, certificate, its key).
+pub fn test_certificate(
+    names: &[&str],
+    days_left: i64,
+) -> (String, rcgen::Certificate, rcgen::KeyPair) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let now = time::OffsetDateTime::now_utc();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sloguard test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.not_before = now - time::Duration::days(30);
+    params.not_after = now + time::Duration::days(days_left);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert, key)
+}
+
 /// A private PostgreSQL cluster: `initdb` in a temporary directory, listening on 127.0.0.1 at
 /// a free port with its socket in that directory, `pg_stat_statements` preloaded. Runs as the
 /// `postgres` user when the tests run as root. The postmaster is stopped by PID on drop.
@@ -708,20 +712,7 @@ impl Postgres {
         );
         let mut ca_pem = None;
         if tls {
-            use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            ca_params
-                .distinguished_name
-                .push(DnType::CommonName, "sloguard test CA");
-            let ca_key = KeyPair::generate().unwrap();
-            let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-            let issuer = Issuer::new(ca_params, ca_key);
-            let params =
-                CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                    .unwrap();
-            let key = KeyPair::generate().unwrap();
-            let cert = params.signed_by(&key, &issuer).unwrap();
+            let (ca, cert, key) = test_certificate(&["127.0.0.1", "localhost"], 365);
             std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
             std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
             use std::os::unix::fs::PermissionsExt;
@@ -736,7 +727,7 @@ impl Postgres {
                 }
             }
             conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-            ca_pem = Some(ca_cert.pem());
+            ca_pem = Some(ca);
         }
         let mut f = std::fs::OpenOptions::new()
             .append(true)
