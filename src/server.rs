@@ -363,6 +363,7 @@ async fn metrics(State(api): State<Api>) -> Response {
             ("out_of_order", dropped.out_of_order),
             ("invalid", dropped.invalid),
             ("corrupt", dropped.corrupt),
+            ("future", dropped.future),
         ] {
             let c = api
                 .metrics

@@ -405,7 +405,7 @@ impl Store {
                 }
             }
         }
-        let touched = heads.write(&txn, &samples, &[])?;
+        let touched = heads.write(&txn, &samples, &[], crate::clock::now_ms())?;
         txn.delete_table(V1_POINTS)?;
         txn.open_table(META)?
             .insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())?;
@@ -489,7 +489,12 @@ impl Store {
 
     fn write_locked(&self, heads: &mut Heads, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
         let txn = self.db.begin_write()?;
-        heads.write(&txn, batch.samples, batch.observations)?;
+        heads.write(
+            &txn,
+            batch.samples,
+            batch.observations,
+            crate::clock::now_ms(),
+        )?;
         let ids = write_records(&txn, batch)?;
         txn.commit()?;
         Ok(ids)
@@ -809,6 +814,28 @@ mod tests {
             store.points(&a, n * 10_000, i64::MAX).unwrap(),
             vec![(n * 10_000, 7.0)]
         );
+    }
+
+    #[test]
+    fn a_point_from_the_future_is_refused_and_does_not_block_the_series() {
+        // Regression guard: a point dated far ahead made every later point "out of order".
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = crate::clock::now_ms();
+        store
+            .append(&[
+                sample("a", now - 1000, 1.0),
+                sample("a", now + 365 * DAY, 9.0),
+            ])
+            .unwrap();
+        store.append(&[sample("a", now, 0.0)]).unwrap();
+        let a = SeriesKey::new("probe_up", &[("target", "a")]);
+        assert_eq!(
+            store.points(&a, 0, i64::MAX).unwrap(),
+            vec![(now - 1000, 1.0), (now, 0.0)]
+        );
+        assert_eq!(store.dropped().future, 1);
+        assert_eq!(store.dropped().out_of_order, 0);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub const CHUNK_POINTS: u32 = 512;
 pub const CHUNK_SPAN_MS: i64 = 4 * 3600 * 1000;
 /// A rollup block holds at most this many buckets (a day of one-minute buckets).
 pub const BLOCK_BUCKETS: u32 = 1440;
+/// How far ahead of the clock a point may be.
+pub const MAX_FUTURE_MS: i64 = 3_600_000;
 /// A rollup bucket is made once this long has passed after its end, so that samples a little
 /// late (a probe that took its time) are in it.
 pub const ROLLUP_GRACE_MS: i64 = 60_000;
@@ -139,6 +141,8 @@ pub struct Dropped {
     /// Stored records (an open chunk, an interval) that could not be read and were started
     /// anew.
     pub corrupt: u64,
+    /// Points more than [`MAX_FUTURE_MS`] ahead of the clock.
+    pub future: u64,
 }
 
 /// The in-memory side of the series data: the registry and the open chunks.
@@ -244,13 +248,21 @@ impl Heads {
         txn: &WriteTransaction,
         samples: &[crate::series::Sample],
         observations: &[crate::series::Sample],
+        now_ms: i64,
     ) -> Result<Vec<u64>, StoreError> {
         let mut touched: Vec<u64> = Vec::new();
+        // A point from the future (a wrong clock, a log line dated 2099) would make every
+        // later point of its series look out of order; it is refused instead.
+        let latest = now_ms.saturating_add(MAX_FUTURE_MS);
         if !samples.is_empty() {
             let mut heads_t = txn.open_table(HEADS)?;
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut dirty: Vec<u64> = Vec::new();
             for s in samples {
+                if s.ts_ms > latest {
+                    self.dropped.future += 1;
+                    continue;
+                }
                 let Some(id) = self.resolve(txn, &s.series, Kind::Gauge)? else {
                     self.dropped.invalid += 1;
                     continue;
@@ -307,6 +319,10 @@ impl Heads {
             for o in observations {
                 if o.value.is_nan() {
                     self.dropped.invalid += 1;
+                    continue;
+                }
+                if o.ts_ms > latest {
+                    self.dropped.future += 1;
                     continue;
                 }
                 let Some(id) = self.resolve(txn, &o.series, Kind::Distribution)? else {

@@ -17,7 +17,7 @@ use rand::Rng;
 use sloguard::series::{Sample, SeriesKey};
 use sloguard::store::{Batch, Kind, Layout, Store, Tier};
 
-const T0: i64 = 1_800_000_000_000;
+const T0: i64 = 1_700_000_000_000;
 const STEP: i64 = 10_000;
 const SERIES: usize = 20;
 const OBSERVATIONS: usize = 5;
