@@ -517,7 +517,6 @@ fn increase(values: impl Iterator<Item = f64>) -> Option<f64> {
 /// Computes `agg` over what was gathered for `[from, to)`.
 fn apply(agg: Agg, kind: Kind, g: &Gathered, from: i64, to: i64) -> Option<f64> {
     let mut total = Bucket::empty(from, false);
-    total.sketch = None;
     // Raw points and buckets interleave in time only at the edges; merge in time order.
     let mut stream: Vec<(i64, Option<f64>, Option<&Bucket>)> = g
         .points

@@ -194,24 +194,15 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
                     continue;
                 }
             };
-            let after = match parse_duration(&step.after) {
-                Ok(d) if d <= MAX_DURATION => d,
-                Ok(_) => {
-                    problems.push(
-                        Some(site.span_of("escalation")),
-                        site.field(&format!("{field}.after")),
-                        "must be at most 3650d",
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    problems.push(
-                        Some(site.span_of("escalation")),
-                        site.field(&format!("{field}.after")),
-                        e,
-                    );
-                    continue;
-                }
+            let Some(after) = nested_duration(
+                &mut problems,
+                &site,
+                ("escalation", &format!("{field}.after")),
+                &step.after,
+                Duration::ZERO..=MAX_DURATION,
+                "must be at most 3650d",
+            ) else {
+                continue;
             };
             check_channel_refs(
                 &mut problems,
@@ -433,24 +424,15 @@ fn store_config(problems: &mut Problems<'_>, raw: RawStore, site: &Site<'_, '_>)
             let mut previous = distribution_interval;
             for (i, r) in list.iter().enumerate() {
                 let path = format!("rollup[{i}]");
-                let step = match parse_duration(&r.step) {
-                    Ok(s) if s >= Duration::from_secs(60) && s <= MAX_DURATION => s,
-                    Ok(_) => {
-                        problems.push(
-                            Some(site.span_of("rollup")),
-                            site.field(&format!("{path}.step")),
-                            "must be between 1m and 3650d",
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        problems.push(
-                            Some(site.span_of("rollup")),
-                            site.field(&format!("{path}.step")),
-                            e,
-                        );
-                        continue;
-                    }
+                let Some(step) = nested_duration(
+                    problems,
+                    site,
+                    ("rollup", &format!("{path}.step")),
+                    &r.step,
+                    Duration::from_secs(60)..=MAX_DURATION,
+                    "must be between 1m and 3650d",
+                ) else {
+                    continue;
                 };
                 if step.as_millis() % previous.as_millis().max(1) != 0 || step <= previous {
                     problems.push(
@@ -463,24 +445,15 @@ fn store_config(problems: &mut Problems<'_>, raw: RawStore, site: &Site<'_, '_>)
                     );
                     continue;
                 }
-                let keep = match parse_duration(&r.retention) {
-                    Ok(k) if k >= step && k <= MAX_DURATION => k,
-                    Ok(_) => {
-                        problems.push(
-                            Some(site.span_of("rollup")),
-                            site.field(&format!("{path}.retention")),
-                            "must be at least the step and at most 3650d",
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        problems.push(
-                            Some(site.span_of("rollup")),
-                            site.field(&format!("{path}.retention")),
-                            e,
-                        );
-                        continue;
-                    }
+                let Some(keep) = nested_duration(
+                    problems,
+                    site,
+                    ("rollup", &format!("{path}.retention")),
+                    &r.retention,
+                    step..=MAX_DURATION,
+                    "must be at least the step and at most 3650d",
+                ) else {
+                    continue;
                 };
                 previous = step;
                 rollups.push((step, keep));
@@ -763,6 +736,25 @@ fn place_serde_error(
         Some(f) => (site.field(&f), span),
         None => (site.path.clone(), span),
     }
+}
+
+/// A duration inside an element of an array table (`escalation[0].after`): parsed and within
+/// `range`, or a problem at the array's line saying `out_of_range`.
+fn nested_duration(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    (array, field): (&str, &str),
+    text: &str,
+    range: std::ops::RangeInclusive<Duration>,
+    out_of_range: &str,
+) -> Option<Duration> {
+    let problem = match parse_duration(text) {
+        Ok(d) if range.contains(&d) => return Some(d),
+        Ok(_) => out_of_range.to_string(),
+        Err(e) => e,
+    };
+    problems.push(Some(site.span_of(array)), site.field(field), problem);
+    None
 }
 
 fn duration_field(

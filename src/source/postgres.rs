@@ -342,14 +342,13 @@ pub async fn collect(
     state: &mut StatementsState,
     ts: i64,
 ) -> Result<Collected, String> {
-    let client = conn;
     let name = db.name.as_str();
     let labels = [("database", name)];
     let mut samples = Vec::new();
     let mut top = Vec::new();
     if db.database_stats {
         let rows = simple(
-            client,
+            conn,
             "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), \
              current_setting('max_connections'), xact_commit, xact_rollback, deadlocks, \
              blks_hit, blks_read, temp_bytes, pg_database_size(datname) \
@@ -398,7 +397,7 @@ pub async fn collect(
         }
     }
     if let Some(schema) = &db.statements {
-        let version = simple(client, "SHOW server_version_num", db.timeout)
+        let version = simple(conn, "SHOW server_version_num", db.timeout)
             .await?
             .first()
             .and_then(|r| num(&r[0]))
@@ -410,7 +409,7 @@ pub async fn collect(
             ""
         };
         let rows = simple(
-            client,
+            conn,
             &format!(
                 "SELECT userid::text, queryid, calls, total_exec_time, rows, query \
                  FROM {schema}.pg_stat_statements \
@@ -422,7 +421,7 @@ pub async fn collect(
         .await?;
         let reset = if version >= 140000.0 {
             simple(
-                client,
+                conn,
                 &format!("SELECT stats_reset::text FROM {schema}.pg_stat_statements_info"),
                 db.timeout,
             )
