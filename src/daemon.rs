@@ -66,6 +66,9 @@ pub async fn run(
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (samples_tx, samples_rx) = mpsc::channel::<Vec<crate::series::Sample>>(1024);
     let samples_rx = Arc::new(Mutex::new(samples_rx));
+    let (logs_tx, logs_rx) = mpsc::channel::<crate::source::log::LogBatch>(16);
+    let logs_rx = Arc::new(Mutex::new(logs_rx));
+    let handover = Arc::new(crate::source::log::Handover::default());
     let (commands_tx, commands_rx) = mpsc::channel::<crate::pipeline::Command>(64);
     let commands_rx = Arc::new(Mutex::new(commands_rx));
     let wake = Arc::new(Notify::new());
@@ -98,12 +101,29 @@ pub async fn run(
             crate::source::scrape::run(cfg.clone(), tx.clone(), token.clone())
         })
     };
+    let logs_done = {
+        let (cfg, tx, token) = (config_rx.clone(), logs_tx.clone(), probes_stop.clone());
+        let (s, h, m) = (store.clone(), handover.clone(), metrics.clone());
+        sup.spawn("logs", probes_stop.clone(), move || {
+            crate::source::log::run(
+                cfg.clone(),
+                s.clone(),
+                h.clone(),
+                tx.clone(),
+                m.clone(),
+                token.clone(),
+            )
+        })
+    };
     drop(samples_tx);
+    drop(logs_tx);
     let pipeline_done = {
         let pipeline = Arc::new(Pipeline {
             store: store.clone(),
             config: config_rx.clone(),
             samples: samples_rx,
+            logs: logs_rx,
+            handover: handover.clone(),
             wake: wake.clone(),
             commands: commands_rx,
             metrics: metrics.clone(),
@@ -160,6 +180,7 @@ pub async fn run(
             config = %config_path.display(),
             data = %store.path().display(),
             targets = cfg.targets.len(),
+            logs = cfg.logs.len(),
             rules = cfg.rules.len(),
             channels = cfg.channels.len(),
             version = env!("CARGO_PKG_VERSION"),
@@ -192,6 +213,7 @@ pub async fn run(
     wait_done(probes_done, Duration::from_secs(5), "probes").await;
     wait_done(databases_done, Duration::from_secs(5), "databases").await;
     wait_done(scrapes_done, Duration::from_secs(5), "scrapes").await;
+    wait_done(logs_done, Duration::from_secs(5), "logs").await;
     pipeline_stop.cancel();
     wait_done(pipeline_done, Duration::from_secs(10), "pipeline").await;
     outbox_stop.cancel();
@@ -302,7 +324,7 @@ async fn compaction(
         let started = std::time::Instant::now();
         let (stats, history) = tokio::task::spawn_blocking(move || {
             let stats = s.compact(now_ms())?;
-            let history = s.prune_history(history_before)?;
+            let history = s.prune_history(history_before)? + s.prune_errors(history_before)?;
             Ok::<_, crate::store::StoreError>((stats, history))
         })
         .await??;

@@ -44,6 +44,17 @@ pub struct TaskLabels {
     pub task: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceReasonLabels {
+    pub source: String,
+    pub reason: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric; one instance per daemon, shared behind an `Arc`.
@@ -66,6 +77,13 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub last_reload_success: FloatGauge,
     pub task_restarts: Family<TaskLabels, Counter>,
+    pub log_lines: Family<SourceLabels, Counter>,
+    pub log_lines_rejected: Family<SourceReasonLabels, Counter>,
+    pub log_field_errors: Family<SourceReasonLabels, Counter>,
+    pub log_series_overflow: Family<SourceLabels, Counter>,
+    pub log_files: Family<SourceLabels, Gauge>,
+    pub log_rotations: Family<SourceReasonLabels, Counter>,
+    pub log_command_restarts: Family<SourceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -95,6 +113,13 @@ impl Metrics {
             reloads: Family::default(),
             last_reload_success: Gauge::default(),
             task_restarts: Family::default(),
+            log_lines: Family::default(),
+            log_lines_rejected: Family::default(),
+            log_field_errors: Family::default(),
+            log_series_overflow: Family::default(),
+            log_files: Family::default(),
+            log_rotations: Family::default(),
+            log_command_restarts: Family::default(),
         };
         // Metrics are handles onto shared values: the registry holds clones, the fields stay
         // usable for updates.
@@ -188,6 +213,41 @@ impl Metrics {
             "Supervised tasks restarted after a failure",
             m.task_restarts.clone(),
         );
+        r.register(
+            "sloguard_log_lines",
+            "Log lines read, by source (rejected ones included)",
+            m.log_lines.clone(),
+        );
+        r.register(
+            "sloguard_log_lines_rejected",
+            "Log lines skipped: too_long, not_utf8, not_json or no_pattern_match",
+            m.log_lines_rejected.clone(),
+        );
+        r.register(
+            "sloguard_log_field_errors",
+            "Log lines with a bad_timestamp (the arrival time was used) or a bad_value (that metric skipped the line)",
+            m.log_field_errors.clone(),
+        );
+        r.register(
+            "sloguard_log_series_overflow",
+            "Log lines whose label set went to a metric's overflow series",
+            m.log_series_overflow.clone(),
+        );
+        r.register(
+            "sloguard_log_files",
+            "Files a log source follows",
+            m.log_files.clone(),
+        );
+        r.register(
+            "sloguard_log_rotations",
+            "Followed files rotated (renamed or gone) or truncated",
+            m.log_rotations.clone(),
+        );
+        r.register(
+            "sloguard_log_command_restarts",
+            "Times a log source's command was started again",
+            m.log_command_restarts.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -248,5 +308,40 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl Metrics {
+    /// Adds a log source's counts since its last flush.
+    pub fn log_counts(&self, source: &str, c: &crate::source::log::extract::Counts) {
+        use crate::source::log::extract::Reject;
+        let src = SourceLabels {
+            source: source.to_string(),
+        };
+        self.log_lines.get_or_create(&src).inc_by(c.lines);
+        for why in Reject::ALL {
+            let n = c.rejected(why);
+            if n > 0 {
+                self.log_lines_rejected
+                    .get_or_create(&SourceReasonLabels {
+                        source: source.to_string(),
+                        reason: why.as_str().to_string(),
+                    })
+                    .inc_by(n);
+            }
+        }
+        for (reason, n) in [("bad_timestamp", c.bad_timestamps), ("bad_value", c.bad_values)] {
+            if n > 0 {
+                self.log_field_errors
+                    .get_or_create(&SourceReasonLabels {
+                        source: source.to_string(),
+                        reason: reason.to_string(),
+                    })
+                    .inc_by(n);
+            }
+        }
+        if c.overflowed > 0 {
+            self.log_series_overflow.get_or_create(&src).inc_by(c.overflowed);
+        }
     }
 }

@@ -24,6 +24,7 @@ use crate::notify::{Notification, Status};
 use crate::rules::{AlertState, AlertStatus, Engine, Transition, TransitionKind};
 use crate::series::{Labels, Sample, SeriesKey};
 use crate::silence::{Matchers, Silence};
+use crate::source::log::{Handover, LogBatch};
 use crate::store::{Batch, Store};
 
 /// The most silences active at once; more is a mistake, and each costs every check.
@@ -36,6 +37,22 @@ const MAX_BATCH: usize = 10_000;
 /// costs an fsync; grouping a few hundred milliseconds of probe results into one cuts the
 /// daemon's CPU and disk work several times over. What changes an alert is committed at once.
 const GROUP_COMMIT: Duration = Duration::from_millis(500);
+
+/// Log batches committed in one transaction at most.
+const MAX_LOG_BATCHES: usize = 16;
+
+/// What was evaluated but not yet committed.
+#[derive(Default)]
+struct Pending {
+    samples: Vec<Sample>,
+    logs: Vec<LogBatch>,
+}
+
+impl Pending {
+    fn is_full(&self) -> bool {
+        self.samples.len() >= MAX_BATCH || self.logs.len() >= MAX_LOG_BATCHES
+    }
+}
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -139,6 +156,9 @@ pub struct Pipeline {
     pub store: Arc<Store>,
     pub config: watch::Receiver<Arc<Config>>,
     pub samples: Arc<Mutex<mpsc::Receiver<Vec<Sample>>>>,
+    /// Batches of the log sources.
+    pub logs: Arc<Mutex<mpsc::Receiver<LogBatch>>>,
+    pub handover: Arc<Handover>,
     pub wake: Arc<Notify>,
     pub commands: Arc<Mutex<mpsc::Receiver<Command>>>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -193,14 +213,18 @@ impl Pipeline {
         let now = now_ms();
         let (mut engine, mut transitions) = Engine::restore(cfg.rules.clone(), states, now);
         transitions.extend(engine.retire(probe_target_gone(&cfg), now, TARGET_GONE));
-        self.commit(&cfg, &mut fired, Vec::new(), transitions)
+        self.commit(&cfg, &mut fired, Pending::default(), transitions)
             .await?;
 
         let mut rx = self.samples.lock().await;
+        let mut logs = self.logs.lock().await;
         let mut commands = self.commands.lock().await;
+        // From here on, log batches read before this start are dropped: their sources read
+        // them again from the positions in the store.
+        let generation = self.handover.new_generation();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Samples evaluated but not yet committed, and when the oldest of them arrived.
-        let mut pending: Vec<Sample> = Vec::new();
+        let mut pending = Pending::default();
         let mut pending_since: Option<Instant> = None;
         loop {
             self.heartbeat.store(now_ms(), Ordering::Relaxed);
@@ -225,11 +249,30 @@ impl Pipeline {
                     if !transitions.is_empty() {
                         self.count_alerts(&engine);
                     }
-                    pending.extend(samples);
+                    pending.samples.extend(samples);
                     pending_since.get_or_insert_with(Instant::now);
                     // A state change is committed (and notified) at once; plain samples wait
                     // for the group commit.
-                    if !transitions.is_empty() || pending.len() >= MAX_BATCH {
+                    if !transitions.is_empty() || pending.is_full() {
+                        pending_since = None;
+                        self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
+                    }
+                }
+                Some(batch) = logs.recv() => {
+                    if batch.generation.is_some_and(|g| g != generation) {
+                        continue;
+                    }
+                    let now = now_ms();
+                    let mut transitions = Vec::new();
+                    for s in &batch.data.gauges {
+                        transitions.extend(engine.observe(s, now));
+                    }
+                    if !transitions.is_empty() {
+                        self.count_alerts(&engine);
+                    }
+                    pending.logs.push(batch);
+                    pending_since.get_or_insert_with(Instant::now);
+                    if !transitions.is_empty() || pending.is_full() {
                         pending_since = None;
                         self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
                     }
@@ -259,7 +302,7 @@ impl Pipeline {
                         .cloned()
                         .collect();
                     let upgrades = upgrade_plan(&cfg, &firing, &mut fired, now);
-                    self.write(Vec::new(), upgrades).await?;
+                    self.write(Pending::default(), upgrades).await?;
                 }
                 Some(cmd) = commands.recv() => {
                     self.handle(cmd, &engine, &cfg, &mut fired).await?;
@@ -277,7 +320,16 @@ impl Pipeline {
             for s in &more {
                 transitions.extend(engine.observe(s, now));
             }
-            pending.extend(more);
+            pending.samples.extend(more);
+        }
+        while let Ok(batch) = logs.try_recv() {
+            if batch.generation.is_some_and(|g| g != generation) {
+                continue;
+            }
+            for s in &batch.data.gauges {
+                transitions.extend(engine.observe(s, now));
+            }
+            pending.logs.push(batch);
         }
         self.commit(&cfg, &mut fired, pending, transitions).await?;
         Ok(())
@@ -289,7 +341,7 @@ impl Pipeline {
         &self,
         cfg: &Config,
         fired: &mut HashMap<String, Fired>,
-        samples: Vec<Sample>,
+        pending: Pending,
         transitions: Vec<Transition>,
     ) -> anyhow::Result<()> {
         let now = now_ms();
@@ -306,7 +358,7 @@ impl Pipeline {
         );
         let silenced = suppression(cfg, &silences, &firing_rules, now);
         let plan = plan(cfg, fired, &transitions, now, &silenced);
-        self.write(samples, plan).await
+        self.write(pending, plan).await
     }
 
     /// Sets the alerts-by-state gauges.
@@ -319,16 +371,29 @@ impl Pipeline {
         self.metrics.set_alerts(all - firing, firing);
     }
 
-    async fn write(&self, samples: Vec<Sample>, plan: Plan) -> anyhow::Result<()> {
-        if samples.is_empty() && plan.is_empty() {
+    async fn write(&self, pending: Pending, plan: Plan) -> anyhow::Result<()> {
+        if pending.samples.is_empty() && pending.logs.is_empty() && plan.is_empty() {
             return Ok(());
         }
         let notified = plan.outbox.len();
+        let Pending { mut samples, logs } = pending;
+        let mut events = Vec::new();
+        let mut errors = Vec::new();
+        let mut checkpoints = Vec::new();
+        for mut b in logs {
+            checkpoints.extend(b.checkpoint_records());
+            samples.append(&mut b.data.gauges);
+            events.append(&mut b.data.events);
+            errors.append(&mut b.data.errors);
+        }
         let written = samples.len() as u64;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let mut batch = Batch {
                 samples: &samples,
+                events: &events,
+                errors: &errors,
+                checkpoints,
                 ..Batch::default()
             };
             for (fp, rec) in &plan.put {
@@ -380,7 +445,7 @@ impl Pipeline {
         plan.put.extend(up.put);
         plan.outbox.extend(up.outbox);
         plan.history.extend(up.history);
-        self.write(Vec::new(), plan).await
+        self.write(Pending::default(), plan).await
     }
 
     async fn handle(
@@ -544,7 +609,7 @@ impl Pipeline {
                         .push(Event::new(now, &fp, &rule, "acknowledged").detail(detail));
                     acked.push(fp);
                 }
-                match self.write(Vec::new(), plan).await {
+                match self.write(Pending::default(), plan).await {
                     Ok(()) => {
                         let _ = reply.send(Ok(acked));
                     }

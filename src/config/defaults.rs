@@ -93,3 +93,8 @@ pub fn scrape_timeout() -> Duration {
 pub fn scrape_max_samples() -> usize {
     10_000
 }
+pub fn log_poll_interval() -> Duration {
+    Duration::from_millis(250)
+}
+pub const LOG_MAX_LINE_BYTES: usize = 64 * 1024;
+pub const LOG_MAX_SERIES: usize = 100;

@@ -432,3 +432,78 @@ pub struct RawConsecutive {
     #[serde(default)]
     pub depends_on: Vec<String>,
 }
+
+/// `[[logs]]`: JSON or text lines read from files or from a command's output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// Unique name; names the source in checkpoints, metrics and our own log.
+    pub name: String,
+    /// Glob patterns of the files to follow.
+    pub files: Option<Vec<String>>,
+    /// Glob patterns of files to leave alone (rotated, compressed copies).
+    pub exclude: Option<Vec<String>>,
+    /// `end` (default) or `beginning`: where a file is first read when the source has no
+    /// checkpoint yet.
+    pub start_at: Option<String>,
+    /// How often files are checked for new lines, rotation and new matches of the globs.
+    pub poll_interval: Option<String>,
+    /// A command (program and arguments) whose standard output is read line by line.
+    pub command: Option<Vec<String>>,
+    /// `json` (default) or `text`.
+    pub format: Option<String>,
+    /// For `text`: a regex whose named captures become the line's fields.
+    pub pattern: Option<String>,
+    /// A field whose string holds the JSON document to read (journald's `MESSAGE`).
+    pub json_in: Option<String>,
+    /// The field holding the event time; the arrival time when absent.
+    pub timestamp: Option<String>,
+    /// `auto` (default), `rfc3339`, `unix_s`, `unix_ms`, `unix_us` or `unix_ns`.
+    pub timestamp_format: Option<String>,
+    /// Longer lines are counted and skipped.
+    pub max_line_bytes: Option<usize>,
+    pub metric: Option<Vec<RawLogMetric>>,
+    pub errors: Option<Vec<RawLogErrors>>,
+}
+
+/// A value a field is compared with: strings, numbers and booleans compare as text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMatchValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// `[[logs.metric]]`: a series made from the lines that match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogMetric {
+    /// The metric name.
+    pub name: String,
+    /// `counter`, `distribution` or `gauge`.
+    pub kind: String,
+    /// Field path → value: every one must be equal.
+    #[serde(rename = "match")]
+    pub equals: Option<BTreeMap<String, RawMatchValue>>,
+    /// Field path → regex: every one must match (unanchored).
+    pub match_regex: Option<BTreeMap<String, String>>,
+    /// The numeric field observed (distribution, gauge) or added (counter).
+    pub value: Option<String>,
+    /// Label name → field path.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The most label sets kept; later ones go to one overflow series.
+    pub max_series: Option<usize>,
+}
+
+/// `[[logs.errors]]`: lines whose message is kept as an error fingerprint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogErrors {
+    #[serde(rename = "match")]
+    pub equals: Option<BTreeMap<String, RawMatchValue>>,
+    pub match_regex: Option<BTreeMap<String, String>>,
+    /// The field holding the error message.
+    pub message: String,
+}

@@ -14,12 +14,13 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
     RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawHttpTarget,
-    RawMaintenance, RawOutbox, RawPagerDuty, RawRouting, RawScrape, RawServer, RawSlack,
+    RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawOutbox, RawPagerDuty, RawRouting, RawScrape, RawServer, RawSlack,
     RawSqlTarget, RawStore, RawTcpTarget, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
-    EmailChannel, EscalationStep, HttpCheck, JsonAssert, LogFormat, OutboxConfig, Pattern, Problem,
+    EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert, LineParse, LogErrors,
+    LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, StartAt, TimeFormat, OutboxConfig, Pattern, Problem,
     Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SmtpTls, SqlCheck,
     SqlParam, StatementMatcher, StoreConfig, Target, TcpCheck, Timing, TlsMode, defaults,
     parse_duration,
@@ -39,6 +40,7 @@ const SECTIONS: &[&str] = &[
     "targets",
     "databases",
     "scrapes",
+    "logs",
     "rules",
     "maintenance",
 ];
@@ -282,6 +284,15 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         |s| &s.name,
     );
 
+    let logs: Vec<LogSource> = named_elements::<RawLog, _>(
+        &mut problems,
+        section("logs"),
+        ("logs", "log source"),
+        log_source,
+        |l| &l.name,
+    );
+    log_metric_kinds(&mut problems, &logs, section("logs"));
+
     declared_names(&mut problems, section("targets"), "targets", "target");
     let mut targets: Vec<Target> = Vec::new();
     for (value, site) in tables(&mut problems, section("targets"), "targets") {
@@ -384,6 +395,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         targets,
         databases,
         scrapes,
+        logs,
         rules,
     })
 }
@@ -2130,4 +2142,338 @@ fn consecutive(
             resolve_after,
         }),
     })
+}
+
+/// The sites of the tables of the array `key` inside `site`, by index.
+fn sub_sites<'a, 'i>(site: &Site<'a, 'i>, key: &str) -> Vec<Site<'a, 'i>> {
+    let items = site
+        .table
+        .and_then(|t| t.get(key))
+        .and_then(|v| v.get_ref().as_array());
+    items
+        .map(|a| {
+            a.iter()
+                .enumerate()
+                .map(|(i, item)| Site {
+                    path: format!("{}.{key}[{i}]", site.path),
+                    span: item.span(),
+                    table: item.get_ref().as_table(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A dotted field path (`a.b.c`).
+fn field_path(problems: &mut Problems<'_>, site: &Site<'_, '_>, key: &str, text: &str) -> FieldPath {
+    let parts: Vec<String> = text.split('.').map(str::to_string).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        problems.push(
+            Some(site.span_of(key)),
+            site.field(key),
+            format!("`{text}` is not a field path; write keys separated by dots, like `request.duration_ms`"),
+        );
+    }
+    FieldPath(parts)
+}
+
+/// The `match` and `match_regex` tables of a log rule.
+fn field_matches(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    equals: Option<BTreeMap<String, RawMatchValue>>,
+    regexes: Option<BTreeMap<String, String>>,
+) -> Vec<FieldMatch> {
+    let mut out = Vec::new();
+    for (field, value) in equals.unwrap_or_default() {
+        let path = field_path(problems, site, "match", &field);
+        let text = match value {
+            RawMatchValue::Text(t) => t,
+            RawMatchValue::Integer(i) => i.to_string(),
+            RawMatchValue::Float(f) => f.to_string(),
+            RawMatchValue::Bool(b) => b.to_string(),
+        };
+        out.push(FieldMatch::Equals(path, text));
+    }
+    for (field, pattern) in regexes.unwrap_or_default() {
+        let path = field_path(problems, site, "match_regex", &field);
+        match regex::Regex::new(&pattern) {
+            Ok(r) => out.push(FieldMatch::Regex(path, Pattern(r))),
+            Err(e) => problems.push(
+                Some(site.span_of("match_regex")),
+                site.field(&format!("match_regex.{field}")),
+                format!("not a valid regex: {e}"),
+            ),
+        }
+    }
+    out
+}
+
+fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> Option<LogSource> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let input = match (raw.files, raw.command) {
+        (Some(include), None) => {
+            for (key, globs) in [("files", &include), ("exclude", raw.exclude.as_ref().unwrap_or(&Vec::new()))] {
+                for (i, g) in globs.iter().enumerate() {
+                    if let Err(e) = glob::Pattern::new(g) {
+                        problems.push(
+                            Some(site.span_of(key)),
+                            site.field(&format!("{key}[{i}]")),
+                            format!("`{g}` is not a valid glob pattern: {e}"),
+                        );
+                    } else if !Path::new(g).is_absolute() {
+                        problems.push(
+                            Some(site.span_of(key)),
+                            site.field(&format!("{key}[{i}]")),
+                            format!("`{g}` must be an absolute path"),
+                        );
+                    }
+                }
+            }
+            if include.is_empty() {
+                problems.push(Some(site.span_of("files")), site.field("files"), "needs at least one glob pattern");
+            }
+            let start_at = match raw.start_at.as_deref() {
+                None | Some("end") => StartAt::End,
+                Some("beginning") => StartAt::Beginning,
+                Some(other) => {
+                    problems.push(
+                        Some(site.span_of("start_at")),
+                        site.field("start_at"),
+                        format!("`{other}` is not a start position; use `end` or `beginning`"),
+                    );
+                    StartAt::End
+                }
+            };
+            let poll_interval = duration_field(
+                problems,
+                site,
+                "poll_interval",
+                raw.poll_interval.as_ref(),
+                defaults::log_poll_interval(),
+                Duration::from_millis(10),
+            );
+            LogInput::Files {
+                include,
+                exclude: raw.exclude.unwrap_or_default(),
+                start_at,
+                poll_interval,
+            }
+        }
+        (None, Some(argv)) => {
+            if argv.first().is_none_or(|p| p.is_empty()) {
+                problems.push(
+                    Some(site.span_of("command")),
+                    site.field("command"),
+                    "needs a program, e.g. [\"journalctl\", \"-f\", \"-o\", \"json\"]",
+                );
+            }
+            for key in ["exclude", "start_at", "poll_interval"] {
+                if site.table.is_some_and(|t| t.get(key).is_some()) {
+                    problems.push(
+                        Some(site.key_span(key)),
+                        site.field(key),
+                        "applies to `files` only",
+                    );
+                }
+            }
+            LogInput::Command { argv }
+        }
+        (Some(_), Some(_)) => {
+            problems.push(
+                Some(site.span_of("command")),
+                site.field("command"),
+                "give either `files` or `command`, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            problems.push(
+                Some(site.span.clone()),
+                site.field("files"),
+                "missing: give `files` (glob patterns) or `command` (a program and its arguments)",
+            );
+            return None;
+        }
+    };
+    let parse = match (raw.format.as_deref(), raw.pattern) {
+        (None | Some("json"), None) => LineParse::Json,
+        (Some("text"), Some(p)) => match regex::Regex::new(&p) {
+            Ok(r) if r.capture_names().flatten().next().is_some() => LineParse::Text(Pattern(r)),
+            Ok(_) => {
+                problems.push(
+                    Some(site.span_of("pattern")),
+                    site.field("pattern"),
+                    "needs named captures, like `(?P<status>\\d+)`; they become the line's fields",
+                );
+                LineParse::Json
+            }
+            Err(e) => {
+                problems.push(Some(site.span_of("pattern")), site.field("pattern"), format!("not a valid regex: {e}"));
+                LineParse::Json
+            }
+        },
+        (Some("text"), None) => {
+            problems.push(Some(site.span_of("format")), site.field("pattern"), "missing: `format = \"text\"` needs a `pattern` with named captures");
+            LineParse::Json
+        }
+        (None | Some("json"), Some(_)) => {
+            problems.push(Some(site.span_of("pattern")), site.field("pattern"), "applies to `format = \"text\"` only");
+            LineParse::Json
+        }
+        (Some(other), _) => {
+            problems.push(Some(site.span_of("format")), site.field("format"), format!("`{other}` is not a line format; use `json` or `text`"));
+            LineParse::Json
+        }
+    };
+    let json_in = raw.json_in.as_deref().map(|f| field_path(problems, site, "json_in", f));
+    let format = match raw.timestamp_format.as_deref() {
+        None | Some("auto") => TimeFormat::Auto,
+        Some("rfc3339") => TimeFormat::Rfc3339,
+        Some("unix_s") => TimeFormat::UnixS,
+        Some("unix_ms") => TimeFormat::UnixMs,
+        Some("unix_us") => TimeFormat::UnixUs,
+        Some("unix_ns") => TimeFormat::UnixNs,
+        Some(other) => {
+            problems.push(
+                Some(site.span_of("timestamp_format")),
+                site.field("timestamp_format"),
+                format!("`{other}` is not a time format; use auto, rfc3339, unix_s, unix_ms, unix_us or unix_ns"),
+            );
+            TimeFormat::Auto
+        }
+    };
+    let timestamp = raw.timestamp.as_deref().map(|f| (field_path(problems, site, "timestamp", f), format));
+    let max_line_bytes = raw.max_line_bytes.unwrap_or(defaults::LOG_MAX_LINE_BYTES);
+    if !(64..=16 << 20).contains(&max_line_bytes) {
+        problems.push(
+            Some(site.span_of("max_line_bytes")),
+            site.field("max_line_bytes"),
+            "must be between 64 and 16777216",
+        );
+    }
+    let mut metrics = Vec::new();
+    let metric_sites = sub_sites(site, "metric");
+    for (raw, msite) in raw.metric.unwrap_or_default().into_iter().zip(&metric_sites) {
+        if let Some(m) = log_metric(problems, raw, msite)
+            && !metrics.iter().any(|o: &LogMetric| o.name == m.name && o.labels == m.labels && o.kind == m.kind && o.matches == m.matches)
+        {
+            metrics.push(m);
+        }
+    }
+    let mut errors = Vec::new();
+    let error_sites = sub_sites(site, "errors");
+    for (raw, esite) in raw.errors.unwrap_or_default().into_iter().zip(&error_sites) {
+        let matches = field_matches(problems, esite, raw.equals, raw.match_regex);
+        let message = field_path(problems, esite, "message", &raw.message);
+        errors.push(LogErrors { matches, message });
+    }
+    if metrics.is_empty() && errors.is_empty() && problems.list.len() == before {
+        problems.push(
+            Some(site.span.clone()),
+            site.field("metric"),
+            "a log source needs at least one `[[logs.metric]]` or `[[logs.errors]]`",
+        );
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(LogSource {
+        name: raw.name,
+        input,
+        parse,
+        json_in,
+        timestamp,
+        max_line_bytes,
+        metrics,
+        errors,
+    })
+}
+
+fn log_metric(problems: &mut Problems<'_>, raw: RawLogMetric, site: &Site<'_, '_>) -> Option<LogMetric> {
+    let before = problems.list.len();
+    if !crate::series::valid_metric_name(&raw.name) {
+        problems.push(
+            Some(site.span_of("name")),
+            site.field("name"),
+            format!("`{}` is not a valid metric name; use letters, digits, `_` and `:`", raw.name),
+        );
+    }
+    let kind = match raw.kind.as_str() {
+        "counter" => LogMetricKind::Counter,
+        "distribution" => LogMetricKind::Distribution,
+        "gauge" => LogMetricKind::Gauge,
+        other => {
+            problems.push(
+                Some(site.span_of("kind")),
+                site.field("kind"),
+                format!("`{other}` is not a metric kind; use counter, distribution or gauge"),
+            );
+            LogMetricKind::Counter
+        }
+    };
+    let matches = field_matches(problems, site, raw.equals, raw.match_regex);
+    let value = raw.value.as_deref().map(|v| field_path(problems, site, "value", v));
+    if value.is_none() && kind != LogMetricKind::Counter {
+        problems.push(
+            Some(site.span.clone()),
+            site.field("value"),
+            "missing: a distribution or gauge needs `value`, the numeric field it records",
+        );
+    }
+    let mut labels = Vec::new();
+    for (name, field) in raw.labels.unwrap_or_default() {
+        if !crate::series::valid_metric_name(&name) || name.contains(':') || name.starts_with("__") {
+            problems.push(
+                Some(site.span_of("labels")),
+                site.field(&format!("labels.{name}")),
+                format!("`{name}` is not a valid label name; use letters, digits and `_`"),
+            );
+        }
+        labels.push((name, field_path(problems, site, "labels", &field)));
+    }
+    let max_series = raw.max_series.unwrap_or(defaults::LOG_MAX_SERIES);
+    if !(1..=100_000).contains(&max_series) {
+        problems.push(
+            Some(site.span_of("max_series")),
+            site.field("max_series"),
+            "must be between 1 and 100000",
+        );
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(LogMetric {
+        name: raw.name,
+        kind,
+        matches,
+        value,
+        labels,
+        max_series,
+    })
+}
+
+/// One metric name is one kind, whichever log source or rule makes it: the store keeps a
+/// series as either points or events.
+fn log_metric_kinds(problems: &mut Problems<'_>, logs: &[LogSource], value: Option<&Spanned<DeValue<'_>>>) {
+    let mut kinds: BTreeMap<&str, LogMetricKind> = BTreeMap::new();
+    for (i, l) in logs.iter().enumerate() {
+        for m in &l.metrics {
+            let event = |k: LogMetricKind| k != LogMetricKind::Gauge;
+            match kinds.get(m.name.as_str()) {
+                Some(k) if event(*k) != event(m.kind) => problems.push(
+                    value.map(|v| v.span()),
+                    format!("logs[{i}].metric"),
+                    format!(
+                        "`{}` is both a gauge and a counter or distribution; give them different names",
+                        m.name
+                    ),
+                ),
+                _ => {
+                    kinds.insert(&m.name, m.kind);
+                }
+            }
+        }
+    }
 }

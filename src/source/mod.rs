@@ -3,6 +3,7 @@
 
 pub mod database;
 pub mod http_probe;
+pub mod log;
 pub mod manager;
 pub mod postgres;
 pub mod probe;

@@ -14,6 +14,7 @@
 
 pub mod bucket;
 pub mod chunk;
+pub mod logs;
 pub mod tsdb;
 
 use std::path::{Path, PathBuf};
@@ -132,6 +133,12 @@ pub struct Batch<'a> {
     pub samples: &'a [Sample],
     /// Observations of distribution series (one request's latency each), in any order.
     pub observations: &'a [Sample],
+    /// Interval summaries of distribution series, merged into the stored intervals.
+    pub events: &'a [(SeriesKey, bucket::Bucket)],
+    /// Log positions to set (`Some`) or forget (`None`), by (source, device, inode).
+    pub checkpoints: Vec<(logs::CheckpointKey, Option<Vec<u8>>)>,
+    /// Error types seen by log sources, added to the stored counts.
+    pub errors: &'a [logs::ErrorSeen],
     /// Alert states to insert or replace, by fingerprint.
     pub put_alerts: Vec<(String, Vec<u8>)>,
     /// Alert states to delete, by fingerprint.
@@ -155,6 +162,9 @@ impl Batch<'_> {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
             && self.observations.is_empty()
+            && self.events.is_empty()
+            && self.checkpoints.is_empty()
+            && self.errors.is_empty()
             && self.put_alerts.is_empty()
             && self.delete_alerts.is_empty()
             && self.outbox.is_empty()
@@ -310,6 +320,22 @@ impl ReadOnlyStore {
         };
         Snapshot::new(&txn, None, layout)
     }
+
+    /// Every error type (of one source, when given), most recently seen first.
+    pub fn error_types(&self, source: Option<&str>) -> Result<Vec<logs::ErrorType>, StoreError> {
+        logs::error_types(&self.db.begin_read()?, source)
+    }
+
+    /// Hourly counts of one error type.
+    pub fn error_windows(
+        &self,
+        source: &str,
+        id: u64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        logs::error_windows(&self.db.begin_read()?, source, id, from_ms, to_ms)
+    }
 }
 
 /// A handle to the data file; cheap to share behind an `Arc`.
@@ -360,6 +386,7 @@ impl Store {
             txn.open_table(DEAD_LETTERS)?;
             txn.open_table(SILENCES)?;
             txn.open_table(HISTORY)?;
+            logs::create_tables(&txn)?;
         }
         txn.commit()?;
         let heads = Heads::load(&db.begin_read()?)?;
@@ -405,7 +432,7 @@ impl Store {
                 }
             }
         }
-        let touched = heads.write(&txn, &samples, &[], crate::clock::now_ms())?;
+        let touched = heads.write(&txn, &samples, &[], &[], crate::clock::now_ms())?;
         txn.delete_table(V1_POINTS)?;
         txn.open_table(META)?
             .insert("format_version", FORMAT_VERSION.to_le_bytes().as_slice())?;
@@ -493,8 +520,10 @@ impl Store {
             &txn,
             batch.samples,
             batch.observations,
+            batch.events,
             crate::clock::now_ms(),
         )?;
+        logs::write(&txn, batch)?;
         let ids = write_records(&txn, batch)?;
         txn.commit()?;
         Ok(ids)
@@ -590,6 +619,42 @@ impl Store {
         }
         txn.commit()?;
         Ok(removed)
+    }
+
+    /// Deletes error counts and error types older than `before_ms`; returns how many.
+    pub fn prune_errors(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = logs::prune(&txn, before_ms)?;
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// The stored positions of log source `source`'s files: ((device, inode), record).
+    pub fn log_checkpoints<T: DeserializeOwned>(
+        &self,
+        source: &str,
+    ) -> Result<Vec<((u64, u64), T)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        logs::checkpoints(&txn, source)?
+            .into_iter()
+            .map(|(k, v)| Ok((k, decode(&v)?)))
+            .collect()
+    }
+
+    /// Every error type (of one source, when given), most recently seen first.
+    pub fn error_types(&self, source: Option<&str>) -> Result<Vec<logs::ErrorType>, StoreError> {
+        logs::error_types(&self.db.begin_read()?, source)
+    }
+
+    /// Hourly counts of one error type.
+    pub fn error_windows(
+        &self,
+        source: &str,
+        id: u64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        logs::error_windows(&self.db.begin_read()?, source, id, from_ms, to_ms)
     }
 
     /// Every stored alert state.

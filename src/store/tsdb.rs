@@ -248,6 +248,7 @@ impl Heads {
         txn: &WriteTransaction,
         samples: &[crate::series::Sample],
         observations: &[crate::series::Sample],
+        events: &[(SeriesKey, Bucket)],
         now_ms: i64,
     ) -> Result<Vec<u64>, StoreError> {
         let mut touched: Vec<u64> = Vec::new();
@@ -312,7 +313,7 @@ impl Heads {
             }
             touched.extend(dirty);
         }
-        if !observations.is_empty() {
+        if !observations.is_empty() || !events.is_empty() {
             let interval = self.layout.distribution_interval_ms.max(1);
             let mut dists = txn.open_table(DISTS)?;
             let mut open: BTreeMap<(u64, i64), Bucket> = BTreeMap::new();
@@ -330,29 +331,22 @@ impl Heads {
                     continue;
                 };
                 let start = floor_to(o.ts_ms, interval);
-                let b = match open.entry((id, start)) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        let b = match self.dists.get(&id) {
-                            Some(b) if b.start == start => b.clone(),
-                            _ => match dists.get((id, start))? {
-                                Some(v) => Bucket::decode_single(start, v.value())
-                                    .unwrap_or_else(|e| {
-                                        self.dropped.corrupt += 1;
-                                        tracing::error!(
-                                            series = %o.series,
-                                            error = %e,
-                                            "An interval of this series cannot be read; starting it anew"
-                                        );
-                                        Bucket::empty(start, true)
-                                    }),
-                                None => Bucket::empty(start, true),
-                            },
-                        };
-                        e.insert(b)
-                    }
+                self.open_bucket(&dists, &mut open, id, start, &o.series)?
+                    .observe(o.value);
+            }
+            for (key, fragment) in events {
+                if fragment.start > latest {
+                    self.dropped.future += fragment.count as u64;
+                    continue;
+                }
+                let Some(id) = self.resolve(txn, key, Kind::Distribution)? else {
+                    self.dropped.invalid += fragment.count as u64;
+                    continue;
                 };
-                b.observe(o.value);
+                // A fragment made with another interval goes to the interval it starts in.
+                let start = floor_to(fragment.start, interval);
+                self.open_bucket(&dists, &mut open, id, start, key)?
+                    .merge(fragment);
             }
             for ((id, start), b) in open {
                 dists.insert((id, start), b.encode_single().as_slice())?;
@@ -364,6 +358,39 @@ impl Heads {
             }
         }
         Ok(touched)
+    }
+
+    /// The interval `start` of distribution series `id`, from this write, the cache or the
+    /// file.
+    fn open_bucket<'o>(
+        &mut self,
+        dists: &redb::Table<(u64, i64), &[u8]>,
+        open: &'o mut BTreeMap<(u64, i64), Bucket>,
+        id: u64,
+        start: i64,
+        series: &SeriesKey,
+    ) -> Result<&'o mut Bucket, StoreError> {
+        Ok(match open.entry((id, start)) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let b = match self.dists.get(&id) {
+                    Some(b) if b.start == start => b.clone(),
+                    _ => match dists.get((id, start))? {
+                        Some(v) => Bucket::decode_single(start, v.value()).unwrap_or_else(|e| {
+                            self.dropped.corrupt += 1;
+                            tracing::error!(
+                                series = %series,
+                                error = %e,
+                                "An interval of this series cannot be read; starting it anew"
+                            );
+                            Bucket::empty(start, true)
+                        }),
+                        None => Bucket::empty(start, true),
+                    },
+                };
+                e.insert(b)
+            }
+        })
     }
 
     /// Forgets the in-memory state of `ids` after a failed commit; it is read again from the

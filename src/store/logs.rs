@@ -1,0 +1,212 @@
+//! What log sources keep besides series: how far each file was read (written in the same
+//! transaction as the series its lines made, so a restart neither skips nor counts a line
+//! twice) and the error types seen, with hourly counts.
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::{Batch, StoreError, decode, encode};
+
+/// (source, device, inode) → checkpoint record.
+const CHECKPOINTS: TableDefinition<(&str, u64, u64), &[u8]> =
+    TableDefinition::new("log_checkpoints");
+/// (source, error type id) → [`ErrorType`] record.
+const ERROR_TYPES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("error_types");
+/// (source, error type id, hour start) → occurrences.
+const ERROR_WINDOWS: TableDefinition<(&str, u64, i64), u64> =
+    TableDefinition::new("error_windows");
+
+/// Error counts are kept per hour.
+pub const WINDOW_MS: i64 = 3_600_000;
+
+/// A file of a log source: (source, device, inode).
+pub type CheckpointKey = (String, u64, u64);
+
+/// One error type as one flush of one source saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorSeen {
+    pub source: String,
+    /// Stable id of the pattern within its source.
+    pub id: u64,
+    pub pattern: String,
+    /// The newest message of this type, as written.
+    pub last_message: String,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub count: u64,
+    /// (hour start, occurrences), by the lines' times.
+    pub windows: Vec<(i64, u64)>,
+}
+
+impl ErrorSeen {
+    /// Counts one more occurrence at `ts`.
+    pub fn add(&mut self, message: &str, ts: i64) {
+        self.count += 1;
+        self.first_ms = self.first_ms.min(ts);
+        if ts >= self.last_ms {
+            self.last_ms = ts;
+            if self.last_message != message {
+                message.clone_into(&mut self.last_message);
+            }
+        }
+        let window = ts.div_euclid(WINDOW_MS) * WINDOW_MS;
+        match self.windows.iter_mut().rev().find(|(w, _)| *w == window) {
+            Some((_, n)) => *n += 1,
+            None => self.windows.push((window, 1)),
+        }
+    }
+}
+
+/// An error type as stored: every sighting since it was first seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorType {
+    pub source: String,
+    pub id: u64,
+    pub pattern: String,
+    pub last_message: String,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub count: u64,
+}
+
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(CHECKPOINTS)?;
+    txn.open_table(ERROR_TYPES)?;
+    txn.open_table(ERROR_WINDOWS)?;
+    Ok(())
+}
+
+pub(super) fn write(txn: &WriteTransaction, batch: &Batch<'_>) -> Result<(), StoreError> {
+    if !batch.checkpoints.is_empty() {
+        let mut table = txn.open_table(CHECKPOINTS)?;
+        for ((source, dev, ino), record) in &batch.checkpoints {
+            let key = (source.as_str(), *dev, *ino);
+            match record {
+                Some(r) => table.insert(key, r.as_slice())?,
+                None => table.remove(key)?,
+            };
+        }
+    }
+    if !batch.errors.is_empty() {
+        let mut types = txn.open_table(ERROR_TYPES)?;
+        let mut windows = txn.open_table(ERROR_WINDOWS)?;
+        for e in batch.errors {
+            let key = (e.source.as_str(), e.id);
+            let stored = match types.get(key)? {
+                Some(v) => decode::<ErrorType>(v.value()).ok(),
+                None => None,
+            };
+            let merged = match stored {
+                Some(mut t) => {
+                    t.count += e.count;
+                    t.first_ms = t.first_ms.min(e.first_ms);
+                    if e.last_ms >= t.last_ms {
+                        t.last_ms = e.last_ms;
+                        t.last_message.clone_from(&e.last_message);
+                    }
+                    t
+                }
+                None => ErrorType {
+                    source: e.source.clone(),
+                    id: e.id,
+                    pattern: e.pattern.clone(),
+                    last_message: e.last_message.clone(),
+                    first_ms: e.first_ms,
+                    last_ms: e.last_ms,
+                    count: e.count,
+                },
+            };
+            types.insert(key, encode(&merged).as_slice())?;
+            for (hour, n) in &e.windows {
+                let wkey = (e.source.as_str(), e.id, *hour);
+                let before = windows.get(wkey)?.map(|v| v.value()).unwrap_or(0);
+                windows.insert(wkey, before + n)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoints of `source`, by (device, inode), as stored records.
+pub(super) fn checkpoints(
+    txn: &ReadTransaction,
+    source: &str,
+) -> Result<Vec<((u64, u64), Vec<u8>)>, StoreError> {
+    let table = match txn.open_table(CHECKPOINTS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for entry in table.range((source, 0u64, 0u64)..=(source, u64::MAX, u64::MAX))? {
+        let (k, v) = entry?;
+        let (_, dev, ino) = k.value();
+        out.push(((dev, ino), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// Every error type (of `source`, when given), most recently seen first.
+pub(super) fn error_types(
+    txn: &ReadTransaction,
+    source: Option<&str>,
+) -> Result<Vec<ErrorType>, StoreError> {
+    let table = match txn.open_table(ERROR_TYPES) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    let rows = match source {
+        Some(s) => table.range((s, 0u64)..=(s, u64::MAX))?,
+        None => table.range::<(&str, u64)>(..)?,
+    };
+    for entry in rows {
+        let (_, v) = entry?;
+        out.push(decode::<ErrorType>(v.value())?);
+    }
+    out.sort_by(|a, b| b.last_ms.cmp(&a.last_ms).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// Hourly counts of one error type with `from_ms <= hour start < to_ms`.
+pub(super) fn error_windows(
+    txn: &ReadTransaction,
+    source: &str,
+    id: u64,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(i64, u64)>, StoreError> {
+    let table = match txn.open_table(ERROR_WINDOWS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    if from_ms >= to_ms {
+        return Ok(out);
+    }
+    for entry in table.range((source, id, from_ms)..(source, id, to_ms))? {
+        let (k, v) = entry?;
+        out.push((k.value().2, v.value()));
+    }
+    Ok(out)
+}
+
+/// Deletes hourly counts older than `before_ms` and error types last seen before it.
+pub(super) fn prune(txn: &WriteTransaction, before_ms: i64) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    let mut windows = txn.open_table(ERROR_WINDOWS)?;
+    windows.retain(|(_, _, hour), _| {
+        let keep = hour >= before_ms;
+        removed += u64::from(!keep);
+        keep
+    })?;
+    let mut types = txn.open_table(ERROR_TYPES)?;
+    types.retain(|_, v| {
+        let keep = decode::<ErrorType>(v).map_or(true, |t| t.last_ms >= before_ms);
+        removed += u64::from(!keep);
+        keep
+    })?;
+    Ok(removed)
+}
