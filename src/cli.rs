@@ -103,6 +103,24 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Error types seen in the logs: pattern, count, first and last seen, last message.
+    Errors {
+        /// Only this `[[logs]]` source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only types seen since: a duration ago (`24h`) or a time; counts are for this span
+        /// (whole hours).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+        /// The data directory; overrides the configuration's (which is then not read).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// With the daemon stopped: make rollups, delete what is past retention and give the
     /// data file's free space back to the filesystem.
     Compact {
@@ -179,6 +197,71 @@ fn read_store<T>(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Prints the error types seen since `from_ms`, with their counts in whole hours since then.
+fn print_errors(
+    dir: &std::path::Path,
+    source: Option<&str>,
+    from_ms: i64,
+    now_ms: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::store::{ReadOnlyStore, Store, StoreError};
+    use crate::store::logs::WINDOW_MS;
+    let hour = from_ms.div_euclid(WINDOW_MS) * WINDOW_MS;
+    let read = |types: Vec<crate::store::logs::ErrorType>,
+                windows: &dyn Fn(&str, u64) -> Result<Vec<(i64, u64)>, StoreError>|
+     -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut out = Vec::new();
+        for t in types.into_iter().filter(|t| t.last_ms >= from_ms) {
+            let recent: u64 = windows(&t.source, t.id)?.iter().map(|(_, n)| n).sum();
+            out.push(serde_json::json!({
+                "source": t.source,
+                "id": format!("{:016x}", t.id),
+                "pattern": t.pattern,
+                "last_message": t.last_message,
+                "first_seen": crate::notify::rfc3339(t.first_ms),
+                "last_seen": crate::notify::rfc3339(t.last_ms),
+                "count": t.count,
+                "count_since": recent,
+            }));
+        }
+        Ok(out)
+    };
+    let rows = match ReadOnlyStore::open(dir) {
+        Ok(store) => read(store.error_types(source)?, &|s, id| {
+            store.error_windows(s, id, hour, now_ms + WINDOW_MS)
+        })?,
+        Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
+            let store = Store::open(dir)?;
+            read(store.error_types(source)?, &|s, id| {
+                store.error_windows(s, id, hour, now_ms + WINDOW_MS)
+            })?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no error types seen");
+    }
+    for r in &rows {
+        println!(
+            "{} {} x{} (all time {}, first {}) [{}] {}\n    last: {}",
+            r["last_seen"].as_str().unwrap_or(""),
+            r["source"].as_str().unwrap_or(""),
+            r["count_since"],
+            r["count"],
+            r["first_seen"].as_str().unwrap_or(""),
+            r["id"].as_str().unwrap_or(""),
+            r["pattern"].as_str().unwrap_or(""),
+            r["last_message"].as_str().unwrap_or(""),
+        );
+    }
+    Ok(())
 }
 
 fn csv_field(s: &str) -> String {
@@ -393,6 +476,33 @@ pub fn main() -> ExitCode {
                 )?;
                 let answer = read_store(&dir, |snap| Ok(request.run(snap)?))?;
                 print_answer(&answer, &format)
+            })();
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Errors {
+            source,
+            since,
+            json,
+            config,
+            data_dir,
+        } => {
+            let result = (|| {
+                let dir = match data_dir {
+                    Some(d) => d,
+                    None => match config::load(&config) {
+                        Ok(cfg) => cfg.daemon.data_dir,
+                        Err(e) => anyhow::bail!("{}", e.to_string().trim_end()),
+                    },
+                };
+                let now = crate::clock::now_ms();
+                let from = crate::query::parse_time(&since, now)?;
+                print_errors(&dir, source.as_deref(), from, now, json)
             })();
             match result {
                 Ok(()) => ExitCode::SUCCESS,

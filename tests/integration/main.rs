@@ -7,6 +7,7 @@ mod crash;
 mod demo;
 mod e2e;
 mod fixture;
+mod logs;
 mod outbox;
 mod postgres;
 mod probes;

@@ -19,6 +19,8 @@ use crate::config::StartAt;
 
 /// The fingerprint covers up to this many first bytes of a file.
 const FINGERPRINT_BYTES: u64 = 1024;
+/// A new file is taken for a copy of another only when this many first bytes match.
+const MIN_COPY_FINGERPRINT: u64 = 64;
 /// One read takes up to this many bytes.
 const READ_BYTES: usize = 256 * 1024;
 /// A file that left the globs (renamed away, deleted) is kept open this long after it
@@ -213,16 +215,20 @@ impl Tailer {
         let len = meta.len();
         let (fp_len, fp) = fingerprint(&file, len.min(FINGERPRINT_BYTES))?;
         let offset = match self.resume.remove(&id) {
-            Some(cp)
-                if cp.offset <= len
-                    && cp.fingerprint_len <= len
-                    && fingerprint(&file, cp.fingerprint_len)?.1 == cp.fingerprint =>
-            {
+            Some(cp) if continues(&file, len, &cp)? => {
                 tracing::debug!(path = %path.display(), offset = cp.offset, "Resuming a log file at its checkpoint");
                 cp.offset
             }
-            _ if self.first_scan && !self.resumed && self.start_at == StartAt::End => len,
-            _ => 0,
+            _ => match self.copy_of(&file, len)? {
+                // A copy of a followed file (logrotate's copytruncate): its lines up to
+                // where the original was read are counted already.
+                Some(offset) => {
+                    tracing::debug!(path = %path.display(), offset, "A new log file is a copy of a followed one; reading it from where that one was");
+                    offset
+                }
+                None if self.first_scan && !self.resumed && self.start_at == StartAt::End => len,
+                None => 0,
+            },
         };
         Ok(Tracked {
             path: path.to_path_buf(),
@@ -234,6 +240,23 @@ impl Tailer {
             skipping: false,
             gone_since: None,
         })
+    }
+
+    /// Where to start a new file whose first bytes are those of a followed file or of a
+    /// file in the checkpoints: it is a copy, read as far as the original was.
+    fn copy_of(&self, file: &File, len: u64) -> io::Result<Option<u64>> {
+        let followed = self.files.values().map(|t| Checkpoint {
+            path: String::new(),
+            fingerprint_len: t.fingerprint_len,
+            fingerprint: t.fingerprint,
+            offset: t.offset,
+        });
+        for cp in followed.chain(self.resume.values().cloned()) {
+            if cp.fingerprint_len >= MIN_COPY_FINGERPRINT && continues(file, len, &cp)? {
+                return Ok(Some(cp.offset));
+            }
+        }
+        Ok(None)
     }
 
     /// Reads what is new in every file, up to `budget` bytes in all, feeding whole lines to
@@ -362,6 +385,14 @@ fn check_truncated(t: &mut Tracked) -> io::Result<bool> {
         t.fingerprint = fp;
     }
     Ok(truncated)
+}
+
+/// Whether `file` (of `len` bytes) holds what `cp` was read from: as long, with the same
+/// first bytes.
+fn continues(file: &File, len: u64, cp: &Checkpoint) -> io::Result<bool> {
+    Ok(cp.offset <= len
+        && cp.fingerprint_len <= len
+        && fingerprint(file, cp.fingerprint_len)?.1 == cp.fingerprint)
 }
 
 /// SHA-256 (first 8 bytes) of the first `len` bytes of `file`, and the length it covers.

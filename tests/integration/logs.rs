@@ -1,0 +1,381 @@
+//! `[[logs]]` with real files and processes: a `sloguard run` child follows files that are
+//! appended to, rotated both ways and truncated, and is killed mid-stream; every line counts
+//! exactly once. A command source is restarted when its command exits.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::util::{Daemon, free_port, sloguard, tempdir};
+
+/// One seed-format line: a success with `ms`, or an error with a message.
+fn line(i: u64, ms: u64, error: Option<&str>) -> String {
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    match error {
+        None => format!(
+            r#"{{"event":"api_segmentation_success","duration_ms":{ms},"customer_count":{i},"timestamp":"{ts}"}}"#
+        ),
+        Some(e) => format!(
+            r#"{{"event":"api_segmentation_error","duration_ms":{ms},"error":"{e}","timestamp":"{ts}"}}"#
+        ),
+    }
+}
+
+fn append(path: &Path, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut text = lines.join("\n");
+    text.push('\n');
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// What the test wrote: every duration per event.
+#[derive(Default)]
+struct Written {
+    success: Vec<f64>,
+    errors: Vec<f64>,
+}
+
+impl Written {
+    /// `n` lines, one error in ten, durations spread over 10..2000 ms.
+    fn lines(&mut self, n: u64) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let i = (self.success.len() + self.errors.len()) as u64;
+                let ms = 10 + (i * 7919) % 1990;
+                if i % 10 == 3 {
+                    self.errors.push(ms as f64);
+                    line(i, ms, Some(&format!("Cannot connect to database at 10.0.0.{}", i % 250)))
+                } else {
+                    self.success.push(ms as f64);
+                    line(i, ms, None)
+                }
+            })
+            .collect()
+    }
+}
+
+/// `sloguard query` with `--agg`, one value per series: (labels as text, value).
+fn agg(data: &Path, metric: &str, agg: &str, matchers: &[&str]) -> Vec<(String, f64)> {
+    let data = data.to_str().unwrap();
+    let mut args = vec![
+        "query", metric, "--data-dir", data, "--since", "2h", "--agg", agg, "--format", "json",
+    ];
+    for m in matchers {
+        args.push("--match");
+        args.push(m);
+    }
+    let out = sloguard(&args, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["labels"].to_string(), s["value"].as_f64().unwrap_or(f64::NAN)))
+        .collect()
+}
+
+fn total(data: &Path, metric: &str, matchers: &[&str]) -> f64 {
+    agg(data, metric, "count", matchers).iter().map(|(_, v)| v).sum()
+}
+
+/// Waits until the store holds `want` events of `app_requests` (and no more).
+async fn wait_total(d: &Daemon, want: usize, what: &str) {
+    let data = d.dir.join("data");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = 0.0;
+    while Instant::now() < deadline {
+        got = total(&data, "app_requests", &[]);
+        if got == want as f64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: {got} requests stored, wrote {want}\n{}", d.all_logs());
+}
+
+/// The exact percentile of `values` (nearest rank).
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn config(logs: &Path, port: u16) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[[logs]]
+name = "app"
+files = ["{dir}/app.log*"]
+exclude = ["{dir}/*.gz"]
+start_at = "beginning"
+poll_interval = "50ms"
+timestamp = "timestamp"
+max_line_bytes = 2048
+
+[[logs.metric]]
+name = "app_requests"
+kind = "counter"
+match_regex = {{ event = "^api_segmentation_" }}
+labels = {{ event = "event" }}
+
+[[logs.metric]]
+name = "app_request_duration_ms"
+kind = "distribution"
+value = "duration_ms"
+match_regex = {{ event = "^api_segmentation_" }}
+labels = {{ event = "event" }}
+
+[[logs.errors]]
+match = {{ event = "api_segmentation_error" }}
+message = "error"
+"#,
+        dir = logs.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_count_exactly_once_through_rotation_truncation_and_kill() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    let mut w = Written::default();
+    append(&app, &w.lines(1000));
+    let port = free_port();
+    let mut d = Daemon::start(dir.path(), &config(&logs, port), &[]).await;
+    wait_total(&d, 1000, "the file written before the start").await;
+
+    append(&app, &w.lines(500));
+    wait_total(&d, 1500, "appended lines").await;
+
+    // Rotation by rename: the writer adds a few lines to the old file before it reopens.
+    std::fs::rename(&app, logs.join("app.log.1")).unwrap();
+    append(&logs.join("app.log.1"), &w.lines(20));
+    append(&app, &w.lines(300));
+    wait_total(&d, 1820, "rename and create").await;
+
+    // A compressed old file is excluded.
+    std::fs::write(logs.join("app.log.2.gz"), b"\x1f\x8b\x08 not text").unwrap();
+
+    // copytruncate: a copy appears (matched by the glob), then the original is emptied
+    // and written again from its start.
+    std::fs::copy(&app, logs.join("app.log.0")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&app, &w.lines(200));
+    wait_total(&d, 2020, "copytruncate").await;
+
+    // Bad lines are counted and skipped, and lose nothing around them.
+    let mut bad = w.lines(2);
+    bad.insert(1, "not json at all".into());
+    bad.insert(2, r#"{"event":"api_segmentation_success","duration_ms":4"#.into());
+    bad.insert(3, format!(r#"{{"event":"{}"}}"#, "x".repeat(5000)));
+    append(&app, &bad);
+    wait_total(&d, 2022, "bad lines").await;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        r#"sloguard_log_lines_rejected_total{source="app",reason="not_json"} 2"#,
+        r#"sloguard_log_lines_rejected_total{source="app",reason="too_long"} 1"#,
+        r#"sloguard_log_rotations_total{source="app",reason="truncated"} 1"#,
+    ] {
+        assert!(metrics.contains(want), "{want} missing from\n{metrics}");
+    }
+
+    // Killed while a writer appends, then started again: nothing skipped, nothing twice.
+    let writer_path = app.clone();
+    let mut batches = Vec::new();
+    for _ in 0..20 {
+        batches.push(w.lines(250));
+    }
+    let writer = tokio::task::spawn_blocking(move || {
+        for b in batches {
+            append(&writer_path, &b);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    d.kill9();
+    writer.await.unwrap();
+    d.spawn().await;
+    let written = w.success.len() + w.errors.len();
+    wait_total(&d, written, "after kill -9 and restart").await;
+
+    // A graceful restart in the middle of a file: the file grows while the daemon is down.
+    d.stop().await;
+    append(&app, &w.lines(700));
+    d.spawn().await;
+    let written = w.success.len() + w.errors.len();
+    wait_total(&d, written, "after a restart").await;
+    // Quiet for a while: still exactly that many.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let data = d.dir.join("data");
+    assert_eq!(total(&data, "app_requests", &[]), written as f64);
+    assert_eq!(
+        total(&data, "app_requests", &["event=api_segmentation_error"]),
+        w.errors.len() as f64
+    );
+
+    // Percentiles of what was written, within the sketch's 1 % (plus a rank's width).
+    for (q, name) in [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")] {
+        let got = agg(
+            &data,
+            "app_request_duration_ms",
+            name,
+            &["event=api_segmentation_success"],
+        );
+        let want = percentile(&w.success, q);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let err = (got[0].1 - want).abs() / want;
+        assert!(err < 0.02, "{name}: stored {} vs written {want}", got[0].1);
+    }
+    let max = agg(&data, "app_request_duration_ms", "max", &[]);
+    let want_max = w.success.iter().chain(&w.errors).copied().fold(0.0, f64::max);
+    assert_eq!(max.iter().map(|(_, v)| *v).fold(0.0, f64::max), want_max);
+
+    // One error type, with every occurrence and the newest message.
+    let out = sloguard(
+        &["errors", "--data-dir", data.to_str().unwrap(), "--json"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let types: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let types = types.as_array().unwrap();
+    assert_eq!(types.len(), 1, "{types:?}");
+    assert_eq!(types[0]["pattern"], "Cannot connect to database at #.#.#.#");
+    assert_eq!(types[0]["count"], w.errors.len() as u64);
+    assert_eq!(types[0]["count_since"], w.errors.len() as u64);
+    assert!(
+        types[0]["last_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Cannot connect to database at 10.0.0.")
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_deleted_and_comes_back_is_followed() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    let mut w = Written::default();
+    let mut d = Daemon::start(dir.path(), &config(&logs, free_port()), &[]).await;
+    // Appears after the start: read from its beginning.
+    append(&app, &w.lines(100));
+    wait_total(&d, 100, "a file that appeared later").await;
+    std::fs::remove_file(&app).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    append(&app, &w.lines(40));
+    wait_total(&d, 140, "the file came back").await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_source_reads_journald_lines_and_is_restarted_when_it_exits() {
+    let dir = tempdir();
+    let journal = dir.path().join("journal.json");
+    // journalctl -o json: the app's line is a string in MESSAGE; times in microseconds.
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let mut lines = Vec::new();
+    for i in 0..50 {
+        let app_line = line(i, 100 + i, None).replace('"', "\\\"");
+        lines.push(format!(
+            r#"{{"__REALTIME_TIMESTAMP":"{now_us}","_SYSTEMD_UNIT":"app.service","MESSAGE":"{app_line}"}}"#
+        ));
+    }
+    append(&journal, &lines);
+    let config = format!(
+        r#"
+[[logs]]
+name = "journal"
+command = ["sh", "-c", "cat '{journal}'; echo 'journal reader says hello' >&2; exit 3"]
+json_in = "MESSAGE"
+timestamp = "__REALTIME_TIMESTAMP"
+
+[[logs.metric]]
+name = "app_requests"
+kind = "counter"
+match = {{ event = "api_segmentation_success" }}
+labels = {{ unit = "_SYSTEMD_UNIT" }}
+
+[[logs.metric]]
+name = "app_request_duration_ms"
+kind = "distribution"
+value = "duration_ms"
+"#,
+        journal = journal.display()
+    );
+    let mut d = Daemon::start(dir.path(), &config, &[]).await;
+    // Runs at once, then after 1 s and 2 s of backoff: three runs within 5 s.
+    assert!(
+        d.wait_log("The log command exited", Duration::from_secs(10)).await,
+        "{}",
+        d.log_text()
+    );
+    let data = d.dir.join("data");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let runs = total(&data, "app_requests", &["unit=app.service"]) / 50.0;
+        if runs >= 3.0 {
+            assert_eq!(runs.fract(), 0.0, "a run was counted in part: {runs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{runs} runs\n{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = d.log_text();
+    assert!(log.contains("journal reader says hello"), "{log}");
+    assert!(log.contains("source=journal") || log.contains("source: journal"), "{log}");
+    // Durations came from inside MESSAGE.
+    let max = agg(&data, "app_request_duration_ms", "max", &[]);
+    assert_eq!(max[0].1, 149.0);
+    d.stop().await;
+}
+
+#[test]
+fn log_configuration_mistakes_name_the_field() {
+    let dir = tempdir();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[logs]]
+name = "app"
+files = ["relative/*.log"]
+timestamp_format = "unix_weeks"
+
+[[logs.metric]]
+name = "app requests"
+kind = "histogram"
+"#,
+    )
+    .unwrap();
+    let out = sloguard(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "bad.toml:4: logs[0].files[0]: `relative/*.log` must be an absolute path",
+        "bad.toml:5: logs[0].timestamp_format: `unix_weeks` is not a time format",
+        "bad.toml:8: logs[0].metric[0].name: `app requests` is not a valid metric name",
+        "bad.toml:9: logs[0].metric[0].kind: `histogram` is not a metric kind",
+    ] {
+        assert!(text.contains(want), "{want}\nnot in\n{text}");
+    }
+}
