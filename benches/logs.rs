@@ -49,7 +49,7 @@ fn write_file(path: &std::path::Path, n: u64) -> u64 {
         x ^= x << 17;
         let ts = (start + chrono::Duration::microseconds(step_us * i as i64))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        if x % 50 == 0 {
+        if x.is_multiple_of(50) {
             writeln!(
                 f,
                 r#"{{"event":"api_segmentation_error","duration_ms":{},"error":"Cannot connect to database at 10.0.{}.{}","timestamp":"{ts}"}}"#,
@@ -85,7 +85,8 @@ fn stored(data: &std::path::Path) -> f64 {
         sloguard::query::Request::parse("app_requests", &[], "3h", "now", Some("count"), None, now)
             .unwrap();
     match request.run(&snap) {
-        Ok(answer) => answer.to_json()
+        Ok(answer) => answer
+            .to_json()
             .as_array()
             .map(|a| a.iter().filter_map(|s| s["value"].as_f64()).sum())
             .unwrap_or(0.0),
@@ -109,7 +110,7 @@ fn main() {
     let data = dir.path().join("data");
     let config = dir.path().join("config.toml");
     let config_text = format!(
-            r#"
+        r#"
 [server]
 listen = "127.0.0.1:0"
 
@@ -136,8 +137,8 @@ labels = {{ event = "event" }}
 match = {{ event = "api_segmentation_error" }}
 message = "error"
 "#,
-            file.display()
-        );
+        file.display()
+    );
     std::fs::write(&config, &config_text).unwrap();
 
     // Extraction alone, in this process: parse, match, aggregate; no file, no store.
@@ -188,8 +189,18 @@ message = "error"
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();
     assert_eq!(got, n as f64, "the store holds {got} of {n} lines");
-    let fields: Vec<&str> = cpu.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = cpu
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime (fields 14 and 15 of /proc/PID/stat, counted after the comm field).
     let cpu_s = (ticks(11) + ticks(12)) / 100.0;
     let ours = n as f64 / took.as_secs_f64();

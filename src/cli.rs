@@ -207,11 +207,12 @@ fn print_errors(
     now_ms: i64,
     json: bool,
 ) -> anyhow::Result<()> {
-    use crate::store::{ReadOnlyStore, Store, StoreError};
     use crate::store::logs::WINDOW_MS;
+    use crate::store::{ReadOnlyStore, Store, StoreError};
     let hour = from_ms.div_euclid(WINDOW_MS) * WINDOW_MS;
+    type Windows<'a> = &'a dyn Fn(&str, u64) -> Result<Vec<(i64, u64)>, StoreError>;
     let read = |types: Vec<crate::store::logs::ErrorType>,
-                windows: &dyn Fn(&str, u64) -> Result<Vec<(i64, u64)>, StoreError>|
+                windows: Windows<'_>|
      -> anyhow::Result<Vec<serde_json::Value>> {
         let mut out = Vec::new();
         for t in types.into_iter().filter(|t| t.last_ms >= from_ms) {

@@ -25,6 +25,60 @@ fn app_is_down(started: Instant) -> bool {
     t >= DOWN_FROM && t < DOWN_UNTIL
 }
 
+/// When the app's requests are slow (a latency spike), and when its client heap is high.
+const SLOW: std::ops::Range<u64> = 19..26;
+const HEAP_HIGH: std::ops::Range<u64> = 19..25;
+
+/// Writes the app's JSON log like the seed's middleware does: about 40 requests a second,
+/// each a success with its duration or (while the database is down) an error; and the
+/// client's heap once a second.
+async fn write_app_log(path: std::path::PathBuf, started: Instant, stop: CancellationToken) {
+    use tokio::io::AsyncWriteExt;
+    let Ok(mut file) = tokio::fs::File::create(&path).await else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    let mut i: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        i += 1;
+        let second = started.elapsed().as_secs();
+        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let base = 120 + (i * 7919) % 260;
+        let mut text = if app_is_down(started) {
+            format!(
+                r#"{{"event":"api_segmentation_error","duration_ms":{},"error":"Cannot connect to database at 10.0.0.{}:5432","timestamp":"{ts}"}}"#,
+                20 + i % 60,
+                i % 4 + 1
+            )
+        } else {
+            let ms = if SLOW.contains(&second) {
+                base * 6
+            } else {
+                base
+            };
+            format!(
+                r#"{{"event":"api_segmentation_success","duration_ms":{ms},"customer_count":{},"timestamp":"{ts}"}}"#,
+                1200 + i % 50
+            )
+        };
+        text.push('\n');
+        if i.is_multiple_of(40) {
+            let heap = if HEAP_HIGH.contains(&second) { 182 } else { 96 };
+            text.push_str(&format!(
+                r#"{{"event":"segmentation_memory_usage","used_js_heap_mb":{heap},"timestamp":"{ts}"}}"#
+            ));
+            text.push('\n');
+        }
+        if file.write_all(text.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
 pub async fn run(duration: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     let stop = CancellationToken::new();
@@ -155,6 +209,36 @@ address = "{app_addr}"
 interval = "5s"
 timeout = "500ms"
 
+# The app's JSON log, as its middleware writes it.
+[[logs]]
+name = "app"
+files = ["{log}"]
+start_at = "beginning"
+poll_interval = "100ms"
+timestamp = "timestamp"
+
+[[logs.metric]]
+name = "app_requests"
+kind = "counter"
+match_regex = {{ event = "^api_segmentation_" }}
+labels = {{ event = "event" }}
+
+[[logs.metric]]
+name = "app_request_duration_ms"
+kind = "distribution"
+value = "duration_ms"
+match = {{ event = "api_segmentation_success" }}
+
+[[logs.metric]]
+name = "app_client_heap_mb"
+kind = "gauge"
+value = "used_js_heap_mb"
+match = {{ event = "segmentation_memory_usage" }}
+
+[[logs.errors]]
+match = {{ event = "api_segmentation_error" }}
+message = "error"
+
 # The database's metrics, as Supabase serves them, every 2 s.
 [[scrapes]]
 name = "supabase"
@@ -171,8 +255,20 @@ resolve_after = 2
 severity = "critical"
 summary = "Segmentation API down"
 runbook_url = "https://docs.example.com/runbooks/segmentation-api"
+
+# From the log: the client's heap above 150 MB three reports in a row.
+[[rules]]
+name = "client_heap_high"
+kind = "consecutive"
+metric = "app_client_heap_mb"
+condition = "> 150"
+fire_after = 3
+resolve_after = 2
+severity = "warning"
+summary = "Client heap above 150 MB"
 "#,
         data = dir.path().join("data").display(),
+        log = dir.path().join("app.log").display(),
     );
     std::fs::write(&config_path, text)?;
     let cfg = config::load(&config_path)?;
@@ -214,6 +310,20 @@ runbook_url = "https://docs.example.com/runbooks/segmentation-api"
         })
     };
 
+    let log_writer = tokio::spawn(write_app_log(
+        dir.path().join("app.log"),
+        started,
+        stop.clone(),
+    ));
+    println!(
+        "The app logs ~40 requests a second to {}: errors while it is down, a latency spike from {}s to {}s, a client heap of 182 MB from {}s to {}s.",
+        dir.path().join("app.log").display(),
+        SLOW.start,
+        SLOW.end,
+        HEAP_HIGH.start,
+        HEAP_HIGH.end
+    );
+
     let daemon_stop = CancellationToken::new();
     let timer = {
         let t = daemon_stop.clone();
@@ -227,6 +337,7 @@ runbook_url = "https://docs.example.com/runbooks/segmentation-api"
     timer.abort();
     stop.cancel();
     let _ = announcer.await;
+    let _ = log_writer.await;
     let _ = servers.await;
     println!(
         "Demo finished after {:.0}s.",
@@ -290,6 +401,56 @@ fn summarize(data: &std::path::Path, from: i64, to: i64) -> anyhow::Result<()> {
         println!(
             "  database commits per second (scraped), per 5 s: {}",
             rates.join(" ")
+        );
+    }
+    let per_5s = |metric: &str, matchers: &[&str], agg: Agg| -> anyhow::Result<String> {
+        let matchers = matchers
+            .iter()
+            .map(|m| m.parse())
+            .collect::<Result<Vec<_>, _>>()?;
+        let series = stepped(
+            &snap,
+            &Selector::new(metric, matchers),
+            agg,
+            from,
+            to,
+            5_000,
+        )?;
+        Ok(series
+            .first()
+            .map(|s| {
+                s.points
+                    .iter()
+                    .map(|(t, v)| format!("{}s:{v:.0}", (t - from).max(0) / 1000))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|| "-".into()))
+    };
+    println!(
+        "  requests logged, per 5 s (seconds into the demo:count): ok {}",
+        per_5s(
+            "app_requests",
+            &["event=api_segmentation_success"],
+            Agg::Count
+        )?
+    );
+    println!(
+        "                                                        error {}",
+        per_5s(
+            "app_requests",
+            &["event=api_segmentation_error"],
+            Agg::Count
+        )?
+    );
+    println!(
+        "  request latency p95 in ms, per 5 s: {}",
+        per_5s("app_request_duration_ms", &[], Agg::Quantile(0.95))?
+    );
+    for t in store.error_types(None)? {
+        println!(
+            "  error type \"{}\": {} times, last: {}",
+            t.pattern, t.count, t.last_message
         );
     }
     Ok(())

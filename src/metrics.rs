@@ -225,7 +225,7 @@ impl Metrics {
         );
         r.register(
             "sloguard_log_field_errors",
-            "Log lines with a bad_timestamp (the arrival time was used) or a bad_value (that metric skipped the line)",
+            "Log lines with a bad_timestamp (the arrival time was used), a bad_value (that metric skipped the line), or an error type past the 1000 distinct ones of one flush (error_types_dropped)",
             m.log_field_errors.clone(),
         );
         r.register(
@@ -330,7 +330,11 @@ impl Metrics {
                     .inc_by(n);
             }
         }
-        for (reason, n) in [("bad_timestamp", c.bad_timestamps), ("bad_value", c.bad_values)] {
+        for (reason, n) in [
+            ("bad_timestamp", c.bad_timestamps),
+            ("bad_value", c.bad_values),
+            ("error_types_dropped", c.errors_dropped),
+        ] {
             if n > 0 {
                 self.log_field_errors
                     .get_or_create(&SourceReasonLabels {
@@ -341,7 +345,9 @@ impl Metrics {
             }
         }
         if c.overflowed > 0 {
-            self.log_series_overflow.get_or_create(&src).inc_by(c.overflowed);
+            self.log_series_overflow
+                .get_or_create(&src)
+                .inc_by(c.overflowed);
         }
     }
 }

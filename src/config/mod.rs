@@ -435,6 +435,8 @@ impl fmt::Display for FieldPath {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldMatch {
     Equals(FieldPath, String),
+    /// A number in the TOML: equal to the field read as a number (`1.0` matches `1`).
+    EqualsNumber(FieldPath, f64),
     Regex(FieldPath, Pattern),
 }
 

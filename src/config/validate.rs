@@ -13,17 +13,17 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawHttpTarget,
-    RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawOutbox, RawPagerDuty, RawRouting, RawScrape, RawServer, RawSlack,
-    RawSqlTarget, RawStore, RawTcpTarget, RawWebhook,
+    RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawHttpTarget, RawLog,
+    RawLogMetric, RawMaintenance, RawMatchValue, RawOutbox, RawPagerDuty, RawRouting, RawScrape,
+    RawServer, RawSlack, RawSqlTarget, RawStore, RawTcpTarget, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
-    EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert, LineParse, LogErrors,
-    LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, StartAt, TimeFormat, OutboxConfig, Pattern, Problem,
-    Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SmtpTls, SqlCheck,
-    SqlParam, StatementMatcher, StoreConfig, Target, TcpCheck, Timing, TlsMode, defaults,
-    parse_duration,
+    EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert, LineParse,
+    LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, OutboxConfig, Pattern,
+    Problem, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SmtpTls,
+    SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, TimeFormat,
+    Timing, TlsMode, defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -2165,7 +2165,12 @@ fn sub_sites<'a, 'i>(site: &Site<'a, 'i>, key: &str) -> Vec<Site<'a, 'i>> {
 }
 
 /// A dotted field path (`a.b.c`).
-fn field_path(problems: &mut Problems<'_>, site: &Site<'_, '_>, key: &str, text: &str) -> FieldPath {
+fn field_path(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    text: &str,
+) -> FieldPath {
     let parts: Vec<String> = text.split('.').map(str::to_string).collect();
     if parts.iter().any(|p| p.is_empty()) {
         problems.push(
@@ -2187,13 +2192,12 @@ fn field_matches(
     let mut out = Vec::new();
     for (field, value) in equals.unwrap_or_default() {
         let path = field_path(problems, site, "match", &field);
-        let text = match value {
-            RawMatchValue::Text(t) => t,
-            RawMatchValue::Integer(i) => i.to_string(),
-            RawMatchValue::Float(f) => f.to_string(),
-            RawMatchValue::Bool(b) => b.to_string(),
-        };
-        out.push(FieldMatch::Equals(path, text));
+        out.push(match value {
+            RawMatchValue::Text(t) => FieldMatch::Equals(path, t),
+            RawMatchValue::Integer(i) => FieldMatch::EqualsNumber(path, i as f64),
+            RawMatchValue::Float(f) => FieldMatch::EqualsNumber(path, f),
+            RawMatchValue::Bool(b) => FieldMatch::Equals(path, b.to_string()),
+        });
     }
     for (field, pattern) in regexes.unwrap_or_default() {
         let path = field_path(problems, site, "match_regex", &field);
@@ -2214,7 +2218,10 @@ fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> 
     check_name(problems, site, &raw.name);
     let input = match (raw.files, raw.command) {
         (Some(include), None) => {
-            for (key, globs) in [("files", &include), ("exclude", raw.exclude.as_ref().unwrap_or(&Vec::new()))] {
+            for (key, globs) in [
+                ("files", &include),
+                ("exclude", raw.exclude.as_ref().unwrap_or(&Vec::new())),
+            ] {
                 for (i, g) in globs.iter().enumerate() {
                     if let Err(e) = glob::Pattern::new(g) {
                         problems.push(
@@ -2232,7 +2239,11 @@ fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> 
                 }
             }
             if include.is_empty() {
-                problems.push(Some(site.span_of("files")), site.field("files"), "needs at least one glob pattern");
+                problems.push(
+                    Some(site.span_of("files")),
+                    site.field("files"),
+                    "needs at least one glob pattern",
+                );
             }
             let start_at = match raw.start_at.as_deref() {
                 None | Some("end") => StartAt::End,
@@ -2310,24 +2321,43 @@ fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> 
                 LineParse::Json
             }
             Err(e) => {
-                problems.push(Some(site.span_of("pattern")), site.field("pattern"), format!("not a valid regex: {e}"));
+                problems.push(
+                    Some(site.span_of("pattern")),
+                    site.field("pattern"),
+                    format!("not a valid regex: {e}"),
+                );
                 LineParse::Json
             }
         },
         (Some("text"), None) => {
-            problems.push(Some(site.span_of("format")), site.field("pattern"), "missing: `format = \"text\"` needs a `pattern` with named captures");
+            problems.push(
+                Some(site.span_of("format")),
+                site.field("pattern"),
+                "missing: `format = \"text\"` needs a `pattern` with named captures",
+            );
             LineParse::Json
         }
         (None | Some("json"), Some(_)) => {
-            problems.push(Some(site.span_of("pattern")), site.field("pattern"), "applies to `format = \"text\"` only");
+            problems.push(
+                Some(site.span_of("pattern")),
+                site.field("pattern"),
+                "applies to `format = \"text\"` only",
+            );
             LineParse::Json
         }
         (Some(other), _) => {
-            problems.push(Some(site.span_of("format")), site.field("format"), format!("`{other}` is not a line format; use `json` or `text`"));
+            problems.push(
+                Some(site.span_of("format")),
+                site.field("format"),
+                format!("`{other}` is not a line format; use `json` or `text`"),
+            );
             LineParse::Json
         }
     };
-    let json_in = raw.json_in.as_deref().map(|f| field_path(problems, site, "json_in", f));
+    let json_in = raw
+        .json_in
+        .as_deref()
+        .map(|f| field_path(problems, site, "json_in", f));
     let format = match raw.timestamp_format.as_deref() {
         None | Some("auto") => TimeFormat::Auto,
         Some("rfc3339") => TimeFormat::Rfc3339,
@@ -2344,7 +2374,10 @@ fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> 
             TimeFormat::Auto
         }
     };
-    let timestamp = raw.timestamp.as_deref().map(|f| (field_path(problems, site, "timestamp", f), format));
+    let timestamp = raw
+        .timestamp
+        .as_deref()
+        .map(|f| (field_path(problems, site, "timestamp", f), format));
     let max_line_bytes = raw.max_line_bytes.unwrap_or(defaults::LOG_MAX_LINE_BYTES);
     if !(64..=16 << 20).contains(&max_line_bytes) {
         problems.push(
@@ -2355,9 +2388,19 @@ fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> 
     }
     let mut metrics = Vec::new();
     let metric_sites = sub_sites(site, "metric");
-    for (raw, msite) in raw.metric.unwrap_or_default().into_iter().zip(&metric_sites) {
+    for (raw, msite) in raw
+        .metric
+        .unwrap_or_default()
+        .into_iter()
+        .zip(&metric_sites)
+    {
         if let Some(m) = log_metric(problems, raw, msite)
-            && !metrics.iter().any(|o: &LogMetric| o.name == m.name && o.labels == m.labels && o.kind == m.kind && o.matches == m.matches)
+            && !metrics.iter().any(|o: &LogMetric| {
+                o.name == m.name
+                    && o.labels == m.labels
+                    && o.kind == m.kind
+                    && o.matches == m.matches
+            })
         {
             metrics.push(m);
         }
@@ -2391,13 +2434,20 @@ fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> 
     })
 }
 
-fn log_metric(problems: &mut Problems<'_>, raw: RawLogMetric, site: &Site<'_, '_>) -> Option<LogMetric> {
+fn log_metric(
+    problems: &mut Problems<'_>,
+    raw: RawLogMetric,
+    site: &Site<'_, '_>,
+) -> Option<LogMetric> {
     let before = problems.list.len();
     if !crate::series::valid_metric_name(&raw.name) {
         problems.push(
             Some(site.span_of("name")),
             site.field("name"),
-            format!("`{}` is not a valid metric name; use letters, digits, `_` and `:`", raw.name),
+            format!(
+                "`{}` is not a valid metric name; use letters, digits, `_` and `:`",
+                raw.name
+            ),
         );
     }
     let kind = match raw.kind.as_str() {
@@ -2414,7 +2464,10 @@ fn log_metric(problems: &mut Problems<'_>, raw: RawLogMetric, site: &Site<'_, '_
         }
     };
     let matches = field_matches(problems, site, raw.equals, raw.match_regex);
-    let value = raw.value.as_deref().map(|v| field_path(problems, site, "value", v));
+    let value = raw
+        .value
+        .as_deref()
+        .map(|v| field_path(problems, site, "value", v));
     if value.is_none() && kind != LogMetricKind::Counter {
         problems.push(
             Some(site.span.clone()),
@@ -2424,7 +2477,8 @@ fn log_metric(problems: &mut Problems<'_>, raw: RawLogMetric, site: &Site<'_, '_
     }
     let mut labels = Vec::new();
     for (name, field) in raw.labels.unwrap_or_default() {
-        if !crate::series::valid_metric_name(&name) || name.contains(':') || name.starts_with("__") {
+        if !crate::series::valid_metric_name(&name) || name.contains(':') || name.starts_with("__")
+        {
             problems.push(
                 Some(site.span_of("labels")),
                 site.field(&format!("labels.{name}")),
@@ -2456,7 +2510,11 @@ fn log_metric(problems: &mut Problems<'_>, raw: RawLogMetric, site: &Site<'_, '_
 
 /// One metric name is one kind, whichever log source or rule makes it: the store keeps a
 /// series as either points or events.
-fn log_metric_kinds(problems: &mut Problems<'_>, logs: &[LogSource], value: Option<&Spanned<DeValue<'_>>>) {
+fn log_metric_kinds(
+    problems: &mut Problems<'_>,
+    logs: &[LogSource],
+    value: Option<&Spanned<DeValue<'_>>>,
+) {
     let mut kinds: BTreeMap<&str, LogMetricKind> = BTreeMap::new();
     for (i, l) in logs.iter().enumerate() {
         for m in &l.metrics {

@@ -13,14 +13,15 @@ const CHECKPOINTS: TableDefinition<(&str, u64, u64), &[u8]> =
 /// (source, error type id) → [`ErrorType`] record.
 const ERROR_TYPES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("error_types");
 /// (source, error type id, hour start) → occurrences.
-const ERROR_WINDOWS: TableDefinition<(&str, u64, i64), u64> =
-    TableDefinition::new("error_windows");
+const ERROR_WINDOWS: TableDefinition<(&str, u64, i64), u64> = TableDefinition::new("error_windows");
 
 /// Error counts are kept per hour.
 pub const WINDOW_MS: i64 = 3_600_000;
 
 /// A file of a log source: (source, device, inode).
 pub type CheckpointKey = (String, u64, u64);
+/// A file of one log source: (device, inode).
+pub type FileKey = (u64, u64);
 
 /// One error type as one flush of one source saw it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,7 +132,7 @@ pub(super) fn write(txn: &WriteTransaction, batch: &Batch<'_>) -> Result<(), Sto
 pub(super) fn checkpoints(
     txn: &ReadTransaction,
     source: &str,
-) -> Result<Vec<((u64, u64), Vec<u8>)>, StoreError> {
+) -> Result<Vec<(FileKey, Vec<u8>)>, StoreError> {
     let table = match txn.open_table(CHECKPOINTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),

@@ -633,7 +633,7 @@ impl Store {
     pub fn log_checkpoints<T: DeserializeOwned>(
         &self,
         source: &str,
-    ) -> Result<Vec<((u64, u64), T)>, StoreError> {
+    ) -> Result<Vec<(logs::FileKey, T)>, StoreError> {
         let txn = self.db.begin_read()?;
         logs::checkpoints(&txn, source)?
             .into_iter()

@@ -22,11 +22,34 @@ fn the_demo_shows_an_alert_firing_and_resolving_within_a_minute() {
         stdout.contains("│ Reason: HTTP 503 Service Unavailable"),
         "{stdout}"
     );
+    // The log's heap reports fire a warning and resolve it.
+    let heap = stdout.find("│ ⚠️ Client heap above 150 MB").expect(&stdout);
+    let heap_resolved = stdout
+        .find("│ ✅ RESOLVED: Client heap above 150 MB")
+        .expect(&stdout);
+    assert!(heap < heap_resolved);
     assert_eq!(
         stdout.matches("Slack message received").count(),
-        2,
+        4,
         "{stdout}"
     );
+    // The log's requests: errors while the app was down, one error type, a latency spike.
+    assert!(
+        stdout.contains(r#"error type "Cannot connect to database at #.#.#.#:#""#),
+        "{stdout}"
+    );
+    let p95: Vec<f64> = stdout
+        .lines()
+        .find(|l| l.contains("request latency p95 in ms, per 5 s:"))
+        .expect(&stdout)
+        .split_whitespace()
+        .filter_map(|w| w.split_once("s:").and_then(|(_, v)| v.parse().ok()))
+        .collect();
+    let (lo, hi) = (
+        p95.iter().copied().fold(f64::INFINITY, f64::min),
+        p95.iter().copied().fold(0.0, f64::max),
+    );
+    assert!(hi > 3.0 * lo, "no latency spike in {p95:?}\n{stdout}");
     // Then it reads back what the store kept: the outage shows in the availability (down
     // about 12 s of 30) and in the timeline.
     let line = stdout

@@ -48,7 +48,11 @@ impl Written {
                 let ms = 10 + (i * 7919) % 1990;
                 if i % 10 == 3 {
                     self.errors.push(ms as f64);
-                    line(i, ms, Some(&format!("Cannot connect to database at 10.0.0.{}", i % 250)))
+                    line(
+                        i,
+                        ms,
+                        Some(&format!("Cannot connect to database at 10.0.0.{}", i % 250)),
+                    )
                 } else {
                     self.success.push(ms as f64);
                     line(i, ms, None)
@@ -62,24 +66,45 @@ impl Written {
 fn agg(data: &Path, metric: &str, agg: &str, matchers: &[&str]) -> Vec<(String, f64)> {
     let data = data.to_str().unwrap();
     let mut args = vec![
-        "query", metric, "--data-dir", data, "--since", "2h", "--agg", agg, "--format", "json",
+        "query",
+        metric,
+        "--data-dir",
+        data,
+        "--since",
+        "2h",
+        "--agg",
+        agg,
+        "--format",
+        "json",
     ];
     for m in matchers {
         args.push("--match");
         args.push(m);
     }
     let out = sloguard(&args, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json.as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["labels"].to_string(), s["value"].as_f64().unwrap_or(f64::NAN)))
+        .map(|s| {
+            (
+                s["labels"].to_string(),
+                s["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
         .collect()
 }
 
 fn total(data: &Path, metric: &str, matchers: &[&str]) -> f64 {
-    agg(data, metric, "count", matchers).iter().map(|(_, v)| v).sum()
+    agg(data, metric, "count", matchers)
+        .iter()
+        .map(|(_, v)| v)
+        .sum()
 }
 
 /// Waits until the store holds `want` events of `app_requests` (and no more).
@@ -94,7 +119,10 @@ async fn wait_total(d: &Daemon, want: usize, what: &str) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{what}: {got} requests stored, wrote {want}\n{}", d.all_logs());
+    panic!(
+        "{what}: {got} requests stored, wrote {want}\n{}",
+        d.all_logs()
+    );
 }
 
 /// The exact percentile of `values` (nearest rank).
@@ -179,7 +207,10 @@ async fn files_count_exactly_once_through_rotation_truncation_and_kill() {
     // Bad lines are counted and skipped, and lose nothing around them.
     let mut bad = w.lines(2);
     bad.insert(1, "not json at all".into());
-    bad.insert(2, r#"{"event":"api_segmentation_success","duration_ms":4"#.into());
+    bad.insert(
+        2,
+        r#"{"event":"api_segmentation_success","duration_ms":4"#.into(),
+    );
     bad.insert(3, format!(r#"{{"event":"{}"}}"#, "x".repeat(5000)));
     append(&app, &bad);
     wait_total(&d, 2022, "bad lines").await;
@@ -245,7 +276,12 @@ async fn files_count_exactly_once_through_rotation_truncation_and_kill() {
         assert!(err < 0.02, "{name}: stored {} vs written {want}", got[0].1);
     }
     let max = agg(&data, "app_request_duration_ms", "max", &[]);
-    let want_max = w.success.iter().chain(&w.errors).copied().fold(0.0, f64::max);
+    let want_max = w
+        .success
+        .iter()
+        .chain(&w.errors)
+        .copied()
+        .fold(0.0, f64::max);
     assert_eq!(max.iter().map(|(_, v)| *v).fold(0.0, f64::max), want_max);
 
     // One error type, with every occurrence and the newest message.
@@ -253,7 +289,11 @@ async fn files_count_exactly_once_through_rotation_truncation_and_kill() {
         &["errors", "--data-dir", data.to_str().unwrap(), "--json"],
         &[],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let types: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let types = types.as_array().unwrap();
     assert_eq!(types.len(), 1, "{types:?}");
@@ -325,7 +365,8 @@ value = "duration_ms"
     let mut d = Daemon::start(dir.path(), &config, &[]).await;
     // Runs at once, then after 1 s and 2 s of backoff: three runs within 5 s.
     assert!(
-        d.wait_log("The log command exited", Duration::from_secs(10)).await,
+        d.wait_log("The log command exited", Duration::from_secs(10))
+            .await,
         "{}",
         d.log_text()
     );
@@ -342,7 +383,10 @@ value = "duration_ms"
     }
     let log = d.log_text();
     assert!(log.contains("journal reader says hello"), "{log}");
-    assert!(log.contains("source=journal") || log.contains("source: journal"), "{log}");
+    assert!(
+        log.contains("source=journal") || log.contains("source: journal"),
+        "{log}"
+    );
     // Durations came from inside MESSAGE.
     let max = agg(&data, "app_request_duration_ms", "max", &[]);
     assert_eq!(max[0].1, 149.0);
@@ -369,7 +413,8 @@ kind = "histogram"
     .unwrap();
     let out = sloguard(&["check", "--config", path.to_str().unwrap()], &[]);
     assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     for want in [
         "bad.toml:4: logs[0].files[0]: `relative/*.log` must be an absolute path",
         "bad.toml:5: logs[0].timestamp_format: `unix_weeks` is not a time format",

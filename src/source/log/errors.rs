@@ -6,8 +6,9 @@ use sha2::{Digest, Sha256};
 
 /// Messages are cut to this many bytes before they are kept or normalised.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
-/// The most distinct error types one flush of one source carries; more are counted only
-/// in their own flush's totals (a flood of unique messages must not grow memory).
+/// The most distinct error types one flush of one source carries; occurrences of more are
+/// counted in `sloguard_log_field_errors_total{reason="error_types_dropped"}` (a flood of
+/// unique messages must not grow memory).
 pub const MAX_PER_FLUSH: usize = 1000;
 pub use crate::store::logs::ErrorSeen;
 

@@ -59,8 +59,10 @@ pub struct Counts {
     pub bad_timestamps: u64,
     /// Values that were missing or not numbers (that metric skipped the line).
     pub bad_values: u64,
-    /// Label sets sent to the overflow series.
+    /// Lines whose label set went to a metric's overflow series.
     pub overflowed: u64,
+    /// Occurrences of error types not kept because a flush had too many distinct ones.
+    pub errors_dropped: u64,
 }
 
 impl Counts {
@@ -275,6 +277,10 @@ impl Fields<'_, '_, '_> {
                 .get(path)
                 .and_then(Val::text)
                 .is_some_and(|t| t == want.as_str()),
+            FieldMatch::EqualsNumber(path, want) => self
+                .get(path)
+                .and_then(Val::number)
+                .is_some_and(|n| n == *want),
             FieldMatch::Regex(path, Pattern(re)) => self
                 .get(path)
                 .and_then(Val::text)
@@ -325,7 +331,9 @@ impl Extractor {
         let conditions = |m: &[FieldMatch]| -> Vec<FieldPath> {
             m.iter()
                 .map(|c| match c {
-                    FieldMatch::Equals(p, _) | FieldMatch::Regex(p, _) => p.clone(),
+                    FieldMatch::Equals(p, _)
+                    | FieldMatch::EqualsNumber(p, _)
+                    | FieldMatch::Regex(p, _) => p.clone(),
                 })
                 .collect()
         };
@@ -478,6 +486,8 @@ impl Extractor {
                     if room {
                         let seen = errors::first_seen(&self.source, v.key(), message, ts);
                         v.insert(seen);
+                    } else {
+                        self.counts.errors_dropped += 1;
                     }
                 }
             }
@@ -695,8 +705,14 @@ message = "error"
                 .map(|(_, b)| b.count)
                 .sum()
         };
-        assert_eq!(count("app_requests", Some("api_segmentation_success"), t0), 2.0);
-        assert_eq!(count("app_requests", Some("api_segmentation_error"), t0 + 10_000), 2.0);
+        assert_eq!(
+            count("app_requests", Some("api_segmentation_success"), t0),
+            2.0
+        );
+        assert_eq!(
+            count("app_requests", Some("api_segmentation_error"), t0 + 10_000),
+            2.0
+        );
         assert_eq!(count("app_request_duration_ms", None, t0), 2.0);
         let d = out
             .events
@@ -765,7 +781,10 @@ match = { "req.status" = 500, "req.ok" = false }
             br#"{"req":{"status":500,"ok":false,"timings":[3,7.5]}}"#,
             42_000,
         );
-        x.line(br#"{"req":{"status":200,"ok":false,"timings":[3,7.5]}}"#, 42_000);
+        x.line(
+            br#"{"req":{"status":200,"ok":false,"timings":[3,7.5]}}"#,
+            42_000,
+        );
         let out = x.flush();
         assert_eq!(out.events.len(), 1);
         assert_eq!((out.events[0].1.sum, out.events[0].1.start), (7.5, 40_000));
@@ -825,10 +844,22 @@ max_series = 3
         let t = |text: &str, f| parse_time(Val::Json(serde_json::from_str(text).unwrap()), f);
         assert_eq!(t("1795932001", TimeFormat::Auto), Some(1_795_932_001_000));
         assert_eq!(t("1795932001.5", TimeFormat::Auto), Some(1_795_932_001_500));
-        assert_eq!(t("1795932001500", TimeFormat::Auto), Some(1_795_932_001_500));
-        assert_eq!(t("\"1795932001500000\"", TimeFormat::Auto), Some(1_795_932_001_500));
-        assert_eq!(t("1795932001500000000", TimeFormat::Auto), Some(1_795_932_001_500));
-        assert_eq!(t("1795932001500", TimeFormat::UnixMs), Some(1_795_932_001_500));
+        assert_eq!(
+            t("1795932001500", TimeFormat::Auto),
+            Some(1_795_932_001_500)
+        );
+        assert_eq!(
+            t("\"1795932001500000\"", TimeFormat::Auto),
+            Some(1_795_932_001_500)
+        );
+        assert_eq!(
+            t("1795932001500000000", TimeFormat::Auto),
+            Some(1_795_932_001_500)
+        );
+        assert_eq!(
+            t("1795932001500", TimeFormat::UnixMs),
+            Some(1_795_932_001_500)
+        );
         assert_eq!(
             t("\"2026-11-26T06:00:01.5+01:00\"", TimeFormat::Auto),
             Some(1_795_669_201_500)

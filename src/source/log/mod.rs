@@ -228,7 +228,9 @@ fn follow_files(
                 _ = token.cancelled() => None,
             }
         });
-        let Some(generation_now) = generation_now else { return Ok(()) };
+        let Some(generation_now) = generation_now else {
+            return Ok(());
+        };
         if handed.generation != generation_now {
             handed.positions = store
                 .log_checkpoints::<Checkpoint>(&cfg.name)?
@@ -313,7 +315,11 @@ fn follow_files(
                 .set(tailer.watched() as i64);
             for (reason, now, before) in [
                 ("rotated", tailer.events.rotations, rotations.rotations),
-                ("truncated", tailer.events.truncations, rotations.truncations),
+                (
+                    "truncated",
+                    tailer.events.truncations,
+                    rotations.truncations,
+                ),
             ] {
                 if now > before {
                     metrics
@@ -351,17 +357,17 @@ async fn run_command(
         source: cfg.name.clone(),
     };
     let mut x = Extractor::new(&cfg, interval_ms);
-    let mut backoff = Duration::from_secs(1);
-    let mut first = true;
+    // The wait before the next start: 1 s, doubling to a minute while the command keeps
+    // failing, back to 1 s after a run of a minute or more.
+    let mut backoff = Duration::ZERO;
     loop {
-        if !first {
+        if !backoff.is_zero() {
             metrics.log_command_restarts.get_or_create(&labels).inc();
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = token.cancelled() => return,
             }
         }
-        first = false;
         let started = Instant::now();
         let child = tokio::process::Command::new(&argv[0])
             .args(&argv[1..])
@@ -373,8 +379,8 @@ async fn run_command(
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {
+                backoff = next_backoff(backoff);
                 tracing::error!(source = %cfg.name, command = %argv[0], error = %e, retry_in = ?backoff, "Cannot start the log command");
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
@@ -384,8 +390,14 @@ async fn run_command(
             tokio::spawn(async move {
                 let mut lines = LineReader::new(stderr, STDERR_LINE_BYTES);
                 while let Some(line) = lines.next().await {
-                    if let Ok(line) = line {
-                        tracing::warn!(source = %name, "{}", String::from_utf8_lossy(line));
+                    match line {
+                        Ok(line) => {
+                            tracing::warn!(source = %name, "{}", String::from_utf8_lossy(line))
+                        }
+                        Err(()) => tracing::warn!(
+                            source = %name,
+                            "The log command wrote a line over {STDERR_LINE_BYTES} bytes to its standard error"
+                        ),
                     }
                 }
             });
@@ -421,9 +433,11 @@ async fn run_command(
         }
         let status = child.wait().await;
         send(&cfg.name, &mut x, &tx, &metrics).await;
-        if started.elapsed() >= MAX_BACKOFF {
-            backoff = Duration::from_secs(1);
-        }
+        backoff = if started.elapsed() >= MAX_BACKOFF {
+            Duration::from_secs(1)
+        } else {
+            next_backoff(backoff)
+        };
         match status {
             Ok(s) => {
                 tracing::warn!(source = %cfg.name, status = %s, restart_in = ?backoff, "The log command exited")
@@ -432,8 +446,11 @@ async fn run_command(
                 tracing::warn!(source = %cfg.name, error = %e, restart_in = ?backoff, "The log command is gone")
             }
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+fn next_backoff(b: Duration) -> Duration {
+    (b * 2).clamp(Duration::from_secs(1), MAX_BACKOFF)
 }
 
 /// Hands over what `x` gathered; false when the pipeline is gone.

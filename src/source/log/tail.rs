@@ -82,6 +82,8 @@ pub struct Tailer {
     /// Files dropped since the last `take_dropped`.
     dropped: Vec<FileId>,
     pub events: TailEvents,
+    /// Paths that could not be opened (warned about once).
+    unreadable: BTreeSet<PathBuf>,
     buf: Vec<u8>,
 }
 
@@ -107,6 +109,7 @@ impl Tailer {
             first_scan: true,
             dropped: Vec::new(),
             events: TailEvents::default(),
+            unreadable: BTreeSet::new(),
             buf: vec![0; READ_BYTES],
         }
     }
@@ -185,11 +188,17 @@ impl Tailer {
         for (id, path) in found {
             match self.open(id, &path) {
                 Ok(t) => {
+                    if self.unreadable.remove(&path) {
+                        tracing::info!(path = %path.display(), "A log file can be read now");
+                    }
                     self.files.insert(id, t);
                 }
                 Err(e) => {
                     self.events.read_errors += 1;
-                    tracing::warn!(path = %path.display(), error = %e, "Cannot open a log file; trying again at the next poll");
+                    // Said once per file; tried again quietly at every poll.
+                    if self.unreadable.insert(path.clone()) {
+                        tracing::warn!(path = %path.display(), error = %e, "Cannot open a log file; trying again at every poll");
+                    }
                 }
             }
         }
