@@ -230,8 +230,9 @@ impl Pipeline {
             self.heartbeat.store(now_ms(), Ordering::Relaxed);
             let flush_at = pending_since.map(|t| t + GROUP_COMMIT);
             tokio::select! {
-                got = rx.recv() => {
-                    let Some(mut samples) = got else { break };
+                // The sources stop (and close the channels) before the pipeline is told to:
+                // it keeps turning until then, so that it is not taken for failed.
+                Some(mut samples) = rx.recv() => {
                     while samples.len() < MAX_BATCH {
                         match rx.try_recv() {
                             Ok(more) => samples.extend(more),

@@ -5,16 +5,16 @@
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::Deserializer;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 use super::errors::{self, ErrorSeen};
 use crate::config::{
-    FieldMatch, FieldPath, LineParse, LogMetricKind, LogSource, Pattern, TimeFormat,
+    FieldMatch, FieldPath, LineParse, LogMetric, LogMetricKind, LogSource, Pattern, TimeFormat,
 };
 use crate::series::{Labels, Sample, SeriesKey};
 use crate::store::bucket::Bucket;
@@ -106,11 +106,15 @@ impl<'a> Val<'a> {
             Val::Json(raw) => {
                 let s = raw.get();
                 match s.as_bytes().first() {
-                    Some(b'"') => match serde_json::from_str::<&'a str>(s) {
-                        Ok(t) => Some(Cow::Borrowed(t)),
-                        // Escapes need an owned copy.
-                        Err(_) => serde_json::from_str::<String>(s).ok().map(Cow::Owned),
-                    },
+                    Some(b'"') => {
+                        // The parser checked the string; without escapes it is its own text.
+                        let inner = &s[1..s.len() - 1];
+                        if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+                            Some(Cow::Borrowed(inner))
+                        } else {
+                            serde_json::from_str::<String>(s).ok().map(Cow::Owned)
+                        }
+                    }
                     Some(b'n') => None,
                     _ => Some(Cow::Borrowed(s)),
                 }
@@ -156,12 +160,16 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
     }
 }
 
-/// Collects the wanted keys of a JSON object (or all of them when `wanted` is `None`),
-/// skipping the other values without keeping them.
+/// Collects the values of the wanted keys of a JSON object, skipping the others without
+/// keeping them.
 struct Collect<'w, 'a> {
-    wanted: Option<&'w [String]>,
-    out: &'w mut Vec<(Cow<'a, str>, &'a RawValue)>,
+    wanted: &'w [String],
+    out: &'w mut Fields<'a>,
 }
+
+/// The wanted fields of a JSON object, by their place in the wanted list; most lines have a
+/// handful, kept off the heap.
+type Fields<'a> = SmallVec<[(usize, &'a RawValue); 8]>;
 
 impl<'de, 'w> DeserializeSeed<'de> for Collect<'w, 'de> {
     type Value = ();
@@ -177,11 +185,14 @@ impl<'de, 'w> Visitor<'de> for Collect<'w, 'de> {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-            if self.wanted.is_none_or(|w| w.iter().any(|x| *x == *k)) {
-                let v: &'de RawValue = map.next_value()?;
-                self.out.push((k, v));
-            } else {
-                map.next_value::<IgnoredAny>()?;
+            match self.wanted.iter().position(|x| *x == *k) {
+                Some(i) => {
+                    let v: &'de RawValue = map.next_value()?;
+                    self.out.push((i, v));
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(())
@@ -189,11 +200,7 @@ impl<'de, 'w> Visitor<'de> for Collect<'w, 'de> {
 }
 
 /// Parses `text` as a JSON object into `out`; false when it is not one.
-fn collect_object<'a>(
-    text: &'a str,
-    wanted: Option<&[String]>,
-    out: &mut Vec<(Cow<'a, str>, &'a RawValue)>,
-) -> bool {
+fn collect_object<'a>(text: &'a str, wanted: &[String], out: &mut Fields<'a>) -> bool {
     out.clear();
     let mut de = serde_json::Deserializer::from_str(text);
     Collect {
@@ -207,27 +214,25 @@ fn collect_object<'a>(
 
 /// The fields of one parsed line.
 enum Doc<'a> {
-    Json(Vec<(Cow<'a, str>, &'a RawValue)>),
-    Text(Vec<(&'a str, &'a str)>),
+    Json(Fields<'a>),
+    Text(SmallVec<[(&'a str, &'a str); 8]>),
 }
 
 impl<'a> Doc<'a> {
-    fn top(&self, key: &str) -> Option<Val<'a>> {
-        match self {
+    /// The field at `path`; `wanted` is the place of the path's first key in the list the
+    /// line was parsed with, which finds it without comparing names.
+    fn get(&self, path: &FieldPath, wanted: usize) -> Option<Val<'a>> {
+        let (first, rest) = path.0.split_first()?;
+        let mut v = match self {
             Doc::Json(fields) => fields
                 .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| Val::Json(v)),
+                .find(|(i, _)| *i == wanted)
+                .map(|(_, v)| Val::Json(v))?,
             Doc::Text(fields) => fields
                 .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| Val::Text(v)),
-        }
-    }
-
-    fn get(&self, path: &FieldPath) -> Option<Val<'a>> {
-        let (first, rest) = path.0.split_first()?;
-        let mut v = self.top(first)?;
+                .find(|(k, _)| *k == first)
+                .map(|(_, v)| Val::Text(v))?,
+        };
         for key in rest {
             let Val::Json(raw) = v else { return None };
             v = Val::Json(child(raw, key)?);
@@ -241,9 +246,9 @@ fn child<'a>(raw: &'a RawValue, key: &str) -> Option<&'a RawValue> {
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'{') => {
-            let mut fields = Vec::new();
+            let mut fields = Fields::new();
             let wanted = [key.to_string()];
-            collect_object(text, Some(&wanted), &mut fields);
+            collect_object(text, &wanted, &mut fields);
             fields.into_iter().next().map(|(_, v)| v)
         }
         Some(b'[') => {
@@ -255,37 +260,206 @@ fn child<'a>(raw: &'a RawValue, key: &str) -> Option<&'a RawValue> {
     }
 }
 
-/// Looks a field up in the inner document (`json_in`) first, then in the line itself.
-struct Fields<'d, 'a, 'b> {
-    outer: &'d Doc<'a>,
-    inner: Option<&'d Doc<'b>>,
+/// A condition on one field, by the field's number in [`Plan::paths`].
+enum Test {
+    Text(String),
+    Number(f64),
+    Regex(regex::Regex),
+    /// A regex that is a plain literal after `^`: tested without the regex engine.
+    Prefix(String),
+    /// A regex that is a plain literal.
+    Contains(memchr::memmem::Finder<'static>),
 }
 
-impl Fields<'_, '_, '_> {
-    fn get(&self, path: &FieldPath) -> Option<Val<'_>> {
-        if let Some(inner) = self.inner
-            && let Some(v) = inner.get(path)
-        {
-            return Some(v);
+impl Test {
+    /// The cheapest test equal to matching `re`.
+    fn of_regex(re: &regex::Regex) -> Test {
+        use regex_syntax::hir::{HirKind, Look};
+        let literal = |h: &regex_syntax::hir::Hir| match h.kind() {
+            HirKind::Literal(l) => std::str::from_utf8(&l.0).ok().map(str::to_string),
+            _ => None,
+        };
+        let Ok(hir) = regex_syntax::Parser::new().parse(re.as_str()) else {
+            return Test::Regex(re.clone());
+        };
+        match hir.kind() {
+            HirKind::Literal(_) => match literal(&hir) {
+                Some(l) => Test::Contains(memchr::memmem::Finder::new(l.as_bytes()).into_owned()),
+                None => Test::Regex(re.clone()),
+            },
+            HirKind::Concat(parts)
+                if parts.len() == 2 && matches!(parts[0].kind(), HirKind::Look(Look::Start)) =>
+            {
+                match literal(&parts[1]) {
+                    Some(l) => Test::Prefix(l),
+                    None => Test::Regex(re.clone()),
+                }
+            }
+            _ => Test::Regex(re.clone()),
         }
-        self.outer.get(path)
     }
 
-    fn matches(&self, conditions: &[FieldMatch]) -> bool {
-        conditions.iter().all(|c| match c {
-            FieldMatch::Equals(path, want) => self
-                .get(path)
-                .and_then(Val::text)
-                .is_some_and(|t| t == want.as_str()),
-            FieldMatch::EqualsNumber(path, want) => self
-                .get(path)
-                .and_then(Val::number)
-                .is_some_and(|n| n == *want),
-            FieldMatch::Regex(path, Pattern(re)) => self
-                .get(path)
-                .and_then(Val::text)
-                .is_some_and(|t| re.is_match(&t)),
+    fn same(&self, other: &Test) -> bool {
+        match (self, other) {
+            (Test::Text(a), Test::Text(b)) | (Test::Prefix(a), Test::Prefix(b)) => a == b,
+            (Test::Number(a), Test::Number(b)) => a == b,
+            (Test::Regex(a), Test::Regex(b)) => a.as_str() == b.as_str(),
+            (Test::Contains(a), Test::Contains(b)) => a.needle() == b.needle(),
+            _ => false,
+        }
+    }
+}
+
+/// A metric's conditions, value and label fields, by number.
+struct PlannedMetric {
+    conds: Vec<usize>,
+    value: Option<usize>,
+    labels: Vec<usize>,
+}
+
+/// The rules with every distinct field path and condition numbered once, so that a line
+/// reads each field and tests each condition at most once however many rules use it.
+struct Plan {
+    paths: Vec<FieldPath>,
+    conds: Vec<(usize, Test)>,
+    metrics: Vec<PlannedMetric>,
+    /// (conditions, message field) of each `[[logs.errors]]`.
+    errors: Vec<(Vec<usize>, usize)>,
+    timestamp: Option<(usize, TimeFormat)>,
+}
+
+impl Plan {
+    fn new(cfg: &LogSource) -> Plan {
+        let mut plan = Plan {
+            paths: Vec::new(),
+            conds: Vec::new(),
+            metrics: Vec::new(),
+            errors: Vec::new(),
+            timestamp: None,
+        };
+        for m in &cfg.metrics {
+            let conds = plan.conds_of(&m.matches);
+            let value = m.value.as_ref().map(|p| plan.path(p));
+            let labels = m.labels.iter().map(|(_, p)| plan.path(p)).collect();
+            plan.metrics.push(PlannedMetric {
+                conds,
+                value,
+                labels,
+            });
+        }
+        for e in &cfg.errors {
+            let conds = plan.conds_of(&e.matches);
+            let message = plan.path(&e.message);
+            plan.errors.push((conds, message));
+        }
+        plan.timestamp = cfg.timestamp.as_ref().map(|(p, f)| (plan.path(p), *f));
+        plan
+    }
+
+    fn path(&mut self, p: &FieldPath) -> usize {
+        match self.paths.iter().position(|q| q == p) {
+            Some(i) => i,
+            None => {
+                self.paths.push(p.clone());
+                self.paths.len() - 1
+            }
+        }
+    }
+
+    fn conds_of(&mut self, matches: &[FieldMatch]) -> Vec<usize> {
+        matches
+            .iter()
+            .map(|c| {
+                let (path, test) = match c {
+                    FieldMatch::Equals(p, t) => (self.path(p), Test::Text(t.clone())),
+                    FieldMatch::EqualsNumber(p, n) => (self.path(p), Test::Number(*n)),
+                    FieldMatch::Regex(p, Pattern(r)) => (self.path(p), Test::of_regex(r)),
+                };
+                let same = |(q, t): &(usize, Test)| *q == path && t.same(&test);
+                match self.conds.iter().position(same) {
+                    Some(i) => i,
+                    None => {
+                        self.conds.push((path, test));
+                        self.conds.len() - 1
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// The fields of one line as the rules read them: looked up in the inner document
+/// (`json_in`) first, then in the line itself; each at most once.
+struct View<'v, 'a: 'v, 'b: 'v, 'd> {
+    outer: &'d Doc<'a>,
+    inner: Option<&'d Doc<'b>>,
+    paths: &'d [FieldPath],
+    /// Per path: the place of its first key in the wanted list.
+    first: &'d [usize],
+    vals: SmallVec<[Option<Option<Val<'v>>>; 8]>,
+    texts: SmallVec<[Option<Option<Cow<'v, str>>>; 8]>,
+    /// Per condition: 0 not tested yet, 1 false, 2 true.
+    conds: SmallVec<[u8; 16]>,
+}
+
+impl<'v> View<'v, '_, '_, '_> {
+    fn val(&mut self, i: usize) -> Option<Val<'v>> {
+        if let Some(v) = self.vals[i] {
+            return v;
+        }
+        let (path, w) = (&self.paths[i], self.first[i]);
+        let inner: Option<Val<'v>> = self.inner.and_then(|d| d.get(path, w));
+        let v = inner.or_else(|| self.outer.get(path, w));
+        self.vals[i] = Some(v);
+        v
+    }
+
+    fn text(&mut self, i: usize) -> Option<Cow<'v, str>> {
+        if let Some(t) = &self.texts[i] {
+            return t.clone();
+        }
+        let t = self.val(i).and_then(Val::text);
+        self.texts[i] = Some(t.clone());
+        t
+    }
+
+    fn holds(&mut self, plan: &Plan, conds: &[usize]) -> bool {
+        conds.iter().all(|&c| {
+            match self.conds[c] {
+                1 => return false,
+                2 => return true,
+                _ => {}
+            }
+            let (path, test) = &plan.conds[c];
+            let ok = match test {
+                Test::Text(want) => self.text(*path).is_some_and(|t| t == want.as_str()),
+                Test::Regex(re) => self.text(*path).is_some_and(|t| re.is_match(&t)),
+                Test::Prefix(p) => self.text(*path).is_some_and(|t| t.starts_with(p.as_str())),
+                Test::Contains(f) => self
+                    .text(*path)
+                    .is_some_and(|t| f.find(t.as_bytes()).is_some()),
+                Test::Number(want) => self
+                    .val(*path)
+                    .and_then(Val::number)
+                    .is_some_and(|n| n == *want),
+            };
+            self.conds[c] = if ok { 2 } else { 1 };
+            ok
         })
+    }
+}
+
+/// `n` empty memo slots, written in one go when they fit inline.
+fn nones<T, const N: usize>(n: usize) -> SmallVec<[Option<T>; N]>
+where
+    [Option<T>; N]: smallvec::Array<Item = Option<T>>,
+{
+    if n <= N {
+        let mut v = SmallVec::from_buf([const { None }; N]);
+        v.truncate(n);
+        v
+    } else {
+        (0..n).map(|_| None).collect()
     }
 }
 
@@ -296,17 +470,33 @@ struct Series {
     gauge: Option<(i64, f64)>,
 }
 
+#[derive(Default)]
 struct MetricState {
     slots: FxHashMap<Box<str>, usize>,
     overflow: Option<usize>,
+    /// The label values and series of the last line: most lines repeat them.
+    last: Option<(String, usize)>,
+}
+
+/// The last RFC 3339 time read without its fraction of a second, and its milliseconds:
+/// lines of one second share it.
+#[derive(Default)]
+struct TimeCache {
+    key: String,
+    ms: i64,
 }
 
 /// One log source's rules and what they gathered since the last flush.
 pub struct Extractor {
-    source: Arc<str>,
-    cfg: Arc<LogSource>,
+    source: String,
+    cfg: LogSource,
+    plan: Plan,
     /// First keys of every field path the rules read (the only ones parsed).
     wanted: Vec<String>,
+    /// Per path of the plan: the place of its first key in `wanted`.
+    first: Vec<usize>,
+    /// The place of `json_in`'s first key in `wanted`.
+    json_in_first: usize,
     interval_ms: i64,
     metrics: Vec<MetricState>,
     series: Vec<Series>,
@@ -315,50 +505,35 @@ pub struct Extractor {
     errors: FxHashMap<Box<str>, ErrorSeen>,
     counts: Counts,
     scratch: String,
+    time_cache: TimeCache,
 }
 
 impl Extractor {
     /// `interval_ms` is the store's distribution interval: events are summed per interval.
     pub fn new(cfg: &LogSource, interval_ms: i64) -> Extractor {
+        let plan = Plan::new(cfg);
         let mut wanted: Vec<String> = Vec::new();
-        let mut want = |p: &FieldPath| {
+        for p in plan.paths.iter().chain(&cfg.json_in) {
             if let Some(first) = p.0.first()
                 && !wanted.contains(first)
             {
                 wanted.push(first.clone());
             }
-        };
-        let conditions = |m: &[FieldMatch]| -> Vec<FieldPath> {
-            m.iter()
-                .map(|c| match c {
-                    FieldMatch::Equals(p, _)
-                    | FieldMatch::EqualsNumber(p, _)
-                    | FieldMatch::Regex(p, _) => p.clone(),
-                })
-                .collect()
-        };
-        for m in &cfg.metrics {
-            conditions(&m.matches).iter().for_each(&mut want);
-            m.value.iter().for_each(&mut want);
-            m.labels.iter().for_each(|(_, p)| want(p));
         }
-        for e in &cfg.errors {
-            conditions(&e.matches).iter().for_each(&mut want);
-            want(&e.message);
-        }
-        cfg.timestamp.iter().for_each(|(p, _)| want(p));
-        cfg.json_in.iter().for_each(&mut want);
+        let place = |p: &FieldPath| {
+            p.0.first()
+                .and_then(|k| wanted.iter().position(|w| w == k))
+                .unwrap_or(usize::MAX)
+        };
+        let first = plan.paths.iter().map(place).collect();
+        let json_in_first = cfg.json_in.as_ref().map(place).unwrap_or(usize::MAX);
         Extractor {
-            source: Arc::from(cfg.name.as_str()),
-            metrics: cfg
-                .metrics
-                .iter()
-                .map(|_| MetricState {
-                    slots: FxHashMap::default(),
-                    overflow: None,
-                })
-                .collect(),
-            cfg: Arc::new(cfg.clone()),
+            first,
+            json_in_first,
+            source: cfg.name.clone(),
+            metrics: cfg.metrics.iter().map(|_| MetricState::default()).collect(),
+            cfg: cfg.clone(),
+            plan,
             wanted,
             interval_ms: interval_ms.max(1),
             series: Vec::new(),
@@ -366,6 +541,7 @@ impl Extractor {
             errors: FxHashMap::default(),
             counts: Counts::default(),
             scratch: String::new(),
+            time_cache: TimeCache::default(),
         }
     }
 
@@ -385,29 +561,45 @@ impl Extractor {
 
     /// Reads one line (without its newline). `arrival_ms` stands in for a missing time.
     pub fn line(&mut self, bytes: &[u8], arrival_ms: i64) {
-        self.counts.lines += 1;
+        let Extractor {
+            source,
+            cfg,
+            plan,
+            wanted,
+            first,
+            json_in_first,
+            interval_ms,
+            metrics: states,
+            series,
+            dirty,
+            errors,
+            counts,
+            scratch,
+            time_cache,
+        } = self;
+        counts.lines += 1;
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        if bytes.len() > self.cfg.max_line_bytes {
-            self.counts.reject(Reject::TooLong);
+        if bytes.len() > cfg.max_line_bytes {
+            counts.reject(Reject::TooLong);
             return;
         }
+        // One check of the whole line costs less than the parser's checks of each string.
         let Ok(text) = std::str::from_utf8(bytes) else {
-            self.counts.reject(Reject::NotUtf8);
+            counts.reject(Reject::NotUtf8);
             return;
         };
-        let cfg = self.cfg.clone();
-        let mut fields = Vec::with_capacity(self.wanted.len());
         let doc = match &cfg.parse {
             LineParse::Json => {
-                if !collect_object(text, Some(&self.wanted), &mut fields) {
-                    self.counts.reject(Reject::NotJson);
+                let mut fields = Fields::new();
+                if !collect_object(text, wanted, &mut fields) {
+                    counts.reject(Reject::NotJson);
                     return;
                 }
                 Doc::Json(fields)
             }
             LineParse::Text(Pattern(re)) => {
                 let Some(caps) = re.captures(text) else {
-                    self.counts.reject(Reject::NoPatternMatch);
+                    counts.reject(Reject::NoPatternMatch);
                     return;
                 };
                 let found = re
@@ -422,41 +614,85 @@ impl Extractor {
         let inner_text: Option<Cow<'_, str>> = cfg
             .json_in
             .as_ref()
-            .and_then(|p| doc.get(p))
+            .and_then(|p| doc.get(p, *json_in_first))
             .and_then(Val::text);
         let inner = inner_text.as_deref().and_then(|t| {
-            let mut f = Vec::new();
-            collect_object(t, Some(&self.wanted), &mut f).then_some(Doc::Json(f))
+            let mut f = Fields::new();
+            collect_object(t, wanted, &mut f).then_some(Doc::Json(f))
         });
-        let view = Fields {
+        let n = plan.paths.len();
+        let mut view = View {
             outer: &doc,
             inner: inner.as_ref(),
+            paths: &plan.paths,
+            first,
+            vals: nones(n),
+            texts: nones(n),
+            conds: smallvec::smallvec![0; plan.conds.len()],
         };
-        let ts = self.time(&view, arrival_ms);
-        for (m, metric) in cfg.metrics.iter().enumerate() {
-            if !view.matches(&metric.matches) {
+        let ts = match plan.timestamp {
+            None => arrival_ms,
+            Some((path, format)) => match view
+                .val(path)
+                .and_then(|v| parse_time(v, format, time_cache))
+            {
+                Some(t) => t,
+                None => {
+                    counts.bad_timestamps += 1;
+                    arrival_ms
+                }
+            },
+        };
+        for (m, planned) in plan.metrics.iter().enumerate() {
+            if !view.holds(plan, &planned.conds) {
                 continue;
             }
-            let value = match &metric.value {
+            let value = match planned.value {
                 None => 1.0,
-                Some(p) => match view.get(p).and_then(Val::number) {
+                Some(p) => match view.val(p).and_then(Val::number) {
                     Some(v) => v,
                     None => {
-                        self.counts.bad_values += 1;
+                        counts.bad_values += 1;
                         continue;
                     }
                 },
             };
-            let slot = self.slot(m, &view);
-            let interval = self.interval_ms;
-            let s = &mut self.series[slot];
+            let metric = &cfg.metrics[m];
+            // The series of this line's label values.
+            scratch.clear();
+            for &p in &planned.labels {
+                if let Some(v) = view.text(p) {
+                    scratch.push_str(cut(&v, MAX_LABEL_BYTES));
+                }
+                scratch.push('\u{0}');
+            }
+            let state = &mut states[m];
+            let slot = match &mut state.last {
+                Some((key, slot)) if key == scratch => {
+                    if state.overflow == Some(*slot) {
+                        counts.overflowed += 1;
+                    }
+                    *slot
+                }
+                _ => {
+                    let slot = match state.slots.get(scratch.as_str()) {
+                        Some(&slot) => slot,
+                        None => new_series(metric, state, series, scratch, counts),
+                    };
+                    let (key, last) = state.last.get_or_insert_with(Default::default);
+                    key.clone_from(scratch);
+                    *last = slot;
+                    slot
+                }
+            };
+            let s = &mut series[slot];
             let fresh = s.buckets.is_empty() && s.gauge.is_none();
             if metric.kind == LogMetricKind::Gauge {
                 if s.gauge.is_none_or(|(t, _)| ts >= t) {
                     s.gauge = Some((ts, value));
                 }
             } else {
-                let start = ts.div_euclid(interval) * interval;
+                let start = ts.div_euclid(*interval_ms) * *interval_ms;
                 let b = match s.buckets.iter().rposition(|b| b.start == start) {
                     Some(i) => &mut s.buckets[i],
                     None => {
@@ -467,95 +703,28 @@ impl Extractor {
                 b.observe(value);
             }
             if fresh {
-                self.dirty.push(slot);
+                dirty.push(slot);
             }
         }
-        for rule in &cfg.errors {
-            if !view.matches(&rule.matches) {
+        for (conds, message) in &plan.errors {
+            if !view.holds(plan, conds) {
                 continue;
             }
-            let Some(message) = view.get(&rule.message).and_then(Val::text) else {
+            let Some(message) = view.text(*message) else {
                 continue;
             };
             let message = cut(&message, errors::MAX_MESSAGE_BYTES);
             let pattern = errors::normalise(message);
-            let room = self.errors.len() < errors::MAX_PER_FLUSH;
-            match self.errors.entry(pattern.into_boxed_str()) {
+            let room = errors.len() < errors::MAX_PER_FLUSH;
+            match errors.entry(pattern.into_boxed_str()) {
                 Entry::Occupied(mut o) => o.get_mut().add(message, ts),
-                Entry::Vacant(v) => {
-                    if room {
-                        let seen = errors::first_seen(&self.source, v.key(), message, ts);
-                        v.insert(seen);
-                    } else {
-                        self.counts.errors_dropped += 1;
-                    }
+                Entry::Vacant(v) if room => {
+                    let seen = errors::first_seen(source, v.key(), message, ts);
+                    v.insert(seen);
                 }
+                Entry::Vacant(_) => counts.errors_dropped += 1,
             }
         }
-    }
-
-    fn time(&mut self, view: &Fields<'_, '_, '_>, arrival_ms: i64) -> i64 {
-        let Some((path, format)) = &self.cfg.timestamp else {
-            return arrival_ms;
-        };
-        match view.get(path).and_then(|v| parse_time(v, *format)) {
-            Some(t) => t,
-            None => {
-                self.counts.bad_timestamps += 1;
-                arrival_ms
-            }
-        }
-    }
-
-    /// The series of metric `m` for this line's label values.
-    fn slot(&mut self, m: usize, view: &Fields<'_, '_, '_>) -> usize {
-        let cfg = self.cfg.clone();
-        let metric = &cfg.metrics[m];
-        self.scratch.clear();
-        for (_, path) in &metric.labels {
-            if let Some(v) = view.get(path).and_then(Val::text) {
-                self.scratch.push_str(cut(&v, MAX_LABEL_BYTES));
-            }
-            self.scratch.push('\u{0}');
-        }
-        let state = &mut self.metrics[m];
-        if let Some(&slot) = state.slots.get(self.scratch.as_str()) {
-            return slot;
-        }
-        let labels: Labels = if state.slots.len() >= metric.max_series {
-            self.counts.overflowed += 1;
-            if let Some(slot) = state.overflow {
-                return slot;
-            }
-            metric
-                .labels
-                .iter()
-                .map(|(name, _)| (name.clone(), OVERFLOW.to_string()))
-                .collect()
-        } else {
-            metric
-                .labels
-                .iter()
-                .zip(self.scratch.split('\u{0}'))
-                .filter(|(_, v)| !v.is_empty())
-                .map(|((name, _), v)| (name.clone(), v.to_string()))
-                .collect()
-        };
-        let slot = self.series.len();
-        self.series.push(Series {
-            key: SeriesKey {
-                name: metric.name.clone(),
-                labels,
-            },
-            buckets: Vec::new(),
-            gauge: None,
-        });
-        if state.slots.len() >= metric.max_series {
-            state.overflow = Some(slot);
-        } else {
-            state.slots.insert(self.scratch.as_str().into(), slot);
-        }
-        slot
     }
 
     /// Hands over what was gathered since the last flush.
@@ -579,16 +748,54 @@ impl Extractor {
         out.counts = std::mem::take(&mut self.counts);
         out
     }
+}
 
-    /// Drops what was gathered since the last flush (it will be read again).
-    pub fn discard(&mut self) {
-        for slot in self.dirty.drain(..) {
-            self.series[slot].buckets.clear();
-            self.series[slot].gauge = None;
+/// Makes the series of `metric` for the label values in `scratch` (`\0`-separated), or
+/// gives the overflow series once the metric has `max_series`.
+fn new_series(
+    metric: &LogMetric,
+    state: &mut MetricState,
+    series: &mut Vec<Series>,
+    scratch: &str,
+    counts: &mut Counts,
+) -> usize {
+    let full = state.slots.len() >= metric.max_series;
+    if full {
+        counts.overflowed += 1;
+        if let Some(slot) = state.overflow {
+            return slot;
         }
-        self.errors.clear();
-        self.counts = Counts::default();
     }
+    let labels: Labels = if full {
+        metric
+            .labels
+            .iter()
+            .map(|(name, _)| (name.clone(), OVERFLOW.to_string()))
+            .collect()
+    } else {
+        metric
+            .labels
+            .iter()
+            .zip(scratch.split('\u{0}'))
+            .filter(|(_, v)| !v.is_empty())
+            .map(|((name, _), v)| (name.clone(), v.to_string()))
+            .collect()
+    };
+    let slot = series.len();
+    series.push(Series {
+        key: SeriesKey {
+            name: metric.name.clone(),
+            labels,
+        },
+        buckets: Vec::new(),
+        gauge: None,
+    });
+    if full {
+        state.overflow = Some(slot);
+    } else {
+        state.slots.insert(scratch.into(), slot);
+    }
+    slot
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -604,7 +811,7 @@ pub fn cut(s: &str, max: usize) -> &str {
 }
 
 /// Milliseconds since 1970 from a field, or `None` when it is not a time.
-fn parse_time(v: Val<'_>, format: TimeFormat) -> Option<i64> {
+fn parse_time(v: Val<'_>, format: TimeFormat, cache: &mut TimeCache) -> Option<i64> {
     let from_number = |n: f64, format: TimeFormat| -> Option<i64> {
         let scale = match format {
             TimeFormat::UnixS => 1e3,
@@ -620,24 +827,69 @@ fn parse_time(v: Val<'_>, format: TimeFormat) -> Option<i64> {
         };
         let ms = (n * scale).floor();
         // Years 1970 to 9999.
-        (0.0..253_402_300_800_000.0)
-            .contains(&ms)
-            .then_some(ms as i64)
+        (0.0..MAX_MS as f64).contains(&ms).then_some(ms as i64)
     };
     match format {
-        TimeFormat::Rfc3339 => rfc3339(&v.text()?),
-        TimeFormat::Auto => match v.number() {
-            Some(n) => from_number(n, format),
-            None => rfc3339(&v.text()?),
-        },
+        TimeFormat::Rfc3339 => rfc3339_cached(&v.text()?, cache),
+        TimeFormat::Auto => {
+            let text = v.text()?;
+            match text.as_bytes().get(4) {
+                // `2026-…`: a date, not a number.
+                Some(b'-') => rfc3339_cached(&text, cache),
+                _ => match v.number() {
+                    Some(n) => from_number(n, format),
+                    None => rfc3339_cached(&text, cache),
+                },
+            }
+        }
         f => from_number(v.number()?, f),
     }
 }
 
+/// The end of year 9999 in milliseconds since 1970.
+const MAX_MS: i64 = 253_402_300_800_000;
+
 fn rfc3339(text: &str) -> Option<i64> {
     let t = chrono::DateTime::parse_from_rfc3339(text.trim()).ok()?;
     let ms = t.timestamp_millis();
-    (0..253_402_300_800_000).contains(&ms).then_some(ms)
+    (0..MAX_MS).contains(&ms).then_some(ms)
+}
+
+/// [`rfc3339`], parsing the date, time and zone of `YYYY-MM-DDTHH:MM:SS.fff…zone` once per
+/// second and zone: only the fraction differs between the lines of one second.
+fn rfc3339_cached(text: &str, cache: &mut TimeCache) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() > 20 && b[19] == b'.' && text.is_char_boundary(19) {
+        let digits = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            let zone = &text[20 + digits..];
+            let mut frac: i64 = 0;
+            for d in b[20..20 + digits.min(3)].iter() {
+                frac = frac * 10 + i64::from(d - b'0');
+            }
+            for _ in digits..3 {
+                frac *= 10;
+            }
+            let hit = cache.key.len() == 19 + zone.len()
+                && cache.key.as_bytes()[..19] == b[..19]
+                && cache.key.as_bytes()[19..] == *zone.as_bytes();
+            if !hit {
+                cache.key.clear();
+                cache.key.push_str(&text[..19]);
+                cache.key.push_str(zone);
+                match rfc3339(&cache.key) {
+                    Some(ms) => cache.ms = ms,
+                    None => {
+                        cache.key.clear();
+                        return None;
+                    }
+                }
+            }
+            let ms = cache.ms + frac;
+            return (ms < MAX_MS).then_some(ms);
+        }
+    }
+    rfc3339(text)
 }
 
 #[cfg(test)]
@@ -690,9 +942,11 @@ message = "error"
         for l in lines {
             x.line(l.as_bytes(), 0);
         }
+        x.line(b"{\"event\":\"api_segmentation_\xff\"}", 0);
         let out = x.flush();
-        assert_eq!(out.counts.lines, 7);
+        assert_eq!(out.counts.lines, 8);
         assert_eq!(out.counts.rejected(Reject::NotJson), 2);
+        assert_eq!(out.counts.rejected(Reject::NotUtf8), 1);
         let t0 = rfc3339("2026-11-26T06:00:00Z").unwrap();
         let count = |name: &str, event: Option<&str>, start: i64| -> f64 {
             out.events
@@ -812,6 +1066,20 @@ labels = { status = "status" }
     }
 
     #[test]
+    fn literal_regexes_skip_the_regex_engine_and_mean_the_same() {
+        let re = |p: &str| regex::Regex::new(p).unwrap();
+        assert!(
+            matches!(Test::of_regex(&re("^api_segmentation_")), Test::Prefix(p) if p == "api_segmentation_")
+        );
+        assert!(matches!(Test::of_regex(&re("timeout")), Test::Contains(_)));
+        assert!(matches!(Test::of_regex(&re("^api_(a|b)")), Test::Regex(_)));
+        assert!(matches!(Test::of_regex(&re("(?i)^api")), Test::Regex(_)));
+        assert!(matches!(Test::of_regex(&re("^a.b")), Test::Regex(_)));
+        assert!(matches!(Test::of_regex(&re("(?m)^api")), Test::Regex(_)));
+        assert!(matches!(Test::of_regex(&re("api$")), Test::Regex(_)));
+    }
+
+    #[test]
     fn label_sets_past_the_cap_go_to_one_overflow_series() {
         let mut x = Extractor::new(
             &source(
@@ -841,7 +1109,14 @@ max_series = 3
 
     #[test]
     fn timestamps_in_every_format() {
-        let t = |text: &str, f| parse_time(Val::Json(serde_json::from_str(text).unwrap()), f);
+        let mut cache = TimeCache::default();
+        let mut t = |text: &str, f| {
+            parse_time(
+                Val::Json(serde_json::from_str(text).unwrap()),
+                f,
+                &mut cache,
+            )
+        };
         assert_eq!(t("1795932001", TimeFormat::Auto), Some(1_795_932_001_000));
         assert_eq!(t("1795932001.5", TimeFormat::Auto), Some(1_795_932_001_500));
         assert_eq!(
@@ -867,5 +1142,19 @@ max_series = 3
         assert_eq!(t("\"yesterday\"", TimeFormat::Auto), None);
         assert_eq!(t("-5", TimeFormat::UnixS), None);
         assert_eq!(t("1e300", TimeFormat::Auto), None);
+        // The cache of a second: fractions and zones of one second, then another second.
+        for (text, want) in [
+            ("2026-11-26T06:00:01.5Z", 1_795_672_801_500),
+            ("2026-11-26T06:00:01.25Z", 1_795_672_801_250),
+            ("2026-11-26T06:00:01.123456Z", 1_795_672_801_123),
+            ("2026-11-26T06:00:01.5+01:00", 1_795_669_201_500),
+            ("2026-11-26T06:00:02.5Z", 1_795_672_802_500),
+            ("2026-11-26T06:00:02Z", 1_795_672_802_000),
+            ("2026-11-26T06:00:02.Z", -1),
+            ("2026-11-26T06:00:61.5Z", -1),
+        ] {
+            let got = t(&format!("\"{text}\""), TimeFormat::Auto).unwrap_or(-1);
+            assert_eq!(got, want, "{text}");
+        }
     }
 }
