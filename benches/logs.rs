@@ -6,7 +6,7 @@
 //!    reading the file from its beginning into a request counter and a latency distribution
 //!    by event, and error types; measures from the start of the process until the store
 //!    holds every line (read by this process from the data file), sampling the daemon's
-//!    resident memory every 100 ms;
+//!    resident memory every 20 ms;
 //! 2. runs Google's mtail (`mtail --one_shot`, Debian package `mtail`), pinned to the same
 //!    core, with a program counting requests by event and a latency histogram by event, on
 //!    the same file; measures its wall time.
@@ -187,7 +187,7 @@ message = "error"
     let deadline = started + Duration::from_secs(600);
     let mut got = 0.0;
     while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
         rss.push(status_kib(pid, "VmRSS:"));
         got = stored(&data);
         if got >= n as f64 {
@@ -218,13 +218,15 @@ message = "error"
     let quarter = rss.len() / 4;
     let steady = &rss[quarter.min(rss.len().saturating_sub(1))..];
     println!(
-        "sloguard: every line in the store after {:.2} s = {:.0} lines/s on one core ({:.2} CPU-s); VmRSS min/max after the first quarter {}/{} KiB, samples {:?}, VmHWM {} KiB",
+        "sloguard: every line in the store after {:.2} s = {:.0} lines/s on one core ({:.2} CPU-s); VmRSS over the run {} samples, first {} KiB, min/max after the first quarter {}/{} KiB, last {} KiB; VmHWM {} KiB",
         took.as_secs_f64(),
         ours,
         cpu_s,
+        rss.len(),
+        rss.first().unwrap_or(&0),
         steady.iter().min().unwrap_or(&0),
         steady.iter().max().unwrap_or(&0),
-        rss,
+        rss.last().unwrap_or(&0),
         hwm
     );
 

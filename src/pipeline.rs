@@ -271,9 +271,10 @@ impl Pipeline {
                     if !transitions.is_empty() {
                         self.count_alerts(&engine);
                     }
+                    let caught_up = batch.caught_up;
                     pending.logs.push(batch);
                     pending_since.get_or_insert_with(Instant::now);
-                    if !transitions.is_empty() || pending.is_full() {
+                    if !transitions.is_empty() || caught_up || pending.is_full() {
                         pending_since = None;
                         self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
                     }

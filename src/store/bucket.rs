@@ -94,6 +94,24 @@ impl Bucket {
         }
     }
 
+    /// A distribution bucket of `n` observations of `value`, as `n` calls of `observe` make
+    /// it, at the cost of one.
+    pub fn repeated(start: i64, value: f64, n: u64) -> Bucket {
+        let mut b = Bucket::empty(start, true);
+        if n == 0 {
+            return b;
+        }
+        b.count = n as f64;
+        b.sum = value * n as f64;
+        b.min = value;
+        b.max = value;
+        b.last = value;
+        if let Some(s) = &mut b.sketch {
+            s.add_with_count(value, n);
+        }
+        b
+    }
+
     /// Adds the count, sum, min, max and last of `later`, a bucket of the same series that
     /// comes after this one, leaving the sketch alone.
     pub fn merge_stats(&mut self, later: &Bucket) {
@@ -335,6 +353,21 @@ pub fn decode_block_in(bytes: &[u8], from: i64, to: i64) -> Result<Vec<Bucket>, 
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn a_repeated_value_is_the_same_bucket_as_observing_it_each_time() {
+        let mut each = Bucket::empty(10_000, true);
+        for _ in 0..1234 {
+            each.observe(1.0);
+        }
+        let once = Bucket::repeated(10_000, 1.0, 1234);
+        assert_eq!(once.encode_single(), each.encode_single());
+        assert_eq!(
+            (once.count, once.sum, once.min, once.max, once.last),
+            (each.count, each.sum, each.min, each.max, each.last)
+        );
+        assert!(Bucket::repeated(0, 1.0, 0).is_empty());
+    }
 
     #[test]
     fn merged_sketches_answer_percentiles_within_one_percent() {

@@ -389,46 +389,37 @@ impl Plan {
 }
 
 /// The fields of one line as the rules read them: looked up in the inner document
-/// (`json_in`) first, then in the line itself; each at most once.
+/// (`json_in`) first, then in the line itself. Finding a field again costs less than
+/// remembering it; conditions (regexes) are remembered.
 struct View<'v, 'a: 'v, 'b: 'v, 'd> {
     outer: &'d Doc<'a>,
     inner: Option<&'d Doc<'b>>,
     paths: &'d [FieldPath],
     /// Per path: the place of its first key in the wanted list.
     first: &'d [usize],
-    vals: SmallVec<[Option<Option<Val<'v>>>; 8]>,
-    texts: SmallVec<[Option<Option<Cow<'v, str>>>; 8]>,
-    /// Per condition: 0 not tested yet, 1 false, 2 true.
-    conds: SmallVec<[u8; 16]>,
+    /// Bit `c`: condition `c` was tested (the first 64 conditions are remembered).
+    tested: u64,
+    /// Bit `c`: condition `c` holds.
+    held: u64,
+    _v: std::marker::PhantomData<&'v ()>,
 }
 
 impl<'v> View<'v, '_, '_, '_> {
-    fn val(&mut self, i: usize) -> Option<Val<'v>> {
-        if let Some(v) = self.vals[i] {
-            return v;
-        }
+    fn val(&self, i: usize) -> Option<Val<'v>> {
         let (path, w) = (&self.paths[i], self.first[i]);
         let inner: Option<Val<'v>> = self.inner.and_then(|d| d.get(path, w));
-        let v = inner.or_else(|| self.outer.get(path, w));
-        self.vals[i] = Some(v);
-        v
+        inner.or_else(|| self.outer.get(path, w))
     }
 
-    fn text(&mut self, i: usize) -> Option<Cow<'v, str>> {
-        if let Some(t) = &self.texts[i] {
-            return t.clone();
-        }
-        let t = self.val(i).and_then(Val::text);
-        self.texts[i] = Some(t.clone());
-        t
+    fn text(&self, i: usize) -> Option<Cow<'v, str>> {
+        self.val(i).and_then(Val::text)
     }
 
     fn holds(&mut self, plan: &Plan, conds: &[usize]) -> bool {
         conds.iter().all(|&c| {
-            match self.conds[c] {
-                1 => return false,
-                2 => return true,
-                _ => {}
+            let bit = 1u64.checked_shl(c as u32).unwrap_or(0);
+            if self.tested & bit != 0 {
+                return self.held & bit != 0;
             }
             let (path, test) = &plan.conds[c];
             let ok = match test {
@@ -443,23 +434,12 @@ impl<'v> View<'v, '_, '_, '_> {
                     .and_then(Val::number)
                     .is_some_and(|n| n == *want),
             };
-            self.conds[c] = if ok { 2 } else { 1 };
+            self.tested |= bit;
+            if ok {
+                self.held |= bit;
+            }
             ok
         })
-    }
-}
-
-/// `n` empty memo slots, written in one go when they fit inline.
-fn nones<T, const N: usize>(n: usize) -> SmallVec<[Option<T>; N]>
-where
-    [Option<T>; N]: smallvec::Array<Item = Option<T>>,
-{
-    if n <= N {
-        let mut v = SmallVec::from_buf([const { None }; N]);
-        v.truncate(n);
-        v
-    } else {
-        (0..n).map(|_| None).collect()
     }
 }
 
@@ -467,6 +447,9 @@ where
 struct Series {
     key: SeriesKey,
     buckets: Vec<Bucket>,
+    /// Lines per interval start of a counter without `value` (each counts 1): kept as
+    /// numbers, made into buckets at the flush.
+    ones: Vec<(i64, u64)>,
     gauge: Option<(i64, f64)>,
 }
 
@@ -583,8 +566,9 @@ impl Extractor {
             counts.reject(Reject::TooLong);
             return;
         }
-        // One check of the whole line costs less than the parser's checks of each string.
-        let Ok(text) = std::str::from_utf8(bytes) else {
+        // One check of the whole line (with SIMD) costs less than the parser's checks of each
+        // string.
+        let Ok(text) = simdutf8::basic::from_utf8(bytes) else {
             counts.reject(Reject::NotUtf8);
             return;
         };
@@ -620,15 +604,14 @@ impl Extractor {
             let mut f = Fields::new();
             collect_object(t, wanted, &mut f).then_some(Doc::Json(f))
         });
-        let n = plan.paths.len();
         let mut view = View {
             outer: &doc,
             inner: inner.as_ref(),
             paths: &plan.paths,
             first,
-            vals: nones(n),
-            texts: nones(n),
-            conds: smallvec::smallvec![0; plan.conds.len()],
+            tested: 0,
+            held: 0,
+            _v: std::marker::PhantomData,
         };
         let ts = match plan.timestamp {
             None => arrival_ms,
@@ -686,10 +669,16 @@ impl Extractor {
                 }
             };
             let s = &mut series[slot];
-            let fresh = s.buckets.is_empty() && s.gauge.is_none();
+            let fresh = s.buckets.is_empty() && s.ones.is_empty() && s.gauge.is_none();
             if metric.kind == LogMetricKind::Gauge {
                 if s.gauge.is_none_or(|(t, _)| ts >= t) {
                     s.gauge = Some((ts, value));
+                }
+            } else if planned.value.is_none() {
+                let start = ts.div_euclid(*interval_ms) * *interval_ms;
+                match s.ones.iter_mut().rev().find(|(t, _)| *t == start) {
+                    Some((_, n)) => *n += 1,
+                    None => s.ones.push((start, 1)),
                 }
             } else {
                 let start = ts.div_euclid(*interval_ms) * *interval_ms;
@@ -734,6 +723,10 @@ impl Extractor {
             let s = &mut self.series[slot];
             for b in s.buckets.drain(..) {
                 out.events.push((s.key.clone(), b));
+            }
+            for (start, n) in s.ones.drain(..) {
+                out.events
+                    .push((s.key.clone(), Bucket::repeated(start, 1.0, n)));
             }
             if let Some((ts_ms, value)) = s.gauge.take() {
                 out.gauges.push(Sample {
@@ -788,6 +781,7 @@ fn new_series(
             labels,
         },
         buckets: Vec::new(),
+        ones: Vec::new(),
         gauge: None,
     });
     if full {

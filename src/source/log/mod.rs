@@ -51,6 +51,9 @@ pub struct LogBatch {
     pub data: Extracted,
     /// File positions to store (`Some`) or forget (`None`).
     pub checkpoints: Vec<(FileId, Option<Checkpoint>)>,
+    /// The source read everything there was: nothing more is coming soon, so the batch is
+    /// committed at once instead of waiting for the group commit.
+    pub caught_up: bool,
 }
 
 impl LogBatch {
@@ -285,6 +288,7 @@ fn follow_files(
                             generation: Some(generation_now),
                             data,
                             checkpoints,
+                            caught_up: at_end,
                         };
                         let sent = rt.block_on(async {
                             tokio::select! {
@@ -470,6 +474,7 @@ async fn send(
         generation: None,
         data,
         checkpoints: Vec::new(),
+        caught_up: false,
     })
     .await
     .is_ok()
