@@ -268,7 +268,7 @@ enum Test {
     /// A regex that is a plain literal after `^`: tested without the regex engine.
     Prefix(String),
     /// A regex that is a plain literal.
-    Contains(memchr::memmem::Finder<'static>),
+    Contains(Box<memchr::memmem::Finder<'static>>),
 }
 
 impl Test {
@@ -284,7 +284,9 @@ impl Test {
         };
         match hir.kind() {
             HirKind::Literal(_) => match literal(&hir) {
-                Some(l) => Test::Contains(memchr::memmem::Finder::new(l.as_bytes()).into_owned()),
+                Some(l) => Test::Contains(Box::new(
+                    memchr::memmem::Finder::new(l.as_bytes()).into_owned(),
+                )),
                 None => Test::Regex(re.clone()),
             },
             HirKind::Concat(parts)
