@@ -222,6 +222,19 @@ impl Pipeline {
         // From here on, log batches read before this start are dropped: their sources read
         // them again from the positions in the store.
         let generation = self.handover.new_generation();
+        if generation == 1 {
+            // At the daemon's start: positions of log sources no longer configured go.
+            let store = self.store.clone();
+            let keep: Vec<String> = cfg.logs.iter().map(|l| l.name.clone()).collect();
+            let removed =
+                tokio::task::spawn_blocking(move || store.forget_log_sources(&keep)).await??;
+            if removed > 0 {
+                tracing::info!(
+                    files = removed,
+                    "Forgot the file positions of log sources no longer configured"
+                );
+            }
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Samples evaluated but not yet committed, and when the oldest of them arrived.
         let mut pending = Pending::default();

@@ -147,6 +147,18 @@ pub(super) fn checkpoints(
     Ok(out)
 }
 
+/// Deletes the checkpoints of sources not in `keep`; returns how many.
+pub(super) fn forget_sources(txn: &WriteTransaction, keep: &[String]) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(CHECKPOINTS)?;
+    let mut removed = 0;
+    table.retain(|(source, _, _), _| {
+        let kept = keep.iter().any(|k| k == source);
+        removed += u64::from(!kept);
+        kept
+    })?;
+    Ok(removed)
+}
+
 /// Every error type (of `source`, when given), most recently seen first.
 pub(super) fn error_types(
     txn: &ReadTransaction,

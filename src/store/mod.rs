@@ -629,6 +629,15 @@ impl Store {
         Ok(removed)
     }
 
+    /// Forgets the file positions of log sources other than `keep` (sources no longer
+    /// configured); returns how many were deleted.
+    pub fn forget_log_sources(&self, keep: &[String]) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = logs::forget_sources(&txn, keep)?;
+        txn.commit()?;
+        Ok(removed)
+    }
+
     /// The stored positions of log source `source`'s files: ((device, inode), record).
     pub fn log_checkpoints<T: DeserializeOwned>(
         &self,
@@ -901,6 +910,51 @@ mod tests {
         );
         assert_eq!(store.dropped().future, 1);
         assert_eq!(store.dropped().out_of_order, 0);
+    }
+
+    #[test]
+    fn log_positions_and_error_types_are_kept_merged_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let seen = |source: &str, count: u64, last_ms: i64| logs::ErrorSeen {
+            source: source.into(),
+            id: 7,
+            pattern: "timeout after # ms".into(),
+            last_message: format!("timeout after {count} ms"),
+            first_ms: last_ms - 10,
+            last_ms,
+            count,
+            windows: vec![(0, count)],
+        };
+        for (source, n) in [("app", 3), ("app", 4), ("web", 1)] {
+            let errors = [seen(source, n, n as i64 * 1000)];
+            store
+                .write(&Batch {
+                    checkpoints: vec![((source.into(), 1, n), Some(encode(&n)))],
+                    errors: &errors,
+                    ..Batch::default()
+                })
+                .unwrap();
+        }
+        let app = store.error_types(Some("app")).unwrap();
+        assert_eq!(app.len(), 1);
+        assert_eq!(
+            (app[0].count, app[0].first_ms, app[0].last_ms),
+            (7, 2990, 4000)
+        );
+        assert_eq!(app[0].last_message, "timeout after 4 ms");
+        assert_eq!(store.error_windows("app", 7, 0, 1).unwrap(), vec![(0, 7)]);
+        assert_eq!(store.error_types(None).unwrap().len(), 2);
+        assert_eq!(store.log_checkpoints::<u64>("app").unwrap().len(), 2);
+        assert_eq!(store.forget_log_sources(&["web".into()]).unwrap(), 2);
+        assert!(store.log_checkpoints::<u64>("app").unwrap().is_empty());
+        assert_eq!(
+            store.log_checkpoints::<u64>("web").unwrap(),
+            vec![((1, 1), 1)]
+        );
+        // Past the retention, types and hourly counts go.
+        assert_eq!(store.prune_errors(5000).unwrap(), 4);
+        assert!(store.error_types(None).unwrap().is_empty());
     }
 
     #[test]
