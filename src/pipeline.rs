@@ -238,6 +238,8 @@ impl Pipeline {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Samples evaluated but not yet committed, and when the oldest of them arrived.
         let mut pending = Pending::default();
+        // Log sources reading a backlog: their batch that catches up is committed at once.
+        let mut catching_up: std::collections::BTreeSet<String> = Default::default();
         let mut pending_since: Option<Instant> = None;
         loop {
             self.heartbeat.store(now_ms(), Ordering::Relaxed);
@@ -284,10 +286,17 @@ impl Pipeline {
                     if !transitions.is_empty() {
                         self.count_alerts(&engine);
                     }
-                    let caught_up = batch.caught_up;
+                    // A trickle of lines waits for the group commit like probe results; the
+                    // end of a backlog is committed at once.
+                    let done_catching_up = if batch.caught_up {
+                        catching_up.remove(&batch.source)
+                    } else {
+                        catching_up.insert(batch.source.clone());
+                        false
+                    };
                     pending.logs.push(batch);
                     pending_since.get_or_insert_with(Instant::now);
-                    if !transitions.is_empty() || caught_up || pending.is_full() {
+                    if !transitions.is_empty() || done_catching_up || pending.is_full() {
                         pending_since = None;
                         self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
                     }

@@ -644,10 +644,21 @@ impl Store {
         source: &str,
     ) -> Result<Vec<(logs::FileKey, T)>, StoreError> {
         let txn = self.db.begin_read()?;
-        logs::checkpoints(&txn, source)?
-            .into_iter()
-            .map(|(k, v)| Ok((k, decode(&v)?)))
-            .collect()
+        let mut out = Vec::new();
+        for (k, v) in logs::checkpoints(&txn, source)? {
+            match decode(&v) {
+                Ok(cp) => out.push((k, cp)),
+                // Without it the file is read as a new one; better than not at all.
+                Err(e) => tracing::warn!(
+                    source,
+                    device = k.0,
+                    inode = k.1,
+                    error = %e,
+                    "A stored log position cannot be read; skipping it"
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// Every error type (of one source, when given), most recently seen first.

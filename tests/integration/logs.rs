@@ -424,3 +424,128 @@ kind = "histogram"
         assert!(text.contains(want), "{want}\nnot in\n{text}");
     }
 }
+
+/// logrotate's copytruncate as it really goes: the copy is written a piece at a time while
+/// the app keeps writing to the original, which is truncated only after the copy is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_written_slowly_before_the_truncation_counts_nothing_twice() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    let mut w = Written::default();
+    append(&app, &w.lines(3000));
+    let mut d = Daemon::start(dir.path(), &config(&logs, free_port()), &[]).await;
+    wait_total(&d, 3000, "before the rotation").await;
+
+    let copy = logs.join("app.log.1");
+    let original = std::fs::read(&app).unwrap();
+    let mut out = std::fs::File::create(&copy).unwrap();
+    for (i, piece) in original.chunks(40_000).enumerate() {
+        out.write_all(piece).unwrap();
+        out.flush().unwrap();
+        // The app goes on writing to the original meanwhile.
+        if i % 2 == 0 {
+            append(&app, &w.lines(5));
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    // The lines written while copying reach the copy too, then the original is emptied.
+    let rest = std::fs::read(&app).unwrap();
+    out.write_all(&rest[original.len()..]).unwrap();
+    drop(out);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&app, &w.lines(50));
+    let written = w.success.len() + w.errors.len();
+    wait_total(&d, written, "a slow copy, then the truncation").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_total(&d, written, "some time later").await;
+    d.stop().await;
+}
+
+/// copytruncate while the daemon is down: the copy is recognised by the checkpoint's
+/// fingerprint, whichever of the two files is found first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_by_copy_while_stopped_counts_nothing_twice() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    let mut w = Written::default();
+    append(&app, &w.lines(800));
+    let mut d = Daemon::start(dir.path(), &config(&logs, free_port()), &[]).await;
+    wait_total(&d, 800, "before the stop").await;
+    d.stop().await;
+    // Lines the daemon has not read, then the rotation, then new lines.
+    append(&app, &w.lines(70));
+    std::fs::copy(&app, logs.join("app.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&app, &w.lines(30));
+    d.spawn().await;
+    let written = w.success.len() + w.errors.len();
+    wait_total(&d, written, "after the restart").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    wait_total(&d, written, "some time later").await;
+    d.stop().await;
+}
+
+/// Stopping the daemon stops everything the command started, not only the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_and_what_it_started_stop_with_the_daemon() {
+    let dir = tempdir();
+    let pid_file = dir.path().join("helper.pid");
+    let config = format!(
+        r#"
+[[logs]]
+name = "pipeline"
+command = ["sh", "-c", "sleep 300 & echo $! > '{pid}'; echo '{{\"event\":\"x\"}}'; wait"]
+
+[[logs.metric]]
+name = "events"
+kind = "counter"
+"#,
+        pid = pid_file.display()
+    );
+    let mut d = Daemon::start(dir.path(), &config, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "{}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    };
+    assert!(alive(pid));
+    d.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = alive(pid);
+    if left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(!left, "the command's child {pid} outlived the daemon");
+}

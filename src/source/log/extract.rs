@@ -21,6 +21,9 @@ use crate::store::bucket::Bucket;
 
 /// The label value of the series that takes every label set past a metric's `max_series`.
 pub const OVERFLOW: &str = "__overflow__";
+/// An error sighting is dated at most this far after the line's arrival (the store refuses
+/// points further ahead too).
+const MAX_AHEAD_MS: i64 = 3_600_000;
 /// Label values and error messages are cut to this many bytes.
 const MAX_LABEL_BYTES: usize = 256;
 
@@ -647,7 +650,13 @@ impl Extractor {
             scratch.clear();
             for &p in &planned.labels {
                 if let Some(v) = view.text(p) {
-                    scratch.push_str(cut(&v, MAX_LABEL_BYTES));
+                    let v = cut(&v, MAX_LABEL_BYTES);
+                    // NUL separates the values here; one inside a value becomes U+FFFD.
+                    if v.contains('\u{0}') {
+                        scratch.push_str(&v.replace('\u{0}', "\u{FFFD}"));
+                    } else {
+                        scratch.push_str(v);
+                    }
                 }
                 scratch.push('\u{0}');
             }
@@ -706,6 +715,8 @@ impl Extractor {
             };
             let message = cut(&message, errors::MAX_MESSAGE_BYTES);
             let pattern = errors::normalise(message);
+            // A line dated far ahead would hold the type's last sighting there for good.
+            let ts = ts.min(arrival_ms.saturating_add(MAX_AHEAD_MS));
             let room = errors.len() < errors::MAX_PER_FLUSH;
             match errors.entry(pattern.into_boxed_str()) {
                 Entry::Occupied(mut o) => o.get_mut().add(message, ts),
@@ -935,10 +946,12 @@ message = "error"
             r#"{"event":"api_segmentation_succ"#,
             "plain text",
         ];
+        // Arriving a minute after the lines' own times.
+        let arrival = rfc3339("2026-11-26T06:01:00Z").unwrap();
         for l in lines {
-            x.line(l.as_bytes(), 0);
+            x.line(l.as_bytes(), arrival);
         }
-        x.line(b"{\"event\":\"api_segmentation_\xff\"}", 0);
+        x.line(b"{\"event\":\"api_segmentation_\xff\"}", arrival);
         let out = x.flush();
         assert_eq!(out.counts.lines, 8);
         assert_eq!(out.counts.rejected(Reject::NotJson), 2);

@@ -28,7 +28,7 @@ use crate::config::{Config, LogInput, LogSource};
 use crate::metrics::{Metrics, SourceLabels, SourceReasonLabels};
 use crate::store::Store;
 use extract::{Extracted, Extractor, Reject};
-use tail::{Checkpoint, FileId, Tailer};
+use tail::{Checkpoint, FileId, MARKER, Tailer};
 
 /// A batch is handed over at least this often while lines arrive.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -242,6 +242,14 @@ fn follow_files(
                 .collect();
             handed.generation = generation_now;
         }
+        // The first hand-over records that the source has run: from then on, files it has
+        // not seen are read from their beginning, whatever `start_at` says.
+        let marker = Checkpoint {
+            path: String::new(),
+            fingerprint_len: 0,
+            fingerprint: 0,
+            offset: 0,
+        };
         let mut tailer = Tailer::new(
             include,
             exclude,
@@ -266,6 +274,11 @@ fn follow_files(
                 let at_end = n < READ_BUDGET;
                 if at_end || x.pending_lines() >= FLUSH_LINES || last_flush.elapsed() >= FLUSH_EVERY
                 {
+                    if *generation.borrow() != generation_now {
+                        // The pipeline would drop this batch: read it again from the store's
+                        // positions instead of reading on.
+                        continue 'generation;
+                    }
                     let data = x.flush();
                     let mut checkpoints: Vec<(FileId, Option<Checkpoint>)> = tailer
                         .checkpoints()
@@ -273,6 +286,9 @@ fn follow_files(
                         .filter(|(id, cp)| handed.positions.get(id) != Some(cp))
                         .map(|(id, cp)| (id, Some(cp)))
                         .collect();
+                    if !handed.positions.contains_key(&MARKER) {
+                        checkpoints.push((MARKER, Some(marker.clone())));
+                    }
                     checkpoints.extend(
                         tailer
                             .take_dropped()
@@ -283,6 +299,7 @@ fn follow_files(
                     last_flush = Instant::now();
                     if !data.is_empty() || !checkpoints.is_empty() || data.counts.lines > 0 {
                         let counts = data.counts.clone();
+                        let handing = checkpoints.clone();
                         let batch = LogBatch {
                             source: cfg.name.clone(),
                             generation: Some(generation_now),
@@ -300,12 +317,12 @@ fn follow_files(
                             return Ok(());
                         }
                         // Handed over: the next run of this source starts from here.
-                        for (id, cp) in tailer.checkpoints() {
-                            handed.positions.insert(id, cp);
+                        for (id, cp) in handing {
+                            match cp {
+                                Some(cp) => handed.positions.insert(id, cp),
+                                None => handed.positions.remove(&id),
+                            };
                         }
-                        handed
-                            .positions
-                            .retain(|id, _| tailer.checkpoints().contains_key(id));
                         metrics.log_counts(&cfg.name, &counts);
                     }
                 }
@@ -379,6 +396,9 @@ async fn run_command(
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group, so that stopping it stops what it started too
+            // (`sh -c "a | b"`).
+            .process_group(0)
             .spawn();
         let mut child = match child {
             Ok(c) => c,
@@ -388,7 +408,8 @@ async fn run_command(
                 continue;
             }
         };
-        tracing::info!(source = %cfg.name, pid = child.id(), "Started the log command");
+        let group = child.id();
+        tracing::info!(source = %cfg.name, pid = group, "Started the log command");
         if let Some(stderr) = child.stderr.take() {
             let name = cfg.name.clone();
             tokio::spawn(async move {
@@ -430,12 +451,14 @@ async fn run_command(
             }
         };
         if stopped {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            let _ = kill_group(group, &mut child).await;
             send(&cfg.name, &mut x, &tx, &metrics).await;
             return;
         }
-        let status = child.wait().await;
+        // Its output ended: whatever it still runs (it may have closed its standard output
+        // and gone on) is of no use. Signalled before the command is reaped, so that the
+        // group's number cannot have been reused.
+        let status = kill_group(group, &mut child).await;
         send(&cfg.name, &mut x, &tx, &metrics).await;
         backoff = if started.elapsed() >= MAX_BACKOFF {
             Duration::from_secs(1)
@@ -451,6 +474,23 @@ async fn run_command(
             }
         }
     }
+}
+
+/// Stops the command's process group (SIGKILL: a log reader has nothing to save) and reaps
+/// the command; its exit status (its own, if it had exited already).
+async fn kill_group(
+    group: Option<u32>,
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pid) = group.and_then(|p| i32::try_from(p).ok()) {
+        // The group may be gone already.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.start_kill();
+    child.wait().await
 }
 
 fn next_backoff(b: Duration) -> Duration {

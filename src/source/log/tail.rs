@@ -3,6 +3,12 @@
 //! by rotation is read to its end under its new name or after it left the globs, a file
 //! truncated in place (copytruncate) is read again from its start, and a file that appears
 //! later is read from its beginning.
+//!
+//! A new file whose first bytes are those of a followed file is a copy of it (logrotate's
+//! copytruncate, or an operator's `cp`): it is held at the original's position while the
+//! original lives on untruncated (its lines are read there), and read on from where the
+//! original was once the original is truncated or gone. Copies made while the source was not
+//! running are recognised by the fingerprints in the checkpoints.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -18,14 +24,21 @@ use super::extract::{Extractor, Reject};
 use crate::config::StartAt;
 
 /// The fingerprint covers up to this many first bytes of a file.
-const FINGERPRINT_BYTES: u64 = 1024;
-/// A new file is taken for a copy of another only when this many first bytes match.
-const MIN_COPY_FINGERPRINT: u64 = 64;
+const FINGERPRINT_BYTES: usize = 1024;
+/// A new file is taken for a copy of another only when this many first bytes match; a
+/// shorter new file whose bytes begin a followed file waits until it tells which it is.
+const MIN_COPY_BYTES: usize = 64;
 /// One read takes up to this many bytes.
 const READ_BYTES: usize = 256 * 1024;
 /// A file that left the globs (renamed away, deleted) is kept open this long after it
 /// last grew, for the lines its writer still adds before reopening.
 const GONE_GRACE: Duration = Duration::from_secs(2);
+/// How long the first bytes of a truncated file are remembered, to recognise a copy of it
+/// that appears later.
+const TRUNCATED_MEMORY: Duration = Duration::from_secs(60);
+
+/// The identity under which a source records that it has run (no file has inode 0).
+pub const MARKER: FileId = FileId { dev: 0, ino: 0 };
 
 /// A file's identity on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -56,7 +69,9 @@ pub struct TailEvents {
 struct Tracked {
     path: PathBuf,
     file: File,
-    fingerprint_len: u64,
+    /// The file's first bytes (up to [`FINGERPRINT_BYTES`]), as read.
+    prefix: Vec<u8>,
+    /// SHA-256 (first 8 bytes) of `prefix`.
     fingerprint: u64,
     /// Bytes consumed as whole lines (or skipped as part of an over-long one).
     offset: u64,
@@ -64,8 +79,26 @@ struct Tracked {
     partial: Vec<u8>,
     /// Inside an over-long line: drop bytes up to the next newline.
     skipping: bool,
+    /// Where the over-long line being skipped began (what a checkpoint records meanwhile).
+    skip_start: u64,
     /// No longer matched by the globs; dropped once read to its end and quiet.
     gone_since: Option<Instant>,
+    /// A copy of this followed file: held at its position until it is truncated or gone.
+    copy_of: Option<FileId>,
+}
+
+impl Tracked {
+    fn set_prefix(&mut self, prefix: Vec<u8>) {
+        self.fingerprint = hash(&prefix);
+        self.prefix = prefix;
+    }
+}
+
+/// A file seen truncated: its first bytes and how far it had been read.
+struct Truncated {
+    prefix: Vec<u8>,
+    offset: u64,
+    at: Instant,
 }
 
 pub struct Tailer {
@@ -74,13 +107,16 @@ pub struct Tailer {
     start_at: StartAt,
     max_line_bytes: usize,
     files: BTreeMap<FileId, Tracked>,
-    /// Checkpoints this tailer started from, still to be matched to files.
+    /// Checkpoints this tailer started from, still to be matched to their files.
     resume: BTreeMap<FileId, Checkpoint>,
-    /// Whether the source ever ran before (then every new file is read from its start).
+    /// Every checkpoint this tailer started from, to recognise copies made meanwhile.
+    started_from: BTreeMap<FileId, Checkpoint>,
+    /// Whether the source ran before (then every new file is read from its start).
     resumed: bool,
     first_scan: bool,
     /// Files dropped since the last `take_dropped`.
     dropped: Vec<FileId>,
+    truncated: Vec<Truncated>,
     pub events: TailEvents,
     /// Paths that could not be opened (warned about once).
     unreadable: BTreeSet<PathBuf>,
@@ -93,8 +129,10 @@ impl Tailer {
         exclude: &[String],
         start_at: StartAt,
         max_line_bytes: usize,
-        checkpoints: BTreeMap<FileId, Checkpoint>,
+        mut checkpoints: BTreeMap<FileId, Checkpoint>,
     ) -> Tailer {
+        let resumed = !checkpoints.is_empty();
+        checkpoints.remove(&MARKER);
         Tailer {
             include: include.to_vec(),
             exclude: exclude
@@ -104,10 +142,12 @@ impl Tailer {
             start_at,
             max_line_bytes,
             files: BTreeMap::new(),
-            resumed: !checkpoints.is_empty(),
+            resumed,
+            started_from: checkpoints.clone(),
             resume: checkpoints,
             first_scan: true,
             dropped: Vec::new(),
+            truncated: Vec::new(),
             events: TailEvents::default(),
             unreadable: BTreeSet::new(),
             buf: vec![0; READ_BYTES],
@@ -127,9 +167,10 @@ impl Tailer {
                     *id,
                     Checkpoint {
                         path: t.path.to_string_lossy().into_owned(),
-                        fingerprint_len: t.fingerprint_len,
+                        fingerprint_len: t.prefix.len() as u64,
                         fingerprint: t.fingerprint,
-                        offset: t.offset,
+                        // An over-long line is skipped again from its start after a restart.
+                        offset: if t.skipping { t.skip_start } else { t.offset },
                     },
                 )
             })
@@ -185,14 +226,20 @@ impl Tailer {
                 }
             }
         }
-        for (id, path) in found {
+        let found_ids: BTreeSet<FileId> = found.keys().copied().collect();
+        // Files with a checkpoint of their own first: whether they continue decides what a
+        // copy of them is.
+        let mut new: Vec<(FileId, PathBuf)> = found.into_iter().collect();
+        new.sort_by_key(|(id, _)| !self.resume.contains_key(id));
+        for (id, path) in new {
             match self.open(id, &path) {
-                Ok(t) => {
+                Ok(Some(t)) => {
                     if self.unreadable.remove(&path) {
                         tracing::info!(path = %path.display(), "A log file can be read now");
                     }
                     self.files.insert(id, t);
                 }
+                Ok(None) => {}
                 Err(e) => {
                     self.events.read_errors += 1;
                     // Said once per file; tried again quietly at every poll.
@@ -203,14 +250,25 @@ impl Tailer {
             }
         }
         if self.first_scan {
-            // Checkpoints of files that are gone for good.
-            self.dropped.extend(self.resume.keys().copied());
-            self.resume.clear();
+            // Checkpoints of files that are gone; those of files found but not opened yet
+            // wait for them.
+            let gone: Vec<FileId> = self
+                .resume
+                .keys()
+                .filter(|id| !found_ids.contains(id))
+                .copied()
+                .collect();
+            for id in gone {
+                self.resume.remove(&id);
+                self.dropped.push(id);
+            }
             self.first_scan = false;
         }
     }
 
-    fn open(&mut self, id: FileId, path: &Path) -> io::Result<Tracked> {
+    /// Opens a newly found file at the position it is to be read from; `None` while it is
+    /// too short to tell whether it is a copy of a followed file.
+    fn open(&mut self, id: FileId, path: &Path) -> io::Result<Option<Tracked>> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         // The path may have been replaced between the glob and the open.
@@ -222,73 +280,146 @@ impl Tailer {
             return Err(io::Error::other("the file changed while it was opened"));
         }
         let len = meta.len();
-        let (fp_len, fp) = fingerprint(&file, len.min(FINGERPRINT_BYTES))?;
-        let offset = match self.resume.remove(&id) {
-            Some(cp) if continues(&file, len, &cp)? => {
-                tracing::debug!(path = %path.display(), offset = cp.offset, "Resuming a log file at its checkpoint");
-                cp.offset
-            }
-            _ => match self.copy_of(&file, len)? {
-                // A copy of a followed file (logrotate's copytruncate): its lines up to
-                // where the original was read are counted already.
-                Some(offset) => {
-                    tracing::debug!(path = %path.display(), offset, "A new log file is a copy of a followed one; reading it from where that one was");
-                    offset
-                }
-                None if self.first_scan && !self.resumed && self.start_at == StartAt::End => len,
-                None => 0,
-            },
-        };
-        Ok(Tracked {
+        let prefix = read_prefix(&file, len.min(FINGERPRINT_BYTES as u64) as usize)?;
+        let mut t = Tracked {
             path: path.to_path_buf(),
             file,
-            fingerprint_len: fp_len,
-            fingerprint: fp,
-            offset,
+            prefix: Vec::new(),
+            fingerprint: 0,
+            offset: 0,
             partial: Vec::new(),
             skipping: false,
+            skip_start: 0,
             gone_since: None,
-        })
-    }
-
-    /// Where to start a new file whose first bytes are those of a followed file or of a
-    /// file in the checkpoints: it is a copy, read as far as the original was.
-    fn copy_of(&self, file: &File, len: u64) -> io::Result<Option<u64>> {
-        let followed = self.files.values().map(|t| Checkpoint {
-            path: String::new(),
-            fingerprint_len: t.fingerprint_len,
-            fingerprint: t.fingerprint,
-            offset: t.offset,
-        });
-        for cp in followed.chain(self.resume.values().cloned()) {
-            if cp.fingerprint_len >= MIN_COPY_FINGERPRINT && continues(file, len, &cp)? {
-                return Ok(Some(cp.offset));
-            }
+            copy_of: None,
+        };
+        // Its own checkpoint, if it still holds what was read.
+        if let Some(cp) = self.resume.remove(&id)
+            && continues(&prefix, len, &cp)
+        {
+            tracing::debug!(path = %path.display(), offset = cp.offset, "Resuming a log file at its checkpoint");
+            t.offset = cp.offset;
+            t.set_prefix(prefix);
+            return Ok(Some(t));
         }
-        Ok(None)
+        let begins = |orig: &[u8]| {
+            let n = prefix.len().min(orig.len());
+            prefix[..n] == orig[..n]
+        };
+        // A copy of a followed file: held at its position.
+        let mut undecided = false;
+        for (oid, o) in &self.files {
+            if o.prefix.is_empty() || !begins(&o.prefix) {
+                continue;
+            }
+            if prefix.len().min(o.prefix.len()) < MIN_COPY_BYTES {
+                undecided = true;
+                continue;
+            }
+            tracing::debug!(path = %path.display(), original = %o.path.display(), "A new log file is a copy of a followed one; reading it only once that one is truncated or gone");
+            t.offset = o.offset;
+            t.copy_of = Some(*oid);
+            t.set_prefix(prefix);
+            return Ok(Some(t));
+        }
+        // A copy of a file truncated a moment ago: read on from where that one was.
+        self.truncated
+            .retain(|tr| tr.at.elapsed() < TRUNCATED_MEMORY);
+        for tr in &self.truncated {
+            if !begins(&tr.prefix) {
+                continue;
+            }
+            if prefix.len().min(tr.prefix.len()) < MIN_COPY_BYTES {
+                undecided = true;
+                continue;
+            }
+            tracing::debug!(path = %path.display(), offset = tr.offset, "A new log file is a copy of a truncated one; reading it from where that one was");
+            t.offset = tr.offset;
+            t.set_prefix(prefix);
+            return Ok(Some(t));
+        }
+        // A copy made while the source was not running, of a file in the checkpoints.
+        for (cid, cp) in &self.started_from {
+            if *cid == id
+                || (cp.fingerprint_len as usize) < MIN_COPY_BYTES
+                || !continues(&prefix, len, cp)
+            {
+                continue;
+            }
+            let covered = &prefix[..cp.fingerprint_len as usize];
+            match self.files.get(cid) {
+                // The original is followed on from that checkpoint: the copy waits on it.
+                Some(o) if o.copy_of.is_none() && o.prefix.starts_with(covered) => {
+                    t.offset = o.offset;
+                    t.copy_of = Some(*cid);
+                }
+                _ => t.offset = cp.offset,
+            }
+            tracing::debug!(path = %path.display(), offset = t.offset, "A new log file is a copy of one read before; reading it on from that file's checkpoint");
+            t.set_prefix(prefix);
+            return Ok(Some(t));
+        }
+        if undecided {
+            return Ok(None);
+        }
+        if self.first_scan && !self.resumed && self.start_at == StartAt::End {
+            t.offset = len;
+        }
+        t.set_prefix(prefix);
+        Ok(Some(t))
     }
 
     /// Reads what is new in every file, up to `budget` bytes in all, feeding whole lines to
     /// `x`. Returns the bytes read; less than `budget` means every file is at its end.
     pub fn read(&mut self, x: &mut Extractor, now_ms: i64, budget: usize) -> usize {
-        let mut total = 0;
+        // Truncations first: a copy waiting on a truncated file reads on from where that
+        // file was.
         let ids: Vec<FileId> = self.files.keys().copied().collect();
+        let mut released: Vec<(FileId, u64)> = Vec::new();
+        for id in &ids {
+            let Some(t) = self.files.get_mut(id) else {
+                continue;
+            };
+            if t.copy_of.is_some() {
+                continue;
+            }
+            match check_truncated(t) {
+                Ok(Some(old)) => {
+                    tracing::info!(path = %t.path.display(), "A log file was truncated; reading it again from its start");
+                    self.events.truncations += 1;
+                    released.push((*id, old.offset));
+                    self.truncated.push(old);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.events.read_errors += 1;
+                    tracing::debug!(path = %t.path.display(), error = %e, "Cannot check a log file");
+                }
+            }
+        }
+        let positions: BTreeMap<FileId, u64> =
+            self.files.iter().map(|(id, t)| (*id, t.offset)).collect();
+        for t in self.files.values_mut() {
+            let Some(orig) = t.copy_of else { continue };
+            if let Some((_, offset)) = released.iter().find(|(id, _)| *id == orig) {
+                t.offset = *offset;
+                t.copy_of = None;
+            } else if let Some(offset) = positions.get(&orig) {
+                t.offset = *offset;
+            } else {
+                // The original was read to its end and dropped.
+                t.copy_of = None;
+            }
+        }
+
+        let mut total = 0;
         let mut finished: BTreeSet<FileId> = BTreeSet::new();
         for id in ids {
             let Some(t) = self.files.get_mut(&id) else {
                 continue;
             };
-            match check_truncated(t) {
-                Ok(true) => {
-                    tracing::info!(path = %t.path.display(), "A log file was truncated; reading it again from its start");
-                    self.events.truncations += 1;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    self.events.read_errors += 1;
-                    tracing::warn!(path = %t.path.display(), error = %e, "Cannot check a log file");
-                    continue;
-                }
+            if t.copy_of.is_some() {
+                continue;
             }
             loop {
                 if total >= budget {
@@ -299,7 +430,7 @@ impl Tailer {
                     Ok(n) => n,
                     Err(e) => {
                         self.events.read_errors += 1;
-                        tracing::warn!(path = %t.path.display(), error = %e, "Cannot read a log file");
+                        tracing::debug!(path = %t.path.display(), error = %e, "Cannot read a log file");
                         break;
                     }
                 };
@@ -310,14 +441,14 @@ impl Tailer {
                 if t.gone_since.is_some() {
                     t.gone_since = Some(Instant::now());
                 }
-                feed(t, &self.buf[..n], x, self.max_line_bytes, now_ms);
-                if t.fingerprint_len < FINGERPRINT_BYTES
-                    && let Ok((len, fp)) =
-                        fingerprint(&t.file, (pos + n as u64).min(FINGERPRINT_BYTES))
-                {
-                    t.fingerprint_len = len;
-                    t.fingerprint = fp;
+                let data = &self.buf[..n];
+                // The first bytes, from what was read (a second read could see a newer file).
+                if pos == t.prefix.len() as u64 && t.prefix.len() < FINGERPRINT_BYTES {
+                    let mut prefix = std::mem::take(&mut t.prefix);
+                    prefix.extend_from_slice(&data[..n.min(FINGERPRINT_BYTES - prefix.len())]);
+                    t.set_prefix(prefix);
                 }
+                feed(t, data, x, self.max_line_bytes, now_ms);
             }
             if let Some(since) = t.gone_since
                 && since.elapsed() >= GONE_GRACE
@@ -369,6 +500,7 @@ fn feed(t: &mut Tracked, data: &[u8], x: &mut Extractor, max: usize, now_ms: i64
     } else if t.partial.len() + rest.len() > max {
         x.reject(Reject::TooLong);
         t.skipping = true;
+        t.skip_start = t.offset;
         t.offset += (t.partial.len() + rest.len()) as u64;
         t.partial.clear();
     } else {
@@ -376,37 +508,40 @@ fn feed(t: &mut Tracked, data: &[u8], x: &mut Extractor, max: usize, now_ms: i64
     }
 }
 
-/// Whether the file was truncated (shorter than what was read, or its first bytes
-/// changed); if so, starts it again from its beginning.
-fn check_truncated(t: &mut Tracked) -> io::Result<bool> {
+/// Whether the file was truncated (shorter than what was read, or its first bytes changed);
+/// if so, starts it again from its beginning and returns what it was.
+fn check_truncated(t: &mut Tracked) -> io::Result<Option<Truncated>> {
     let len = t.file.metadata()?.len();
     let read = t.offset + t.partial.len() as u64;
     let truncated = len < read
-        || (t.fingerprint_len > 0
-            && len >= t.fingerprint_len
-            && fingerprint(&t.file, t.fingerprint_len)?.1 != t.fingerprint);
-    if truncated {
-        t.offset = 0;
-        t.partial.clear();
-        t.skipping = false;
-        let (flen, fp) = fingerprint(&t.file, len.min(FINGERPRINT_BYTES))?;
-        t.fingerprint_len = flen;
-        t.fingerprint = fp;
+        || (!t.prefix.is_empty()
+            && len >= t.prefix.len() as u64
+            && read_prefix(&t.file, t.prefix.len())? != t.prefix);
+    if !truncated {
+        return Ok(None);
     }
-    Ok(truncated)
+    let old = Truncated {
+        prefix: std::mem::take(&mut t.prefix),
+        offset: if t.skipping { t.skip_start } else { t.offset },
+        at: Instant::now(),
+    };
+    t.offset = 0;
+    t.partial.clear();
+    t.skipping = false;
+    t.set_prefix(Vec::new());
+    Ok(Some(old))
 }
 
-/// Whether `file` (of `len` bytes) holds what `cp` was read from: as long, with the same
-/// first bytes.
-fn continues(file: &File, len: u64, cp: &Checkpoint) -> io::Result<bool> {
-    Ok(cp.offset <= len
-        && cp.fingerprint_len <= len
-        && fingerprint(file, cp.fingerprint_len)?.1 == cp.fingerprint)
+/// Whether a file beginning with `prefix` and `len` bytes long holds what `cp` was read
+/// from: as long, with the same first bytes.
+fn continues(prefix: &[u8], len: u64, cp: &Checkpoint) -> bool {
+    let n = cp.fingerprint_len;
+    n <= prefix.len() as u64 && cp.offset <= len && hash(&prefix[..n as usize]) == cp.fingerprint
 }
 
-/// SHA-256 (first 8 bytes) of the first `len` bytes of `file`, and the length it covers.
-fn fingerprint(file: &File, len: u64) -> io::Result<(u64, u64)> {
-    let mut buf = vec![0; len as usize];
+/// The first `len` bytes of `file` (fewer if it is shorter).
+fn read_prefix(file: &File, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
     let mut got = 0;
     while got < buf.len() {
         match file.read_at(&mut buf[got..], got as u64)? {
@@ -414,9 +549,12 @@ fn fingerprint(file: &File, len: u64) -> io::Result<(u64, u64)> {
             n => got += n,
         }
     }
-    let d = Sha256::digest(&buf[..got]);
-    Ok((
-        got as u64,
-        u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]),
-    ))
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// SHA-256 (first 8 bytes) of `bytes`: stable across versions and machines.
+fn hash(bytes: &[u8]) -> u64 {
+    let d = Sha256::digest(bytes);
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
