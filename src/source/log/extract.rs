@@ -631,6 +631,7 @@ impl Extractor {
                 }
             },
         };
+        let mut built_for: Option<&[usize]> = None;
         for (m, planned) in plan.metrics.iter().enumerate() {
             if !view.holds(plan, &planned.conds) {
                 continue;
@@ -646,19 +647,10 @@ impl Extractor {
                 },
             };
             let metric = &cfg.metrics[m];
-            // The series of this line's label values.
-            scratch.clear();
-            for &p in &planned.labels {
-                if let Some(v) = view.text(p) {
-                    let v = cut(&v, MAX_LABEL_BYTES);
-                    // NUL separates the values here; one inside a value becomes U+FFFD.
-                    if v.contains('\u{0}') {
-                        scratch.push_str(&v.replace('\u{0}', "\u{FFFD}"));
-                    } else {
-                        scratch.push_str(v);
-                    }
-                }
-                scratch.push('\u{0}');
+            // The series of this line's label values (often those of the metric before).
+            if built_for != Some(&planned.labels[..]) {
+                build_key(&mut view, &planned.labels, scratch);
+                built_for = Some(&planned.labels[..]);
             }
             let state = &mut states[m];
             let slot = match &mut state.last {
@@ -753,6 +745,23 @@ impl Extractor {
         out.errors = self.errors.drain().map(|(_, e)| e).collect();
         out.counts = std::mem::take(&mut self.counts);
         out
+    }
+}
+
+/// Writes the label values of `labels` into `key`, each followed by NUL (a NUL inside a
+/// value becomes U+FFFD).
+fn build_key(view: &mut View<'_, '_, '_, '_>, labels: &[usize], key: &mut String) {
+    key.clear();
+    for &p in labels {
+        if let Some(v) = view.text(p) {
+            let v = cut(&v, MAX_LABEL_BYTES);
+            if v.as_bytes().contains(&0) {
+                key.push_str(&v.replace('\u{0}', "\u{FFFD}"));
+            } else {
+                key.push_str(v);
+            }
+        }
+        key.push('\u{0}');
     }
 }
 
