@@ -184,6 +184,17 @@ enum SilenceAction {
 
 /// Runs `f` on a snapshot of the data in `dir`, read-only beside a running daemon. A file that
 /// was not closed cleanly, with no daemon running, is opened for writing once to recover it.
+/// `--data-dir` if given, else the configuration's data directory.
+fn data_dir_of(data_dir: Option<PathBuf>, config: &std::path::Path) -> anyhow::Result<PathBuf> {
+    match data_dir {
+        Some(d) => Ok(d),
+        None => match config::load(config) {
+            Ok(cfg) => Ok(cfg.daemon.data_dir),
+            Err(e) => anyhow::bail!("{}", e.to_string().trim_end()),
+        },
+    }
+}
+
 fn read_store<T>(
     dir: &std::path::Path,
     f: impl FnOnce(&crate::store::Snapshot) -> anyhow::Result<T>,
@@ -210,38 +221,35 @@ fn print_errors(
     use crate::store::logs::WINDOW_MS;
     use crate::store::{ReadOnlyStore, Store, StoreError};
     let hour = from_ms.div_euclid(WINDOW_MS) * WINDOW_MS;
-    type Windows<'a> = &'a dyn Fn(&str, u64) -> Result<Vec<(i64, u64)>, StoreError>;
-    let read = |types: Vec<crate::store::logs::ErrorType>,
-                windows: Windows<'_>|
-     -> anyhow::Result<Vec<serde_json::Value>> {
-        let mut out = Vec::new();
-        for t in types.into_iter().filter(|t| t.last_ms >= from_ms) {
-            let recent: u64 = windows(&t.source, t.id)?.iter().map(|(_, n)| n).sum();
-            out.push(serde_json::json!({
-                "source": t.source,
-                "id": format!("{:016x}", t.id),
-                "pattern": t.pattern,
-                "last_message": t.last_message,
-                "first_seen": crate::notify::rfc3339(t.first_ms),
-                "last_seen": crate::notify::rfc3339(t.last_ms),
-                "count": t.count,
-                "count_since": recent,
-            }));
-        }
-        Ok(out)
-    };
-    let rows = match ReadOnlyStore::open(dir) {
-        Ok(store) => read(store.error_types(source)?, &|s, id| {
-            store.error_windows(s, id, hour, now_ms + WINDOW_MS)
-        })?,
+    let errors = match ReadOnlyStore::open(dir) {
+        Ok(store) => store.errors()?,
         Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
-            let store = Store::open(dir)?;
-            read(store.error_types(source)?, &|s, id| {
-                store.error_windows(s, id, hour, now_ms + WINDOW_MS)
-            })?
+            Store::open(dir)?.errors()?
         }
         Err(e) => return Err(e.into()),
     };
+    let mut rows = Vec::new();
+    for t in errors
+        .types(source)?
+        .into_iter()
+        .filter(|t| t.last_ms >= from_ms)
+    {
+        let recent: u64 = errors
+            .windows(&t.source, t.id, hour, now_ms + WINDOW_MS)?
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        rows.push(serde_json::json!({
+            "source": t.source,
+            "id": format!("{:016x}", t.id),
+            "pattern": t.pattern,
+            "last_message": t.last_message,
+            "first_seen": crate::notify::rfc3339(t.first_ms),
+            "last_seen": crate::notify::rfc3339(t.last_ms),
+            "count": t.count,
+            "count_since": recent,
+        }));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -459,13 +467,7 @@ pub fn main() -> ExitCode {
             data_dir,
         } => {
             let result = (|| {
-                let dir = match data_dir {
-                    Some(d) => d,
-                    None => match config::load(&config) {
-                        Ok(cfg) => cfg.daemon.data_dir,
-                        Err(e) => anyhow::bail!("{}", e.to_string().trim_end()),
-                    },
-                };
+                let dir = data_dir_of(data_dir, &config)?;
                 let request = crate::query::Request::parse(
                     &metric,
                     &matchers,
@@ -494,13 +496,7 @@ pub fn main() -> ExitCode {
             data_dir,
         } => {
             let result = (|| {
-                let dir = match data_dir {
-                    Some(d) => d,
-                    None => match config::load(&config) {
-                        Ok(cfg) => cfg.daemon.data_dir,
-                        Err(e) => anyhow::bail!("{}", e.to_string().trim_end()),
-                    },
-                };
+                let dir = data_dir_of(data_dir, &config)?;
                 let now = crate::clock::now_ms();
                 let from = crate::query::parse_time(&since, now)?;
                 print_errors(&dir, source.as_deref(), from, now, json)

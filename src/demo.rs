@@ -447,7 +447,7 @@ fn summarize(data: &std::path::Path, from: i64, to: i64) -> anyhow::Result<()> {
         "  request latency p95 in ms, per 5 s: {}",
         per_5s("app_request_duration_ms", &[], Agg::Quantile(0.95))?
     );
-    for t in store.error_types(None)? {
+    for t in store.errors()?.types(None)? {
         println!(
             "  error type \"{}\": {} times, last: {}",
             t.pattern, t.count, t.last_message

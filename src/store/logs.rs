@@ -159,11 +159,29 @@ pub(super) fn forget_sources(txn: &WriteTransaction, keep: &[String]) -> Result<
     Ok(removed)
 }
 
+/// A consistent view of the error types (one read transaction).
+pub struct Errors(pub(super) ReadTransaction);
+
+impl Errors {
+    /// Every error type (of `source`, when given), most recently seen first.
+    pub fn types(&self, source: Option<&str>) -> Result<Vec<ErrorType>, StoreError> {
+        error_types(&self.0, source)
+    }
+
+    /// Hourly counts of one error type with `from_ms <= hour start < to_ms`.
+    pub fn windows(
+        &self,
+        source: &str,
+        id: u64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, u64)>, StoreError> {
+        error_windows(&self.0, source, id, from_ms, to_ms)
+    }
+}
+
 /// Every error type (of `source`, when given), most recently seen first.
-pub(super) fn error_types(
-    txn: &ReadTransaction,
-    source: Option<&str>,
-) -> Result<Vec<ErrorType>, StoreError> {
+fn error_types(txn: &ReadTransaction, source: Option<&str>) -> Result<Vec<ErrorType>, StoreError> {
     let table = match txn.open_table(ERROR_TYPES) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -182,8 +200,7 @@ pub(super) fn error_types(
     Ok(out)
 }
 
-/// Hourly counts of one error type with `from_ms <= hour start < to_ms`.
-pub(super) fn error_windows(
+fn error_windows(
     txn: &ReadTransaction,
     source: &str,
     id: u64,

@@ -321,20 +321,9 @@ impl ReadOnlyStore {
         Snapshot::new(&txn, None, layout)
     }
 
-    /// Every error type (of one source, when given), most recently seen first.
-    pub fn error_types(&self, source: Option<&str>) -> Result<Vec<logs::ErrorType>, StoreError> {
-        logs::error_types(&self.db.begin_read()?, source)
-    }
-
-    /// Hourly counts of one error type.
-    pub fn error_windows(
-        &self,
-        source: &str,
-        id: u64,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(i64, u64)>, StoreError> {
-        logs::error_windows(&self.db.begin_read()?, source, id, from_ms, to_ms)
+    /// The error types of log sources, as of the last commit.
+    pub fn errors(&self) -> Result<logs::Errors, StoreError> {
+        Ok(logs::Errors(self.db.begin_read()?))
     }
 }
 
@@ -661,20 +650,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Every error type (of one source, when given), most recently seen first.
-    pub fn error_types(&self, source: Option<&str>) -> Result<Vec<logs::ErrorType>, StoreError> {
-        logs::error_types(&self.db.begin_read()?, source)
-    }
-
-    /// Hourly counts of one error type.
-    pub fn error_windows(
-        &self,
-        source: &str,
-        id: u64,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(i64, u64)>, StoreError> {
-        logs::error_windows(&self.db.begin_read()?, source, id, from_ms, to_ms)
+    /// The error types of log sources, as of the last commit.
+    pub fn errors(&self) -> Result<logs::Errors, StoreError> {
+        Ok(logs::Errors(self.db.begin_read()?))
     }
 
     /// Every stored alert state.
@@ -947,15 +925,18 @@ mod tests {
                 })
                 .unwrap();
         }
-        let app = store.error_types(Some("app")).unwrap();
+        let app = store.errors().unwrap().types(Some("app")).unwrap();
         assert_eq!(app.len(), 1);
         assert_eq!(
             (app[0].count, app[0].first_ms, app[0].last_ms),
             (7, 2990, 4000)
         );
         assert_eq!(app[0].last_message, "timeout after 4 ms");
-        assert_eq!(store.error_windows("app", 7, 0, 1).unwrap(), vec![(0, 7)]);
-        assert_eq!(store.error_types(None).unwrap().len(), 2);
+        assert_eq!(
+            store.errors().unwrap().windows("app", 7, 0, 1).unwrap(),
+            vec![(0, 7)]
+        );
+        assert_eq!(store.errors().unwrap().types(None).unwrap().len(), 2);
         assert_eq!(store.log_checkpoints::<u64>("app").unwrap().len(), 2);
         assert_eq!(store.forget_log_sources(&["web".into()]).unwrap(), 2);
         assert!(store.log_checkpoints::<u64>("app").unwrap().is_empty());
@@ -965,7 +946,7 @@ mod tests {
         );
         // Past the retention, types and hourly counts go.
         assert_eq!(store.prune_errors(5000).unwrap(), 4);
-        assert!(store.error_types(None).unwrap().is_empty());
+        assert!(store.errors().unwrap().types(None).unwrap().is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::{Daemon, free_port, sloguard, tempdir};
+use crate::util::{Daemon, free_port, query_agg, sloguard, tempdir};
 
 /// One seed-format line: a success with `ms`, or an error with a message.
 fn line(i: u64, ms: u64, error: Option<&str>) -> String {
@@ -62,42 +62,31 @@ impl Written {
     }
 }
 
-/// `sloguard query` with `--agg`, one value per series: (labels as text, value).
+/// One aggregate per series of `metric` over the last two hours.
 fn agg(data: &Path, metric: &str, agg: &str, matchers: &[&str]) -> Vec<(String, f64)> {
-    let data = data.to_str().unwrap();
-    let mut args = vec![
-        "query",
-        metric,
-        "--data-dir",
-        data,
-        "--since",
-        "2h",
-        "--agg",
-        agg,
-        "--format",
-        "json",
-    ];
-    for m in matchers {
-        args.push("--match");
-        args.push(m);
-    }
-    let out = sloguard(&args, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    json.as_array()
+    query_agg(data.to_str().unwrap(), metric, "2h", agg, matchers)
+}
+
+/// Empties a file in place, as copytruncate does.
+fn truncate(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
         .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["labels"].to_string(),
-                s["value"].as_f64().unwrap_or(f64::NAN),
-            )
-        })
-        .collect()
+        .set_len(0)
+        .unwrap();
+}
+
+/// A directory `logs/` with `app.log` holding `n` lines, and a daemon that has read them.
+async fn following(n: u64) -> (tempfile::TempDir, std::path::PathBuf, Written, Daemon) {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut w = Written::default();
+    append(&logs.join("app.log"), &w.lines(n));
+    let d = Daemon::start(dir.path(), &config(&logs, free_port()), &[]).await;
+    wait_total(&d, n as usize, "the lines written before the start").await;
+    (dir, logs, w, d)
 }
 
 fn total(data: &Path, metric: &str, matchers: &[&str]) -> f64 {
@@ -195,12 +184,7 @@ async fn files_count_exactly_once_through_rotation_truncation_and_kill() {
     // copytruncate: a copy appears (matched by the glob), then the original is emptied
     // and written again from its start.
     std::fs::copy(&app, logs.join("app.log.0")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&app)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&app);
     append(&app, &w.lines(200));
     wait_total(&d, 2020, "copytruncate").await;
 
@@ -429,14 +413,8 @@ kind = "histogram"
 /// the app keeps writing to the original, which is truncated only after the copy is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_written_slowly_before_the_truncation_counts_nothing_twice() {
-    let dir = tempdir();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (_dir, logs, mut w, mut d) = following(3000).await;
     let app = logs.join("app.log");
-    let mut w = Written::default();
-    append(&app, &w.lines(3000));
-    let mut d = Daemon::start(dir.path(), &config(&logs, free_port()), &[]).await;
-    wait_total(&d, 3000, "before the rotation").await;
 
     let copy = logs.join("app.log.1");
     let original = std::fs::read(&app).unwrap();
@@ -455,12 +433,7 @@ async fn a_copy_written_slowly_before_the_truncation_counts_nothing_twice() {
     out.write_all(&rest[original.len()..]).unwrap();
     drop(out);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&app)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&app);
     append(&app, &w.lines(50));
     let written = w.success.len() + w.errors.len();
     wait_total(&d, written, "a slow copy, then the truncation").await;
@@ -473,24 +446,13 @@ async fn a_copy_written_slowly_before_the_truncation_counts_nothing_twice() {
 /// fingerprint, whichever of the two files is found first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_by_copy_while_stopped_counts_nothing_twice() {
-    let dir = tempdir();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (_dir, logs, mut w, mut d) = following(800).await;
     let app = logs.join("app.log");
-    let mut w = Written::default();
-    append(&app, &w.lines(800));
-    let mut d = Daemon::start(dir.path(), &config(&logs, free_port()), &[]).await;
-    wait_total(&d, 800, "before the stop").await;
     d.stop().await;
     // Lines the daemon has not read, then the rotation, then new lines.
     append(&app, &w.lines(70));
     std::fs::copy(&app, logs.join("app.log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&app)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&app);
     append(&app, &w.lines(30));
     d.spawn().await;
     let written = w.success.len() + w.errors.len();

@@ -832,19 +832,26 @@ impl Drop for Postgres {
     }
 }
 
-/// The values of every point of `metric` (narrowed by `matchers`) in the last hour, as
-/// `sloguard query --format json` reads them from `data`.
-pub fn query_values(data: &str, metric: &str, matchers: &[&str]) -> Vec<f64> {
+/// `sloguard query --format json` over `data` for the last `since`, with `extra` arguments
+/// (`--agg`, `--step`), narrowed by `matchers`.
+fn query_json(
+    data: &str,
+    metric: &str,
+    since: &str,
+    extra: &[&str],
+    matchers: &[&str],
+) -> serde_json::Value {
     let mut args = vec![
         "query",
         metric,
         "--data-dir",
         data,
         "--since",
-        "1h",
+        since,
         "--format",
         "json",
     ];
+    args.extend_from_slice(extra);
     for m in matchers {
         args.push("--match");
         args.push(m);
@@ -855,12 +862,40 @@ pub fn query_values(data: &str, metric: &str, matchers: &[&str]) -> Vec<f64> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    json.as_array()
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The values of every point of `metric` (narrowed by `matchers`) in the last hour, as
+/// `sloguard query --format json` reads them from `data`.
+pub fn query_values(data: &str, metric: &str, matchers: &[&str]) -> Vec<f64> {
+    query_json(data, metric, "1h", &[], matchers)
+        .as_array()
         .unwrap()
         .iter()
         .flat_map(|s| s["points"].as_array().unwrap().clone())
         .map(|p| p[1].as_f64().unwrap())
+        .collect()
+}
+
+/// One aggregate (`--agg`) per series of `metric` over the last `since`: (labels as JSON
+/// text, value; NaN for none).
+pub fn query_agg(
+    data: &str,
+    metric: &str,
+    since: &str,
+    agg: &str,
+    matchers: &[&str],
+) -> Vec<(String, f64)> {
+    query_json(data, metric, since, &["--agg", agg], matchers)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["labels"].to_string(),
+                s["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
         .collect()
 }
 
