@@ -26,7 +26,7 @@ fn app_is_down(started: Instant) -> bool {
 }
 
 /// When the app's requests are slow (a latency spike), and when its client heap is high.
-const SLOW: std::ops::Range<u64> = 19..26;
+const SLOW: std::ops::Range<u64> = 19..24;
 const HEAP_HIGH: std::ops::Range<u64> = 19..25;
 
 /// Writes the app's JSON log like the seed's middleware does: about 40 requests a second,
@@ -209,6 +209,10 @@ address = "{app_addr}"
 interval = "5s"
 timeout = "500ms"
 
+# Log counters and latencies summed per second (10 s by default), for short demo windows.
+[store]
+distribution_interval = "1s"
+
 # The app's JSON log, as its middleware writes it.
 [[logs]]
 name = "app"
@@ -255,6 +259,19 @@ resolve_after = 2
 severity = "critical"
 summary = "Segmentation API down"
 runbook_url = "https://docs.example.com/runbooks/segmentation-api"
+
+# From the log: p95 of the requests of the last 3 s above 600 ms.
+[[rules]]
+name = "api_latency_p95"
+kind = "threshold"
+metric = "app_request_duration_ms"
+agg = "p95"
+window = "3s"
+condition = "> 600"
+resolve = "< 500"
+every = "1s"
+severity = "warning"
+summary = "API p95 latency above 600 ms"
 
 # From the log: the client's heap above 150 MB three reports in a row.
 [[rules]]

@@ -172,8 +172,8 @@ pub struct Pipeline {
 /// Whether an alert watches a probe series of a target the configuration no longer has.
 fn probe_target_gone(cfg: &Config) -> impl Fn(&Rule, &Labels) -> bool + '_ {
     move |rule, labels| {
-        let RuleKind::Consecutive(c) = &rule.kind;
-        c.metric.starts_with("probe_")
+        let (metric, _) = rule.kind.selects();
+        metric.starts_with("probe_")
             && labels
                 .get("target")
                 .is_some_and(|t| !cfg.targets.iter().any(|x| &x.name == t))
@@ -236,6 +236,8 @@ impl Pipeline {
             }
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // When each threshold rule is evaluated next.
+        let mut next_evaluation: HashMap<String, i64> = HashMap::new();
         // Samples evaluated but not yet committed, and when the oldest of them arrived.
         let mut pending = Pending::default();
         // Log sources reading a backlog: their batch that catches up is committed at once.
@@ -332,6 +334,12 @@ impl Pipeline {
                     self.handle(cmd, &engine, &cfg, &mut fired).await?;
                 }
                 _ = tick.tick() => {
+                    let transitions = self.evaluate_thresholds(&cfg, &mut engine, &mut next_evaluation).await?;
+                    if !transitions.is_empty() {
+                        self.count_alerts(&engine);
+                        pending_since = None;
+                        self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
+                    }
                     self.on_tick(&engine, &cfg, &mut fired).await?;
                 }
                 _ = self.shutdown.cancelled() => break,
@@ -383,6 +391,51 @@ impl Pipeline {
         let silenced = suppression(cfg, &silences, &firing_rules, now);
         let plan = plan(cfg, fired, &transitions, now, &silenced);
         self.write(pending, plan).await
+    }
+
+    /// Evaluates the threshold rules that are due against the store (what was committed;
+    /// samples waiting for the group commit are at most half a second behind).
+    async fn evaluate_thresholds(
+        &self,
+        cfg: &Config,
+        engine: &mut Engine,
+        next: &mut HashMap<String, i64>,
+    ) -> anyhow::Result<Vec<Transition>> {
+        let now = now_ms();
+        next.retain(|name, _| cfg.rules.iter().any(|r| &r.name == name));
+        let mut due = Vec::new();
+        for rule in &cfg.rules {
+            let RuleKind::Threshold(th) = &rule.kind else {
+                continue;
+            };
+            let at = next.entry(rule.name.clone()).or_insert(now);
+            if *at <= now {
+                *at = now + th.every.as_millis().min(i64::MAX as u128) as i64;
+                due.push((rule.name.clone(), th.clone()));
+            }
+        }
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = self.store.clone();
+        let started = std::time::Instant::now();
+        let results = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<_>> {
+            let snap = store.snapshot()?;
+            let mut out = Vec::new();
+            for (name, th) in due {
+                out.push((name, threshold_values(&snap, &th, now)?));
+            }
+            Ok(out)
+        })
+        .await??;
+        let mut transitions = Vec::new();
+        for (name, values) in results {
+            transitions.extend(engine.evaluate(&name, &values, now));
+        }
+        self.metrics
+            .rule_evaluation_seconds
+            .inc_by(started.elapsed().as_secs_f64());
+        Ok(transitions)
     }
 
     /// Sets the alerts-by-state gauges.
@@ -1100,17 +1153,50 @@ fn render_summary(summary: &str, labels: &Labels) -> String {
     out
 }
 
+/// The aggregate of a threshold rule's window, per series it selects. Counting aggregates
+/// of a window without data are 0 (no errors is zero errors); others are "no data".
+pub fn threshold_values(
+    snap: &crate::store::Snapshot,
+    th: &crate::config::ThresholdRule,
+    now: i64,
+) -> Result<Vec<(Labels, Option<f64>)>, crate::query::QueryError> {
+    use crate::query::{Agg, MatchOp, Matcher, Selector, aggregate};
+    let matchers = th
+        .matchers
+        .iter()
+        .map(|(k, v)| Matcher {
+            label: k.clone(),
+            op: MatchOp::Eq(v.clone()),
+        })
+        .collect();
+    let from = now.saturating_sub(th.window.as_millis().min(i64::MAX as u128) as i64);
+    let counting = matches!(th.agg, Agg::Count | Agg::Sum | Agg::Increase | Agg::Rate);
+    Ok(aggregate(
+        snap,
+        &Selector::new(&th.metric, matchers),
+        th.agg,
+        from,
+        now,
+    )?
+    .into_iter()
+    .map(|v| {
+        let value = v.value.or(counting.then_some(0.0));
+        (v.series.labels, value)
+    })
+    .collect())
+}
+
 /// The notification a firing or resolved transition owes.
 pub fn notification(rule: &Rule, t: &Transition) -> Notification {
     let a = &t.alert;
-    let RuleKind::Consecutive(c) = &rule.kind;
-    let value_text = if c.metric == "probe_up" && c.condition.to_string() == "< 1" {
-        format!(
-            "Consecutive failed probes: {} (threshold: {})",
-            a.breaches, c.fire_after
-        )
-    } else {
-        format!(
+    let value_text = match &rule.kind {
+        RuleKind::Consecutive(c) if c.metric == "probe_up" && c.condition.to_string() == "< 1" => {
+            format!(
+                "Consecutive failed probes: {} (threshold: {})",
+                a.breaches, c.fire_after
+            )
+        }
+        RuleKind::Consecutive(c) => format!(
             "{}: {} (threshold: {}; {} consecutive sample{}, fires after {})",
             c.metric,
             format_value(a.value),
@@ -1118,7 +1204,22 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
             a.breaches,
             if a.breaches == 1 { "" } else { "s" },
             c.fire_after
-        )
+        ),
+        RuleKind::Threshold(th) => {
+            let hold = if th.hold.is_zero() {
+                String::new()
+            } else {
+                format!(", for {}", humantime::format_duration(th.hold))
+            };
+            format!(
+                "{} of {} over {}: {} (threshold: {}{hold})",
+                crate::query::agg_name(th.agg),
+                th.metric,
+                humantime::format_duration(th.window),
+                format_value(a.value),
+                th.condition,
+            )
+        }
     };
     let resolved = t.kind == TransitionKind::Resolved;
     Notification {

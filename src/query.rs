@@ -271,6 +271,21 @@ pub enum Agg {
     Quantile(f64),
 }
 
+/// The name `Agg` is written as in a query or a rule: `avg`, `increase`, `p95`.
+pub fn agg_name(agg: Agg) -> String {
+    match agg {
+        Agg::Avg => "avg".into(),
+        Agg::Min => "min".into(),
+        Agg::Max => "max".into(),
+        Agg::Sum => "sum".into(),
+        Agg::Count => "count".into(),
+        Agg::Rate => "rate".into(),
+        Agg::Increase => "increase".into(),
+        Agg::Last => "last".into(),
+        Agg::Quantile(q) => format!("p{}", q * 100.0),
+    }
+}
+
 impl FromStr for Agg {
     type Err = QueryError;
     fn from_str(s: &str) -> Result<Agg, QueryError> {

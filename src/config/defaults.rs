@@ -98,3 +98,6 @@ pub fn log_poll_interval() -> Duration {
 }
 pub const LOG_MAX_LINE_BYTES: usize = 64 * 1024;
 pub const LOG_MAX_SERIES: usize = 100;
+pub fn threshold_every() -> Duration {
+    Duration::from_secs(30)
+}

@@ -662,6 +662,32 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleKind {
     Consecutive(ConsecutiveRule),
+    Threshold(ThresholdRule),
+}
+
+impl RuleKind {
+    /// The metric and label matchers selecting the series the rule watches.
+    pub fn selects(&self) -> (&str, &BTreeMap<String, String>) {
+        match self {
+            RuleKind::Consecutive(c) => (&c.metric, &c.matchers),
+            RuleKind::Threshold(t) => (&t.metric, &t.matchers),
+        }
+    }
+}
+
+/// An aggregate over a window, compared with a threshold at every evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdRule {
+    pub metric: String,
+    pub matchers: BTreeMap<String, String>,
+    pub agg: crate::query::Agg,
+    pub window: Duration,
+    pub condition: Condition,
+    /// When a firing alert resolves; `None`: when `condition` no longer holds.
+    pub resolve: Option<Condition>,
+    /// How long `condition` must hold before firing.
+    pub hold: Duration,
+    pub every: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -433,6 +433,41 @@ pub struct RawConsecutive {
     pub depends_on: Vec<String>,
 }
 
+/// `[[rules]]` with `kind = "threshold"`: an aggregate of a window of a series compared with
+/// a threshold, evaluated every `every`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    /// The tag, `threshold`, already read by validation.
+    #[serde(rename = "kind")]
+    pub _tag: serde::de::IgnoredAny,
+    pub name: String,
+    pub metric: String,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// avg, min, max, last, sum, count, rate, increase or a percentile (p95).
+    pub agg: String,
+    /// How far back each evaluation looks.
+    pub window: String,
+    /// When the aggregate breaches, e.g. `> 0.05`.
+    pub condition: String,
+    /// When a firing alert resolves, e.g. `< 0.03`; by default when `condition` no longer
+    /// holds.
+    pub resolve: Option<String>,
+    /// How long the condition must hold before the alert fires.
+    #[serde(rename = "for")]
+    pub hold: Option<String>,
+    /// Time between evaluations.
+    pub every: Option<String>,
+    pub severity: String,
+    pub summary: String,
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
 /// `[[logs]]`: JSON or text lines read from files or from a command's output.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

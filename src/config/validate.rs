@@ -15,15 +15,15 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::raw::{
     RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawHttpTarget, RawLog,
     RawLogMetric, RawMaintenance, RawMatchValue, RawOutbox, RawPagerDuty, RawRouting, RawScrape,
-    RawServer, RawSlack, RawSqlTarget, RawStore, RawTcpTarget, RawWebhook,
+    RawServer, RawSlack, RawSqlTarget, RawStore, RawTcpTarget, RawThreshold, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
     EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert, LineParse,
     LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, OutboxConfig, Pattern,
     Problem, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SmtpTls,
-    SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, TimeFormat,
-    Timing, TlsMode, defaults, parse_duration,
+    SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, ThresholdRule,
+    TimeFormat, Timing, TlsMode, defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -322,13 +322,41 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let mut depends_spans = BTreeMap::new();
     let mut rules: Vec<Rule> = Vec::new();
     for (value, site) in tables(&mut problems, section("rules"), "rules") {
-        let rule = match tag(&mut problems, &site, "kind", &["consecutive"]) {
+        let rule = match tag(&mut problems, &site, "kind", &["consecutive", "threshold"]) {
+            Some("threshold") => {
+                element::<RawThreshold>(&mut problems, value, &site).and_then(|raw| {
+                    threshold(&mut problems, raw, &site, &channel_names, routing.as_ref())
+                })
+            }
             Some(_) => element::<RawConsecutive>(&mut problems, value, &site).and_then(|raw| {
                 consecutive(&mut problems, raw, &site, &channel_names, routing.as_ref())
             }),
             None => None,
         };
         if let Some(r) = rule {
+            if let RuleKind::Threshold(th) = &r.kind {
+                // Log counters and distributions are kept per interval: a window of under
+                // two intervals sees none, one or two of them, by chance.
+                let interval = store
+                    .as_ref()
+                    .map(|s| s.distribution_interval)
+                    .unwrap_or_else(defaults::distribution_interval);
+                let events = logs
+                    .iter()
+                    .flat_map(|l| &l.metrics)
+                    .any(|m| m.name == th.metric && m.kind != LogMetricKind::Gauge);
+                if events && th.window < interval * 2 {
+                    problems.push(
+                        Some(site.span_of("window")),
+                        site.field("window"),
+                        format!(
+                            "`{}` is counted per [store].distribution_interval ({}): the window must be at least two of those",
+                            th.metric,
+                            humantime::format_duration(interval)
+                        ),
+                    );
+                }
+            }
             depends_spans.insert(
                 r.name.clone(),
                 (site.span_of("depends_on"), site.field("depends_on")),
@@ -2017,29 +2045,36 @@ fn link(
     }
 }
 
-fn consecutive(
+/// The fields every rule kind has.
+struct RuleHeader {
+    name: String,
+    severity: String,
+    summary: String,
+    runbook_url: Option<String>,
+    dashboard_url: Option<String>,
+    channels: Option<Vec<String>>,
+    depends_on: Vec<String>,
+}
+
+/// Checks the fields every rule kind has and makes the rule, if nothing was wrong with it.
+fn rule(
     problems: &mut Problems<'_>,
-    raw: RawConsecutive,
     site: &Site<'_, '_>,
+    before: usize,
+    header: RuleHeader,
+    kind: Option<RuleKind>,
     channels: &BTreeSet<String>,
     routing: Option<&Routing>,
 ) -> Option<Rule> {
-    let before = problems.list.len();
-    let RawConsecutive {
-        _tag: _,
+    let RuleHeader {
         name,
-        metric,
-        matchers,
-        condition,
-        fire_after,
-        resolve_after,
         severity,
         summary,
         runbook_url,
         dashboard_url,
         channels: rule_channels,
         depends_on,
-    } = raw;
+    } = header;
     check_name(problems, site, &name);
     let severity = match severity.as_str() {
         "info" => Severity::Info,
@@ -2061,36 +2096,6 @@ fn consecutive(
             "must not be empty",
         );
     }
-    let metric = metric.unwrap_or_else(|| defaults::consecutive_metric().to_string());
-    if !crate::series::valid_metric_name(&metric) {
-        problems.push(
-            Some(site.span_of("metric")),
-            site.field("metric"),
-            format!("`{metric}` is not a metric name (letters, digits, `_` and `:`)"),
-        );
-    }
-    let condition_text = condition.unwrap_or_else(|| defaults::consecutive_condition().to_string());
-    let condition = match Condition::parse(&condition_text) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            problems.push(Some(site.span_of("condition")), site.field("condition"), e);
-            None
-        }
-    };
-    let fire_after = positive(
-        problems,
-        site,
-        "fire_after",
-        fire_after,
-        defaults::consecutive_fire_after(),
-    );
-    let resolve_after = positive(
-        problems,
-        site,
-        "resolve_after",
-        resolve_after,
-        defaults::consecutive_resolve_after(),
-    );
     let runbook_url = link(problems, site, "runbook_url", runbook_url);
     let dashboard_url = link(problems, site, "dashboard_url", dashboard_url);
     if let Some(list) = &rule_channels {
@@ -2134,14 +2139,172 @@ fn consecutive(
         dashboard_url,
         channels: rule_channels,
         depends_on,
-        kind: RuleKind::Consecutive(ConsecutiveRule {
+        kind: kind?,
+    })
+}
+
+fn metric_name(problems: &mut Problems<'_>, site: &Site<'_, '_>, metric: &str) {
+    if !crate::series::valid_metric_name(metric) {
+        problems.push(
+            Some(site.span_of("metric")),
+            site.field("metric"),
+            format!("`{metric}` is not a metric name (letters, digits, `_` and `:`)"),
+        );
+    }
+}
+
+fn condition_field(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    text: &str,
+) -> Option<Condition> {
+    match Condition::parse(text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(Some(site.span_of(key)), site.field(key), e);
+            None
+        }
+    }
+}
+
+fn consecutive(
+    problems: &mut Problems<'_>,
+    raw: RawConsecutive,
+    site: &Site<'_, '_>,
+    channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
+) -> Option<Rule> {
+    let before = problems.list.len();
+    let RawConsecutive {
+        _tag: _,
+        name,
+        metric,
+        matchers,
+        condition,
+        fire_after,
+        resolve_after,
+        severity,
+        summary,
+        runbook_url,
+        dashboard_url,
+        channels: rule_channels,
+        depends_on,
+    } = raw;
+    let metric = metric.unwrap_or_else(|| defaults::consecutive_metric().to_string());
+    metric_name(problems, site, &metric);
+    let condition_text = condition.unwrap_or_else(|| defaults::consecutive_condition().to_string());
+    let condition = condition_field(problems, site, "condition", &condition_text);
+    let fire_after = positive(
+        problems,
+        site,
+        "fire_after",
+        fire_after,
+        defaults::consecutive_fire_after(),
+    );
+    let resolve_after = positive(
+        problems,
+        site,
+        "resolve_after",
+        resolve_after,
+        defaults::consecutive_resolve_after(),
+    );
+    let kind = condition.map(|condition| {
+        RuleKind::Consecutive(ConsecutiveRule {
             metric,
             matchers,
-            condition: condition?,
+            condition,
             fire_after,
             resolve_after,
-        }),
-    })
+        })
+    });
+    let header = RuleHeader {
+        name,
+        severity,
+        summary,
+        runbook_url,
+        dashboard_url,
+        channels: rule_channels,
+        depends_on,
+    };
+    rule(problems, site, before, header, kind, channels, routing)
+}
+
+fn threshold(
+    problems: &mut Problems<'_>,
+    raw: RawThreshold,
+    site: &Site<'_, '_>,
+    channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
+) -> Option<Rule> {
+    let before = problems.list.len();
+    metric_name(problems, site, &raw.metric);
+    let agg = match raw.agg.parse::<crate::query::Agg>() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            problems.push(Some(site.span_of("agg")), site.field("agg"), e.to_string());
+            None
+        }
+    };
+    let second = Duration::from_secs(1);
+    let window = duration_field(problems, site, "window", Some(&raw.window), second, second);
+    let condition = condition_field(problems, site, "condition", &raw.condition);
+    let resolve = match &raw.resolve {
+        Some(text) => condition_field(problems, site, "resolve", text).map(Some),
+        None => Some(None),
+    };
+    if let (Some(c), Some(Some(r))) = (&condition, &resolve) {
+        // A value that fires must not resolve at once, or the alert would flap.
+        let probe = [c.threshold, r.threshold, (c.threshold + r.threshold) / 2.0];
+        if probe.iter().any(|v| c.breached(*v) && r.breached(*v)) {
+            problems.push(
+                Some(site.span_of("resolve")),
+                site.field("resolve"),
+                format!(
+                    "`{r}` holds for values that also breach `{c}`; the resolve condition must exclude the firing one (for `> 0.05`, e.g. `< 0.03`)"
+                ),
+            );
+        }
+    }
+    let hold = duration_field(
+        problems,
+        site,
+        "for",
+        raw.hold.as_ref(),
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let every = duration_field(
+        problems,
+        site,
+        "every",
+        raw.every.as_ref(),
+        defaults::threshold_every(),
+        second,
+    );
+    let kind = match (agg, condition, resolve) {
+        (Some(agg), Some(condition), Some(resolve)) => Some(RuleKind::Threshold(ThresholdRule {
+            metric: raw.metric,
+            matchers: raw.matchers,
+            agg,
+            window,
+            condition,
+            resolve,
+            hold,
+            every,
+        })),
+        _ => None,
+    };
+    let header = RuleHeader {
+        name: raw.name,
+        severity: raw.severity,
+        summary: raw.summary,
+        runbook_url: raw.runbook_url,
+        dashboard_url: raw.dashboard_url,
+        channels: raw.channels,
+        depends_on: raw.depends_on,
+    };
+    rule(problems, site, before, header, kind, channels, routing)
 }
 
 /// The sites of the tables of the array `key` inside `site`, by index.

@@ -142,11 +142,9 @@ impl Engine {
                 .rules
                 .iter()
                 .find(|r| r.name == state.rule)
-                .filter(|r| match &r.kind {
-                    RuleKind::Consecutive(c) => c
-                        .matchers
-                        .iter()
-                        .all(|(k, v)| state.labels.get(k) == Some(v)),
+                .filter(|r| {
+                    let (_, matchers) = r.kind.selects();
+                    matchers.iter().all(|(k, v)| state.labels.get(k) == Some(v))
                 });
             match still {
                 Some(rule) => {
@@ -193,6 +191,125 @@ impl Engine {
         out
     }
 
+    /// Applies one evaluation of threshold rule `rule_name`: the window's aggregate per label
+    /// set (`None`: no data in the window). A label set that breaches becomes pending, and
+    /// fires once it has breached for the rule's `for`; a pending one that stops breaching
+    /// clears; a firing one resolves when the resolve condition holds (by default, when the
+    /// condition no longer does) or when its data is gone from the window.
+    pub fn evaluate(
+        &mut self,
+        rule_name: &str,
+        values: &[(Labels, Option<f64>)],
+        now_ms: i64,
+    ) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let Some(rule) = self.rules.iter().find(|r| r.name == rule_name) else {
+            return out;
+        };
+        let RuleKind::Threshold(th) = &rule.kind else {
+            return out;
+        };
+        let hold_ms = th.hold.as_millis().min(i64::MAX as u128) as i64;
+        let mut seen: std::collections::BTreeSet<String> = Default::default();
+        for (labels, value) in values {
+            let fp = fingerprint(&rule.name, labels);
+            seen.insert(fp.clone());
+            let breached = value.is_some_and(|v| th.condition.breached(v));
+            let resolves = match (value, &th.resolve) {
+                (None, _) => true,
+                (Some(v), Some(r)) => r.breached(*v),
+                (Some(_), None) => !breached,
+            };
+            let fire = |state: &mut AlertState, out: &mut Vec<Transition>| {
+                state.status = AlertStatus::Firing;
+                state.fired_at_ms = Some(now_ms);
+                out.push(Transition {
+                    kind: TransitionKind::Firing,
+                    alert: state.clone(),
+                    at_ms: now_ms,
+                    reason: None,
+                });
+            };
+            match self.states.get_mut(&fp) {
+                None if breached => {
+                    let mut state = AlertState {
+                        rule: rule.name.clone(),
+                        labels: labels.clone(),
+                        severity: rule.severity,
+                        status: AlertStatus::Pending,
+                        breaches: 1,
+                        clears: 0,
+                        since_ms: now_ms,
+                        fired_at_ms: None,
+                        value: value.unwrap_or(f64::NAN),
+                        note: None,
+                    };
+                    if hold_ms == 0 {
+                        fire(&mut state, &mut out);
+                    } else {
+                        out.push(Transition {
+                            kind: TransitionKind::Pending,
+                            alert: state.clone(),
+                            at_ms: now_ms,
+                            reason: None,
+                        });
+                    }
+                    self.states.insert(fp, state);
+                }
+                None => {}
+                Some(state) if state.status == AlertStatus::Pending => {
+                    if breached {
+                        state.breaches = state.breaches.saturating_add(1);
+                        state.value = value.unwrap_or(state.value);
+                        if now_ms - state.since_ms >= hold_ms {
+                            fire(state, &mut out);
+                        }
+                    } else if let Some(state) = self.states.remove(&fp) {
+                        out.push(Transition {
+                            kind: TransitionKind::Cleared,
+                            alert: state,
+                            at_ms: now_ms,
+                            reason: None,
+                        });
+                    }
+                }
+                Some(state) => {
+                    if let Some(v) = value {
+                        state.value = *v;
+                    }
+                    if resolves {
+                        let reason = value
+                            .is_none()
+                            .then(|| "no data in the rule's window".to_string());
+                        if let Some(state) = self.states.remove(&fp) {
+                            out.push(Transition {
+                                kind: TransitionKind::Resolved,
+                                alert: state,
+                                at_ms: now_ms,
+                                reason,
+                            });
+                        }
+                    } else {
+                        state.breaches = state.breaches.saturating_add(u32::from(breached));
+                    }
+                }
+            }
+        }
+        // Label sets with no series left at all: nothing will ever resolve them but this.
+        let orphans: Vec<String> = self
+            .states
+            .iter()
+            .filter(|(fp, s)| s.rule == rule.name && !seen.contains(*fp))
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        for fp in orphans {
+            if let Some(state) = self.states.remove(&fp) {
+                out.push(ended(state, now_ms, "no data in the rule's window"));
+            }
+        }
+        out
+    }
+
     /// Feeds one sample to every rule that selects its series.
     pub fn observe(&mut self, sample: &Sample, now_ms: i64) -> Vec<Transition> {
         let mut out = Vec::new();
@@ -200,7 +317,9 @@ impl Engine {
             return out;
         }
         for rule in &self.rules {
-            let RuleKind::Consecutive(c) = &rule.kind;
+            let RuleKind::Consecutive(c) = &rule.kind else {
+                continue;
+            };
             if !sample.series.matches(&c.metric, &c.matchers) {
                 continue;
             }
@@ -319,6 +438,103 @@ mod tests {
             value: if up { 1.0 } else { 0.0 },
             note: (!up).then(|| "HTTP 500".into()),
         }
+    }
+
+    fn threshold_rule(condition: &str, resolve: Option<&str>, hold_s: u64) -> Rule {
+        Rule {
+            name: "error_rate".into(),
+            severity: Severity::Warning,
+            summary: "Error rate high".into(),
+            runbook_url: None,
+            dashboard_url: None,
+            channels: None,
+            depends_on: Vec::new(),
+            kind: RuleKind::Threshold(crate::config::ThresholdRule {
+                metric: "error_ratio".into(),
+                matchers: Labels::new(),
+                agg: crate::query::Agg::Avg,
+                window: std::time::Duration::from_secs(300),
+                condition: Condition::parse(condition).unwrap(),
+                resolve: resolve.map(|r| Condition::parse(r).unwrap()),
+                hold: std::time::Duration::from_secs(hold_s),
+                every: std::time::Duration::from_secs(30),
+            }),
+        }
+    }
+
+    fn at(v: Option<f64>) -> Vec<(Labels, Option<f64>)> {
+        vec![(
+            [("endpoint".to_string(), "/api/segments".to_string())].into(),
+            v,
+        )]
+    }
+
+    #[test]
+    fn a_threshold_held_for_its_duration_fires_and_resolves_with_hysteresis() {
+        // > 1 % sustained for 5 minutes, resolving below 0.5 %; evaluated every 30 s.
+        let (mut e, _) = Engine::restore(
+            vec![threshold_rule("> 0.01", Some("< 0.005"), 300)],
+            vec![],
+            0,
+        );
+        let min = 60_000;
+        let mut log = Vec::new();
+        let values = [
+            (0, 0.002),
+            (1, 0.02), // pending from here
+            (3, 0.03),
+            (5, 0.008), // dips under the threshold: clears
+            (6, 0.02),  // pending again
+            (10, 0.02),
+            (11, 0.015), // 5 minutes since 6: fires
+            (12, 0.007), // between the two thresholds: still firing
+            (13, 0.004), // under 0.5 %: resolves
+        ];
+        for (m, v) in values {
+            for t in e.evaluate("error_rate", &at(Some(v)), m * min) {
+                log.push((m, t.kind));
+            }
+        }
+        assert_eq!(
+            log,
+            vec![
+                (1, TransitionKind::Pending),
+                (5, TransitionKind::Cleared),
+                (6, TransitionKind::Pending),
+                (11, TransitionKind::Firing),
+                (13, TransitionKind::Resolved),
+            ]
+        );
+        // A week of evaluations every 30 s in a few milliseconds: one firing per breach.
+        let mut fired = 0;
+        for i in 0..(7 * 24 * 120) {
+            let v = if (i / 120) % 24 == 3 { 0.05 } else { 0.001 };
+            fired += e
+                .evaluate("error_rate", &at(Some(v)), 14 * min + i * 30_000)
+                .iter()
+                .filter(|t| t.kind == TransitionKind::Firing)
+                .count();
+        }
+        assert_eq!(fired, 7);
+    }
+
+    #[test]
+    fn no_data_resolves_a_firing_threshold_alert_and_a_vanished_series_too() {
+        let (mut e, _) = Engine::restore(vec![threshold_rule("> 5", None, 0)], vec![], 0);
+        let fired = e.evaluate("error_rate", &at(Some(9.0)), 1_000);
+        assert_eq!(kinds(&fired), vec![TransitionKind::Firing]);
+        assert_eq!(fired[0].alert.value, 9.0);
+        let gone = e.evaluate("error_rate", &at(None), 2_000);
+        assert_eq!(kinds(&gone), vec![TransitionKind::Resolved]);
+        assert_eq!(
+            gone[0].reason.as_deref(),
+            Some("no data in the rule's window")
+        );
+        e.evaluate("error_rate", &at(Some(9.0)), 3_000);
+        let orphaned = e.evaluate("error_rate", &[], 4_000);
+        assert_eq!(kinds(&orphaned), vec![TransitionKind::Resolved]);
+        // Samples do not drive threshold rules.
+        assert!(e.observe(&probe("web", 5_000, false), 5_000).is_empty());
     }
 
     fn kinds(ts: &[Transition]) -> Vec<TransitionKind> {

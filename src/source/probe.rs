@@ -113,7 +113,9 @@ pub fn confirm_for(cfg: &Config, target: &str) -> Confirm {
     };
     let labels = SeriesKey::new("probe_up", &[("target", target)]);
     for rule in &cfg.rules {
-        let RuleKind::Consecutive(r) = &rule.kind;
+        let RuleKind::Consecutive(r) = &rule.kind else {
+            continue;
+        };
         if labels.matches(&r.metric, &r.matchers) {
             c.down_after = c.down_after.max(r.fire_after);
             c.up_after = c.up_after.max(r.resolve_after);

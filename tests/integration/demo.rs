@@ -28,9 +28,21 @@ fn the_demo_shows_an_alert_firing_and_resolving_within_a_minute() {
         .find("│ ✅ RESOLVED: Client heap above 150 MB")
         .expect(&stdout);
     assert!(heap < heap_resolved);
+    // The latency spike in the log fires a threshold rule over its p95, and resolves it.
+    let slow = stdout
+        .find("│ ⚠️ API p95 latency above 600 ms")
+        .expect(&stdout);
+    let slow_resolved = stdout
+        .find("│ ✅ RESOLVED: API p95 latency above 600 ms")
+        .expect(&stdout);
+    assert!(slow < slow_resolved);
+    assert!(
+        stdout.contains("p95 of app_request_duration_ms over 3s:"),
+        "{stdout}"
+    );
     assert_eq!(
         stdout.matches("Slack message received").count(),
-        4,
+        6,
         "{stdout}"
     );
     // The log's requests: errors while the app was down, one error type, a latency spike.

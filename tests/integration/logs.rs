@@ -511,3 +511,65 @@ kind = "counter"
     }
     assert!(!left, "the command's child {pid} outlived the daemon");
 }
+
+/// A threshold rule over a log counter: more than 20 errors in the last 3 s fires a
+/// webhook with the value and the window; when the errors stop, the window empties and the
+/// alert resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_burst_in_the_log_fires_a_threshold_rule_and_resolves_after_it() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    let hook = crate::util::Receiver::start().await;
+    let config = format!(
+        r#"{logs_config}
+# Events are summed per second, so that a 3 s window is three whole intervals.
+[store]
+distribution_interval = "1s"
+
+[routing]
+warning = ["hook"]
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "{hook}"
+
+[[rules]]
+name = "api_errors_burst"
+kind = "threshold"
+metric = "app_requests"
+match = {{ event = "api_segmentation_error" }}
+agg = "increase"
+window = "3s"
+condition = "> 20"
+every = "1s"
+severity = "warning"
+summary = "API errors: a burst"
+"#,
+        logs_config = config(&logs, free_port()),
+        hook = hook.url("/hook")
+    );
+    let mut w = Written::default();
+    let mut d = Daemon::start(dir.path(), &config, &[]).await;
+    // A quiet start: 30 lines, 3 of them errors.
+    append(&app, &w.lines(30));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(hook.delivered().is_empty(), "fired on 3 errors");
+    // A burst: 40 errors in a second.
+    let burst: Vec<String> = (0..40)
+        .map(|i| line(i, 50, Some("Cannot connect to database at 10.0.0.1")))
+        .collect();
+    append(&app, &burst);
+    let got = hook.wait_delivered(1, Duration::from_secs(10)).await;
+    let firing = &got[0].body;
+    assert_eq!(firing["status"], "firing", "{firing}");
+    let text = firing.to_string();
+    assert!(text.contains("API errors: a burst"), "{text}");
+    assert!(text.contains("increase of app_requests over 3s"), "{text}");
+    // Quiet again: the burst leaves the 3 s window and the alert resolves.
+    let got = hook.wait_delivered(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].body["status"], "resolved", "{}", got[1].body);
+    d.stop().await;
+}
