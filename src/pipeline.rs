@@ -172,8 +172,9 @@ pub struct Pipeline {
 /// Whether an alert watches a probe series of a target the configuration no longer has.
 fn probe_target_gone(cfg: &Config) -> impl Fn(&Rule, &Labels) -> bool + '_ {
     move |rule, labels| {
-        let (metric, _) = rule.kind.selects();
-        metric.starts_with("probe_")
+        rule.kind
+            .selects()
+            .is_some_and(|(metric, _)| metric.starts_with("probe_"))
             && labels
                 .get("target")
                 .is_some_and(|t| !cfg.targets.iter().any(|x| &x.name == t))
@@ -423,7 +424,7 @@ impl Pipeline {
             let snap = store.snapshot()?;
             let mut out = Vec::new();
             for (name, th) in due {
-                out.push((name, threshold_values(&snap, &th, now)?));
+                out.push((name, window_values(&store, &snap, &th, now)?));
             }
             Ok(out)
         })
@@ -1153,37 +1154,138 @@ fn render_summary(summary: &str, labels: &Labels) -> String {
     out
 }
 
-/// The aggregate of a threshold rule's window, per series it selects. Counting aggregates
-/// of a window without data are 0 (no errors is zero errors); others are "no data".
-pub fn threshold_values(
+/// What a window rule sees at `now`, per label set. Counting aggregates of a window
+/// without data are 0 (no errors is zero errors); others are "no data".
+pub fn window_values(
+    store: &Store,
     snap: &crate::store::Snapshot,
     th: &crate::config::ThresholdRule,
     now: i64,
-) -> Result<Vec<(Labels, Option<f64>)>, crate::query::QueryError> {
+) -> anyhow::Result<Vec<crate::rules::WindowValue>> {
+    use crate::config::WindowInput;
     use crate::query::{Agg, MatchOp, Matcher, Selector, aggregate};
-    let matchers = th
-        .matchers
-        .iter()
-        .map(|(k, v)| Matcher {
-            label: k.clone(),
-            op: MatchOp::Eq(v.clone()),
+    use crate::rules::WindowValue;
+    let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+    let selector = |metric: &str, matchers: &std::collections::BTreeMap<String, String>| {
+        let m = matchers
+            .iter()
+            .map(|(k, v)| Matcher {
+                label: k.clone(),
+                op: MatchOp::Eq(v.clone()),
+            })
+            .collect();
+        Selector::new(metric, m)
+    };
+    let counting = |agg: Agg| matches!(agg, Agg::Count | Agg::Sum | Agg::Increase | Agg::Rate);
+    let value = |labels: Labels, value: Option<f64>| WindowValue {
+        labels,
+        value,
+        note: None,
+    };
+    Ok(match &th.input {
+        WindowInput::Series {
+            metric,
+            matchers,
+            agg,
+            window,
+        } => aggregate(
+            snap,
+            &selector(metric, matchers),
+            *agg,
+            now.saturating_sub(ms(*window)),
+            now,
+        )?
+        .into_iter()
+        .map(|v| value(v.series.labels, v.value.or(counting(*agg).then_some(0.0))))
+        .collect(),
+        WindowInput::Stale {
+            metric,
+            matchers,
+            max_age,
+        } => aggregate(
+            snap,
+            &selector(metric, matchers),
+            Agg::Count,
+            now.saturating_sub(ms(*max_age)),
+            now,
+        )?
+        .into_iter()
+        .map(|v| {
+            let stale = v.value.unwrap_or(0.0) == 0.0;
+            value(v.series.labels, Some(if stale { 1.0 } else { 0.0 }))
         })
-        .collect();
-    let from = now.saturating_sub(th.window.as_millis().min(i64::MAX as u128) as i64);
-    let counting = matches!(th.agg, Agg::Count | Agg::Sum | Agg::Increase | Agg::Rate);
-    Ok(aggregate(
-        snap,
-        &Selector::new(&th.metric, matchers),
-        th.agg,
-        from,
-        now,
-    )?
-    .into_iter()
-    .map(|v| {
-        let value = v.value.or(counting.then_some(0.0));
-        (v.series.labels, value)
+        .collect(),
+        WindowInput::Ratio {
+            numerator,
+            denominator,
+            agg,
+            window,
+            min_volume,
+            by,
+        } => {
+            let from = now.saturating_sub(ms(*window));
+            // Sums per group of `by` labels.
+            let mut groups: BTreeMap<Labels, (f64, f64)> = BTreeMap::new();
+            let group_of = |labels: &Labels| -> Labels {
+                by.iter()
+                    .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect()
+            };
+            for (i, (metric, matchers)) in [numerator, denominator].into_iter().enumerate() {
+                for v in aggregate(snap, &selector(metric, matchers), *agg, from, now)? {
+                    let g = groups.entry(group_of(&v.series.labels)).or_default();
+                    let add = v.value.unwrap_or(0.0);
+                    if i == 0 {
+                        g.0 += add;
+                    } else {
+                        g.1 += add;
+                    }
+                }
+            }
+            groups
+                .into_iter()
+                .map(|(labels, (num, den))| {
+                    // Too few requests to judge: no value, so nothing fires (or stays firing).
+                    let ratio = (den > 0.0 && den >= *min_volume).then(|| num / den);
+                    value(labels, ratio)
+                })
+                .collect()
+        }
+        WindowInput::NewErrors {
+            source,
+            window,
+            quiet,
+        } => {
+            use crate::store::logs::WINDOW_MS;
+            let hour = |t: i64| t.div_euclid(WINDOW_MS) * WINDOW_MS;
+            let recent_from = hour(now.saturating_sub(ms(*window)));
+            let quiet_from = hour(recent_from.saturating_sub(ms(*quiet)));
+            let errors = store.errors()?;
+            let mut out = Vec::new();
+            for t in errors.types(source.as_deref())? {
+                if t.last_ms < now.saturating_sub(ms(*window)) {
+                    continue;
+                }
+                let before: u64 = errors
+                    .windows(&t.source, t.id, quiet_from, recent_from)?
+                    .iter()
+                    .map(|(_, n)| n)
+                    .sum();
+                let labels: Labels = [
+                    ("source".to_string(), t.source.clone()),
+                    ("error_type".to_string(), format!("{:016x}", t.id)),
+                    ("pattern".to_string(), t.pattern.clone()),
+                ]
+                .into();
+                out.push(WindowValue {
+                    labels,
+                    value: Some(if before == 0 { 1.0 } else { 0.0 }),
+                    note: Some(t.last_message.clone()),
+                });
+            }
+            out
+        }
     })
-    .collect())
 }
 
 /// The notification a firing or resolved transition owes.
@@ -1206,19 +1308,48 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
             c.fire_after
         ),
         RuleKind::Threshold(th) => {
+            use crate::config::WindowInput;
             let hold = if th.hold.is_zero() {
                 String::new()
             } else {
                 format!(", for {}", humantime::format_duration(th.hold))
             };
-            format!(
-                "{} of {} over {}: {} (threshold: {}{hold})",
-                crate::query::agg_name(th.agg),
-                th.metric,
-                humantime::format_duration(th.window),
-                format_value(a.value),
-                th.condition,
-            )
+            let d = humantime::format_duration;
+            match &th.input {
+                WindowInput::Series {
+                    metric,
+                    agg,
+                    window,
+                    ..
+                } => format!(
+                    "{} of {metric} over {}: {} (threshold: {}{hold})",
+                    crate::query::agg_name(*agg),
+                    d(*window),
+                    format_value(a.value),
+                    th.condition,
+                ),
+                WindowInput::Ratio {
+                    numerator,
+                    denominator,
+                    window,
+                    ..
+                } => format!(
+                    "{} / {} over {}: {} (threshold: {}{hold})",
+                    numerator.0,
+                    denominator.0,
+                    d(*window),
+                    format_value(a.value),
+                    th.condition,
+                ),
+                WindowInput::Stale {
+                    metric, max_age, ..
+                } => format!("No new point of {metric} for more than {}", d(*max_age)),
+                WindowInput::NewErrors { quiet, .. } => format!(
+                    "A new error type, not seen in the {} before: {}",
+                    d(*quiet),
+                    a.labels.get("pattern").map(String::as_str).unwrap_or("")
+                ),
+            }
         }
     };
     let resolved = t.kind == TransitionKind::Resolved;

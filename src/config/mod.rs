@@ -666,28 +666,22 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    /// The metric and label matchers selecting the series the rule watches.
-    pub fn selects(&self) -> (&str, &BTreeMap<String, String>) {
+    /// The metric and label matchers selecting the series the rule watches, for rules that
+    /// watch one series per alert.
+    pub fn selects(&self) -> Option<(&str, &BTreeMap<String, String>)> {
         match self {
-            RuleKind::Consecutive(c) => (&c.metric, &c.matchers),
-            RuleKind::Threshold(t) => (&t.metric, &t.matchers),
+            RuleKind::Consecutive(c) => Some((&c.metric, &c.matchers)),
+            RuleKind::Threshold(t) => match &t.input {
+                WindowInput::Series {
+                    metric, matchers, ..
+                }
+                | WindowInput::Stale {
+                    metric, matchers, ..
+                } => Some((metric, matchers)),
+                WindowInput::Ratio { .. } | WindowInput::NewErrors { .. } => None,
+            },
         }
     }
-}
-
-/// An aggregate over a window, compared with a threshold at every evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdRule {
-    pub metric: String,
-    pub matchers: BTreeMap<String, String>,
-    pub agg: crate::query::Agg,
-    pub window: Duration,
-    pub condition: Condition,
-    /// When a firing alert resolves; `None`: when `condition` no longer holds.
-    pub resolve: Option<Condition>,
-    /// How long `condition` must hold before firing.
-    pub hold: Duration,
-    pub every: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -697,6 +691,54 @@ pub struct ConsecutiveRule {
     pub condition: Condition,
     pub fire_after: u32,
     pub resolve_after: u32,
+}
+
+/// A rule evaluated every `every` over a window of the store: a value per label set,
+/// compared with `condition`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdRule {
+    pub input: WindowInput,
+    pub condition: Condition,
+    /// When a firing alert resolves; `None`: when `condition` no longer holds.
+    pub resolve: Option<Condition>,
+    /// How long `condition` must hold before firing.
+    pub hold: Duration,
+    pub every: Duration,
+}
+
+/// What a window rule computes per label set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WindowInput {
+    /// `kind = "threshold"`: an aggregate of each selected series over the window.
+    Series {
+        metric: String,
+        matchers: BTreeMap<String, String>,
+        agg: crate::query::Agg,
+        window: Duration,
+    },
+    /// `kind = "ratio"`: numerator / denominator (each `agg`, summed over its series) per
+    /// group of `by` labels; no value while the denominator is under `min_volume`.
+    Ratio {
+        numerator: (String, BTreeMap<String, String>),
+        denominator: (String, BTreeMap<String, String>),
+        agg: crate::query::Agg,
+        window: Duration,
+        min_volume: f64,
+        by: Vec<String>,
+    },
+    /// `kind = "stale"`: 1 for a series without a point in the last `max_age`, else 0.
+    Stale {
+        metric: String,
+        matchers: BTreeMap<String, String>,
+        max_age: Duration,
+    },
+    /// `kind = "new_error_type"`: 1 for an error type of the logs seen in the last
+    /// `window` and not in the `quiet` period before.
+    NewErrors {
+        source: Option<String>,
+        window: Duration,
+        quiet: Duration,
+    },
 }
 
 /// One thing wrong with a configuration file.

@@ -468,6 +468,90 @@ pub struct RawThreshold {
     pub depends_on: Vec<String>,
 }
 
+/// A metric and label matchers: `{ metric = "app_requests", match = { event = "…" } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelector {
+    pub metric: String,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+}
+
+/// `[[rules]]` with `kind = "ratio"`: numerator / denominator over a window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRatio {
+    #[serde(rename = "kind")]
+    pub _tag: serde::de::IgnoredAny,
+    pub name: String,
+    pub numerator: RawSelector,
+    pub denominator: RawSelector,
+    /// How each side is aggregated over the window (default `increase`).
+    pub agg: Option<String>,
+    pub window: String,
+    pub condition: String,
+    pub resolve: Option<String>,
+    #[serde(rename = "for")]
+    pub hold: Option<String>,
+    pub every: Option<String>,
+    /// No evaluation while the denominator is under this.
+    pub min_volume: Option<f64>,
+    /// Labels that make groups, each its own alert.
+    #[serde(default)]
+    pub by: Vec<String>,
+    pub severity: String,
+    pub summary: String,
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+/// `[[rules]]` with `kind = "stale"`: a series without a new point for `max_age`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStale {
+    #[serde(rename = "kind")]
+    pub _tag: serde::de::IgnoredAny,
+    pub name: String,
+    pub metric: String,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    pub max_age: String,
+    pub every: Option<String>,
+    pub severity: String,
+    pub summary: String,
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+/// `[[rules]]` with `kind = "new_error_type"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewErrorType {
+    #[serde(rename = "kind")]
+    pub _tag: serde::de::IgnoredAny,
+    pub name: String,
+    /// Only error types of this `[[logs]]` source.
+    pub source: Option<String>,
+    /// Seen within this long (default 1h)…
+    pub window: Option<String>,
+    /// …and not in this long before (default 7d).
+    pub quiet: Option<String>,
+    pub every: Option<String>,
+    pub severity: String,
+    pub summary: String,
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
 /// `[[logs]]`: JSON or text lines read from files or from a command's output.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,8 +14,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
     RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawHttpTarget, RawLog,
-    RawLogMetric, RawMaintenance, RawMatchValue, RawOutbox, RawPagerDuty, RawRouting, RawScrape,
-    RawServer, RawSlack, RawSqlTarget, RawStore, RawTcpTarget, RawThreshold, RawWebhook,
+    RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType, RawOutbox, RawPagerDuty,
+    RawRatio, RawRouting, RawScrape, RawServer, RawSlack, RawSqlTarget, RawStale, RawStore,
+    RawTcpTarget, RawThreshold, RawWebhook,
 };
 use super::{
     CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
@@ -23,7 +24,7 @@ use super::{
     LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, OutboxConfig, Pattern,
     Problem, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SmtpTls,
     SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, ThresholdRule,
-    TimeFormat, Timing, TlsMode, defaults, parse_duration,
+    TimeFormat, Timing, TlsMode, WindowInput, defaults, parse_duration,
 };
 use crate::rules::Condition;
 
@@ -322,19 +323,39 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let mut depends_spans = BTreeMap::new();
     let mut rules: Vec<Rule> = Vec::new();
     for (value, site) in tables(&mut problems, section("rules"), "rules") {
-        let rule = match tag(&mut problems, &site, "kind", &["consecutive", "threshold"]) {
+        let kinds = [
+            "consecutive",
+            "threshold",
+            "ratio",
+            "stale",
+            "new_error_type",
+        ];
+        let rule = match tag(&mut problems, &site, "kind", &kinds) {
             Some("threshold") => {
                 element::<RawThreshold>(&mut problems, value, &site).and_then(|raw| {
                     threshold(&mut problems, raw, &site, &channel_names, routing.as_ref())
                 })
             }
+            Some("ratio") => element::<RawRatio>(&mut problems, value, &site)
+                .and_then(|raw| ratio(&mut problems, raw, &site, &channel_names, routing.as_ref())),
+            Some("stale") => element::<RawStale>(&mut problems, value, &site)
+                .and_then(|raw| stale(&mut problems, raw, &site, &channel_names, routing.as_ref())),
+            Some("new_error_type") => element::<RawNewErrorType>(&mut problems, value, &site)
+                .and_then(|raw| {
+                    let (names, routing) = (&channel_names, routing.as_ref());
+                    new_error_type(&mut problems, raw, &site, names, routing, &logs)
+                }),
             Some(_) => element::<RawConsecutive>(&mut problems, value, &site).and_then(|raw| {
                 consecutive(&mut problems, raw, &site, &channel_names, routing.as_ref())
             }),
             None => None,
         };
         if let Some(r) = rule {
-            if let RuleKind::Threshold(th) = &r.kind {
+            if let RuleKind::Threshold(ThresholdRule {
+                input: WindowInput::Series { metric, window, .. },
+                ..
+            }) = &r.kind
+            {
                 // Log counters and distributions are kept per interval: a window of under
                 // two intervals sees none, one or two of them, by chance.
                 let interval = store
@@ -344,14 +365,14 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
                 let events = logs
                     .iter()
                     .flat_map(|l| &l.metrics)
-                    .any(|m| m.name == th.metric && m.kind != LogMetricKind::Gauge);
-                if events && th.window < interval * 2 {
+                    .any(|m| &m.name == metric && m.kind != LogMetricKind::Gauge);
+                if events && *window < interval * 2 {
                     problems.push(
                         Some(site.span_of("window")),
                         site.field("window"),
                         format!(
                             "`{}` is counted per [store].distribution_interval ({}): the window must be at least two of those",
-                            th.metric,
+                            metric,
                             humantime::format_duration(interval)
                         ),
                     );
@@ -2230,26 +2251,17 @@ fn consecutive(
     rule(problems, site, before, header, kind, channels, routing)
 }
 
-fn threshold(
+/// `condition`, `resolve`, `for` and `every` of a window rule.
+fn window_tail(
     problems: &mut Problems<'_>,
-    raw: RawThreshold,
     site: &Site<'_, '_>,
-    channels: &BTreeSet<String>,
-    routing: Option<&Routing>,
-) -> Option<Rule> {
-    let before = problems.list.len();
-    metric_name(problems, site, &raw.metric);
-    let agg = match raw.agg.parse::<crate::query::Agg>() {
-        Ok(a) => Some(a),
-        Err(e) => {
-            problems.push(Some(site.span_of("agg")), site.field("agg"), e.to_string());
-            None
-        }
-    };
-    let second = Duration::from_secs(1);
-    let window = duration_field(problems, site, "window", Some(&raw.window), second, second);
-    let condition = condition_field(problems, site, "condition", &raw.condition);
-    let resolve = match &raw.resolve {
+    condition: &str,
+    resolve: Option<&String>,
+    hold: Option<&String>,
+    every: Option<&String>,
+) -> Option<(Condition, Option<Condition>, Duration, Duration)> {
+    let condition = condition_field(problems, site, "condition", condition);
+    let resolve = match resolve {
         Some(text) => condition_field(problems, site, "resolve", text).map(Some),
         None => Some(None),
     };
@@ -2266,13 +2278,171 @@ fn threshold(
             );
         }
     }
-    let hold = duration_field(
+    let hold = duration_field(problems, site, "for", hold, Duration::ZERO, Duration::ZERO);
+    let every = duration_field(
         problems,
         site,
-        "for",
+        "every",
+        every,
+        defaults::threshold_every(),
+        Duration::from_secs(1),
+    );
+    Some((condition?, resolve?, hold, every))
+}
+
+fn agg_field(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    text: &str,
+) -> Option<crate::query::Agg> {
+    match text.parse::<crate::query::Agg>() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            problems.push(Some(site.span_of("agg")), site.field("agg"), e.to_string());
+            None
+        }
+    }
+}
+
+fn threshold(
+    problems: &mut Problems<'_>,
+    raw: RawThreshold,
+    site: &Site<'_, '_>,
+    channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
+) -> Option<Rule> {
+    let before = problems.list.len();
+    metric_name(problems, site, &raw.metric);
+    let agg = agg_field(problems, site, &raw.agg);
+    let second = Duration::from_secs(1);
+    let window = duration_field(problems, site, "window", Some(&raw.window), second, second);
+    let tail = window_tail(
+        problems,
+        site,
+        &raw.condition,
+        raw.resolve.as_ref(),
         raw.hold.as_ref(),
-        Duration::ZERO,
-        Duration::ZERO,
+        raw.every.as_ref(),
+    );
+    let kind = match (agg, tail) {
+        (Some(agg), Some((condition, resolve, hold, every))) => {
+            Some(RuleKind::Threshold(ThresholdRule {
+                input: WindowInput::Series {
+                    metric: raw.metric,
+                    matchers: raw.matchers,
+                    agg,
+                    window,
+                },
+                condition,
+                resolve,
+                hold,
+                every,
+            }))
+        }
+        _ => None,
+    };
+    let header = RuleHeader {
+        name: raw.name,
+        severity: raw.severity,
+        summary: raw.summary,
+        runbook_url: raw.runbook_url,
+        dashboard_url: raw.dashboard_url,
+        channels: raw.channels,
+        depends_on: raw.depends_on,
+    };
+    rule(problems, site, before, header, kind, channels, routing)
+}
+
+fn ratio(
+    problems: &mut Problems<'_>,
+    raw: RawRatio,
+    site: &Site<'_, '_>,
+    channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
+) -> Option<Rule> {
+    let before = problems.list.len();
+    for (key, sel) in [
+        ("numerator", &raw.numerator),
+        ("denominator", &raw.denominator),
+    ] {
+        if !crate::series::valid_metric_name(&sel.metric) {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(&format!("{key}.metric")),
+                format!(
+                    "`{}` is not a metric name (letters, digits, `_` and `:`)",
+                    sel.metric
+                ),
+            );
+        }
+    }
+    let agg = agg_field(problems, site, raw.agg.as_deref().unwrap_or("increase"));
+    let second = Duration::from_secs(1);
+    let window = duration_field(problems, site, "window", Some(&raw.window), second, second);
+    let min_volume = raw.min_volume.unwrap_or(0.0);
+    if !(min_volume.is_finite() && min_volume >= 0.0) {
+        problems.push(
+            Some(site.span_of("min_volume")),
+            site.field("min_volume"),
+            "must be a number, 0 or more",
+        );
+    }
+    let tail = window_tail(
+        problems,
+        site,
+        &raw.condition,
+        raw.resolve.as_ref(),
+        raw.hold.as_ref(),
+        raw.every.as_ref(),
+    );
+    let kind = match (agg, tail) {
+        (Some(agg), Some((condition, resolve, hold, every))) => {
+            Some(RuleKind::Threshold(ThresholdRule {
+                input: WindowInput::Ratio {
+                    numerator: (raw.numerator.metric, raw.numerator.matchers),
+                    denominator: (raw.denominator.metric, raw.denominator.matchers),
+                    agg,
+                    window,
+                    min_volume,
+                    by: raw.by,
+                },
+                condition,
+                resolve,
+                hold,
+                every,
+            }))
+        }
+        _ => None,
+    };
+    let header = RuleHeader {
+        name: raw.name,
+        severity: raw.severity,
+        summary: raw.summary,
+        runbook_url: raw.runbook_url,
+        dashboard_url: raw.dashboard_url,
+        channels: raw.channels,
+        depends_on: raw.depends_on,
+    };
+    rule(problems, site, before, header, kind, channels, routing)
+}
+
+fn stale(
+    problems: &mut Problems<'_>,
+    raw: RawStale,
+    site: &Site<'_, '_>,
+    channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
+) -> Option<Rule> {
+    let before = problems.list.len();
+    metric_name(problems, site, &raw.metric);
+    let second = Duration::from_secs(1);
+    let max_age = duration_field(
+        problems,
+        site,
+        "max_age",
+        Some(&raw.max_age),
+        second,
+        second,
     );
     let every = duration_field(
         problems,
@@ -2282,19 +2452,84 @@ fn threshold(
         defaults::threshold_every(),
         second,
     );
-    let kind = match (agg, condition, resolve) {
-        (Some(agg), Some(condition), Some(resolve)) => Some(RuleKind::Threshold(ThresholdRule {
+    let kind = Some(RuleKind::Threshold(ThresholdRule {
+        input: WindowInput::Stale {
             metric: raw.metric,
             matchers: raw.matchers,
-            agg,
-            window,
-            condition,
-            resolve,
-            hold,
-            every,
-        })),
-        _ => None,
+            max_age,
+        },
+        condition: Condition {
+            op: crate::rules::Op::Gt,
+            threshold: 0.0,
+        },
+        resolve: None,
+        hold: Duration::ZERO,
+        every,
+    }));
+    let header = RuleHeader {
+        name: raw.name,
+        severity: raw.severity,
+        summary: raw.summary,
+        runbook_url: raw.runbook_url,
+        dashboard_url: raw.dashboard_url,
+        channels: raw.channels,
+        depends_on: raw.depends_on,
     };
+    rule(problems, site, before, header, kind, channels, routing)
+}
+
+fn new_error_type(
+    problems: &mut Problems<'_>,
+    raw: RawNewErrorType,
+    site: &Site<'_, '_>,
+    channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
+    logs: &[LogSource],
+) -> Option<Rule> {
+    let before = problems.list.len();
+    if let Some(source) = &raw.source
+        && !logs
+            .iter()
+            .any(|l| &l.name == source && !l.errors.is_empty())
+    {
+        problems.push(
+            Some(site.span_of("source")),
+            site.field("source"),
+            format!("`{source}` is not a [[logs]] source with [[logs.errors]]"),
+        );
+    }
+    let hour = Duration::from_secs(3600);
+    let window = duration_field(problems, site, "window", raw.window.as_ref(), hour, hour);
+    let quiet = duration_field(
+        problems,
+        site,
+        "quiet",
+        raw.quiet.as_ref(),
+        hour * 24 * 7,
+        hour,
+    );
+    let every = duration_field(
+        problems,
+        site,
+        "every",
+        raw.every.as_ref(),
+        defaults::threshold_every(),
+        Duration::from_secs(1),
+    );
+    let kind = Some(RuleKind::Threshold(ThresholdRule {
+        input: WindowInput::NewErrors {
+            source: raw.source,
+            window,
+            quiet,
+        },
+        condition: Condition {
+            op: crate::rules::Op::Gt,
+            threshold: 0.0,
+        },
+        resolve: None,
+        hold: Duration::ZERO,
+        every,
+    }));
     let header = RuleHeader {
         name: raw.name,
         severity: raw.severity,

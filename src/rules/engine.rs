@@ -92,6 +92,16 @@ fn ended(state: AlertState, at_ms: i64, reason: &str) -> Transition {
     }
 }
 
+/// One label set's value at one evaluation of a window rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowValue {
+    pub labels: Labels,
+    /// `None`: no data in the window.
+    pub value: Option<f64>,
+    /// Context for the alert's text (the newest message of an error type).
+    pub note: Option<String>,
+}
+
 /// The rule set and the state of every pending or firing alert.
 #[derive(Debug, Default)]
 pub struct Engine {
@@ -143,8 +153,9 @@ impl Engine {
                 .iter()
                 .find(|r| r.name == state.rule)
                 .filter(|r| {
-                    let (_, matchers) = r.kind.selects();
-                    matchers.iter().all(|(k, v)| state.labels.get(k) == Some(v))
+                    r.kind.selects().is_none_or(|(_, matchers)| {
+                        matchers.iter().all(|(k, v)| state.labels.get(k) == Some(v))
+                    })
                 });
             match still {
                 Some(rule) => {
@@ -199,7 +210,7 @@ impl Engine {
     pub fn evaluate(
         &mut self,
         rule_name: &str,
-        values: &[(Labels, Option<f64>)],
+        values: &[WindowValue],
         now_ms: i64,
     ) -> Vec<Transition> {
         let mut out = Vec::new();
@@ -211,7 +222,12 @@ impl Engine {
         };
         let hold_ms = th.hold.as_millis().min(i64::MAX as u128) as i64;
         let mut seen: std::collections::BTreeSet<String> = Default::default();
-        for (labels, value) in values {
+        for WindowValue {
+            labels,
+            value,
+            note,
+        } in values
+        {
             let fp = fingerprint(&rule.name, labels);
             seen.insert(fp.clone());
             let breached = value.is_some_and(|v| th.condition.breached(v));
@@ -242,7 +258,7 @@ impl Engine {
                         since_ms: now_ms,
                         fired_at_ms: None,
                         value: value.unwrap_or(f64::NAN),
-                        note: None,
+                        note: note.clone(),
                     };
                     if hold_ms == 0 {
                         fire(&mut state, &mut out);
@@ -261,6 +277,9 @@ impl Engine {
                     if breached {
                         state.breaches = state.breaches.saturating_add(1);
                         state.value = value.unwrap_or(state.value);
+                        if note.is_some() {
+                            state.note.clone_from(note);
+                        }
                         if now_ms - state.since_ms >= hold_ms {
                             fire(state, &mut out);
                         }
@@ -450,10 +469,12 @@ mod tests {
             channels: None,
             depends_on: Vec::new(),
             kind: RuleKind::Threshold(crate::config::ThresholdRule {
-                metric: "error_ratio".into(),
-                matchers: Labels::new(),
-                agg: crate::query::Agg::Avg,
-                window: std::time::Duration::from_secs(300),
+                input: crate::config::WindowInput::Series {
+                    metric: "error_ratio".into(),
+                    matchers: Labels::new(),
+                    agg: crate::query::Agg::Avg,
+                    window: std::time::Duration::from_secs(300),
+                },
                 condition: Condition::parse(condition).unwrap(),
                 resolve: resolve.map(|r| Condition::parse(r).unwrap()),
                 hold: std::time::Duration::from_secs(hold_s),
@@ -462,11 +483,12 @@ mod tests {
         }
     }
 
-    fn at(v: Option<f64>) -> Vec<(Labels, Option<f64>)> {
-        vec![(
-            [("endpoint".to_string(), "/api/segments".to_string())].into(),
-            v,
-        )]
+    fn at(v: Option<f64>) -> Vec<WindowValue> {
+        vec![WindowValue {
+            labels: [("endpoint".to_string(), "/api/segments".to_string())].into(),
+            value: v,
+            note: None,
+        }]
     }
 
     #[test]

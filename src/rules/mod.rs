@@ -8,7 +8,7 @@ mod engine;
 
 use std::fmt;
 
-pub use engine::{AlertState, AlertStatus, Engine, Transition, TransitionKind};
+pub use engine::{AlertState, AlertStatus, Engine, Transition, TransitionKind, WindowValue};
 
 /// A comparison operator of a breach condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -573,3 +573,143 @@ summary = "API errors: a burst"
     assert_eq!(got[1].body["status"], "resolved", "{}", got[1].body);
     d.stop().await;
 }
+
+/// The window kinds over one log: an error ratio with a minimum volume (a handful of
+/// requests does not page), a new error type (with its message), and a gauge gone stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratio_new_error_type_and_staleness_rules_over_a_log() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    let hook = crate::util::Receiver::start().await;
+    let config = format!(
+        r#"{logs_config}
+[[logs.metric]]
+name = "app_heap_mb"
+kind = "gauge"
+value = "used_js_heap_mb"
+
+[store]
+distribution_interval = "1s"
+
+[routing]
+warning = ["hook"]
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "{hook}"
+
+[[rules]]
+name = "error_ratio"
+kind = "ratio"
+numerator = {{ metric = "app_requests", match = {{ event = "api_segmentation_error" }} }}
+denominator = {{ metric = "app_requests" }}
+window = "4s"
+condition = "> 0.5"
+min_volume = 10
+every = "1s"
+severity = "warning"
+summary = "Error ratio above 50 %"
+
+[[rules]]
+name = "new_errors"
+kind = "new_error_type"
+source = "app"
+every = "1s"
+severity = "warning"
+summary = "New error type: {{pattern}}"
+
+[[rules]]
+name = "heap_stale"
+kind = "stale"
+metric = "app_heap_mb"
+max_age = "3s"
+every = "1s"
+severity = "warning"
+summary = "No heap figures"
+"#,
+        logs_config = config(&logs, free_port()),
+        hook = hook.url("/hook")
+    );
+    let mut d = Daemon::start(dir.path(), &config, &[]).await;
+    let rules_seen = |got: &[crate::util::Received]| -> Vec<(String, String)> {
+        got.iter()
+            .map(|r| {
+                (
+                    r.body["rule"].as_str().unwrap_or_default().to_string(),
+                    r.body["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    // Five requests, all errors of one type: under the minimum volume, no ratio alert; the
+    // error type is new.
+    let errors: Vec<String> = (0..5)
+        .map(|i| line(i, 40, Some("Cannot connect to database at 10.0.0.1")))
+        .collect();
+    append(&app, &errors);
+    append(&app, &[r#"{"used_js_heap_mb":120}"#.to_string()]);
+    let got = hook.wait_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(rules_seen(&got)[0], ("new_errors".into(), "firing".into()));
+    let text = got[0].body.to_string();
+    assert!(
+        text.contains("New error type: Cannot connect to database at #.#.#.#"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Cannot connect to database at 10.0.0.1"),
+        "{text}"
+    );
+    // The heap reports stop: stale after 3 s.
+    let got = hook.wait_delivered(2, Duration::from_secs(10)).await;
+    assert!(
+        rules_seen(&got).contains(&("heap_stale".into(), "firing".into())),
+        "{:?}",
+        rules_seen(&got)
+    );
+    assert!(
+        !rules_seen(&hook.delivered())
+            .iter()
+            .any(|(r, _)| r == "error_ratio"),
+        "5 requests paged: {:?}",
+        rules_seen(&hook.delivered())
+    );
+    // Now 20 requests, 15 of them errors (of the known type): 75 % over the minimum volume.
+    let mut w = Written::default();
+    let mut burst = w.lines(5);
+    burst.extend((0..15).map(|i| line(i, 40, Some("Cannot connect to database at 10.0.0.2"))));
+    append(&app, &burst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rules_seen(&hook.delivered()).contains(&("error_ratio".into(), "firing".into())) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            rules_seen(&hook.delivered())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ratio = hook
+        .delivered()
+        .into_iter()
+        .find(|r| r.body["rule"] == "error_ratio")
+        .unwrap();
+    // 15 or more of the 20 to 25 requests in the window are errors.
+    let text = ratio.body["value"].as_str().unwrap_or_default().to_string();
+    let value: f64 = text
+        .strip_prefix("app_requests / app_requests over 4s: ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!((0.74..=0.85).contains(&value), "{text}");
+    // The same error type again is not new.
+    assert_eq!(
+        rules_seen(&hook.delivered())
+            .iter()
+            .filter(|(r, s)| r == "new_errors" && s == "firing")
+            .count(),
+        1
+    );
+    d.stop().await;
+}
