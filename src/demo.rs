@@ -260,6 +260,29 @@ severity = "critical"
 summary = "Segmentation API down"
 runbook_url = "https://docs.example.com/runbooks/segmentation-api"
 
+# From the log: more than half the requests of the last 4 s failed (at least 20 of them).
+[[rules]]
+name = "api_error_ratio"
+kind = "ratio"
+numerator = {{ metric = "app_requests", match = {{ event = "api_segmentation_error" }} }}
+denominator = {{ metric = "app_requests" }}
+window = "4s"
+condition = "> 0.5"
+resolve = "< 0.2"
+min_volume = 20
+every = "1s"
+severity = "warning"
+summary = "API error rate above 50 %"
+
+# From the log: an error type not seen in the week before.
+[[rules]]
+name = "api_new_error_type"
+kind = "new_error_type"
+source = "app"
+every = "1s"
+severity = "warning"
+summary = "New API error: {{pattern}}"
+
 # From the log: p95 of the requests of the last 3 s above 600 ms.
 [[rules]]
 name = "api_latency_p95"

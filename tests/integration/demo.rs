@@ -40,9 +40,21 @@ fn the_demo_shows_an_alert_firing_and_resolving_within_a_minute() {
         stdout.contains("p95 of app_request_duration_ms over 3s:"),
         "{stdout}"
     );
+    // The outage's errors in the log: a ratio alert that resolves, and a new error type.
+    let ratio = stdout
+        .find("│ ⚠️ API error rate above 50 %")
+        .expect(&stdout);
+    let ratio_resolved = stdout
+        .find("│ ✅ RESOLVED: API error rate above 50 %")
+        .expect(&stdout);
+    assert!(ratio < ratio_resolved);
+    assert!(
+        stdout.contains("│ ⚠️ New API error: Cannot connect to database at #.#.#.#:#"),
+        "{stdout}"
+    );
     assert_eq!(
         stdout.matches("Slack message received").count(),
-        6,
+        9,
         "{stdout}"
     );
     // The log's requests: errors while the app was down, one error type, a latency spike.
