@@ -1198,6 +1198,27 @@ pub fn window_values(
         .into_iter()
         .map(|v| value(v.series.labels, v.value.or(counting(*agg).then_some(0.0))))
         .collect(),
+        WindowInput::Growth {
+            metric,
+            matchers,
+            window,
+            per_sample,
+        } => {
+            let from = now.saturating_sub(ms(*window));
+            let mut out = Vec::new();
+            for info in selector(metric, matchers).select(snap) {
+                let points = snap.points(info.id, from, now.saturating_add(1))?;
+                let grown = match (points.first(), points.len()) {
+                    (Some(_), n) if n >= 2 && *per_sample => {
+                        Some(points[n - 1].1 - points[n - 2].1)
+                    }
+                    (Some(first), n) if n >= 2 => Some(points[n - 1].1 - first.1),
+                    _ => None,
+                };
+                out.push(value(info.key.labels.clone(), grown));
+            }
+            out
+        }
         WindowInput::Stale {
             metric,
             matchers,
@@ -1339,6 +1360,21 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
                     denominator.0,
                     d(*window),
                     format_value(a.value),
+                    th.condition,
+                ),
+                WindowInput::Growth {
+                    metric,
+                    window,
+                    per_sample,
+                    ..
+                } => format!(
+                    "{metric} grew by {} {} (threshold: {}{hold})",
+                    format_value(a.value),
+                    if *per_sample {
+                        "since its previous point".to_string()
+                    } else {
+                        format!("over {}", d(*window))
+                    },
                     th.condition,
                 ),
                 WindowInput::Stale {

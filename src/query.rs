@@ -242,7 +242,8 @@ impl Selector {
         key.name == self.name && self.matchers.iter().all(|m| m.holds(key))
     }
 
-    fn select<'s>(&self, snap: &'s Snapshot) -> Vec<&'s SeriesInfo> {
+    /// The series of `snap` this selector picks.
+    pub fn select<'s>(&self, snap: &'s Snapshot) -> Vec<&'s SeriesInfo> {
         let mut out: Vec<&SeriesInfo> = snap
             .series()
             .iter()

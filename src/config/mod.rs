@@ -677,6 +677,9 @@ impl RuleKind {
                 }
                 | WindowInput::Stale {
                     metric, matchers, ..
+                }
+                | WindowInput::Growth {
+                    metric, matchers, ..
                 } => Some((metric, matchers)),
                 WindowInput::Ratio { .. } | WindowInput::NewErrors { .. } => None,
             },
@@ -725,6 +728,14 @@ pub enum WindowInput {
         window: Duration,
         min_volume: f64,
         by: Vec<String>,
+    },
+    /// `kind = "growth"`: how much each selected gauge series grew: between its two newest
+    /// points (`per_sample`) or from its oldest to its newest point in the window.
+    Growth {
+        metric: String,
+        matchers: BTreeMap<String, String>,
+        window: Duration,
+        per_sample: bool,
     },
     /// `kind = "stale"`: 1 for a series without a point in the last `max_age`, else 0.
     Stale {

@@ -508,6 +508,34 @@ pub struct RawRatio {
     pub depends_on: Vec<String>,
 }
 
+/// `[[rules]]` with `kind = "growth"`: how much a gauge grew.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrowth {
+    #[serde(rename = "kind")]
+    pub _tag: serde::de::IgnoredAny,
+    pub name: String,
+    pub metric: String,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// `samples` (default: between the two newest points) or `window` (oldest to newest).
+    pub between: Option<String>,
+    /// How far back points are read (default 1h).
+    pub window: Option<String>,
+    pub condition: String,
+    pub resolve: Option<String>,
+    #[serde(rename = "for")]
+    pub hold: Option<String>,
+    pub every: Option<String>,
+    pub severity: String,
+    pub summary: String,
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
 /// `[[rules]]` with `kind = "stale"`: a series without a new point for `max_age`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

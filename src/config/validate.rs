@@ -13,8 +13,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawHttpTarget, RawLog,
-    RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType, RawOutbox, RawPagerDuty,
+    RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawGrowth, RawHttpTarget,
+    RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType, RawOutbox, RawPagerDuty,
     RawRatio, RawRouting, RawScrape, RawServer, RawSlack, RawSqlTarget, RawStale, RawStore,
     RawTcpTarget, RawThreshold, RawWebhook,
 };
@@ -327,6 +327,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             "consecutive",
             "threshold",
             "ratio",
+            "growth",
             "stale",
             "new_error_type",
         ];
@@ -338,6 +339,9 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             }
             Some("ratio") => element::<RawRatio>(&mut problems, value, &site)
                 .and_then(|raw| ratio(&mut problems, raw, &site, &channel_names, routing.as_ref())),
+            Some("growth") => element::<RawGrowth>(&mut problems, value, &site).and_then(|raw| {
+                growth(&mut problems, raw, &site, &channel_names, routing.as_ref())
+            }),
             Some("stale") => element::<RawStale>(&mut problems, value, &site)
                 .and_then(|raw| stale(&mut problems, raw, &site, &channel_names, routing.as_ref())),
             Some("new_error_type") => element::<RawNewErrorType>(&mut problems, value, &site)
@@ -2414,6 +2418,70 @@ fn ratio(
         }
         _ => None,
     };
+    let header = RuleHeader {
+        name: raw.name,
+        severity: raw.severity,
+        summary: raw.summary,
+        runbook_url: raw.runbook_url,
+        dashboard_url: raw.dashboard_url,
+        channels: raw.channels,
+        depends_on: raw.depends_on,
+    };
+    rule(problems, site, before, header, kind, channels, routing)
+}
+
+fn growth(
+    problems: &mut Problems<'_>,
+    raw: RawGrowth,
+    site: &Site<'_, '_>,
+    channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
+) -> Option<Rule> {
+    let before = problems.list.len();
+    metric_name(problems, site, &raw.metric);
+    let second = Duration::from_secs(1);
+    let window = duration_field(
+        problems,
+        site,
+        "window",
+        raw.window.as_ref(),
+        Duration::from_secs(3600),
+        second,
+    );
+    let per_sample = match raw.between.as_deref() {
+        None | Some("samples") => true,
+        Some("window") => false,
+        Some(other) => {
+            problems.push(
+                Some(site.span_of("between")),
+                site.field("between"),
+                format!("`{other}` is not `samples` or `window`"),
+            );
+            true
+        }
+    };
+    let tail = window_tail(
+        problems,
+        site,
+        &raw.condition,
+        raw.resolve.as_ref(),
+        raw.hold.as_ref(),
+        raw.every.as_ref(),
+    );
+    let kind = tail.map(|(condition, resolve, hold, every)| {
+        RuleKind::Threshold(ThresholdRule {
+            input: WindowInput::Growth {
+                metric: raw.metric,
+                matchers: raw.matchers,
+                window,
+                per_sample,
+            },
+            condition,
+            resolve,
+            hold,
+            every,
+        })
+    });
     let header = RuleHeader {
         name: raw.name,
         severity: raw.severity,

@@ -6,6 +6,7 @@ mod check;
 mod crash;
 mod demo;
 mod e2e;
+mod example_rules;
 mod fixture;
 mod logs;
 mod outbox;

@@ -1,0 +1,308 @@
+//! Every rule of `config.toml.example` (the monitoring plan) against data that must trigger
+//! it and data that must not: consecutive rules through the engine's samples, window rules
+//! through a real store, `pipeline::window_values` and the engine's evaluation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sloguard::config::{Config, LogMetricKind, RuleKind, ThresholdRule, WindowInput};
+use sloguard::query::Agg;
+use sloguard::rules::{Condition, Engine, Op, TransitionKind};
+use sloguard::series::{Labels, Sample, SeriesKey};
+use sloguard::store::bucket::Bucket;
+use sloguard::store::logs::ErrorSeen;
+use sloguard::store::{Batch, Store};
+
+/// The example with its `env:` secrets replaced by stand-ins.
+fn example() -> Config {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example");
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (name, value) in [
+        ("SLOGUARD_API_TOKEN", "0123456789abcdef0123456789abcdef"),
+        (
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T000/B000/XXXX",
+        ),
+        ("SMTP_PASSWORD", "password"),
+        ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000001"),
+        ("OPS_WEBHOOK_TOKEN", "token"),
+        (
+            "SUPABASE_DB_URL",
+            "postgres://m:pw@db.example.com:5432/postgres",
+        ),
+        ("SUPABASE_SECRET_KEY", "sb_secret_0000"),
+    ] {
+        text = text.replace(&format!("\"env:{name}\""), &format!("\"{value}\""));
+    }
+    sloguard::config::parse(&text, std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A value that breaches `c`, and one that does not, a tenth of the threshold (at least 1)
+/// away from it: clear of a sketch's 1 % (0.01 for a ratio's threshold under 0.1).
+fn breaching_and_clear(c: &Condition) -> (f64, f64) {
+    let t = c.threshold;
+    let d = if t.abs() < 0.1 && t != 0.0 {
+        t.abs() / 2.0
+    } else {
+        (t.abs() / 10.0).max(1.0)
+    };
+    let (bad, good) = match c.op {
+        Op::Lt => (t - d, t + d),
+        Op::Le => (t, t + d),
+        Op::Gt => (t + d, t - d),
+        Op::Ge => (t, t - d),
+        Op::Eq => (t, t + d),
+        Op::Ne => (t + d, t),
+    };
+    assert!(c.breached(bad) && !c.breached(good), "{c}");
+    (bad, good)
+}
+
+fn labels(m: &BTreeMap<String, String>) -> Labels {
+    m.clone()
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+/// Whether `metric` is a log counter or distribution (stored as events).
+fn is_events(cfg: &Config, metric: &str) -> bool {
+    cfg.logs
+        .iter()
+        .flat_map(|l| &l.metrics)
+        .any(|m| m.name == metric && m.kind != LogMetricKind::Gauge)
+}
+
+/// `n` events of `value` for series `key` at `at`.
+fn events(key: &SeriesKey, at: i64, value: f64, n: u64) -> (SeriesKey, Bucket) {
+    (key.clone(), Bucket::repeated(at, value, n))
+}
+
+/// Writes what a window rule should see at time `te`: breaching (`bad`) or not.
+fn write_for(cfg: &Config, store: &Store, th: &ThresholdRule, te: i64, bad: bool) {
+    let (bad_v, good_v) = breaching_and_clear(&th.condition);
+    let v = if bad { bad_v } else { good_v };
+    let mut samples = Vec::new();
+    let mut evs = Vec::new();
+    let mut errors = Vec::new();
+    match &th.input {
+        WindowInput::Series {
+            metric,
+            matchers,
+            agg,
+            window,
+        } => {
+            let key = SeriesKey {
+                name: metric.clone(),
+                labels: labels(matchers),
+            };
+            let at = te - ms(*window) / 4;
+            match (is_events(cfg, metric), agg) {
+                (true, Agg::Increase | Agg::Count) => {
+                    evs.push(events(&key, at, 1.0, v.max(0.0).floor() as u64))
+                }
+                (true, Agg::Quantile(_) | Agg::Avg | Agg::Max | Agg::Min | Agg::Last) => {
+                    evs.push(events(&key, at, v, 50))
+                }
+                (false, Agg::Avg | Agg::Max | Agg::Min | Agg::Last | Agg::Quantile(_)) => {
+                    for i in 0..5 {
+                        samples.push(Sample {
+                            series: key.clone(),
+                            ts_ms: at + i,
+                            value: v,
+                            note: None,
+                        });
+                    }
+                }
+                other => panic!("no data recipe for {metric} with {other:?}"),
+            }
+        }
+        WindowInput::Ratio {
+            numerator,
+            denominator,
+            window,
+            min_volume,
+            ..
+        } => {
+            // The numerator's events are part of the denominator's (errors are requests).
+            let at = te - ms(*window) / 4;
+            let total = (min_volume * 2.0).max(100.0);
+            let errors_n = (v.clamp(0.0, 1.0) * total).round();
+            let num = SeriesKey {
+                name: numerator.0.clone(),
+                labels: labels(&numerator.1),
+            };
+            let mut rest = labels(&denominator.1);
+            rest.insert("event".into(), "api_segmentation_success".into());
+            let den = SeriesKey {
+                name: denominator.0.clone(),
+                labels: rest,
+            };
+            evs.push(events(&num, at, 1.0, errors_n as u64));
+            evs.push(events(&den, at, 1.0, (total - errors_n) as u64));
+        }
+        WindowInput::Growth {
+            metric, matchers, ..
+        } => {
+            let key = SeriesKey {
+                name: metric.clone(),
+                labels: labels(matchers),
+            };
+            for (i, value) in [(0, 100.0), (1, 100.0 + v)] {
+                samples.push(Sample {
+                    series: key.clone(),
+                    ts_ms: te - 60_000 + i * 30_000,
+                    value,
+                    note: None,
+                });
+            }
+        }
+        WindowInput::Stale {
+            metric,
+            matchers,
+            max_age,
+        } => {
+            let at = if bad {
+                te - ms(*max_age) - 60_000
+            } else {
+                te - 1_000
+            };
+            samples.push(Sample {
+                series: SeriesKey {
+                    name: metric.clone(),
+                    labels: labels(matchers),
+                },
+                ts_ms: at,
+                value: 60.0,
+                note: None,
+            });
+        }
+        WindowInput::NewErrors { source, quiet, .. } => {
+            let source = source.clone().unwrap_or_else(|| "app".into());
+            let seen = |at: i64| ErrorSeen {
+                source: source.clone(),
+                id: 42,
+                pattern: "Cannot connect to database at #.#.#.#".into(),
+                last_message: "Cannot connect to database at 10.0.0.7".into(),
+                first_ms: at,
+                last_ms: at,
+                count: 1,
+                windows: vec![(at.div_euclid(3_600_000) * 3_600_000, 1)],
+            };
+            errors.push(seen(te - 60_000));
+            if !bad {
+                // Seen two days ago, inside the quiet period: not new.
+                assert!(ms(*quiet) > 3 * 86_400_000);
+                errors.push(seen(te - 2 * 86_400_000));
+            }
+        }
+    }
+    store
+        .write(&Batch {
+            samples: &samples,
+            events: &evs,
+            errors: &errors,
+            ..Batch::default()
+        })
+        .unwrap();
+}
+
+/// The transitions of `rule` evaluated at `now` and at `now + for`, over data written for
+/// both times.
+fn window_run(cfg: &Config, rule: &sloguard::config::Rule, bad: bool) -> Vec<TransitionKind> {
+    let RuleKind::Threshold(th) = &rule.kind else {
+        unreachable!()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = sloguard::clock::now_ms();
+    let times = if th.hold.is_zero() {
+        vec![now]
+    } else {
+        vec![now, now + ms(th.hold)]
+    };
+    for te in &times {
+        write_for(cfg, &store, th, *te, bad);
+    }
+    let (mut engine, _) = Engine::restore(vec![rule.clone()], vec![], now);
+    let mut kinds = Vec::new();
+    for te in times {
+        let snap = store.snapshot().unwrap();
+        let values = sloguard::pipeline::window_values(&store, &snap, th, te).unwrap();
+        kinds.extend(
+            engine
+                .evaluate(&rule.name, &values, te)
+                .into_iter()
+                .map(|t| t.kind),
+        );
+    }
+    kinds
+}
+
+#[test]
+fn every_rule_of_the_example_fires_on_its_trigger_and_not_otherwise() {
+    let cfg = example();
+    assert!(cfg.rules.len() >= 20, "{} rules", cfg.rules.len());
+    for rule in &cfg.rules {
+        match &rule.kind {
+            RuleKind::Consecutive(c) => {
+                let (bad, good) = breaching_and_clear(&c.condition);
+                let series = SeriesKey {
+                    name: c.metric.clone(),
+                    labels: labels(&c.matchers),
+                };
+                let run = |v: f64, n: u32| {
+                    let (mut e, _) = Engine::restore(vec![rule.clone()], vec![], 0);
+                    let mut kinds = Vec::new();
+                    for i in 0..n {
+                        let s = Sample {
+                            series: series.clone(),
+                            ts_ms: i as i64 * 1000,
+                            value: v,
+                            note: None,
+                        };
+                        kinds.extend(e.observe(&s, i as i64 * 1000).into_iter().map(|t| t.kind));
+                    }
+                    kinds
+                };
+                assert!(
+                    run(bad, c.fire_after).contains(&TransitionKind::Firing),
+                    "{} did not fire after {} samples of {bad}",
+                    rule.name,
+                    c.fire_after
+                );
+                if c.fire_after > 1 {
+                    assert!(
+                        !run(bad, c.fire_after - 1).contains(&TransitionKind::Firing),
+                        "{} fired before {} samples",
+                        rule.name,
+                        c.fire_after
+                    );
+                }
+                assert!(
+                    run(good, c.fire_after * 3).is_empty(),
+                    "{} on {good}",
+                    rule.name
+                );
+            }
+            RuleKind::Threshold(th) => {
+                let fired = window_run(&cfg, rule, true);
+                assert!(
+                    fired.contains(&TransitionKind::Firing),
+                    "{} did not fire on its trigger: {fired:?}",
+                    rule.name
+                );
+                let quiet = window_run(&cfg, rule, false);
+                assert!(
+                    !quiet.contains(&TransitionKind::Firing),
+                    "{} fired without its trigger: {quiet:?}",
+                    rule.name
+                );
+                if let WindowInput::Ratio { min_volume, .. } = &th.input {
+                    assert!(*min_volume > 0.0, "{}: no minimum volume", rule.name);
+                }
+            }
+        }
+    }
+}
