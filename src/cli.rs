@@ -103,6 +103,28 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Replay one rule of a configuration file (loaded by a daemon or not) over the stored
+    /// history: when it would have fired and resolved, and what it would have sent.
+    Backtest {
+        /// The configuration holding the rule (an edited copy works).
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+        /// The rule's name.
+        #[arg(long)]
+        rule: String,
+        /// Start: a duration ago (`7d`) or a time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// End: `now`, a duration ago or a time.
+        #[arg(long, default_value = "now")]
+        until: String,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// The data directory; overrides the configuration's.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Error types seen in the logs: pattern, count, first and last seen, last message.
     Errors {
         /// Only this `[[logs]]` source.
@@ -184,6 +206,23 @@ enum SilenceAction {
 
 /// Runs `f` on a snapshot of the data in `dir`, read-only beside a running daemon. A file that
 /// was not closed cleanly, with no daemon running, is opened for writing once to recover it.
+/// Runs `f` on a snapshot and the error types of the data directory, beside a running
+/// daemon or alone.
+fn backtest_store<T>(
+    dir: &std::path::Path,
+    f: impl FnOnce(&crate::store::Snapshot, &crate::store::logs::Errors) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use crate::store::{ReadOnlyStore, Store, StoreError};
+    match ReadOnlyStore::open(dir) {
+        Ok(store) => f(&store.snapshot()?, &store.errors()?),
+        Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
+            let store = Store::open(dir)?;
+            f(&store.snapshot()?, &store.errors()?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `--data-dir` if given, else the configuration's data directory.
 fn data_dir_of(data_dir: Option<PathBuf>, config: &std::path::Path) -> anyhow::Result<PathBuf> {
     match data_dir {
@@ -479,6 +518,50 @@ pub fn main() -> ExitCode {
                 )?;
                 let answer = read_store(&dir, |snap| Ok(request.run(snap)?))?;
                 print_answer(&answer, &format)
+            })();
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Backtest {
+            config,
+            rule,
+            since,
+            until,
+            json,
+            data_dir,
+        } => {
+            let result = (|| {
+                let cfg = config::load(&config)
+                    .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+                let Some(r) = cfg.rules.iter().find(|r| r.name == rule) else {
+                    let names: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
+                    anyhow::bail!(
+                        "{} has no rule `{rule}`; its rules: {}",
+                        config.display(),
+                        names.join(", ")
+                    );
+                };
+                let dir = data_dir.unwrap_or_else(|| cfg.daemon.data_dir.clone());
+                let now = crate::clock::now_ms();
+                let from = crate::query::parse_time(&since, now)?;
+                let to = crate::query::parse_time(&until, now)?;
+                if from >= to {
+                    anyhow::bail!("--since must be before --until");
+                }
+                let report = backtest_store(&dir, |snap, errors| {
+                    crate::backtest::run(r, snap, errors, from, to)
+                })?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", crate::backtest::render(&report));
+                }
+                Ok::<_, anyhow::Error>(())
             })();
             match result {
                 Ok(()) => ExitCode::SUCCESS,

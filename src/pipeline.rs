@@ -422,9 +422,10 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let results = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<_>> {
             let snap = store.snapshot()?;
+            let errors = store.errors()?;
             let mut out = Vec::new();
             for (name, th) in due {
-                out.push((name, window_values(&store, &snap, &th, now)?));
+                out.push((name, window_values(&errors, &snap, &th, now)?));
             }
             Ok(out)
         })
@@ -1157,7 +1158,7 @@ fn render_summary(summary: &str, labels: &Labels) -> String {
 /// What a window rule sees at `now`, per label set. Counting aggregates of a window
 /// without data are 0 (no errors is zero errors); others are "no data".
 pub fn window_values(
-    store: &Store,
+    errors: &crate::store::logs::Errors,
     snap: &crate::store::Snapshot,
     th: &crate::config::ThresholdRule,
     now: i64,
@@ -1281,7 +1282,6 @@ pub fn window_values(
             let hour = |t: i64| t.div_euclid(WINDOW_MS) * WINDOW_MS;
             let recent_from = hour(now.saturating_sub(ms(*window)));
             let quiet_from = hour(recent_from.saturating_sub(ms(*quiet)));
-            let errors = store.errors()?;
             let mut out = Vec::new();
             for t in errors.types(source.as_deref())? {
                 if t.last_ms < now.saturating_sub(ms(*window)) {
