@@ -220,8 +220,7 @@ mod tests {
                 ..Batch::default()
             })
             .unwrap();
-        let text = format!(
-            r#"
+        let text = r#"
 [[channels]]
 name = "hook"
 type = "webhook"
@@ -232,16 +231,15 @@ warning = ["hook"]
 name = "errors_burst"
 kind = "threshold"
 metric = "app_requests"
-match = {{ event = "api_segmentation_error" }}
+match = { event = "api_segmentation_error" }
 agg = "increase"
 window = "10m"
 condition = "> 20"
 every = "1m"
 severity = "warning"
 summary = "Error burst"
-"#
-        );
-        let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+"#;
+        let cfg = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap();
         let snap = store.snapshot().unwrap();
         let errors = store.errors().unwrap();
         let r = run(&cfg.rules[0], &snap, &errors, from, to).unwrap();
