@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::config::{Config, Rule, RuleKind};
+use crate::config::{Config, Rule, RuleKind, Severity};
 use crate::history::Event;
 use crate::notify::outbox::Entry;
 use crate::notify::{Notification, Status};
@@ -788,7 +788,7 @@ pub fn plan(
                 // A silenced alert is recorded and notifies no one, until its silence ends.
                 let channels: Vec<String> = match suppressed_by {
                     Some(_) => Vec::new(),
-                    None => routed(cfg, rule, &t.alert.labels),
+                    None => routed(cfg, rule, &t.alert.labels, t.alert.severity),
                 };
                 tracing::info!(
                     rule = %t.alert.rule,
@@ -840,9 +840,10 @@ pub fn plan(
                         n.fired_at_ms = f.notification.fired_at_ms;
                         (n, f.channels)
                     }
-                    (None, Some(rule)) => {
-                        (notification(rule, t), routed(cfg, rule, &t.alert.labels))
-                    }
+                    (None, Some(rule)) => (
+                        notification(rule, t),
+                        routed(cfg, rule, &t.alert.labels, t.alert.severity),
+                    ),
                     (None, None) => {
                         tracing::warn!(rule = %t.alert.rule, labels = %labels, "Alert resolved; its rule and firing record are gone, so no resolve is sent");
                         continue;
@@ -906,7 +907,7 @@ pub fn tick_plan(
             let Some(rule) = cfg.rules.iter().find(|r| r.name == state.rule) else {
                 continue;
             };
-            f.channels = routed(cfg, rule, &state.labels);
+            f.channels = routed(cfg, rule, &state.labels, state.severity);
             tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
             plan.history.push(
                 Event::new(now, &fp, &state.rule, "released")
@@ -1081,7 +1082,7 @@ pub fn upgrade_plan(
             continue;
         };
         f.notification.severity = state.severity;
-        for ch in routed(cfg, rule, &state.labels) {
+        for ch in routed(cfg, rule, &state.labels, state.severity) {
             if !f.channels.contains(&ch) {
                 f.channels.push(ch);
             }
@@ -1127,8 +1128,8 @@ fn is_alertmanager(cfg: &Config, channel: &str) -> bool {
 }
 
 /// The configured channels a rule's notifications go to.
-fn routed(cfg: &Config, rule: &Rule, labels: &Labels) -> Vec<String> {
-    rule.route(&cfg.routing, labels)
+fn routed(cfg: &Config, rule: &Rule, labels: &Labels, severity: Severity) -> Vec<String> {
+    rule.route_as(&cfg.routing, labels, severity)
         .iter()
         .filter(|c| cfg.channels.contains_key(*c))
         .cloned()

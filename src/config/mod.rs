@@ -642,19 +642,30 @@ impl Rule {
         routing: &'a Routing,
         labels: &crate::series::Labels,
     ) -> &'a [String] {
-        if self.severity == Severity::Info {
+        self.route_as(routing, labels, self.severity)
+    }
+
+    /// [`Rule::route`] for an alert of this rule at `severity` (a rule with a critical
+    /// threshold raises its alerts' severity).
+    pub fn route_as<'a>(
+        &'a self,
+        routing: &'a Routing,
+        labels: &crate::series::Labels,
+        severity: Severity,
+    ) -> &'a [String] {
+        if severity == Severity::Info {
             return &[];
         }
         if let Some(list) = &self.channels {
             return list;
         }
         let matched = routing.routes.iter().find(|r| {
-            r.severity.is_none_or(|s| s == self.severity)
+            r.severity.is_none_or(|s| s == severity)
                 && crate::silence::matches(&r.matchers, &self.name, labels)
         });
         match matched {
             Some(r) => &r.channels,
-            None => routing.channels_for(self.severity),
+            None => routing.channels_for(severity),
         }
     }
 }
@@ -702,6 +713,9 @@ pub struct ConsecutiveRule {
 pub struct ThresholdRule {
     pub input: WindowInput,
     pub condition: Condition,
+    /// A second, higher level: an alert whose value breaches it is critical (its severity
+    /// rises while it fires, and stays until it resolves).
+    pub critical: Option<Condition>,
     /// When a firing alert resolves; `None`: when `condition` no longer holds.
     pub resolve: Option<Condition>,
     /// How long `condition` must hold before firing.

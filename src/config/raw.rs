@@ -454,6 +454,8 @@ pub struct RawThreshold {
     /// When a firing alert resolves, e.g. `< 0.03`; by default when `condition` no longer
     /// holds.
     pub resolve: Option<String>,
+    /// A second level: a value breaching this makes the alert critical.
+    pub critical: Option<String>,
     /// How long the condition must hold before the alert fires.
     #[serde(rename = "for")]
     pub hold: Option<String>,
@@ -491,6 +493,8 @@ pub struct RawRatio {
     pub window: String,
     pub condition: String,
     pub resolve: Option<String>,
+    /// A second level: a value breaching this makes the alert critical.
+    pub critical: Option<String>,
     #[serde(rename = "for")]
     pub hold: Option<String>,
     pub every: Option<String>,
@@ -524,6 +528,8 @@ pub struct RawGrowth {
     pub window: Option<String>,
     pub condition: String,
     pub resolve: Option<String>,
+    /// A second level: a value breaching this makes the alert critical.
+    pub critical: Option<String>,
     #[serde(rename = "for")]
     pub hold: Option<String>,
     pub every: Option<String>,

@@ -26,7 +26,7 @@ use super::{
     SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, ThresholdRule,
     TimeFormat, Timing, TlsMode, WindowInput, defaults, parse_duration,
 };
-use crate::rules::Condition;
+use crate::rules::{Condition, Op};
 
 /// No duration means more than ten years here; capping keeps time arithmetic exact.
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
@@ -2072,6 +2072,8 @@ fn link(
 
 /// The fields every rule kind has.
 struct RuleHeader {
+    /// The rule has a `critical` level besides its severity.
+    critical_level: bool,
     name: String,
     severity: String,
     summary: String,
@@ -2092,6 +2094,7 @@ fn rule(
     routing: Option<&Routing>,
 ) -> Option<Rule> {
     let RuleHeader {
+        critical_level,
         name,
         severity,
         summary,
@@ -2139,6 +2142,32 @@ fn rule(
         }
         (None, None) => true, // the routing has its own problem, reported already
     };
+    if critical_level && severity != Severity::Warning {
+        problems.push(
+            Some(site.span_of("severity")),
+            site.field("severity"),
+            "a rule with a `critical` level has severity = \"warning\": its alerts become critical past that level",
+        );
+    }
+    let critical_routed = !critical_level
+        || match (&rule_channels, routing) {
+            (Some(list), _) => !list.is_empty(),
+            (None, Some(r)) => {
+                !r.channels_for(Severity::Critical).is_empty()
+                    || r.routes.iter().any(|route| {
+                        route.severity.is_none_or(|s| s == Severity::Critical)
+                            && route.matchers.get("rule").is_none_or(|n| n == &name)
+                    })
+            }
+            (None, None) => true,
+        };
+    if !critical_routed {
+        problems.push(
+            Some(site.span_of("critical")),
+            site.field("critical"),
+            "its critical alerts would notify no one: list channels in [routing].critical or in this rule's `channels`",
+        );
+    }
     if severity != Severity::Info && !routed {
         let (key, place) = if rule_channels.is_some() {
             ("channels", site.span_of("channels"))
@@ -2244,6 +2273,7 @@ fn consecutive(
         })
     });
     let header = RuleHeader {
+        critical_level: false,
         name,
         severity,
         summary,
@@ -2256,15 +2286,49 @@ fn consecutive(
 }
 
 /// `condition`, `resolve`, `for` and `every` of a window rule.
+/// What a window rule's `condition`, `critical`, `resolve`, `for` and `every` make.
+struct Tail {
+    condition: Condition,
+    critical: Option<Condition>,
+    resolve: Option<Condition>,
+    hold: Duration,
+    every: Duration,
+}
+
 fn window_tail(
     problems: &mut Problems<'_>,
     site: &Site<'_, '_>,
     condition: &str,
+    critical: Option<&String>,
     resolve: Option<&String>,
     hold: Option<&String>,
     every: Option<&String>,
-) -> Option<(Condition, Option<Condition>, Duration, Duration)> {
+) -> Option<Tail> {
     let condition = condition_field(problems, site, "condition", condition);
+    let critical = match critical {
+        Some(text) => condition_field(problems, site, "critical", text).map(Some),
+        None => Some(None),
+    };
+    if let (Some(c), Some(Some(k))) = (&condition, &critical) {
+        // Critical is a level past the warning one: what breaches it breaches the condition.
+        let same_side = matches!(
+            (c.op, k.op),
+            (Op::Gt | Op::Ge, Op::Gt | Op::Ge) | (Op::Lt | Op::Le, Op::Lt | Op::Le)
+        );
+        let beyond = match c.op {
+            Op::Gt | Op::Ge => k.threshold >= c.threshold,
+            _ => k.threshold <= c.threshold,
+        };
+        if !same_side || !beyond {
+            problems.push(
+                Some(site.span_of("critical")),
+                site.field("critical"),
+                format!(
+                    "`{k}` must be a level beyond `{c}` on the same side (for `> 500`, e.g. `> 1000`)"
+                ),
+            );
+        }
+    }
     let resolve = match resolve {
         Some(text) => condition_field(problems, site, "resolve", text).map(Some),
         None => Some(None),
@@ -2291,7 +2355,13 @@ fn window_tail(
         defaults::threshold_every(),
         Duration::from_secs(1),
     );
-    Some((condition?, resolve?, hold, every))
+    Some(Tail {
+        condition: condition?,
+        critical: critical?,
+        resolve: resolve?,
+        hold,
+        every,
+    })
 }
 
 fn agg_field(
@@ -2324,28 +2394,30 @@ fn threshold(
         problems,
         site,
         &raw.condition,
+        raw.critical.as_ref(),
         raw.resolve.as_ref(),
         raw.hold.as_ref(),
         raw.every.as_ref(),
     );
+    let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
     let kind = match (agg, tail) {
-        (Some(agg), Some((condition, resolve, hold, every))) => {
-            Some(RuleKind::Threshold(ThresholdRule {
-                input: WindowInput::Series {
-                    metric: raw.metric,
-                    matchers: raw.matchers,
-                    agg,
-                    window,
-                },
-                condition,
-                resolve,
-                hold,
-                every,
-            }))
-        }
+        (Some(agg), Some(t)) => Some(RuleKind::Threshold(ThresholdRule {
+            input: WindowInput::Series {
+                metric: raw.metric,
+                matchers: raw.matchers,
+                agg,
+                window,
+            },
+            condition: t.condition,
+            critical: t.critical,
+            resolve: t.resolve,
+            hold: t.hold,
+            every: t.every,
+        })),
         _ => None,
     };
     let header = RuleHeader {
+        critical_level,
         name: raw.name,
         severity: raw.severity,
         summary: raw.summary,
@@ -2395,30 +2467,32 @@ fn ratio(
         problems,
         site,
         &raw.condition,
+        raw.critical.as_ref(),
         raw.resolve.as_ref(),
         raw.hold.as_ref(),
         raw.every.as_ref(),
     );
+    let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
     let kind = match (agg, tail) {
-        (Some(agg), Some((condition, resolve, hold, every))) => {
-            Some(RuleKind::Threshold(ThresholdRule {
-                input: WindowInput::Ratio {
-                    numerator: (raw.numerator.metric, raw.numerator.matchers),
-                    denominator: (raw.denominator.metric, raw.denominator.matchers),
-                    agg,
-                    window,
-                    min_volume,
-                    by: raw.by,
-                },
-                condition,
-                resolve,
-                hold,
-                every,
-            }))
-        }
+        (Some(agg), Some(t)) => Some(RuleKind::Threshold(ThresholdRule {
+            input: WindowInput::Ratio {
+                numerator: (raw.numerator.metric, raw.numerator.matchers),
+                denominator: (raw.denominator.metric, raw.denominator.matchers),
+                agg,
+                window,
+                min_volume,
+                by: raw.by,
+            },
+            condition: t.condition,
+            critical: t.critical,
+            resolve: t.resolve,
+            hold: t.hold,
+            every: t.every,
+        })),
         _ => None,
     };
     let header = RuleHeader {
+        critical_level,
         name: raw.name,
         severity: raw.severity,
         summary: raw.summary,
@@ -2464,11 +2538,13 @@ fn growth(
         problems,
         site,
         &raw.condition,
+        raw.critical.as_ref(),
         raw.resolve.as_ref(),
         raw.hold.as_ref(),
         raw.every.as_ref(),
     );
-    let kind = tail.map(|(condition, resolve, hold, every)| {
+    let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
+    let kind = tail.map(|t| {
         RuleKind::Threshold(ThresholdRule {
             input: WindowInput::Growth {
                 metric: raw.metric,
@@ -2476,13 +2552,15 @@ fn growth(
                 window,
                 per_sample,
             },
-            condition,
-            resolve,
-            hold,
-            every,
+            condition: t.condition,
+            critical: t.critical,
+            resolve: t.resolve,
+            hold: t.hold,
+            every: t.every,
         })
     });
     let header = RuleHeader {
+        critical_level,
         name: raw.name,
         severity: raw.severity,
         summary: raw.summary,
@@ -2530,11 +2608,13 @@ fn stale(
             op: crate::rules::Op::Gt,
             threshold: 0.0,
         },
+        critical: None,
         resolve: None,
         hold: Duration::ZERO,
         every,
     }));
     let header = RuleHeader {
+        critical_level: false,
         name: raw.name,
         severity: raw.severity,
         summary: raw.summary,
@@ -2594,11 +2674,13 @@ fn new_error_type(
             op: crate::rules::Op::Gt,
             threshold: 0.0,
         },
+        critical: None,
         resolve: None,
         hold: Duration::ZERO,
         every,
     }));
     let header = RuleHeader {
+        critical_level: false,
         name: raw.name,
         severity: raw.severity,
         summary: raw.summary,

@@ -230,7 +230,13 @@ impl Engine {
         {
             let fp = fingerprint(&rule.name, labels);
             seen.insert(fp.clone());
-            let breached = value.is_some_and(|v| th.condition.breached(v));
+            let critical = value.is_some_and(|v| th.critical.is_some_and(|c| c.breached(v)));
+            let breached = critical || value.is_some_and(|v| th.condition.breached(v));
+            let severity = if critical {
+                Severity::Critical
+            } else {
+                rule.severity
+            };
             let resolves = match (value, &th.resolve) {
                 (None, _) => true,
                 (Some(v), Some(r)) => r.breached(*v),
@@ -251,7 +257,7 @@ impl Engine {
                     let mut state = AlertState {
                         rule: rule.name.clone(),
                         labels: labels.clone(),
-                        severity: rule.severity,
+                        severity,
                         status: AlertStatus::Pending,
                         breaches: 1,
                         clears: 0,
@@ -277,6 +283,7 @@ impl Engine {
                     if breached {
                         state.breaches = state.breaches.saturating_add(1);
                         state.value = value.unwrap_or(state.value);
+                        state.severity = state.severity.max(severity);
                         if note.is_some() {
                             state.note.clone_from(note);
                         }
@@ -310,6 +317,9 @@ impl Engine {
                         }
                     } else {
                         state.breaches = state.breaches.saturating_add(u32::from(breached));
+                        // A level crossed while firing raises the alert; the pipeline sends
+                        // the raised alert to the critical route at its next tick.
+                        state.severity = state.severity.max(severity);
                     }
                 }
             }
@@ -476,6 +486,7 @@ mod tests {
                     window: std::time::Duration::from_secs(300),
                 },
                 condition: Condition::parse(condition).unwrap(),
+                critical: None,
                 resolve: resolve.map(|r| Condition::parse(r).unwrap()),
                 hold: std::time::Duration::from_secs(hold_s),
                 every: std::time::Duration::from_secs(30),
@@ -538,6 +549,30 @@ mod tests {
                 .count();
         }
         assert_eq!(fired, 7);
+    }
+
+    #[test]
+    fn a_critical_level_raises_a_firing_alert_and_it_stays_raised_until_resolved() {
+        let mut rule = threshold_rule("> 500", Some("< 400"), 0);
+        if let RuleKind::Threshold(th) = &mut rule.kind {
+            th.critical = Some(Condition::parse("> 1000").unwrap());
+        }
+        let (mut e, _) = Engine::restore(vec![rule], vec![], 0);
+        let fired = e.evaluate("error_rate", &at(Some(700.0)), 1_000);
+        assert_eq!(kinds(&fired), vec![TransitionKind::Firing]);
+        assert_eq!(fired[0].alert.severity, Severity::Warning);
+        assert!(
+            e.evaluate("error_rate", &at(Some(1500.0)), 2_000)
+                .is_empty()
+        );
+        assert_eq!(e.alerts().next().unwrap().severity, Severity::Critical);
+        e.evaluate("error_rate", &at(Some(700.0)), 3_000);
+        assert_eq!(e.alerts().next().unwrap().severity, Severity::Critical);
+        let resolved = e.evaluate("error_rate", &at(Some(300.0)), 4_000);
+        assert_eq!(kinds(&resolved), vec![TransitionKind::Resolved]);
+        // Straight past the critical level: fires critical.
+        let fired = e.evaluate("error_rate", &at(Some(1200.0)), 5_000);
+        assert_eq!(fired[0].alert.severity, Severity::Critical);
     }
 
     #[test]

@@ -713,3 +713,70 @@ summary = "No heap figures"
     );
     d.stop().await;
 }
+
+/// One rule, two levels: past `critical` a firing warning is raised, and the critical route
+/// hears of it at once with a note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_raised_past_its_critical_level_reaches_the_critical_route() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    let slack = crate::util::Receiver::start().await;
+    let pager = crate::util::Receiver::start().await;
+    let config = format!(
+        r#"{logs_config}
+[store]
+distribution_interval = "1s"
+
+[routing]
+warning = ["slack"]
+critical = ["slack", "pager"]
+
+[[channels]]
+name = "slack"
+type = "webhook"
+url = "{slack}"
+
+[[channels]]
+name = "pager"
+type = "webhook"
+url = "{pager}"
+
+[[rules]]
+name = "api_errors"
+kind = "threshold"
+metric = "app_requests"
+match = {{ event = "api_segmentation_error" }}
+agg = "increase"
+window = "10s"
+condition = "> 20"
+critical = "> 40"
+every = "1s"
+severity = "warning"
+summary = "API errors"
+"#,
+        logs_config = config(&logs, free_port()),
+        slack = slack.url("/slack"),
+        pager = pager.url("/pager")
+    );
+    let mut d = Daemon::start(dir.path(), &config, &[]).await;
+    let errors = |n: u64| -> Vec<String> {
+        (0..n)
+            .map(|i| line(i, 50, Some("Cannot connect to database at 10.0.0.1")))
+            .collect()
+    };
+    append(&app, &errors(25));
+    let got = slack.wait_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].body["severity"], "warning", "{}", got[0].body);
+    assert!(pager.delivered().is_empty());
+    append(&app, &errors(25));
+    let got = pager.wait_delivered(1, Duration::from_secs(10)).await;
+    let raised = &got[0].body;
+    assert_eq!(raised["severity"], "critical", "{raised}");
+    assert!(
+        raised.to_string().contains("Severity raised from warning to critical"),
+        "{raised}"
+    );
+    d.stop().await;
+}
