@@ -775,7 +775,9 @@ summary = "API errors"
     let raised = &got[0].body;
     assert_eq!(raised["severity"], "critical", "{raised}");
     assert!(
-        raised.to_string().contains("Severity raised from warning to critical"),
+        raised
+            .to_string()
+            .contains("Severity raised from warning to critical"),
         "{raised}"
     );
     d.stop().await;
