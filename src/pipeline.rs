@@ -1274,6 +1274,74 @@ pub fn window_values(
                 })
                 .collect()
         }
+        WindowInput::Slo {
+            events,
+            objective,
+            period,
+            burns,
+        } => {
+            use crate::config::SloEvents;
+            let budget = 1.0 - objective;
+            // The error ratio over the last `d`; `None` without events.
+            let error_ratio = |d: Duration| -> Result<Option<f64>, crate::query::QueryError> {
+                let from = now.saturating_sub(ms(d));
+                Ok(match events {
+                    SloEvents::Ratio { bad, total } => {
+                        let sum = |(metric, matchers): &(
+                            String,
+                            std::collections::BTreeMap<String, String>,
+                        )| {
+                            aggregate(snap, &selector(metric, matchers), Agg::Increase, from, now)
+                                .map(|vs| vs.iter().filter_map(|v| v.value).sum::<f64>())
+                        };
+                        let (b, t) = (sum(bad)?, sum(total)?);
+                        (t > 0.0).then(|| (b / t).clamp(0.0, 1.0))
+                    }
+                    SloEvents::Up { metric, matchers } => {
+                        let vs: Vec<f64> =
+                            aggregate(snap, &selector(metric, matchers), Agg::Avg, from, now)?
+                                .iter()
+                                .filter_map(|v| v.value)
+                                .collect();
+                        (!vs.is_empty()).then(|| {
+                            (1.0 - vs.iter().sum::<f64>() / vs.len() as f64).clamp(0.0, 1.0)
+                        })
+                    }
+                })
+            };
+            let mut level = None;
+            let mut worst: Option<(f64, f64, &crate::config::Burn)> = None;
+            for b in burns {
+                let (Some(long), Some(short)) = (error_ratio(b.long)?, error_ratio(b.short)?)
+                else {
+                    continue;
+                };
+                let (bl, bs) = (long / budget, short / budget);
+                let lvl = if b.critical { 2.0 } else { 1.0 };
+                level = Some(level.unwrap_or(0.0_f64));
+                if bl > b.factor && bs > b.factor && level.is_some_and(|l| lvl > l) {
+                    level = Some(lvl);
+                    worst = Some((bl, bs, b));
+                }
+            }
+            let left = error_ratio(*period)?.map(|r| (1.0 - r / budget) * 100.0);
+            let d = humantime::format_duration;
+            let note = worst.map(|(bl, bs, b)| {
+                format!(
+                    "error budget burning {bl:.1}× over {} and {bs:.1}× over {} (alert at {}×); {} of the {} budget left",
+                    d(b.long),
+                    d(b.short),
+                    b.factor,
+                    left.map(|l| format!("{l:.0} %")).unwrap_or_else(|| "?".into()),
+                    d(*period)
+                )
+            });
+            vec![WindowValue {
+                labels: Labels::new(),
+                value: level,
+                note,
+            }]
+        }
         WindowInput::NewErrors {
             source,
             window,
@@ -1381,6 +1449,13 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
                 WindowInput::Stale {
                     metric, max_age, ..
                 } => format!("No new point of {metric} for more than {}", d(*max_age)),
+                WindowInput::Slo {
+                    objective, period, ..
+                } => format!(
+                    "SLO {}% over {}: the error budget burns too fast",
+                    format_value(objective * 100.0),
+                    d(*period)
+                ),
                 WindowInput::NewErrors { quiet, .. } => format!(
                     "A new error type, not seen in the {} before: {}",
                     d(*quiet),
@@ -1429,6 +1504,74 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::series::SeriesKey;
+
+    #[test]
+    fn an_slo_burning_slowly_warns_and_one_burning_fast_pages() {
+        let text = r#"
+[routing]
+warning = ["hook"]
+critical = ["hook"]
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[rules]]
+name = "availability"
+kind = "slo"
+objective = 99.9
+up = { metric = "probe_up", match = { target = "api" } }
+summary = "SLO"
+"#;
+        let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+            panic!()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = crate::clock::now_ms() / 60_000 * 60_000;
+        let key = SeriesKey::new("probe_up", &[("target", "api")]);
+        // Three days of a probe a minute, one failure in 300 (0.33 %: the budget of 0.1 %
+        // burns 3.3× too fast), none in the last 10 minutes.
+        let n = 3 * 24 * 60;
+        let samples: Vec<Sample> = (0..n)
+            .map(|i| Sample {
+                series: key.clone(),
+                ts_ms: now - (n - i) * 60_000,
+                value: if i % 300 == 150 && i < n - 10 {
+                    0.0
+                } else {
+                    1.0
+                },
+                note: None,
+            })
+            .collect();
+        store.append(&samples).unwrap();
+        let values = |at: i64| {
+            window_values(&store.errors().unwrap(), &store.snapshot().unwrap(), th, at).unwrap()
+        };
+        let slow = values(now);
+        assert_eq!(slow[0].value, Some(1.0), "{slow:?}");
+        let note = slow[0].note.clone().unwrap();
+        assert!(note.contains("over 3days and"), "{note}");
+        assert!(note.contains("budget left"), "{note}");
+        let (mut engine, _) = Engine::restore(cfg.rules.clone(), vec![], now);
+        let t = engine.evaluate("availability", &slow, now);
+        assert_eq!(t[0].alert.severity, Severity::Warning);
+        // Then the API fails for five minutes: 14.4× over 1h and 5m pages.
+        let down: Vec<Sample> = (0..5)
+            .map(|i| Sample {
+                series: key.clone(),
+                ts_ms: now + i * 60_000,
+                value: 0.0,
+                note: None,
+            })
+            .collect();
+        store.append(&down).unwrap();
+        let fast = values(now + 5 * 60_000);
+        assert_eq!(fast[0].value, Some(2.0), "{fast:?}");
+        engine.evaluate("availability", &fast, now + 5 * 60_000);
+        assert_eq!(engine.alerts().next().unwrap().severity, Severity::Critical);
+    }
 
     fn cfg(extra_rule: &str, routing_critical: &str) -> Config {
         let text = format!(

@@ -101,3 +101,30 @@ pub const LOG_MAX_SERIES: usize = 100;
 pub fn threshold_every() -> Duration {
     Duration::from_secs(30)
 }
+/// The SRE workbook's burn-rate alerts: (long, short, factor, critical).
+pub fn slo_burns() -> Vec<(Duration, Duration, f64, bool)> {
+    let (m, h) = (60, 3600);
+    vec![
+        (
+            Duration::from_secs(h),
+            Duration::from_secs(5 * m),
+            14.4,
+            true,
+        ),
+        (
+            Duration::from_secs(6 * h),
+            Duration::from_secs(30 * m),
+            6.0,
+            true,
+        ),
+        (
+            Duration::from_secs(3 * DAY),
+            Duration::from_secs(6 * h),
+            1.0,
+            false,
+        ),
+    ]
+}
+pub fn slo_period() -> Duration {
+    Duration::from_secs(30 * DAY)
+}

@@ -692,7 +692,9 @@ impl RuleKind {
                 | WindowInput::Growth {
                     metric, matchers, ..
                 } => Some((metric, matchers)),
-                WindowInput::Ratio { .. } | WindowInput::NewErrors { .. } => None,
+                WindowInput::Ratio { .. }
+                | WindowInput::NewErrors { .. }
+                | WindowInput::Slo { .. } => None,
             },
         }
     }
@@ -721,6 +723,30 @@ pub struct ThresholdRule {
     /// How long `condition` must hold before firing.
     pub hold: Duration,
     pub every: Duration,
+}
+
+/// What an SLO counts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SloEvents {
+    /// Bad events over all events (errors over requests).
+    Ratio {
+        bad: (String, BTreeMap<String, String>),
+        total: (String, BTreeMap<String, String>),
+    },
+    /// A 0/1 series: the error ratio is one minus its average.
+    Up {
+        metric: String,
+        matchers: BTreeMap<String, String>,
+    },
+}
+
+/// One multi-window burn-rate alert of an SLO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Burn {
+    pub long: Duration,
+    pub short: Duration,
+    pub factor: f64,
+    pub critical: bool,
 }
 
 /// What a window rule computes per label set.
@@ -756,6 +782,15 @@ pub enum WindowInput {
         metric: String,
         matchers: BTreeMap<String, String>,
         max_age: Duration,
+    },
+    /// `kind = "slo"`: 2 while a critical burn-rate pair burns, 1 while a warning one
+    /// does, else 0; the note says how fast and how much budget is left.
+    Slo {
+        events: SloEvents,
+        /// The objective as a fraction: 0.999.
+        objective: f64,
+        period: Duration,
+        burns: Vec<Burn>,
     },
     /// `kind = "new_error_type"`: 1 for an error type of the logs seen in the last
     /// `window` and not in the `quiet` period before.

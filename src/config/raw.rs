@@ -542,6 +542,44 @@ pub struct RawGrowth {
     pub depends_on: Vec<String>,
 }
 
+/// One burn-rate alert of an SLO: the budget burns `factor` times too fast over both windows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBurn {
+    pub long: String,
+    pub short: String,
+    pub factor: f64,
+    pub severity: String,
+}
+
+/// `[[rules]]` with `kind = "slo"`: an objective over a period, alerting on burn rates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    #[serde(rename = "kind")]
+    pub _tag: serde::de::IgnoredAny,
+    pub name: String,
+    /// In percent: `99.9`.
+    pub objective: f64,
+    /// Default 30d.
+    pub period: Option<String>,
+    /// Bad events (errors) and all events (requests).
+    pub bad: Option<RawSelector>,
+    pub total: Option<RawSelector>,
+    /// Or: a 0/1 series whose average is the availability (`probe_up`).
+    pub up: Option<RawSelector>,
+    /// Default: 14.4× over 1h and 5m, 6× over 6h and 30m (critical); 1× over 3d and 6h
+    /// (warning).
+    pub burn: Option<Vec<RawBurn>>,
+    pub every: Option<String>,
+    pub summary: String,
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
 /// `[[rules]]` with `kind = "stale"`: a series without a new point for `max_age`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

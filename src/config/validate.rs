@@ -15,16 +15,16 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::raw::{
     RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawGrowth, RawHttpTarget,
     RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType, RawOutbox, RawPagerDuty,
-    RawRatio, RawRouting, RawScrape, RawServer, RawSlack, RawSqlTarget, RawStale, RawStore,
-    RawTcpTarget, RawThreshold, RawWebhook,
+    RawRatio, RawRouting, RawScrape, RawSelector, RawServer, RawSlack, RawSlo, RawSqlTarget,
+    RawStale, RawStore, RawTcpTarget, RawThreshold, RawWebhook,
 };
 use super::{
-    CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
+    Burn, CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
     EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert, LineParse,
     LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, OutboxConfig, Pattern,
-    Problem, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SmtpTls,
-    SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, ThresholdRule,
-    TimeFormat, Timing, TlsMode, WindowInput, defaults, parse_duration,
+    Problem, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity,
+    SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target,
+    TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, WindowInput, defaults, parse_duration,
 };
 use crate::rules::{Condition, Op};
 
@@ -330,6 +330,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             "growth",
             "stale",
             "new_error_type",
+            "slo",
         ];
         let rule = match tag(&mut problems, &site, "kind", &kinds) {
             Some("threshold") => {
@@ -339,6 +340,8 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             }
             Some("ratio") => element::<RawRatio>(&mut problems, value, &site)
                 .and_then(|raw| ratio(&mut problems, raw, &site, &channel_names, routing.as_ref())),
+            Some("slo") => element::<RawSlo>(&mut problems, value, &site)
+                .and_then(|raw| slo(&mut problems, raw, &site, &channel_names, routing.as_ref())),
             Some("growth") => element::<RawGrowth>(&mut problems, value, &site).and_then(|raw| {
                 growth(&mut problems, raw, &site, &channel_names, routing.as_ref())
             }),
@@ -2563,6 +2566,174 @@ fn growth(
         critical_level,
         name: raw.name,
         severity: raw.severity,
+        summary: raw.summary,
+        runbook_url: raw.runbook_url,
+        dashboard_url: raw.dashboard_url,
+        channels: raw.channels,
+        depends_on: raw.depends_on,
+    };
+    rule(problems, site, before, header, kind, channels, routing)
+}
+
+fn slo(
+    problems: &mut Problems<'_>,
+    raw: RawSlo,
+    site: &Site<'_, '_>,
+    channels: &BTreeSet<String>,
+    routing: Option<&Routing>,
+) -> Option<Rule> {
+    let before = problems.list.len();
+    if !(raw.objective > 0.0 && raw.objective < 100.0) {
+        problems.push(
+            Some(site.span_of("objective")),
+            site.field("objective"),
+            "must be a percentage between 0 and 100, e.g. 99.9",
+        );
+    }
+    let minute = Duration::from_secs(60);
+    let period = duration_field(
+        problems,
+        site,
+        "period",
+        raw.period.as_ref(),
+        defaults::slo_period(),
+        Duration::from_secs(3600),
+    );
+    let selector = |problems: &mut Problems<'_>, key: &str, sel: RawSelector| {
+        if !crate::series::valid_metric_name(&sel.metric) {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(&format!("{key}.metric")),
+                format!("`{}` is not a metric name", sel.metric),
+            );
+        }
+        (sel.metric, sel.matchers)
+    };
+    let events = match (raw.bad, raw.total, raw.up) {
+        (Some(bad), Some(total), None) => Some(SloEvents::Ratio {
+            bad: selector(problems, "bad", bad),
+            total: selector(problems, "total", total),
+        }),
+        (None, None, Some(up)) => {
+            let (metric, matchers) = selector(problems, "up", up);
+            Some(SloEvents::Up { metric, matchers })
+        }
+        _ => {
+            problems.push(
+                Some(site.span.clone()),
+                site.field("bad"),
+                "give `bad` and `total` (events, e.g. errors and requests) or `up` (a 0/1 series such as probe_up)",
+            );
+            None
+        }
+    };
+    let mut burns = Vec::new();
+    match raw.burn {
+        None => {
+            for (long, short, factor, critical) in defaults::slo_burns() {
+                burns.push(Burn {
+                    long,
+                    short,
+                    factor,
+                    critical,
+                });
+            }
+        }
+        Some(list) => {
+            for (i, b) in list.into_iter().enumerate() {
+                let field = |f: &str| format!("burn[{i}].{f}");
+                let long = nested_duration(
+                    problems,
+                    site,
+                    ("burn", &field("long")),
+                    &b.long,
+                    minute..=MAX_DURATION,
+                    "must be between 1m and 3650d",
+                );
+                let short = nested_duration(
+                    problems,
+                    site,
+                    ("burn", &field("short")),
+                    &b.short,
+                    minute..=MAX_DURATION,
+                    "must be between 1m and 3650d",
+                );
+                if !(b.factor.is_finite() && b.factor > 0.0) {
+                    problems.push(
+                        Some(site.span_of("burn")),
+                        site.field(&field("factor")),
+                        "must be a number above 0",
+                    );
+                }
+                let critical = match b.severity.as_str() {
+                    "critical" => true,
+                    "warning" => false,
+                    other => {
+                        problems.push(
+                            Some(site.span_of("burn")),
+                            site.field(&field("severity")),
+                            format!("`{other}` is not `warning` or `critical`"),
+                        );
+                        false
+                    }
+                };
+                if let (Some(long), Some(short)) = (long, short) {
+                    if short >= long {
+                        problems.push(
+                            Some(site.span_of("burn")),
+                            site.field(&field("short")),
+                            "must be shorter than `long`",
+                        );
+                    }
+                    burns.push(Burn {
+                        long,
+                        short,
+                        factor: b.factor,
+                        critical,
+                    });
+                }
+            }
+        }
+    }
+    let every = duration_field(
+        problems,
+        site,
+        "every",
+        raw.every.as_ref(),
+        minute,
+        Duration::from_secs(1),
+    );
+    // Warning burns make warnings, critical ones critical alerts: one rule, two levels.
+    let has_warning = burns.iter().any(|b| !b.critical);
+    let has_critical = burns.iter().any(|b| b.critical);
+    let level = |threshold: f64| Condition {
+        op: crate::rules::Op::Gt,
+        threshold,
+    };
+    let (severity, condition, critical) = match (has_warning, has_critical) {
+        (true, true) => ("warning", level(0.0), Some(level(1.0))),
+        (true, false) => ("warning", level(0.0), None),
+        _ => ("critical", level(1.0), None),
+    };
+    let kind = events.map(|events| {
+        RuleKind::Threshold(ThresholdRule {
+            input: WindowInput::Slo {
+                events,
+                objective: raw.objective / 100.0,
+                period,
+                burns,
+            },
+            condition,
+            critical,
+            resolve: None,
+            hold: Duration::ZERO,
+            every,
+        })
+    });
+    let header = RuleHeader {
+        critical_level: critical.is_some(),
+        name: raw.name,
+        severity: severity.to_string(),
         summary: raw.summary,
         runbook_url: raw.runbook_url,
         dashboard_url: raw.dashboard_url,

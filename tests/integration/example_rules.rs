@@ -178,6 +178,48 @@ fn write_for(cfg: &Config, store: &Store, th: &ThresholdRule, te: i64, bad: bool
                 note: None,
             });
         }
+        WindowInput::Slo { events: slo, .. } => {
+            // Everything failing, or everything fine, over the last minute.
+            let at = te - 60_000;
+            match slo {
+                sloguard::config::SloEvents::Up { metric, matchers } => {
+                    for i in 0..5 {
+                        samples.push(Sample {
+                            series: SeriesKey {
+                                name: metric.clone(),
+                                labels: labels(matchers),
+                            },
+                            ts_ms: at + i * 1000,
+                            value: if bad { 0.0 } else { 1.0 },
+                            note: None,
+                        });
+                    }
+                }
+                sloguard::config::SloEvents::Ratio { bad: b, total } => {
+                    let errors_n = if bad { 50 } else { 0 };
+                    evs.push(events(
+                        &SeriesKey {
+                            name: b.0.clone(),
+                            labels: labels(&b.1),
+                        },
+                        at,
+                        1.0,
+                        errors_n,
+                    ));
+                    let mut ok = labels(&total.1);
+                    ok.insert("event".into(), "ok".into());
+                    evs.push(events(
+                        &SeriesKey {
+                            name: total.0.clone(),
+                            labels: ok,
+                        },
+                        at,
+                        1.0,
+                        100 - errors_n,
+                    ));
+                }
+            }
+        }
         WindowInput::NewErrors { source, quiet, .. } => {
             let source = source.clone().unwrap_or_else(|| "app".into());
             let seen = |at: i64| ErrorSeen {
