@@ -1265,12 +1265,23 @@ pub fn window_values(
                     }
                 }
             }
+            // The newest error message of the logs in the window: what the errors say.
+            let last_error = errors
+                .types(None)?
+                .into_iter()
+                .filter(|t| t.last_ms >= from)
+                .max_by_key(|t| t.last_ms)
+                .map(|t| format!("last error: {}", t.last_message));
             groups
                 .into_iter()
                 .map(|(labels, (num, den))| {
                     // Too few requests to judge: no value, so nothing fires (or stays firing).
                     let ratio = (den > 0.0 && den >= *min_volume).then(|| num / den);
-                    value(labels, ratio)
+                    WindowValue {
+                        labels,
+                        value: ratio,
+                        note: last_error.clone(),
+                    }
                 })
                 .collect()
         }

@@ -703,6 +703,12 @@ summary = "No heap figures"
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{text}"));
     assert!((0.74..=0.85).contains(&value), "{text}");
+    // The error-rate alert quotes what the errors say.
+    assert_eq!(
+        ratio.body["reason"], "last error: Cannot connect to database at 10.0.0.2",
+        "{}",
+        ratio.body
+    );
     // The same error type again is not new.
     assert_eq!(
         rules_seen(&hook.delivered())
