@@ -576,6 +576,24 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_window_alert_restored_after_a_restart_keeps_counting_its_for() {
+        let rule = threshold_rule("> 0.01", None, 300);
+        let (mut e, _) = Engine::restore(vec![rule.clone()], vec![], 0);
+        let pending = e.evaluate("error_rate", &at(Some(0.02)), 60_000);
+        assert_eq!(kinds(&pending), vec![TransitionKind::Pending]);
+        // The daemon restarts with the stored pending state; five minutes after the first
+        // breach it fires, not five minutes after the restart.
+        let (mut e, ended) = Engine::restore(vec![rule], vec![pending[0].alert.clone()], 200_000);
+        assert!(ended.is_empty());
+        assert!(
+            e.evaluate("error_rate", &at(Some(0.02)), 300_000)
+                .is_empty()
+        );
+        let fired = e.evaluate("error_rate", &at(Some(0.02)), 360_000);
+        assert_eq!(kinds(&fired), vec![TransitionKind::Firing]);
+    }
+
+    #[test]
     fn no_data_resolves_a_firing_threshold_alert_and_a_vanished_series_too() {
         let (mut e, _) = Engine::restore(vec![threshold_rule("> 5", None, 0)], vec![], 0);
         let fired = e.evaluate("error_rate", &at(Some(9.0)), 1_000);
