@@ -705,6 +705,8 @@ pub struct ConsecutiveRule {
     pub metric: String,
     pub matchers: BTreeMap<String, String>,
     pub condition: Condition,
+    /// A second level: a breaching sample past it makes the alert critical.
+    pub critical: Option<Condition>,
     pub fire_after: u32,
     pub resolve_after: u32,
 }

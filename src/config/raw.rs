@@ -413,6 +413,8 @@ pub struct RawConsecutive {
     pub matchers: BTreeMap<String, String>,
     /// Breach condition applied to each sample, e.g. `< 1` or `> 0.5`.
     pub condition: Option<String>,
+    /// A second level: a sample breaching this makes the alert critical.
+    pub critical: Option<String>,
     /// Breaching samples in a row needed to fire.
     pub fire_after: Option<i64>,
     /// Clear samples in a row needed to resolve.

@@ -2239,6 +2239,7 @@ fn consecutive(
         metric,
         matchers,
         condition,
+        critical,
         fire_after,
         resolve_after,
         severity,
@@ -2252,6 +2253,11 @@ fn consecutive(
     metric_name(problems, site, &metric);
     let condition_text = condition.unwrap_or_else(|| defaults::consecutive_condition().to_string());
     let condition = condition_field(problems, site, "condition", &condition_text);
+    let critical = match &critical {
+        Some(text) => critical_level(problems, site, condition.as_ref(), text),
+        None => Some(None),
+    };
+    let critical_level_set = matches!(critical, Some(Some(_)));
     let fire_after = positive(
         problems,
         site,
@@ -2266,17 +2272,19 @@ fn consecutive(
         resolve_after,
         defaults::consecutive_resolve_after(),
     );
-    let kind = condition.map(|condition| {
-        RuleKind::Consecutive(ConsecutiveRule {
+    let kind = match (condition, critical) {
+        (Some(condition), Some(critical)) => Some(RuleKind::Consecutive(ConsecutiveRule {
             metric,
             matchers,
             condition,
+            critical,
             fire_after,
             resolve_after,
-        })
-    });
+        })),
+        _ => None,
+    };
     let header = RuleHeader {
-        critical_level: false,
+        critical_level: critical_level_set,
         name,
         severity,
         summary,
@@ -2289,6 +2297,36 @@ fn consecutive(
 }
 
 /// `condition`, `resolve`, `for` and `every` of a window rule.
+/// The `critical` level beside `condition`: a level beyond it on the same side.
+fn critical_level(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    condition: Option<&Condition>,
+    text: &str,
+) -> Option<Option<Condition>> {
+    let k = condition_field(problems, site, "critical", text)?;
+    if let Some(c) = condition {
+        let same_side = matches!(
+            (c.op, k.op),
+            (Op::Gt | Op::Ge, Op::Gt | Op::Ge) | (Op::Lt | Op::Le, Op::Lt | Op::Le)
+        );
+        let beyond = match c.op {
+            Op::Gt | Op::Ge => k.threshold >= c.threshold,
+            _ => k.threshold <= c.threshold,
+        };
+        if !same_side || !beyond {
+            problems.push(
+                Some(site.span_of("critical")),
+                site.field("critical"),
+                format!(
+                    "`{k}` must be a level beyond `{c}` on the same side (for `> 500`, e.g. `> 1000`)"
+                ),
+            );
+        }
+    }
+    Some(Some(k))
+}
+
 /// What a window rule's `condition`, `critical`, `resolve`, `for` and `every` make.
 struct Tail {
     condition: Condition,
@@ -2309,29 +2347,9 @@ fn window_tail(
 ) -> Option<Tail> {
     let condition = condition_field(problems, site, "condition", condition);
     let critical = match critical {
-        Some(text) => condition_field(problems, site, "critical", text).map(Some),
+        Some(text) => critical_level(problems, site, condition.as_ref(), text),
         None => Some(None),
     };
-    if let (Some(c), Some(Some(k))) = (&condition, &critical) {
-        // Critical is a level past the warning one: what breaches it breaches the condition.
-        let same_side = matches!(
-            (c.op, k.op),
-            (Op::Gt | Op::Ge, Op::Gt | Op::Ge) | (Op::Lt | Op::Le, Op::Lt | Op::Le)
-        );
-        let beyond = match c.op {
-            Op::Gt | Op::Ge => k.threshold >= c.threshold,
-            _ => k.threshold <= c.threshold,
-        };
-        if !same_side || !beyond {
-            problems.push(
-                Some(site.span_of("critical")),
-                site.field("critical"),
-                format!(
-                    "`{k}` must be a level beyond `{c}` on the same side (for `> 500`, e.g. `> 1000`)"
-                ),
-            );
-        }
-    }
     let resolve = match resolve {
         Some(text) => condition_field(problems, site, "resolve", text).map(Some),
         None => Some(None),

@@ -352,7 +352,13 @@ impl Engine {
             if !sample.series.matches(&c.metric, &c.matchers) {
                 continue;
             }
-            let breached = c.condition.breached(sample.value);
+            let critical = c.critical.is_some_and(|k| k.breached(sample.value));
+            let breached = critical || c.condition.breached(sample.value);
+            let severity = if critical {
+                Severity::Critical
+            } else {
+                rule.severity
+            };
             let fp = fingerprint(&rule.name, &sample.series.labels);
             let note = sample.note.as_deref().map(str::to_string);
             match self.states.get_mut(&fp) {
@@ -360,7 +366,7 @@ impl Engine {
                     let mut state = AlertState {
                         rule: rule.name.clone(),
                         labels: sample.series.labels.clone(),
-                        severity: rule.severity,
+                        severity,
                         status: AlertStatus::Pending,
                         breaches: 1,
                         clears: 0,
@@ -389,6 +395,8 @@ impl Engine {
                     state.breaches = state.breaches.saturating_add(1);
                     state.clears = 0;
                     state.value = sample.value;
+                    // Past the critical level the alert is raised, and stays raised.
+                    state.severity = state.severity.max(severity);
                     if note.is_some() {
                         state.note = note;
                     }
@@ -454,6 +462,7 @@ mod tests {
                 metric: "probe_up".into(),
                 matchers: Labels::new(),
                 condition: Condition::parse("< 1").unwrap(),
+                critical: None,
                 fire_after,
                 resolve_after,
             }),
@@ -573,6 +582,32 @@ mod tests {
         // Straight past the critical level: fires critical.
         let fired = e.evaluate("error_rate", &at(Some(1200.0)), 5_000);
         assert_eq!(fired[0].alert.severity, Severity::Critical);
+    }
+
+    #[test]
+    fn a_consecutive_rule_with_a_critical_level_raises_its_alert() {
+        let mut r = rule("slow", 3, 1);
+        if let RuleKind::Consecutive(c) = &mut r.kind {
+            c.metric = "probe_duration_seconds".into();
+            c.condition = Condition::parse("> 1").unwrap();
+            c.critical = Some(Condition::parse("> 5").unwrap());
+        }
+        r.severity = Severity::Warning;
+        let (mut e, _) = Engine::restore(vec![r], vec![], 0);
+        let s = |t: i64, v: f64| Sample {
+            series: SeriesKey::new("probe_duration_seconds", &[("target", "web")]),
+            ts_ms: t,
+            value: v,
+            note: None,
+        };
+        e.observe(&s(1, 2.0), 1);
+        e.observe(&s(2, 2.0), 2);
+        let fired = e.observe(&s(3, 2.0), 3);
+        assert_eq!(fired[0].alert.severity, Severity::Warning);
+        e.observe(&s(4, 7.0), 4);
+        assert_eq!(e.alerts().next().unwrap().severity, Severity::Critical);
+        e.observe(&s(5, 2.0), 5);
+        assert_eq!(e.alerts().next().unwrap().severity, Severity::Critical);
     }
 
     #[test]
