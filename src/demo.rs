@@ -234,6 +234,12 @@ value = "duration_ms"
 match = {{ event = "api_segmentation_success" }}
 
 [[logs.metric]]
+name = "app_customers"
+kind = "gauge"
+value = "customer_count"
+match = {{ event = "api_segmentation_success" }}
+
+[[logs.metric]]
 name = "app_client_heap_mb"
 kind = "gauge"
 value = "used_js_heap_mb"
@@ -292,6 +298,7 @@ agg = "p95"
 window = "3s"
 condition = "> 600"
 resolve = "< 500"
+context = [{{ metric = "app_customers", agg = "max" }}]
 every = "1s"
 severity = "warning"
 summary = "API p95 latency above 600 ms"

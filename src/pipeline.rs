@@ -1184,7 +1184,7 @@ pub fn window_values(
         value,
         note: None,
     };
-    Ok(match &th.input {
+    let mut values = match &th.input {
         WindowInput::Series {
             metric,
             matchers,
@@ -1386,7 +1386,45 @@ pub fn window_values(
             }
             out
         }
-    })
+    };
+    // Figures the alert quotes, over the rule's window.
+    if !th.context.is_empty() {
+        let window = match &th.input {
+            WindowInput::Series { window, .. }
+            | WindowInput::Ratio { window, .. }
+            | WindowInput::Growth { window, .. } => *window,
+            _ => Duration::ZERO,
+        };
+        let from = now.saturating_sub(ms(window));
+        let mut figures = Vec::new();
+        for c in &th.context {
+            let found: Vec<f64> =
+                aggregate(snap, &selector(&c.metric, &c.matchers), c.agg, from, now)?
+                    .iter()
+                    .filter_map(|v| v.value)
+                    .collect();
+            // The largest across the series it selects.
+            if let Some(v) = found.iter().copied().reduce(f64::max) {
+                figures.push(format!(
+                    "{} {} over {}: {}",
+                    c.metric,
+                    crate::query::agg_name(c.agg),
+                    humantime::format_duration(window),
+                    format_value(v)
+                ));
+            }
+        }
+        if !figures.is_empty() {
+            let figures = figures.join("; ");
+            for v in &mut values {
+                v.note = Some(match v.note.take() {
+                    Some(n) => format!("{n}; {figures}"),
+                    None => figures.clone(),
+                });
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// The notification a firing or resolved transition owes.

@@ -725,6 +725,16 @@ pub struct ThresholdRule {
     /// How long `condition` must hold before firing.
     pub hold: Duration,
     pub every: Duration,
+    /// Figures the alert quotes, each an aggregate of a series over the rule's window.
+    pub context: Vec<Context>,
+}
+
+/// A figure an alert quotes (the customers of the slow requests, say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    pub metric: String,
+    pub matchers: BTreeMap<String, String>,
+    pub agg: crate::query::Agg,
 }
 
 /// What an SLO counts.

@@ -458,6 +458,8 @@ pub struct RawThreshold {
     pub resolve: Option<String>,
     /// A second level: a value breaching this makes the alert critical.
     pub critical: Option<String>,
+    /// Figures quoted in the alert, over the same window.
+    pub context: Option<Vec<RawContext>>,
     /// How long the condition must hold before the alert fires.
     #[serde(rename = "for")]
     pub hold: Option<String>,
@@ -497,6 +499,8 @@ pub struct RawRatio {
     pub resolve: Option<String>,
     /// A second level: a value breaching this makes the alert critical.
     pub critical: Option<String>,
+    /// Figures quoted in the alert, over the same window.
+    pub context: Option<Vec<RawContext>>,
     #[serde(rename = "for")]
     pub hold: Option<String>,
     pub every: Option<String>,
@@ -532,6 +536,8 @@ pub struct RawGrowth {
     pub resolve: Option<String>,
     /// A second level: a value breaching this makes the alert critical.
     pub critical: Option<String>,
+    /// Figures quoted in the alert, over the same window.
+    pub context: Option<Vec<RawContext>>,
     #[serde(rename = "for")]
     pub hold: Option<String>,
     pub every: Option<String>,
@@ -542,6 +548,17 @@ pub struct RawGrowth {
     pub channels: Option<Vec<String>>,
     #[serde(default)]
     pub depends_on: Vec<String>,
+}
+
+/// A figure an alert quotes: an aggregate of another series over the rule's window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContext {
+    pub metric: String,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// Default `last`.
+    pub agg: Option<String>,
 }
 
 /// One burn-rate alert of an SLO: the budget burns `factor` times too fast over both windows.

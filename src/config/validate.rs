@@ -13,16 +13,16 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawAlertmanager, RawConsecutive, RawDaemon, RawDatabase, RawEmail, RawGrowth, RawHttpTarget,
-    RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType, RawOutbox, RawPagerDuty,
-    RawRatio, RawRouting, RawScrape, RawSelector, RawServer, RawSlack, RawSlo, RawSqlTarget,
-    RawStale, RawStore, RawTcpTarget, RawThreshold, RawWebhook,
+    RawAlertmanager, RawConsecutive, RawContext, RawDaemon, RawDatabase, RawEmail, RawGrowth,
+    RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType, RawOutbox,
+    RawPagerDuty, RawRatio, RawRouting, RawScrape, RawSelector, RawServer, RawSlack, RawSlo,
+    RawSqlTarget, RawStale, RawStore, RawTcpTarget, RawThreshold, RawWebhook,
 };
 use super::{
-    Burn, CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, DaemonConfig, Database,
-    EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert, LineParse,
-    LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, OutboxConfig, Pattern,
-    Problem, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity,
+    Burn, CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, Context, DaemonConfig,
+    Database, EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert,
+    LineParse, LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, OutboxConfig,
+    Pattern, Problem, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity,
     SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target,
     TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, WindowInput, defaults, parse_duration,
 };
@@ -2329,6 +2329,7 @@ fn critical_level(
 
 /// What a window rule's `condition`, `critical`, `resolve`, `for` and `every` make.
 struct Tail {
+    context: Vec<Context>,
     condition: Condition,
     critical: Option<Condition>,
     resolve: Option<Condition>,
@@ -2339,6 +2340,7 @@ struct Tail {
 fn window_tail(
     problems: &mut Problems<'_>,
     site: &Site<'_, '_>,
+    context: Option<Vec<RawContext>>,
     condition: &str,
     critical: Option<&String>,
     resolve: Option<&String>,
@@ -2376,7 +2378,36 @@ fn window_tail(
         defaults::threshold_every(),
         Duration::from_secs(1),
     );
+    let mut figures = Vec::new();
+    for (i, c) in context.unwrap_or_default().into_iter().enumerate() {
+        if !crate::series::valid_metric_name(&c.metric) {
+            problems.push(
+                Some(site.span_of("context")),
+                site.field(&format!("context[{i}].metric")),
+                format!("`{}` is not a metric name", c.metric),
+            );
+            continue;
+        }
+        match c
+            .agg
+            .as_deref()
+            .unwrap_or("last")
+            .parse::<crate::query::Agg>()
+        {
+            Ok(agg) => figures.push(Context {
+                metric: c.metric,
+                matchers: c.matchers,
+                agg,
+            }),
+            Err(e) => problems.push(
+                Some(site.span_of("context")),
+                site.field(&format!("context[{i}].agg")),
+                e.to_string(),
+            ),
+        }
+    }
     Some(Tail {
+        context: figures,
         condition: condition?,
         critical: critical?,
         resolve: resolve?,
@@ -2414,6 +2445,7 @@ fn threshold(
     let tail = window_tail(
         problems,
         site,
+        raw.context,
         &raw.condition,
         raw.critical.as_ref(),
         raw.resolve.as_ref(),
@@ -2434,6 +2466,7 @@ fn threshold(
             resolve: t.resolve,
             hold: t.hold,
             every: t.every,
+            context: t.context,
         })),
         _ => None,
     };
@@ -2487,6 +2520,7 @@ fn ratio(
     let tail = window_tail(
         problems,
         site,
+        raw.context,
         &raw.condition,
         raw.critical.as_ref(),
         raw.resolve.as_ref(),
@@ -2509,6 +2543,7 @@ fn ratio(
             resolve: t.resolve,
             hold: t.hold,
             every: t.every,
+            context: t.context,
         })),
         _ => None,
     };
@@ -2558,6 +2593,7 @@ fn growth(
     let tail = window_tail(
         problems,
         site,
+        raw.context,
         &raw.condition,
         raw.critical.as_ref(),
         raw.resolve.as_ref(),
@@ -2578,6 +2614,7 @@ fn growth(
             resolve: t.resolve,
             hold: t.hold,
             every: t.every,
+            context: t.context,
         })
     });
     let header = RuleHeader {
@@ -2746,6 +2783,7 @@ fn slo(
             resolve: None,
             hold: Duration::ZERO,
             every,
+            context: Vec::new(),
         })
     });
     let header = RuleHeader {
@@ -2801,6 +2839,7 @@ fn stale(
         resolve: None,
         hold: Duration::ZERO,
         every,
+        context: Vec::new(),
     }));
     let header = RuleHeader {
         critical_level: false,
@@ -2867,6 +2906,7 @@ fn new_error_type(
         resolve: None,
         hold: Duration::ZERO,
         every,
+        context: Vec::new(),
     }));
     let header = RuleHeader {
         critical_level: false,

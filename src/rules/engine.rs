@@ -499,6 +499,7 @@ mod tests {
                 resolve: resolve.map(|r| Condition::parse(r).unwrap()),
                 hold: std::time::Duration::from_secs(hold_s),
                 every: std::time::Duration::from_secs(30),
+                context: Vec::new(),
             }),
         }
     }
