@@ -2337,16 +2337,29 @@ struct Tail {
     every: Duration,
 }
 
+/// The text of those fields, as the rule wrote them.
+struct TailText<'r> {
+    context: Option<Vec<RawContext>>,
+    condition: &'r str,
+    critical: Option<&'r String>,
+    resolve: Option<&'r String>,
+    hold: Option<&'r String>,
+    every: Option<&'r String>,
+}
+
 fn window_tail(
     problems: &mut Problems<'_>,
     site: &Site<'_, '_>,
-    context: Option<Vec<RawContext>>,
-    condition: &str,
-    critical: Option<&String>,
-    resolve: Option<&String>,
-    hold: Option<&String>,
-    every: Option<&String>,
+    text: TailText<'_>,
 ) -> Option<Tail> {
+    let TailText {
+        context,
+        condition,
+        critical,
+        resolve,
+        hold,
+        every,
+    } = text;
     let condition = condition_field(problems, site, "condition", condition);
     let critical = match critical {
         Some(text) => critical_level(problems, site, condition.as_ref(), text),
@@ -2445,12 +2458,14 @@ fn threshold(
     let tail = window_tail(
         problems,
         site,
-        raw.context,
-        &raw.condition,
-        raw.critical.as_ref(),
-        raw.resolve.as_ref(),
-        raw.hold.as_ref(),
-        raw.every.as_ref(),
+        TailText {
+            context: raw.context,
+            condition: &raw.condition,
+            critical: raw.critical.as_ref(),
+            resolve: raw.resolve.as_ref(),
+            hold: raw.hold.as_ref(),
+            every: raw.every.as_ref(),
+        },
     );
     let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
     let kind = match (agg, tail) {
@@ -2520,12 +2535,14 @@ fn ratio(
     let tail = window_tail(
         problems,
         site,
-        raw.context,
-        &raw.condition,
-        raw.critical.as_ref(),
-        raw.resolve.as_ref(),
-        raw.hold.as_ref(),
-        raw.every.as_ref(),
+        TailText {
+            context: raw.context,
+            condition: &raw.condition,
+            critical: raw.critical.as_ref(),
+            resolve: raw.resolve.as_ref(),
+            hold: raw.hold.as_ref(),
+            every: raw.every.as_ref(),
+        },
     );
     let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
     let kind = match (agg, tail) {
@@ -2593,12 +2610,14 @@ fn growth(
     let tail = window_tail(
         problems,
         site,
-        raw.context,
-        &raw.condition,
-        raw.critical.as_ref(),
-        raw.resolve.as_ref(),
-        raw.hold.as_ref(),
-        raw.every.as_ref(),
+        TailText {
+            context: raw.context,
+            condition: &raw.condition,
+            critical: raw.critical.as_ref(),
+            resolve: raw.resolve.as_ref(),
+            hold: raw.hold.as_ref(),
+            every: raw.every.as_ref(),
+        },
     );
     let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
     let kind = tail.map(|t| {
