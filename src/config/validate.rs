@@ -2073,6 +2073,22 @@ fn link(
     }
 }
 
+/// The fields every raw rule kind shares, moved into a [`RuleHeader`].
+macro_rules! header {
+    ($raw:ident, $critical_level:expr) => {
+        RuleHeader {
+            critical_level: $critical_level,
+            name: $raw.name,
+            severity: $raw.severity,
+            summary: $raw.summary,
+            runbook_url: $raw.runbook_url,
+            dashboard_url: $raw.dashboard_url,
+            channels: $raw.channels,
+            depends_on: $raw.depends_on,
+        }
+    };
+}
+
 /// The fields every rule kind has.
 struct RuleHeader {
     /// The rule has a `critical` level besides its severity.
@@ -2485,16 +2501,7 @@ fn threshold(
         })),
         _ => None,
     };
-    let header = RuleHeader {
-        critical_level,
-        name: raw.name,
-        severity: raw.severity,
-        summary: raw.summary,
-        runbook_url: raw.runbook_url,
-        dashboard_url: raw.dashboard_url,
-        channels: raw.channels,
-        depends_on: raw.depends_on,
-    };
+    let header = header!(raw, critical_level);
     rule(problems, site, before, header, kind, channels, routing)
 }
 
@@ -2564,16 +2571,7 @@ fn ratio(
         })),
         _ => None,
     };
-    let header = RuleHeader {
-        critical_level,
-        name: raw.name,
-        severity: raw.severity,
-        summary: raw.summary,
-        runbook_url: raw.runbook_url,
-        dashboard_url: raw.dashboard_url,
-        channels: raw.channels,
-        depends_on: raw.depends_on,
-    };
+    let header = header!(raw, critical_level);
     rule(problems, site, before, header, kind, channels, routing)
 }
 
@@ -2636,16 +2634,7 @@ fn growth(
             context: t.context,
         })
     });
-    let header = RuleHeader {
-        critical_level,
-        name: raw.name,
-        severity: raw.severity,
-        summary: raw.summary,
-        runbook_url: raw.runbook_url,
-        dashboard_url: raw.dashboard_url,
-        channels: raw.channels,
-        depends_on: raw.depends_on,
-    };
+    let header = header!(raw, critical_level);
     rule(problems, site, before, header, kind, channels, routing)
 }
 
@@ -2860,16 +2849,7 @@ fn stale(
         every,
         context: Vec::new(),
     }));
-    let header = RuleHeader {
-        critical_level: false,
-        name: raw.name,
-        severity: raw.severity,
-        summary: raw.summary,
-        runbook_url: raw.runbook_url,
-        dashboard_url: raw.dashboard_url,
-        channels: raw.channels,
-        depends_on: raw.depends_on,
-    };
+    let header = header!(raw, false);
     rule(problems, site, before, header, kind, channels, routing)
 }
 
@@ -2927,16 +2907,7 @@ fn new_error_type(
         every,
         context: Vec::new(),
     }));
-    let header = RuleHeader {
-        critical_level: false,
-        name: raw.name,
-        severity: raw.severity,
-        summary: raw.summary,
-        runbook_url: raw.runbook_url,
-        dashboard_url: raw.dashboard_url,
-        channels: raw.channels,
-        depends_on: raw.depends_on,
-    };
+    let header = header!(raw, false);
     rule(problems, site, before, header, kind, channels, routing)
 }
 
