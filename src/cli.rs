@@ -204,8 +204,6 @@ enum SilenceAction {
     },
 }
 
-/// Runs `f` on a snapshot of the data in `dir`, read-only beside a running daemon. A file that
-/// was not closed cleanly, with no daemon running, is opened for writing once to recover it.
 /// Runs `f` on a snapshot and the error types of the data directory, beside a running
 /// daemon or alone.
 fn backtest_store<T>(
@@ -234,6 +232,8 @@ fn data_dir_of(data_dir: Option<PathBuf>, config: &std::path::Path) -> anyhow::R
     }
 }
 
+/// Runs `f` on a snapshot of the data in `dir`, read-only beside a running daemon. A file that
+/// was not closed cleanly, with no daemon running, is opened for writing once to recover it.
 fn read_store<T>(
     dir: &std::path::Path,
     f: impl FnOnce(&crate::store::Snapshot) -> anyhow::Result<T>,

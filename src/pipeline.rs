@@ -425,7 +425,11 @@ impl Pipeline {
             let errors = store.errors()?;
             let mut out = Vec::new();
             for (name, th) in due {
-                out.push((name, window_values(&errors, &snap, &th, now)?));
+                // One rule that cannot be evaluated must not stop the others.
+                match window_values(&errors, &snap, &th, now) {
+                    Ok(values) => out.push((name, values)),
+                    Err(e) => tracing::error!(rule = %name, error = %e, "Cannot evaluate a rule"),
+                }
             }
             Ok(out)
         })
@@ -1194,7 +1198,7 @@ pub fn window_values(
             snap,
             &selector(metric, matchers),
             *agg,
-            now.saturating_sub(ms(*window)),
+            now.saturating_sub(ms(*window)).max(0),
             now,
         )?
         .into_iter()
@@ -1206,7 +1210,7 @@ pub fn window_values(
             window,
             per_sample,
         } => {
-            let from = now.saturating_sub(ms(*window));
+            let from = now.saturating_sub(ms(*window)).max(0);
             let mut out = Vec::new();
             for info in selector(metric, matchers).select(snap) {
                 let points = snap.points(info.id, from, now.saturating_add(1))?;
@@ -1225,19 +1229,26 @@ pub fn window_values(
             metric,
             matchers,
             max_age,
-        } => aggregate(
-            snap,
-            &selector(metric, matchers),
-            Agg::Count,
-            now.saturating_sub(ms(*max_age)),
-            now,
-        )?
-        .into_iter()
-        .map(|v| {
-            let stale = v.value.unwrap_or(0.0) == 0.0;
-            value(v.series.labels, Some(if stale { 1.0 } else { 0.0 }))
-        })
-        .collect(),
+        } => {
+            let sel = selector(metric, matchers);
+            // A series whose first point is after `now` (a backtest's past) was not there.
+            let mut born = std::collections::BTreeMap::new();
+            for info in sel.select(snap) {
+                born.insert(info.key.clone(), snap.first_raw(info.id, info.kind)?);
+            }
+            let from = now.saturating_sub(ms(*max_age)).max(0);
+            aggregate(snap, &sel, Agg::Count, from, now)?
+                .into_iter()
+                .filter(|v| {
+                    born.get(&v.series)
+                        .is_none_or(|b| b.is_none_or(|t| t <= now))
+                })
+                .map(|v| {
+                    let stale = v.value.unwrap_or(0.0) == 0.0;
+                    value(v.series.labels, Some(if stale { 1.0 } else { 0.0 }))
+                })
+                .collect()
+        }
         WindowInput::Ratio {
             numerator,
             denominator,
@@ -1246,7 +1257,7 @@ pub fn window_values(
             min_volume,
             by,
         } => {
-            let from = now.saturating_sub(ms(*window));
+            let from = now.saturating_sub(ms(*window)).max(0);
             // Sums per group of `by` labels.
             let mut groups: BTreeMap<Labels, (f64, f64)> = BTreeMap::new();
             let group_of = |labels: &Labels| -> Labels {
@@ -1269,7 +1280,7 @@ pub fn window_values(
             let last_error = errors
                 .types(None)?
                 .into_iter()
-                .filter(|t| t.last_ms >= from)
+                .filter(|t| t.last_ms >= from && t.last_ms <= now)
                 .max_by_key(|t| t.last_ms)
                 .map(|t| format!("last error: {}", t.last_message));
             groups
@@ -1295,7 +1306,7 @@ pub fn window_values(
             let budget = 1.0 - objective;
             // The error ratio over the last `d`; `None` without events.
             let error_ratio = |d: Duration| -> Result<Option<f64>, crate::query::QueryError> {
-                let from = now.saturating_sub(ms(d));
+                let from = now.saturating_sub(ms(d)).max(0);
                 Ok(match events {
                     SloEvents::Ratio { bad, total } => {
                         let sum = |(metric, matchers): &(
@@ -1360,18 +1371,27 @@ pub fn window_values(
         } => {
             use crate::store::logs::WINDOW_MS;
             let hour = |t: i64| t.div_euclid(WINDOW_MS) * WINDOW_MS;
-            let recent_from = hour(now.saturating_sub(ms(*window)));
+            let recent_from = hour(now.saturating_sub(ms(*window)).max(0));
             let quiet_from = hour(recent_from.saturating_sub(ms(*quiet)));
+            // By the hourly counts up to `now` (not the newest sighting of today: a
+            // backtest looks at past times): 2 for a type seen in the window after a quiet
+            // period (new), 1 for one seen in the window and before (not new, but a new
+            // type's alert goes on firing while it keeps happening), nothing for one not
+            // seen in the window (its alert resolves).
+            let until = hour(now) + WINDOW_MS;
             let mut out = Vec::new();
             for t in errors.types(source.as_deref())? {
-                if t.last_ms < now.saturating_sub(ms(*window)) {
+                let count = |from: i64, to: i64| -> Result<u64, crate::store::StoreError> {
+                    Ok(errors
+                        .windows(&t.source, t.id, from, to)?
+                        .iter()
+                        .map(|(_, n)| n)
+                        .sum())
+                };
+                if t.first_ms > now || count(recent_from, until)? == 0 {
                     continue;
                 }
-                let before: u64 = errors
-                    .windows(&t.source, t.id, quiet_from, recent_from)?
-                    .iter()
-                    .map(|(_, n)| n)
-                    .sum();
+                let before = count(quiet_from, recent_from)?;
                 let labels: Labels = [
                     ("source".to_string(), t.source.clone()),
                     ("error_type".to_string(), format!("{:016x}", t.id)),
@@ -1380,8 +1400,8 @@ pub fn window_values(
                 .into();
                 out.push(WindowValue {
                     labels,
-                    value: Some(if before == 0 { 1.0 } else { 0.0 }),
-                    note: Some(t.last_message.clone()),
+                    value: Some(if before == 0 { 2.0 } else { 1.0 }),
+                    note: (t.last_ms <= now).then(|| t.last_message.clone()),
                 });
             }
             out
@@ -1395,7 +1415,7 @@ pub fn window_values(
             | WindowInput::Growth { window, .. } => *window,
             _ => Duration::ZERO,
         };
-        let from = now.saturating_sub(ms(window));
+        let from = now.saturating_sub(ms(window)).max(0);
         let mut figures = Vec::new();
         for c in &th.context {
             let found: Vec<f64> =
@@ -1553,6 +1573,76 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::series::SeriesKey;
+
+    #[test]
+    fn a_new_error_type_fires_once_stays_firing_while_it_happens_and_then_resolves() {
+        let text = r#"
+[routing]
+warning = ["hook"]
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[logs]]
+name = "app"
+files = ["/var/log/app.log"]
+[[logs.errors]]
+message = "error"
+[[rules]]
+name = "new_errors"
+kind = "new_error_type"
+source = "app"
+severity = "warning"
+summary = "New error"
+"#;
+        let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+            panic!()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = 3_600_000;
+        let start = crate::clock::now_ms() / hour * hour - 10 * hour;
+        let seen = |at: i64| crate::store::logs::ErrorSeen {
+            source: "app".into(),
+            id: 7,
+            pattern: "timeout after # ms".into(),
+            last_message: format!("timeout after {} ms", at % 1000),
+            first_ms: at,
+            last_ms: at,
+            count: 1,
+            windows: vec![(at / hour * hour, 1)],
+        };
+        // Seen every hour for four hours from `start`, then no more.
+        for h in 0..4 {
+            store
+                .write(&Batch {
+                    errors: &[seen(start + h * hour + 60_000)],
+                    ..Batch::default()
+                })
+                .unwrap();
+        }
+        let (mut engine, _) = Engine::restore(cfg.rules.clone(), vec![], start);
+        let mut log = Vec::new();
+        for step in 0..16 {
+            // Every 30 minutes from the first sighting on.
+            let t = start + 120_000 + step * hour / 2;
+            let values =
+                window_values(&store.errors().unwrap(), &store.snapshot().unwrap(), th, t).unwrap();
+            for tr in engine.evaluate("new_errors", &values, t) {
+                log.push((step, tr.kind));
+            }
+        }
+        // Fires at the first sighting, goes on through the next three hours, and resolves
+        // once a whole hour's count since the window's start shows none: the last sighting
+        // was at 3 h 1 min, the window of 1 h reaches back to the start of its hour, so the
+        // resolve comes at 5 h 2 min (counts are per hour).
+        assert_eq!(
+            log,
+            vec![(0, TransitionKind::Firing), (10, TransitionKind::Resolved)],
+            "{log:?}"
+        );
+    }
 
     #[test]
     fn an_slo_burning_slowly_warns_and_one_burning_fast_pages() {

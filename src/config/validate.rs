@@ -2327,8 +2327,8 @@ fn critical_level(
             (Op::Gt | Op::Ge, Op::Gt | Op::Ge) | (Op::Lt | Op::Le, Op::Lt | Op::Le)
         );
         let beyond = match c.op {
-            Op::Gt | Op::Ge => k.threshold >= c.threshold,
-            _ => k.threshold <= c.threshold,
+            Op::Gt | Op::Ge => k.threshold > c.threshold,
+            _ => k.threshold < c.threshold,
         };
         if !same_side || !beyond {
             problems.push(
@@ -2386,14 +2386,19 @@ fn window_tail(
         None => Some(None),
     };
     if let (Some(c), Some(Some(r))) = (&condition, &resolve) {
-        // A value that fires must not resolve at once, or the alert would flap.
-        let probe = [c.threshold, r.threshold, (c.threshold + r.threshold) / 2.0];
-        if probe.iter().any(|v| c.breached(*v) && r.breached(*v)) {
+        // The resolve level is on the other side of the firing one, or the alert would
+        // resolve as it fires and fire again at the next evaluation.
+        let ok = match c.op {
+            Op::Gt | Op::Ge => matches!(r.op, Op::Lt | Op::Le) && r.threshold <= c.threshold,
+            Op::Lt | Op::Le => matches!(r.op, Op::Gt | Op::Ge) && r.threshold >= c.threshold,
+            Op::Eq | Op::Ne => false,
+        };
+        if !ok {
             problems.push(
                 Some(site.span_of("resolve")),
                 site.field("resolve"),
                 format!(
-                    "`{r}` holds for values that also breach `{c}`; the resolve condition must exclude the firing one (for `> 0.05`, e.g. `< 0.03`)"
+                    "`{r}` must be on the other side of `{c}` (for `> 0.05`, e.g. `< 0.03`; none for `==` and `!=`)"
                 ),
             );
         }
@@ -2758,6 +2763,25 @@ fn slo(
             }
         }
     }
+    if burns.is_empty() {
+        problems.push(
+            Some(site.span_of("burn")),
+            site.field("burn"),
+            "needs at least one burn-rate alert (or leave `burn` out for the defaults)",
+        );
+    }
+    let budget = 1.0 - raw.objective / 100.0;
+    if budget > 0.0 && burns.iter().any(|b| b.factor * budget >= 1.0) {
+        let most = crate::pipeline::format_value(1.0 / budget);
+        problems.push(
+            Some(site.span_of("burn")),
+            site.field("burn"),
+            format!(
+                "a factor of {most} or more can never be reached: at {} % the budget burns at most {most}× (everything failing)",
+                raw.objective
+            ),
+        );
+    }
     let every = duration_field(
         problems,
         site,
@@ -2897,12 +2921,16 @@ fn new_error_type(
             window,
             quiet,
         },
+        // 2: new; 1: seen again (a firing alert goes on); none: not seen in the window.
         condition: Condition {
             op: crate::rules::Op::Gt,
-            threshold: 0.0,
+            threshold: 1.0,
         },
         critical: None,
-        resolve: None,
+        resolve: Some(Condition {
+            op: crate::rules::Op::Lt,
+            threshold: 1.0,
+        }),
         hold: Duration::ZERO,
         every,
         context: Vec::new(),

@@ -160,8 +160,17 @@ impl Engine {
             match still {
                 Some(rule) => {
                     let severity = rule.severity;
+                    // An alert raised past the rule's critical level stays raised.
+                    let two_levels = match &rule.kind {
+                        RuleKind::Consecutive(c) => c.critical.is_some(),
+                        RuleKind::Threshold(t) => t.critical.is_some(),
+                    };
                     if let Some(s) = self.states.get_mut(&fp) {
-                        s.severity = severity;
+                        s.severity = if two_levels {
+                            s.severity.max(severity)
+                        } else {
+                            severity
+                        };
                     }
                 }
                 None => {
@@ -228,6 +237,7 @@ impl Engine {
             note,
         } in values
         {
+            let value = &value.filter(|v| !v.is_nan());
             let fp = fingerprint(&rule.name, labels);
             seen.insert(fp.clone());
             let critical = value.is_some_and(|v| th.critical.is_some_and(|c| c.breached(v)));
@@ -583,6 +593,26 @@ mod tests {
         // Straight past the critical level: fires critical.
         let fired = e.evaluate("error_rate", &at(Some(1200.0)), 5_000);
         assert_eq!(fired[0].alert.severity, Severity::Critical);
+    }
+
+    #[test]
+    fn a_raised_alert_stays_critical_across_a_restart() {
+        let mut rule = threshold_rule("> 500", Some("< 400"), 0);
+        if let RuleKind::Threshold(th) = &mut rule.kind {
+            th.critical = Some(Condition::parse("> 1000").unwrap());
+        }
+        let (mut e, _) = Engine::restore(vec![rule.clone()], vec![], 0);
+        e.evaluate("error_rate", &at(Some(1500.0)), 1_000);
+        let stored: Vec<AlertState> = e.alerts().cloned().collect();
+        assert_eq!(stored[0].severity, Severity::Critical);
+        let (mut e, ended) = Engine::restore(vec![rule], stored, 2_000);
+        assert!(ended.is_empty());
+        assert_eq!(e.alerts().next().unwrap().severity, Severity::Critical);
+        e.evaluate("error_rate", &at(Some(700.0)), 3_000);
+        assert_eq!(e.alerts().next().unwrap().severity, Severity::Critical);
+        // A NaN is no data: the alert resolves instead of hanging on.
+        let gone = e.evaluate("error_rate", &at(Some(f64::NAN)), 4_000);
+        assert_eq!(kinds(&gone), vec![TransitionKind::Resolved]);
     }
 
     #[test]

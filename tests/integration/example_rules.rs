@@ -492,3 +492,68 @@ summary = "More than 10 API errors in the last hour"
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Window rules that would flap, never fire, or be critical from the start are refused,
+/// each with its line and field.
+#[test]
+fn window_rule_mistakes_are_refused_with_their_field() {
+    let text = r#"
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+
+[routing]
+warning = ["hook"]
+critical = ["hook"]
+
+[[rules]]
+name = "flaps"
+kind = "threshold"
+metric = "error_ratio"
+agg = "avg"
+window = "5m"
+condition = "> 0.01"
+resolve = "> 0.02"
+severity = "warning"
+summary = "x"
+
+[[rules]]
+name = "critical_from_the_start"
+kind = "threshold"
+metric = "latency"
+agg = "p95"
+window = "5m"
+condition = "> 500"
+critical = "> 500"
+severity = "warning"
+summary = "x"
+
+[[rules]]
+name = "unreachable_burn"
+kind = "slo"
+objective = 99.9
+up = { metric = "probe_up" }
+burn = [{ long = "1h", short = "5m", factor = 2000, severity = "critical" }]
+summary = "x"
+
+[[rules]]
+name = "no_burns"
+kind = "slo"
+objective = 99.9
+up = { metric = "probe_up" }
+burn = []
+summary = "x"
+"#;
+    let err = sloguard::config::parse(text, std::path::Path::new("bad.toml"))
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "bad.toml:18: rules[0].resolve: `> 0.02` must be on the other side of `> 0.01`",
+        "bad.toml:29: rules[1].critical: `> 500` must be a level beyond `> 500`",
+        "bad.toml:38: rules[2].burn: a factor of 1000 or more can never be reached",
+        "bad.toml:46: rules[3].burn: needs at least one burn-rate alert",
+    ] {
+        assert!(err.contains(want), "{want}\nnot in\n{err}");
+    }
+}
