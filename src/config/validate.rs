@@ -358,32 +358,8 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
             None => None,
         };
         if let Some(r) = rule {
-            if let RuleKind::Threshold(ThresholdRule {
-                input: WindowInput::Series { metric, window, .. },
-                ..
-            }) = &r.kind
-            {
-                // Log counters and distributions are kept per interval: a window of under
-                // two intervals sees none, one or two of them, by chance.
-                let interval = store
-                    .as_ref()
-                    .map(|s| s.distribution_interval)
-                    .unwrap_or_else(defaults::distribution_interval);
-                let events = logs
-                    .iter()
-                    .flat_map(|l| &l.metrics)
-                    .any(|m| &m.name == metric && m.kind != LogMetricKind::Gauge);
-                if events && *window < interval * 2 {
-                    problems.push(
-                        Some(site.span_of("window")),
-                        site.field("window"),
-                        format!(
-                            "`{}` is counted per [store].distribution_interval ({}): the window must be at least two of those",
-                            metric,
-                            humantime::format_duration(interval)
-                        ),
-                    );
-                }
+            if let RuleKind::Threshold(th) = &r.kind {
+                window_checks(&mut problems, &site, th, &logs, store.as_ref());
             }
             depends_spans.insert(
                 r.name.clone(),
@@ -2937,6 +2913,100 @@ fn new_error_type(
     }));
     let header = header!(raw, false);
     rule(problems, site, before, header, kind, channels, routing)
+}
+
+/// Windows a window rule reads log events through must hold at least two of the store's
+/// intervals (a shorter one sees none, one or two, by chance), and a counting window must
+/// not be shorter than the time between evaluations (what falls between is never counted).
+fn window_checks(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    th: &ThresholdRule,
+    logs: &[LogSource],
+    store: Option<&StoreConfig>,
+) {
+    let interval = store
+        .map(|s| s.distribution_interval)
+        .unwrap_or_else(defaults::distribution_interval);
+    let events = |metric: &str| {
+        logs.iter()
+            .flat_map(|l| &l.metrics)
+            .any(|m| m.name == metric && m.kind != LogMetricKind::Gauge)
+    };
+    // (field, metric, window) of every read of the rule.
+    let mut reads: Vec<(&str, &str, Duration)> = Vec::new();
+    let mut counting_window = None;
+    match &th.input {
+        WindowInput::Series {
+            metric,
+            agg,
+            window,
+            ..
+        } => {
+            reads.push(("window", metric, *window));
+            if matches!(
+                agg,
+                crate::query::Agg::Count
+                    | crate::query::Agg::Sum
+                    | crate::query::Agg::Increase
+                    | crate::query::Agg::Rate
+            ) {
+                counting_window = Some(*window);
+            }
+        }
+        WindowInput::Ratio {
+            numerator,
+            denominator,
+            window,
+            ..
+        } => {
+            reads.push(("window", &numerator.0, *window));
+            reads.push(("window", &denominator.0, *window));
+            counting_window = Some(*window);
+        }
+        WindowInput::Slo {
+            events: SloEvents::Ratio { bad, total },
+            burns,
+            ..
+        } => {
+            if let Some(shortest) = burns.iter().map(|b| b.short).min() {
+                reads.push(("burn", &bad.0, shortest));
+                reads.push(("burn", &total.0, shortest));
+            }
+        }
+        _ => {}
+    }
+    let window = reads.first().map(|r| r.2);
+    if let Some(w) = window {
+        for c in &th.context {
+            reads.push(("context", &c.metric, w));
+        }
+    }
+    if let Some((field, metric, _)) = reads
+        .iter()
+        .find(|(_, metric, w)| events(metric) && *w < interval * 2)
+    {
+        problems.push(
+            Some(site.span_of(field)),
+            site.field(field),
+            format!(
+                "`{metric}` is counted per [store].distribution_interval ({}): the window must be at least two of those",
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    if let Some(w) = counting_window
+        && w < th.every
+    {
+        problems.push(
+            Some(site.span_of("window")),
+            site.field("window"),
+            format!(
+                "shorter than `every` ({}): what happens between two evaluations would never be counted",
+                humantime::format_duration(th.every)
+            ),
+        );
+    }
 }
 
 /// The sites of the tables of the array `key` inside `site`, by index.

@@ -544,6 +544,35 @@ objective = 99.9
 up = { metric = "probe_up" }
 burn = []
 summary = "x"
+
+[[logs]]
+name = "app"
+files = ["/var/log/app.log"]
+[[logs.metric]]
+name = "app_requests"
+kind = "counter"
+
+[[rules]]
+name = "ratio_of_one_interval"
+kind = "ratio"
+numerator = { metric = "app_requests", match = { event = "error" } }
+denominator = { metric = "app_requests" }
+window = "15s"
+condition = "> 0.5"
+every = "5s"
+severity = "warning"
+summary = "x"
+
+[[rules]]
+name = "counts_less_than_it_skips"
+kind = "threshold"
+metric = "probe_up"
+agg = "count"
+window = "10s"
+condition = "< 1"
+every = "1m"
+severity = "warning"
+summary = "x"
 "#;
     let err = sloguard::config::parse(text, std::path::Path::new("bad.toml"))
         .unwrap_err()
@@ -553,6 +582,8 @@ summary = "x"
         "bad.toml:29: rules[1].critical: `> 500` must be a level beyond `> 500`",
         "bad.toml:38: rules[2].burn: a factor of 1000 or more can never be reached",
         "bad.toml:46: rules[3].burn: needs at least one burn-rate alert",
+        "rules[4].window: `app_requests` is counted per [store].distribution_interval (10s): the window must be at least two of those",
+        "rules[5].window: shorter than `every` (1m): what happens between two evaluations would never be counted",
     ] {
         assert!(err.contains(want), "{want}\nnot in\n{err}");
     }
