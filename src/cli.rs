@@ -204,9 +204,21 @@ enum SilenceAction {
     },
 }
 
-/// Runs `f` on a snapshot and the error types of the data directory, beside a running
-/// daemon or alone.
-fn backtest_store<T>(
+/// `--data-dir` if given, else the configuration's data directory.
+fn data_dir_of(data_dir: Option<PathBuf>, config: &std::path::Path) -> anyhow::Result<PathBuf> {
+    match data_dir {
+        Some(d) => Ok(d),
+        None => match config::load(config) {
+            Ok(cfg) => Ok(cfg.daemon.data_dir),
+            Err(e) => anyhow::bail!("{}", e.to_string().trim_end()),
+        },
+    }
+}
+
+/// Runs `f` on a snapshot of the data in `dir` and its error types, read-only beside a
+/// running daemon. A file that was not closed cleanly, with no daemon running, is opened for
+/// writing once to recover it.
+fn read_store<T>(
     dir: &std::path::Path,
     f: impl FnOnce(&crate::store::Snapshot, &crate::store::logs::Errors) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
@@ -221,34 +233,6 @@ fn backtest_store<T>(
     }
 }
 
-/// `--data-dir` if given, else the configuration's data directory.
-fn data_dir_of(data_dir: Option<PathBuf>, config: &std::path::Path) -> anyhow::Result<PathBuf> {
-    match data_dir {
-        Some(d) => Ok(d),
-        None => match config::load(config) {
-            Ok(cfg) => Ok(cfg.daemon.data_dir),
-            Err(e) => anyhow::bail!("{}", e.to_string().trim_end()),
-        },
-    }
-}
-
-/// Runs `f` on a snapshot of the data in `dir`, read-only beside a running daemon. A file that
-/// was not closed cleanly, with no daemon running, is opened for writing once to recover it.
-fn read_store<T>(
-    dir: &std::path::Path,
-    f: impl FnOnce(&crate::store::Snapshot) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    use crate::store::{ReadOnlyStore, Store, StoreError};
-    match ReadOnlyStore::open(dir) {
-        Ok(store) => f(&store.snapshot()?),
-        Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
-            let store = Store::open(dir)?;
-            f(&store.snapshot()?)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Prints the error types seen since `from_ms`, with their counts in whole hours since then.
 fn print_errors(
     dir: &std::path::Path,
@@ -258,15 +242,21 @@ fn print_errors(
     json: bool,
 ) -> anyhow::Result<()> {
     use crate::store::logs::WINDOW_MS;
-    use crate::store::{ReadOnlyStore, Store, StoreError};
     let hour = from_ms.div_euclid(WINDOW_MS) * WINDOW_MS;
-    let errors = match ReadOnlyStore::open(dir) {
-        Ok(store) => store.errors()?,
-        Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
-            Store::open(dir)?.errors()?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    read_store(dir, |_, errors| {
+        print_error_types(errors, source, from_ms, hour, now_ms, json)
+    })
+}
+
+fn print_error_types(
+    errors: &crate::store::logs::Errors,
+    source: Option<&str>,
+    from_ms: i64,
+    hour: i64,
+    now_ms: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::store::logs::WINDOW_MS;
     let mut rows = Vec::new();
     for t in errors
         .types(source)?
@@ -516,7 +506,7 @@ pub fn main() -> ExitCode {
                     step.as_deref(),
                     crate::clock::now_ms(),
                 )?;
-                let answer = read_store(&dir, |snap| Ok(request.run(snap)?))?;
+                let answer = read_store(&dir, |snap, _| Ok(request.run(snap)?))?;
                 print_answer(&answer, &format)
             })();
             match result {
@@ -553,7 +543,7 @@ pub fn main() -> ExitCode {
                 if from >= to {
                     anyhow::bail!("--since must be before --until");
                 }
-                let report = backtest_store(&dir, |snap, errors| {
+                let report = read_store(&dir, |snap, errors| {
                     crate::backtest::run(r, snap, errors, from, to)
                 })?;
                 if json {

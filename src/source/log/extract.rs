@@ -476,7 +476,6 @@ struct TimeCache {
 
 /// One log source's rules and what they gathered since the last flush.
 pub struct Extractor {
-    source: String,
     cfg: LogSource,
     plan: Plan,
     /// First keys of every field path the rules read (the only ones parsed).
@@ -518,7 +517,6 @@ impl Extractor {
         Extractor {
             first,
             json_in_first,
-            source: cfg.name.clone(),
             metrics: cfg.metrics.iter().map(|_| MetricState::default()).collect(),
             cfg: cfg.clone(),
             plan,
@@ -531,10 +529,6 @@ impl Extractor {
             scratch: String::new(),
             time_cache: TimeCache::default(),
         }
-    }
-
-    pub fn counts(&self) -> &Counts {
-        &self.counts
     }
 
     /// Lines since the last flush.
@@ -550,7 +544,6 @@ impl Extractor {
     /// Reads one line (without its newline). `arrival_ms` stands in for a missing time.
     pub fn line(&mut self, bytes: &[u8], arrival_ms: i64) {
         let Extractor {
-            source,
             cfg,
             plan,
             wanted,
@@ -713,7 +706,7 @@ impl Extractor {
             match errors.entry(pattern.into_boxed_str()) {
                 Entry::Occupied(mut o) => o.get_mut().add(message, ts),
                 Entry::Vacant(v) if room => {
-                    let seen = errors::first_seen(source, v.key(), message, ts);
+                    let seen = errors::first_seen(&cfg.name, v.key(), message, ts);
                     v.insert(seen);
                 }
                 Entry::Vacant(_) => counts.errors_dropped += 1,
