@@ -266,6 +266,16 @@ severity = "critical"
 summary = "Segmentation API down"
 runbook_url = "https://docs.example.com/runbooks/segmentation-api"
 
+# The availability SLO, 99.9 % of probes: the outage burns the error budget hundreds of
+# times too fast (the SRE workbook's burn-rate alerts), which pages.
+[[rules]]
+name = "api_availability_slo"
+kind = "slo"
+objective = 99.9
+up = {{ metric = "probe_up", match = {{ target = "segmentation-api" }} }}
+every = "1s"
+summary = "Segmentation API availability SLO at risk"
+
 # From the log: more than half the requests of the last 4 s failed (at least 20 of them).
 [[rules]]
 name = "api_error_ratio"

@@ -1354,7 +1354,8 @@ pub fn window_values(
                     d(b.long),
                     d(b.short),
                     b.factor,
-                    left.map(|l| format!("{l:.0} %")).unwrap_or_else(|| "?".into()),
+                    // Overspent shows as nothing left.
+                    left.map(|l| format!("{:.0} %", l.max(0.0))).unwrap_or_else(|| "?".into()),
                     d(*period)
                 )
             });

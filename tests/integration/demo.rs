@@ -57,9 +57,15 @@ fn the_demo_shows_an_alert_firing_and_resolving_within_a_minute() {
         stdout.contains("│ ⚠️ New API error: Cannot connect to database at #.#.#.#:#"),
         "{stdout}"
     );
+    // The outage burns the availability SLO's budget: it pages, saying how fast.
+    assert!(
+        stdout.contains("│ 🔴 CRITICAL: Segmentation API availability SLO at risk"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("error budget burning"), "{stdout}");
     assert_eq!(
         stdout.matches("Slack message received").count(),
-        9,
+        10,
         "{stdout}"
     );
     // The log's requests: errors while the app was down, one error type, a latency spike.
