@@ -116,7 +116,12 @@ pub async fn run(
         })
     };
     drop(samples_tx);
-    drop(logs_tx);
+    // The server keeps a sender for ingested events; the pipeline runs until told to stop.
+    let ingest = Arc::new(crate::ingest::Ingest::new(
+        config_rx.clone(),
+        logs_tx,
+        metrics.clone(),
+    ));
     let pipeline_done = {
         let pipeline = Arc::new(Pipeline {
             store: store.clone(),
@@ -149,15 +154,17 @@ pub async fn run(
         })
     };
     {
-        let (cfg, tx, s, m, token) = (
-            config_rx.clone(),
-            commands_tx.clone(),
-            store.clone(),
-            metrics.clone(),
-            rest_stop.clone(),
-        );
+        let api = crate::server::Api {
+            config: config_rx.clone(),
+            commands: commands_tx.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            ingest,
+            heartbeat: heartbeat.clone(),
+        };
+        let token = rest_stop.clone();
         sup.spawn("server", rest_stop.clone(), move || {
-            crate::server::run(cfg.clone(), tx.clone(), s.clone(), m.clone(), token.clone())
+            crate::server::run(api.clone(), token.clone())
         });
     }
     {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod history;
+pub mod ingest;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;

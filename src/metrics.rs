@@ -84,6 +84,7 @@ pub struct Metrics {
     pub log_files: Family<SourceLabels, Gauge>,
     pub log_rotations: Family<SourceReasonLabels, Counter>,
     pub log_command_restarts: Family<SourceLabels, Counter>,
+    pub ingest_requests: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -120,6 +121,7 @@ impl Metrics {
             log_files: Family::default(),
             log_rotations: Family::default(),
             log_command_restarts: Family::default(),
+            ingest_requests: Family::default(),
         };
         // Metrics are handles onto shared values: the registry holds clones, the fields stay
         // usable for updates.
@@ -177,6 +179,11 @@ impl Metrics {
             "sloguard_store_samples_dropped",
             "Samples the store did not keep: out_of_order (not newer than the series' last point) or invalid (NaN observation, or a series written as the other kind)",
             m.store_dropped.clone(),
+        );
+        r.register(
+            "sloguard_ingest_requests",
+            "Requests to the PostHog-compatible capture endpoints by result: accepted, bad_request, unauthorized, too_large, unavailable",
+            m.ingest_requests.clone(),
         );
         r.register(
             "sloguard_store_compactions",

@@ -463,7 +463,9 @@ impl Pipeline {
         let mut events = Vec::new();
         let mut errors = Vec::new();
         let mut checkpoints = Vec::new();
+        let mut committed = Vec::new();
         for mut b in logs {
+            committed.extend(b.committed.take());
             checkpoints.extend(b.checkpoint_records());
             samples.append(&mut b.data.gauges);
             events.append(&mut b.data.events);
@@ -492,6 +494,9 @@ impl Pipeline {
             store.write(&batch)
         })
         .await??;
+        for tell in committed {
+            let _ = tell.send(());
+        }
         self.metrics.samples.inc_by(written);
         if notified > 0 {
             self.wake.notify_waiters();

@@ -28,12 +28,92 @@ const MAX_BODY: usize = 64 * 1024;
 /// How long a request waits for the pipeline.
 const PIPELINE_WAIT: Duration = Duration::from_secs(10);
 
+/// What the server's handlers share.
 #[derive(Clone)]
-struct Api {
-    config: watch::Receiver<Arc<Config>>,
-    commands: mpsc::Sender<Command>,
-    store: Arc<Store>,
-    metrics: Arc<crate::metrics::Metrics>,
+pub struct Api {
+    pub config: watch::Receiver<Arc<Config>>,
+    pub commands: mpsc::Sender<Command>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub ingest: Arc<crate::ingest::Ingest>,
+    /// When the pipeline last turned (ms); `/healthz` is ready while it is recent.
+    pub heartbeat: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// The pipeline is taken for stalled when it has not turned for this long.
+const STALLED_MS: i64 = 30_000;
+
+/// `GET /healthz`: 200 `ok` while the pipeline turns (it does at least once a second), 503
+/// with the reason otherwise.
+async fn healthz(State(api): State<Api>) -> Response {
+    let age = crate::clock::now_ms() - api.heartbeat.load(std::sync::atomic::Ordering::Relaxed);
+    if age > STALLED_MS {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the pipeline has not turned for {} s\n",
+                age / 1000
+            ),
+        )
+            .into_response();
+    }
+    "ok\n".into_response()
+}
+
+/// The PostHog capture endpoints: any method the SDKs use, body read up to the limit.
+async fn capture(
+    State(api): State<Api>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    raw: axum::extract::RawQuery,
+    body: axum::body::Body,
+) -> Response {
+    let mut info = crate::ingest::RequestInfo {
+        content_type: headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        ..Default::default()
+    };
+    for (k, v) in url::form_urlencoded::parse(raw.0.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "compression" => info.compression = Some(v.into_owned()),
+            "_" | "sent_at" => info.sent_at_ms = v.parse().ok(),
+            "data" if method == axum::http::Method::GET => info.data = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let limit = api.ingest.limit();
+    let refused = |r: crate::ingest::Refused| {
+        let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        error(status, r.message())
+    };
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            let r = crate::ingest::Refused::TooLarge(format!(
+                "the body is larger than {limit} bytes ([server].max_ingest_bytes)"
+            ));
+            api.metrics
+                .ingest_requests
+                .get_or_create(&crate::metrics::ResultLabels {
+                    result: r.result().to_string(),
+                })
+                .inc();
+            return refused(r);
+        }
+    };
+    match api.ingest.capture(&bytes, &info).await {
+        Ok(_) => Json(serde_json::json!({ "status": 1 })).into_response(),
+        Err(r) => {
+            tracing::debug!(
+                status = r.status(),
+                reason = r.message(),
+                "Ingest request refused"
+            );
+            refused(r)
+        }
+    }
 }
 
 /// The query of `GET /api/v1/history`.
@@ -390,14 +470,29 @@ async fn metrics(State(api): State<Api>) -> Response {
         .into_response()
 }
 
-pub fn router(
-    config: watch::Receiver<Arc<Config>>,
-    commands: mpsc::Sender<Command>,
-    store: Arc<Store>,
-    metrics: Arc<crate::metrics::Metrics>,
-) -> Router {
+/// The PostHog capture paths, each with and without its trailing slash.
+pub const CAPTURE_PATHS: [&str; 5] = ["/e", "/i/v0/e", "/capture", "/batch", "/track"];
+
+pub fn router(api: Api) -> Router {
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    let mut capture_routes = Router::new();
+    for path in CAPTURE_PATHS {
+        for p in [path.to_string(), format!("{path}/")] {
+            capture_routes = capture_routes.route(&p, get(capture).post(capture));
+        }
+    }
+    // Browsers post from the app's origin: mirror it, as PostHog does.
+    let capture_routes = capture_routes
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::mirror_request())
+                .allow_headers(AllowHeaders::mirror_request())
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_credentials(true),
+        )
+        .layer(DefaultBodyLimit::disable());
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(self::metrics))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/ack", post(ack))
@@ -407,28 +502,18 @@ pub fn router(
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/silences/{id}/expire", post(expire_silence))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Api {
-            config,
-            commands,
-            store,
-            metrics,
-        })
+        .merge(capture_routes)
+        .with_state(api)
 }
 
 /// Serves the API until `stop`.
-pub async fn run(
-    config: watch::Receiver<Arc<Config>>,
-    commands: mpsc::Sender<Command>,
-    store: Arc<Store>,
-    metrics: Arc<crate::metrics::Metrics>,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    let listen = config.borrow().server.listen;
+pub async fn run(api: Api, stop: CancellationToken) -> anyhow::Result<()> {
+    let listen = api.config.borrow().server.listen;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
-    axum::serve(listener, router(config, commands, store, metrics))
+    axum::serve(listener, router(api))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await?;
     Ok(())

@@ -24,6 +24,9 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
     missing+=(postgresql postgresql-contrib)
 fi
 [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+# Node.js and npm run the official posthog-node client against the ingest endpoints.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1; then
         echo "==> installing ${missing[*]}"
@@ -35,6 +38,13 @@ if ((${#missing[@]})); then
         echo "missing ${missing[*]} and apt-get is not available: install them first" >&2
         exit 1
     fi
+fi
+
+# The official clients the tests drive, at the versions in tests/node/package-lock.json.
+if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.installed-lock.json 2>/dev/null; then
+    echo "==> npm ci (tests/node)"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error &&
+        cp package-lock.json node_modules/.installed-lock.json)
 fi
 
 echo "==> cargo fmt --check"

@@ -97,6 +97,8 @@ pub fn log_poll_interval() -> Duration {
     Duration::from_millis(250)
 }
 pub const LOG_MAX_LINE_BYTES: usize = 64 * 1024;
+/// PostHog's own limit for `/batch`.
+pub const MAX_INGEST_BYTES: usize = 20 << 20;
 pub const LOG_MAX_SERIES: usize = 100;
 pub fn threshold_every() -> Duration {
     Duration::from_secs(30)

@@ -159,6 +159,8 @@ pub struct ServerConfig {
     pub listen: std::net::SocketAddr,
     /// Required by write endpoints; `None` disables them.
     pub token: Option<Secret>,
+    /// The largest ingest body, compressed and decompressed.
+    pub max_ingest_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -393,6 +395,10 @@ pub enum LogInput {
     },
     Command {
         argv: Vec<String>,
+    },
+    /// Events posted to the PostHog-compatible capture endpoints with this project token.
+    Posthog {
+        token: Secret,
     },
 }
 

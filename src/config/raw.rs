@@ -56,6 +56,8 @@ pub struct RawServer {
     pub token: Option<String>,
     /// A file whose content is the token.
     pub token_file: Option<String>,
+    /// The largest body an ingest request may have, compressed and decompressed, in bytes.
+    pub max_ingest_bytes: Option<usize>,
 }
 
 /// `[outbox]`: how notifications are retried.
@@ -660,6 +662,12 @@ pub struct RawLog {
     pub poll_interval: Option<String>,
     /// A command (program and arguments) whose standard output is read line by line.
     pub command: Option<Vec<String>>,
+    /// `posthog`: events the PostHog SDKs send to the daemon's capture endpoints.
+    pub ingest: Option<String>,
+    /// For `ingest`: the project token the SDKs send, a secret (`env:NAME`), or `token_file`.
+    pub token: Option<String>,
+    /// For `ingest`: a file whose content is the project token.
+    pub token_file: Option<String>,
     /// `json` (default) or `text`.
     pub format: Option<String>,
     /// For `text`: a regex whose named captures become the line's fields.

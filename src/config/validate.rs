@@ -289,10 +289,11 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         &mut problems,
         section("logs"),
         ("logs", "log source"),
-        log_source,
+        |problems, raw, site| log_source(problems, raw, site, &base_dir),
         |l| &l.name,
     );
     log_metric_kinds(&mut problems, &logs, section("logs"));
+    ingest_tokens(&mut problems, &logs, section("logs"));
 
     declared_names(&mut problems, section("targets"), "targets", "target");
     let mut targets: Vec<Target> = Vec::new();
@@ -540,6 +541,7 @@ fn default_server() -> ServerConfig {
             .parse()
             .unwrap_or_else(|_| ([127, 0, 0, 1], 9797).into()),
         token: None,
+        max_ingest_bytes: defaults::MAX_INGEST_BYTES,
     }
 }
 
@@ -574,6 +576,17 @@ fn server_config(
                 Some(site.span_of("token")),
                 site.field("token"),
                 "the token is shorter than 16 characters; use a long random one (`openssl rand -hex 32`)",
+            );
+        }
+    }
+    if let Some(n) = raw.max_ingest_bytes {
+        if (1024..=1 << 30).contains(&n) {
+            cfg.max_ingest_bytes = n;
+        } else {
+            problems.push(
+                Some(site.span_of("max_ingest_bytes")),
+                site.field("max_ingest_bytes"),
+                "must be between 1024 and 1073741824",
             );
         }
     }
@@ -3078,11 +3091,71 @@ fn field_matches(
     out
 }
 
-fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> Option<LogSource> {
+fn log_source(
+    problems: &mut Problems<'_>,
+    raw: RawLog,
+    site: &Site<'_, '_>,
+    base_dir: &Path,
+) -> Option<LogSource> {
     let before = problems.list.len();
     check_name(problems, site, &raw.name);
-    let input = match (raw.files, raw.command) {
-        (Some(include), None) => {
+    let has = |key: &str| site.table.is_some_and(|t| t.get(key).is_some());
+    if raw.ingest.is_none() {
+        for key in ["token", "token_file"] {
+            if has(key) {
+                problems.push(
+                    Some(site.key_span(key)),
+                    site.field(key),
+                    "applies to `ingest` sources only",
+                );
+            }
+        }
+    }
+    let input = match (raw.files, raw.command, raw.ingest) {
+        (None, None, Some(kind)) => {
+            if kind != "posthog" {
+                problems.push(
+                    Some(site.span_of("ingest")),
+                    site.field("ingest"),
+                    format!("`{kind}` is not an ingest protocol; use `posthog`"),
+                );
+            }
+            for key in [
+                "exclude",
+                "start_at",
+                "poll_interval",
+                "format",
+                "pattern",
+                "json_in",
+                "timestamp",
+                "timestamp_format",
+            ] {
+                if has(key) {
+                    problems.push(
+                        Some(site.key_span(key)),
+                        site.field(key),
+                        "does not apply to `ingest`: events are JSON and carry their own time",
+                    );
+                }
+            }
+            let token = secret_field(
+                problems,
+                site,
+                "token",
+                raw.token.as_deref(),
+                raw.token_file.as_deref(),
+                base_dir,
+            )?;
+            if token.expose().trim().is_empty() {
+                problems.push(
+                    Some(site.span_of("token")),
+                    site.field("token"),
+                    "the project token is empty",
+                );
+            }
+            LogInput::Posthog { token }
+        }
+        (Some(include), None, None) => {
             for (key, globs) in [
                 ("files", &include),
                 ("exclude", raw.exclude.as_ref().unwrap_or(&Vec::new())),
@@ -3137,7 +3210,7 @@ fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> 
                 poll_interval,
             }
         }
-        (None, Some(argv)) => {
+        (None, Some(argv), None) => {
             if argv.first().is_none_or(|p| p.is_empty()) {
                 problems.push(
                     Some(site.span_of("command")),
@@ -3156,19 +3229,24 @@ fn log_source(problems: &mut Problems<'_>, raw: RawLog, site: &Site<'_, '_>) -> 
             }
             LogInput::Command { argv }
         }
-        (Some(_), Some(_)) => {
-            problems.push(
-                Some(site.span_of("command")),
-                site.field("command"),
-                "give either `files` or `command`, not both",
-            );
-            return None;
-        }
-        (None, None) => {
+        (None, None, None) => {
             problems.push(
                 Some(site.span.clone()),
                 site.field("files"),
-                "missing: give `files` (glob patterns) or `command` (a program and its arguments)",
+                "missing: give `files` (glob patterns), `command` (a program and its arguments) or `ingest = \"posthog\"`",
+            );
+            return None;
+        }
+        (files, command, _) => {
+            let key = if files.is_some() && command.is_some() {
+                "command"
+            } else {
+                "ingest"
+            };
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                "give one of `files`, `command` or `ingest`",
             );
             return None;
         }
@@ -3371,6 +3449,30 @@ fn log_metric(
         labels,
         max_series,
     })
+}
+
+/// Each ingest source has its own project token: the token says which source an event is for.
+fn ingest_tokens(
+    problems: &mut Problems<'_>,
+    logs: &[LogSource],
+    value: Option<&Spanned<DeValue<'_>>>,
+) {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, l) in logs.iter().enumerate() {
+        if let LogInput::Posthog { token } = &l.input {
+            if seen.contains(&token.expose()) {
+                problems.push(
+                    value.map(|v| v.span()),
+                    format!("logs[{i}].token"),
+                    format!(
+                        "log source `{}` has the same project token as another ingest source; give each its own",
+                        l.name
+                    ),
+                );
+            }
+            seen.push(token.expose());
+        }
+    }
 }
 
 /// One metric name is one kind, whichever log source or rule makes it: the store keeps a

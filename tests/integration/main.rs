@@ -8,6 +8,7 @@ mod demo;
 mod e2e;
 mod example_rules;
 mod fixture;
+mod ingest;
 mod logs;
 mod outbox;
 mod postgres;

@@ -54,6 +54,9 @@ pub struct LogBatch {
     /// The source read everything there was: nothing more is coming soon, so the batch is
     /// committed at once instead of waiting for the group commit.
     pub caught_up: bool,
+    /// Told once the batch is committed (ingest answers its client then); dropped unsent when
+    /// the commit fails or the batch is dropped.
+    pub committed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl LogBatch {
@@ -155,6 +158,8 @@ pub async fn run(
                 LogInput::Command { .. } => Some(Box::pin(async move {
                     run_command(cfg, interval, tx, metrics, token).await
                 })),
+                // Its events arrive through the HTTP server (`crate::ingest`).
+                LogInput::Posthog { .. } => None,
             }
         },
     )
@@ -306,6 +311,7 @@ fn follow_files(
                             data,
                             checkpoints,
                             caught_up: at_end,
+                            committed: None,
                         };
                         let sent = rt.block_on(async {
                             tokio::select! {
@@ -515,6 +521,7 @@ async fn send(
         data,
         checkpoints: Vec::new(),
         caught_up: false,
+        committed: None,
     })
     .await
     .is_ok()

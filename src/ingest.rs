@@ -1,0 +1,661 @@
+//! PostHog-compatible capture: the official SDKs (posthog-js, posthog-node) pointed at the
+//! daemon post their events to `/e/`, `/batch/`, `/capture/`, `/i/v0/e/` or `/track/`, and
+//! each event becomes series and error types through the `[[logs.metric]]` and
+//! `[[logs.errors]]` rules of the `[[logs]]` source whose `token` the request carries.
+//!
+//! A request is answered `200 {"status": 1}` only once its events are committed to the store,
+//! so an answer the SDK sees is never lost; a request the pipeline cannot take in time gets a
+//! 503, which the SDKs retry. Bodies are read and decompressed up to
+//! `[server].max_ingest_bytes` (a gzip bomb stops there and is refused with a 413).
+//!
+//! What is accepted (research on the SDKs in `docs/api.md`): gzip bodies recognised by their
+//! magic bytes whatever the headers say; `data=<base64>` form bodies (`sendBeacon`); plain
+//! JSON; one event, an array of events, or `{"api_key", "batch": [...], "sent_at"}`. Each event
+//! is handed to the extractor as `{"event", "distinct_id", "uuid", "timestamp", "properties"}`,
+//! dated by its `timestamp` corrected for the client's clock skew (`sent_at`), by `offset`, or
+//! by its arrival.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{Config, LogInput, LogSource};
+use crate::metrics::{Metrics, ResultLabels};
+use crate::source::log::LogBatch;
+use crate::source::log::extract::{Extractor, Reject};
+
+/// How long a request waits for its events to be committed.
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
+/// PostHog cuts a distinct id to this many characters.
+const MAX_DISTINCT_ID_CHARS: usize = 200;
+
+/// Why a request was refused; each maps to the status code PostHog answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// 400: the body cannot be read, or an event lacks `event` or `distinct_id`.
+    BadRequest(String),
+    /// 401: no project token, an unknown one, or several in one request.
+    Unauthorized(String),
+    /// 413: the body, or what it decompresses to, is larger than the limit.
+    TooLarge(String),
+    /// 503: the pipeline did not commit in time; the SDKs retry.
+    Unavailable(String),
+}
+
+impl Refused {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refused::BadRequest(_) => 400,
+            Refused::Unauthorized(_) => 401,
+            Refused::TooLarge(_) => 413,
+            Refused::Unavailable(_) => 503,
+        }
+    }
+
+    /// The `result` label of `sloguard_ingest_requests_total`.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Refused::BadRequest(_) => "bad_request",
+            Refused::Unauthorized(_) => "unauthorized",
+            Refused::TooLarge(_) => "too_large",
+            Refused::Unavailable(_) => "unavailable",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Refused::BadRequest(m)
+            | Refused::Unauthorized(m)
+            | Refused::TooLarge(m)
+            | Refused::Unavailable(m) => m,
+        }
+    }
+}
+
+/// What came with a request besides its body.
+#[derive(Debug, Default, Clone)]
+pub struct RequestInfo {
+    /// `compression` from the query string.
+    pub compression: Option<String>,
+    pub content_type: Option<String>,
+    /// `sent_at` or `_` from the query string: when the client sent it, in ms.
+    pub sent_at_ms: Option<i64>,
+    /// `data` from the query string (a GET request).
+    pub data: Option<String>,
+}
+
+/// One event, read and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub token: Option<String>,
+    pub event: String,
+    pub distinct_id: String,
+    pub uuid: Option<String>,
+    /// When it happened, corrected for the client's clock.
+    pub ts_ms: i64,
+    pub properties: Value,
+}
+
+/// Gunzips up to `limit` bytes.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Refused> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Refused::BadRequest(format!("the gzip body cannot be read: {e}")))?;
+    if out.len() > limit {
+        return Err(Refused::TooLarge(format!(
+            "the body decompresses to more than {limit} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+fn is_gzip(b: &[u8]) -> bool {
+    b.starts_with(&[0x1f, 0x8b])
+}
+
+/// Decodes base64 as posthog-js writes it (standard alphabet; a `+` may have become a space
+/// in a form body), with or without padding.
+fn unbase64(text: &str) -> Result<Vec<u8>, Refused> {
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !matches!(c, '\n' | '\r' | '\t'))
+        .map(|c| if c == ' ' { '+' } else { c })
+        .collect();
+    let trimmed = cleaned.trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
+        .map_err(|e| Refused::BadRequest(format!("the base64 data cannot be read: {e}")))
+}
+
+/// Turns a request body into the JSON text it carries.
+pub fn decode_body(body: &[u8], info: &RequestInfo, limit: usize) -> Result<Vec<u8>, Refused> {
+    if body.len() > limit {
+        return Err(Refused::TooLarge(format!(
+            "the body is larger than {limit} bytes"
+        )));
+    }
+    let lz = |c: &str| matches!(c, "lz64" | "lz-string");
+    if info.compression.as_deref().is_some_and(lz) {
+        return Err(Refused::BadRequest(
+            "lz64 compression is not supported; posthog-js sends gzip unless told otherwise".into(),
+        ));
+    }
+    if is_gzip(body) {
+        return gunzip(body, limit);
+    }
+    let form = info
+        .content_type
+        .as_deref()
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+        || body.starts_with(b"data=")
+        || body.starts_with(b"compression=");
+    let (data, compression) = if form {
+        let mut data = None;
+        let mut compression = info.compression.clone();
+        for (k, v) in url::form_urlencoded::parse(body) {
+            match k.as_ref() {
+                "data" => data = Some(v.into_owned()),
+                "compression" => compression = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        let Some(data) = data else {
+            return Err(Refused::BadRequest(
+                "a form body needs a `data` field".into(),
+            ));
+        };
+        (Some(data), compression)
+    } else if body.is_empty() {
+        (info.data.clone(), info.compression.clone())
+    } else {
+        (None, info.compression.clone())
+    };
+    if compression.as_deref().is_some_and(lz) {
+        return Err(Refused::BadRequest(
+            "lz64 compression is not supported; posthog-js sends gzip unless told otherwise".into(),
+        ));
+    }
+    let bytes = match data {
+        Some(text) => {
+            let t = text.trim_start();
+            if t.starts_with('{') || t.starts_with('[') {
+                text.into_bytes()
+            } else {
+                unbase64(&text)?
+            }
+        }
+        None => {
+            let first = body.iter().find(|b| !b.is_ascii_whitespace());
+            let base64 = matches!(compression.as_deref(), Some("base64" | "b64"));
+            if base64 && !matches!(first, Some(b'{' | b'[')) {
+                let text = std::str::from_utf8(body)
+                    .map_err(|_| Refused::BadRequest("the base64 body is not text".into()))?;
+                unbase64(text)?
+            } else {
+                body.to_vec()
+            }
+        }
+    };
+    if is_gzip(&bytes) {
+        return gunzip(&bytes, limit);
+    }
+    if bytes.len() > limit {
+        return Err(Refused::TooLarge(format!(
+            "the body decodes to more than {limit} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Parses an RFC 3339 time, or one without an offset (taken as UTC), to ms.
+fn parse_time(text: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Reads the events of a decoded body. `now_ms` is the arrival time.
+pub fn parse_events(json: &[u8], info: &RequestInfo, now_ms: i64) -> Result<Vec<Event>, Refused> {
+    let value: Value = serde_json::from_slice(json)
+        .map_err(|e| Refused::BadRequest(format!("the body is not JSON: {e}")))?;
+    let mut sent_at = info.sent_at_ms;
+    let mut top_token = None;
+    let events = match value {
+        Value::Array(a) => a,
+        Value::Object(mut o) if o.contains_key("batch") => {
+            for key in ["api_key", "token", "$token"] {
+                if let Some(t) = o.get(key).and_then(text_of) {
+                    top_token = Some(t);
+                    break;
+                }
+            }
+            if let Some(t) = o
+                .get("sent_at")
+                .and_then(Value::as_str)
+                .and_then(parse_time)
+            {
+                sent_at = Some(t);
+            }
+            match o.remove("batch") {
+                Some(Value::Array(a)) => a,
+                _ => return Err(Refused::BadRequest("`batch` must be an array".into())),
+            }
+        }
+        one @ Value::Object(_) => vec![one],
+        _ => {
+            return Err(Refused::BadRequest(
+                "the body must be an event, an array of events or {\"api_key\", \"batch\"}".into(),
+            ));
+        }
+    };
+    if events.is_empty() {
+        return Err(Refused::BadRequest("no events in the request".into()));
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for (i, e) in events.into_iter().enumerate() {
+        let Value::Object(mut e) = e else {
+            return Err(Refused::BadRequest(format!("event {i} is not an object")));
+        };
+        let properties = match e.remove("properties") {
+            Some(p @ Value::Object(_)) => p,
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(_) => {
+                return Err(Refused::BadRequest(format!(
+                    "event {i}: `properties` must be an object"
+                )));
+            }
+        };
+        let event = match e.get("event").and_then(Value::as_str) {
+            Some(name) if !name.is_empty() => name.to_string(),
+            _ => {
+                return Err(Refused::BadRequest(format!(
+                    "event {i} has no `event` name"
+                )));
+            }
+        };
+        let distinct_id = e
+            .get("distinct_id")
+            .or_else(|| e.get("$distinct_id"))
+            .or_else(|| properties.get("distinct_id"))
+            .and_then(text_of)
+            .map(|d| d.chars().take(MAX_DISTINCT_ID_CHARS).collect::<String>())
+            .filter(|d| !d.is_empty());
+        let Some(distinct_id) = distinct_id else {
+            return Err(Refused::BadRequest(format!(
+                "event {i} (`{event}`) has no `distinct_id`"
+            )));
+        };
+        let token = top_token.clone().or_else(|| {
+            ["api_key", "token", "$token"]
+                .iter()
+                .find_map(|k| e.get(*k).and_then(text_of))
+                .or_else(|| properties.get("token").and_then(text_of))
+        });
+        let uuid = e
+            .get("uuid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
+        let at = e
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_time);
+        let ts_ms = match (at, sent_at) {
+            // The client's clock may be off: keep the event's distance to its sending.
+            (Some(at), Some(sent)) => now_ms.saturating_sub(sent.saturating_sub(at)),
+            (Some(at), None) => at,
+            (None, _) => match e.get("offset").and_then(Value::as_i64) {
+                Some(offset) => now_ms.saturating_sub(offset.max(0)),
+                None => now_ms,
+            },
+        };
+        out.push(Event {
+            token,
+            event,
+            distinct_id,
+            uuid,
+            ts_ms,
+            properties,
+        });
+    }
+    Ok(out)
+}
+
+/// The one token of a request's events.
+pub fn request_token(events: &[Event]) -> Result<&str, Refused> {
+    let mut token: Option<&str> = None;
+    for e in events {
+        match (token, e.token.as_deref()) {
+            (_, None) => {
+                return Err(Refused::Unauthorized(
+                    "no project token: send it as `api_key` or in `properties.token`".into(),
+                ));
+            }
+            (None, Some(t)) => token = Some(t),
+            (Some(a), Some(b)) if a != b => {
+                return Err(Refused::Unauthorized(
+                    "the events of one request carry different project tokens".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    token.ok_or_else(|| Refused::Unauthorized("no project token".into()))
+}
+
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The document the extraction rules read for one event.
+pub fn event_document(e: &Event) -> Vec<u8> {
+    let mut doc = serde_json::Map::new();
+    doc.insert("event".into(), Value::String(e.event.clone()));
+    doc.insert("distinct_id".into(), Value::String(e.distinct_id.clone()));
+    if let Some(u) = &e.uuid {
+        doc.insert("uuid".into(), Value::String(u.clone()));
+    }
+    doc.insert(
+        "timestamp".into(),
+        Value::String(crate::notify::rfc3339(e.ts_ms)),
+    );
+    doc.insert("properties".into(), e.properties.clone());
+    serde_json::to_vec(&Value::Object(doc)).unwrap_or_default()
+}
+
+/// An ingest source's extractor, kept between requests so that `max_series` holds across
+/// them; made again when the source's configuration changes.
+struct Slot {
+    cfg: LogSource,
+    interval_ms: i64,
+    extractor: Extractor,
+}
+
+/// The capture endpoints' state.
+pub struct Ingest {
+    config: watch::Receiver<Arc<Config>>,
+    tx: mpsc::Sender<LogBatch>,
+    metrics: Arc<Metrics>,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Ingest {
+    pub fn new(
+        config: watch::Receiver<Arc<Config>>,
+        tx: mpsc::Sender<LogBatch>,
+        metrics: Arc<Metrics>,
+    ) -> Ingest {
+        Ingest {
+            config,
+            tx,
+            metrics,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.config.borrow().server.max_ingest_bytes
+    }
+
+    /// Decodes, checks and commits one request; counts its result.
+    pub async fn capture(&self, body: &[u8], info: &RequestInfo) -> Result<usize, Refused> {
+        let result = self.capture_inner(body, info).await;
+        let label = match &result {
+            Ok(_) => "accepted",
+            Err(r) => r.result(),
+        };
+        self.metrics
+            .ingest_requests
+            .get_or_create(&ResultLabels {
+                result: label.to_string(),
+            })
+            .inc();
+        result
+    }
+
+    async fn capture_inner(&self, body: &[u8], info: &RequestInfo) -> Result<usize, Refused> {
+        let limit = self.limit();
+        let now = crate::clock::now_ms();
+        let json = decode_body(body, info, limit)?;
+        let events = parse_events(&json, info, now)?;
+        let token = request_token(&events)?;
+        let (source, interval_ms) = {
+            let cfg = self.config.borrow();
+            let found = cfg.logs.iter().find(|l| match &l.input {
+                LogInput::Posthog { token: t } => same_secret(t.expose(), token),
+                _ => false,
+            });
+            match found {
+                Some(s) => (
+                    s.clone(),
+                    cfg.store.distribution_interval.as_millis() as i64,
+                ),
+                None => {
+                    return Err(Refused::Unauthorized(
+                        "the project token is not one of an ingest source in the configuration"
+                            .into(),
+                    ));
+                }
+            }
+        };
+        let data = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = slots.entry(source.name.clone()).or_insert_with(|| Slot {
+                extractor: Extractor::new(&source, interval_ms),
+                cfg: source.clone(),
+                interval_ms,
+            });
+            if slot.cfg != source || slot.interval_ms != interval_ms {
+                *slot = Slot {
+                    extractor: Extractor::new(&source, interval_ms),
+                    cfg: source.clone(),
+                    interval_ms,
+                };
+            }
+            for e in &events {
+                let doc = event_document(e);
+                if doc.len() > source.max_line_bytes {
+                    slot.extractor.reject(Reject::TooLong);
+                } else {
+                    slot.extractor.line(&doc, e.ts_ms);
+                }
+            }
+            slot.extractor.flush()
+        };
+        self.metrics.log_counts(&source.name, &data.counts);
+        let (tell, committed) = oneshot::channel();
+        let batch = LogBatch {
+            source: source.name.clone(),
+            generation: None,
+            data,
+            checkpoints: Vec::new(),
+            caught_up: false,
+            committed: Some(tell),
+        };
+        let unavailable =
+            || Refused::Unavailable("the store did not take the events in time; retry".into());
+        match tokio::time::timeout(COMMIT_WAIT, self.tx.send(batch)).await {
+            Ok(Ok(())) => {}
+            _ => return Err(unavailable()),
+        }
+        match tokio::time::timeout(COMMIT_WAIT, committed).await {
+            Ok(Ok(())) => Ok(events.len()),
+            _ => Err(unavailable()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        w.write_all(bytes).unwrap();
+        w.finish().unwrap()
+    }
+
+    const NOW: i64 = 1_790_000_000_000;
+
+    #[test]
+    fn reads_the_three_body_shapes() {
+        let info = RequestInfo::default();
+        let batch = br#"{"api_key":"phc_a","batch":[{"event":"e1","distinct_id":"u1","properties":{"x":1}},{"event":"e2","distinct_id":7}]}"#;
+        let ev = parse_events(batch, &info, NOW).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].distinct_id, "7");
+        assert_eq!(request_token(&ev).unwrap(), "phc_a");
+        assert_eq!(ev[0].ts_ms, NOW);
+
+        let array = br#"[{"event":"e","properties":{"token":"phc_b","distinct_id":"u"}}]"#;
+        let ev = parse_events(array, &info, NOW).unwrap();
+        assert_eq!(ev[0].distinct_id, "u");
+        assert_eq!(request_token(&ev).unwrap(), "phc_b");
+
+        let one = br#"{"token":"phc_c","event":"e","$distinct_id":"u","timestamp":"2026-11-26T10:00:00Z"}"#;
+        let ev = parse_events(one, &info, NOW).unwrap();
+        assert_eq!(request_token(&ev).unwrap(), "phc_c");
+        assert_eq!(
+            ev[0].ts_ms,
+            parse_time("2026-11-26T10:00:00Z").unwrap(),
+            "no sent_at: the event's own time"
+        );
+    }
+
+    #[test]
+    fn corrects_the_clients_clock_with_sent_at() {
+        // The client's clock is an hour ahead: the event happened 2 s before it was sent.
+        let body = br#"{"api_key":"k","sent_at":"2026-11-26T11:00:02Z","batch":[{"event":"e","distinct_id":"u","timestamp":"2026-11-26T11:00:00Z"}]}"#;
+        let ev = parse_events(body, &RequestInfo::default(), NOW).unwrap();
+        assert_eq!(ev[0].ts_ms, NOW - 2000);
+        let offset = br#"[{"event":"e","distinct_id":"u","offset":1500,"api_key":"k"}]"#;
+        let ev = parse_events(offset, &RequestInfo::default(), NOW).unwrap();
+        assert_eq!(ev[0].ts_ms, NOW - 1500);
+    }
+
+    #[test]
+    fn refuses_what_posthog_refuses() {
+        let info = RequestInfo::default();
+        let no_name = br#"[{"distinct_id":"u","api_key":"k"}]"#;
+        assert_eq!(parse_events(no_name, &info, NOW).unwrap_err().status(), 400);
+        let no_id = br#"[{"event":"e","api_key":"k"}]"#;
+        assert_eq!(parse_events(no_id, &info, NOW).unwrap_err().status(), 400);
+        assert_eq!(
+            parse_events(b"[]", &info, NOW).unwrap_err().status(),
+            400,
+            "an empty batch"
+        );
+        assert_eq!(
+            parse_events(b"{nope", &info, NOW).unwrap_err().status(),
+            400
+        );
+        let mixed = br#"[{"event":"e","distinct_id":"u","api_key":"a"},{"event":"e","distinct_id":"u","api_key":"b"}]"#;
+        let ev = parse_events(mixed, &info, NOW).unwrap();
+        assert_eq!(request_token(&ev).unwrap_err().status(), 401);
+        let none = br#"[{"event":"e","distinct_id":"u"}]"#;
+        let ev = parse_events(none, &info, NOW).unwrap();
+        assert_eq!(request_token(&ev).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn decodes_gzip_base64_and_plain() {
+        let json = br#"{"api_key":"k","batch":[{"event":"e","distinct_id":"u"}]}"#;
+        let plain = RequestInfo::default();
+        assert_eq!(decode_body(json, &plain, 1 << 20).unwrap(), json);
+        // gzip whatever the content type says, with or without a query flag.
+        let text = RequestInfo {
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        };
+        assert_eq!(decode_body(&gz(json), &text, 1 << 20).unwrap(), json);
+        // base64 form data, as sendBeacon posts it (`+` may arrive as a space).
+        let b64 = base64::engine::general_purpose::STANDARD.encode(json);
+        let form = format!(
+            "data={}",
+            url::form_urlencoded::byte_serialize(b64.as_bytes()).collect::<String>()
+        );
+        let info = RequestInfo {
+            compression: Some("base64".into()),
+            content_type: Some("application/x-www-form-urlencoded".into()),
+            ..Default::default()
+        };
+        assert_eq!(decode_body(form.as_bytes(), &info, 1 << 20).unwrap(), json);
+        let spaced = format!("data={}", b64.replace('+', " "));
+        assert_eq!(
+            decode_body(spaced.as_bytes(), &info, 1 << 20).unwrap(),
+            json
+        );
+        // GET with the data in the query string.
+        let get = RequestInfo {
+            data: Some(b64.clone()),
+            ..Default::default()
+        };
+        assert_eq!(decode_body(b"", &get, 1 << 20).unwrap(), json);
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        let bomb = gz(&vec![b' '; 50 << 20]);
+        assert!(bomb.len() < 100 << 10, "{} bytes", bomb.len());
+        let err = decode_body(&bomb, &RequestInfo::default(), 1 << 20).unwrap_err();
+        assert_eq!(err.status(), 413, "{err:?}");
+        let big = vec![b'{'; 2 << 20];
+        assert_eq!(
+            decode_body(&big, &RequestInfo::default(), 1 << 20)
+                .unwrap_err()
+                .status(),
+            413
+        );
+        assert_eq!(
+            decode_body(&[0x1f, 0x8b, 1, 2, 3], &RequestInfo::default(), 1 << 20)
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn the_document_has_the_fields_rules_read() {
+        let e = Event {
+            token: Some("k".into()),
+            event: "segmentation_memory_snapshot".into(),
+            distinct_id: "u1".into(),
+            uuid: None,
+            ts_ms: NOW,
+            properties: serde_json::json!({"used_js_heap_mb": 120}),
+        };
+        let doc: Value = serde_json::from_slice(&event_document(&e)).unwrap();
+        assert_eq!(doc["event"], "segmentation_memory_snapshot");
+        assert_eq!(doc["distinct_id"], "u1");
+        assert_eq!(doc["properties"]["used_js_heap_mb"], 120);
+        assert_eq!(
+            parse_time(doc["timestamp"].as_str().unwrap()),
+            Some(NOW),
+            "the corrected time, to the millisecond"
+        );
+    }
+}
