@@ -43,6 +43,9 @@ enum Command {
         /// How long the demo runs.
         #[arg(long, default_value = "60s", value_parser = config::parse_duration)]
         duration: Duration,
+        /// Keep the daemon and its dashboard running after the demo, until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
     },
     /// Show the pending and firing alerts of the running daemon.
     Status {
@@ -438,11 +441,11 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Demo { duration } => {
+        Command::Demo { duration, keep } => {
             init_logging(LogFormat::Text, "info");
             match runtime()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(crate::demo::run(duration)))
+                .and_then(|rt| rt.block_on(crate::demo::run(duration, keep)))
             {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -30,8 +30,7 @@ const SLOW: std::ops::Range<u64> = 19..24;
 const HEAP_HIGH: std::ops::Range<u64> = 19..25;
 
 /// Writes the app's JSON log like the seed's middleware does: about 40 requests a second,
-/// each a success with its duration or (while the database is down) an error; and the
-/// client's heap once a second.
+/// each a success with its duration or (while the database is down) an error.
 async fn write_app_log(path: std::path::PathBuf, started: Instant, stop: CancellationToken) {
     use tokio::io::AsyncWriteExt;
     let Ok(mut file) = tokio::fs::File::create(&path).await else {
@@ -66,20 +65,81 @@ async fn write_app_log(path: std::path::PathBuf, started: Instant, stop: Cancell
             )
         };
         text.push('\n');
-        if i.is_multiple_of(40) {
-            let heap = if HEAP_HIGH.contains(&second) { 182 } else { 96 };
-            text.push_str(&format!(
-                r#"{{"event":"segmentation_memory_usage","used_js_heap_mb":{heap},"timestamp":"{ts}"}}"#
-            ));
-            text.push('\n');
-        }
         if file.write_all(text.as_bytes()).await.is_err() {
             return;
         }
     }
 }
 
-pub async fn run(duration: Duration) -> anyhow::Result<()> {
+/// The demo's PostHog project token.
+const POSTHOG_TOKEN: &str = "phc_sloguard_demo_project";
+
+/// The browser side of the app, as posthog-js would report it to the daemon's capture
+/// endpoint once a second: a gzip batch with a heap snapshot (182 MB during `HEAP_HIGH`), a
+/// dashboard view by data mode and, now and then, a segment click.
+async fn send_client_events(
+    daemon: std::net::SocketAddr,
+    started: Instant,
+    stop: CancellationToken,
+) {
+    use std::io::Write as _;
+    let client = reqwest::Client::new();
+    let url = format!("http://{daemon}/batch/");
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        n += 1;
+        let second = started.elapsed().as_secs();
+        let heap = if HEAP_HIGH.contains(&second) {
+            182
+        } else {
+            96 + n % 7
+        };
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let segments = ["Champions", "Loyal", "At risk", "Hibernating"];
+        let mut batch = vec![
+            serde_json::json!({"event": "segmentation_memory_snapshot", "distinct_id": "demo-user",
+                "timestamp": now, "properties": {"used_js_heap_mb": heap, "total_js_heap_mb": heap + 40, "$lib": "web"}}),
+            serde_json::json!({"event": "segmentation_dashboard_viewed", "distinct_id": format!("user-{}", n % 3),
+                "timestamp": now, "properties": {"data_mode": if n.is_multiple_of(4) { "demo" } else { "live" }, "segment_count": 4}}),
+        ];
+        if n.is_multiple_of(2) {
+            batch.push(serde_json::json!({"event": "segmentation_segment_clicked", "distinct_id": "demo-user",
+                "timestamp": now, "properties": {"segment_name": segments[(n as usize / 2) % 4]}}));
+        }
+        let body = serde_json::json!({"api_key": POSTHOG_TOKEN, "batch": batch, "sent_at": now});
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if gz.write_all(body.to_string().as_bytes()).is_err() {
+            continue;
+        }
+        let Ok(gz) = gz.finish() else { continue };
+        // Before the daemon listens, and after it stops, the events are lost: as in a browser.
+        let _ = client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .timeout(Duration::from_secs(2))
+            .body(gz)
+            .send()
+            .await;
+    }
+}
+
+/// 127.0.0.1:9797 when it is free, else any free port.
+fn dashboard_address() -> std::io::Result<std::net::SocketAddr> {
+    let preferred: std::net::SocketAddr = ([127, 0, 0, 1], 9797).into();
+    match std::net::TcpListener::bind(preferred) {
+        Ok(l) => l.local_addr(),
+        Err(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr(),
+    }
+}
+
+/// `keep`: the daemon goes on after `duration`, until Ctrl-C.
+pub async fn run(duration: Duration, keep: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let stop = CancellationToken::new();
 
@@ -167,14 +227,51 @@ pub async fn run(duration: Duration) -> anyhow::Result<()> {
         .prefix("sloguard-demo-")
         .tempdir()?;
     let config_path = dir.path().join("config.toml");
+    let daemon_addr = dashboard_address()?;
     let text = format!(
         r#"# Written by `sloguard demo`.
 [daemon]
 data_dir = "{data}"
 
-# Any free port, so the demo never collides with a running daemon.
+# 9797 unless a daemon runs there already: the dashboard and the PostHog capture endpoint.
 [server]
-listen = "127.0.0.1:0"
+listen = "{daemon_addr}"
+
+[dashboard]
+title = "Customer Segmentation (sloguard demo)"
+default_range = "2m"
+refresh = "5s"
+
+[[dashboard.panel]]
+title = "API latency"
+unit = "ms"
+series = [
+  {{ label = "p50", metric = "app_request_duration_ms", agg = "p50" }},
+  {{ label = "p95", metric = "app_request_duration_ms", agg = "p95" }},
+  {{ label = "p99", metric = "app_request_duration_ms", agg = "p99" }},
+]
+
+[[dashboard.panel]]
+title = "Error rate"
+unit = "%"
+series = [
+  {{ label = "errors", numerator = {{ metric = "app_requests", match = {{ event = "api_segmentation_error" }} }}, denominator = {{ metric = "app_requests" }}, scale = 100 }},
+]
+
+[[dashboard.panel]]
+title = "Requests"
+unit = "req/min"
+series = [{{ label = "requests", metric = "app_requests", agg = "rate", scale = 60 }}]
+
+[[dashboard.panel]]
+title = "Client memory (PostHog)"
+unit = "MB"
+series = [{{ label = "JS heap", metric = "client_js_heap_mb", agg = "max" }}]
+
+[[dashboard.panel]]
+title = "Database commits"
+unit = "/s"
+series = [{{ label = "commits", metric = "pg_stat_database_xact_commit_per_second" }}]
 
 [routing]
 warning = ["slack"]
@@ -239,15 +336,34 @@ kind = "gauge"
 value = "customer_count"
 match = {{ event = "api_segmentation_success" }}
 
-[[logs.metric]]
-name = "app_client_heap_mb"
-kind = "gauge"
-value = "used_js_heap_mb"
-match = {{ event = "segmentation_memory_usage" }}
-
 [[logs.errors]]
 match = {{ event = "api_segmentation_error" }}
 message = "error"
+
+# The browser's events, sent by the PostHog SDK to this daemon instead of PostHog.
+[[logs]]
+name = "posthog"
+ingest = "posthog"
+token = "{POSTHOG_TOKEN}"
+
+[[logs.metric]]
+name = "client_js_heap_mb"
+kind = "gauge"
+match = {{ event = "segmentation_memory_snapshot" }}
+value = "properties.used_js_heap_mb"
+labels = {{ user = "distinct_id" }}
+
+[[logs.metric]]
+name = "client_dashboard_views"
+kind = "counter"
+match = {{ event = "segmentation_dashboard_viewed" }}
+labels = {{ data_mode = "properties.data_mode" }}
+
+[[logs.metric]]
+name = "client_segment_clicks"
+kind = "counter"
+match = {{ event = "segmentation_segment_clicked" }}
+labels = {{ segment = "properties.segment_name" }}
 
 # The database's metrics, as Supabase serves them, every 2 s.
 [[scrapes]]
@@ -313,11 +429,11 @@ every = "1s"
 severity = "warning"
 summary = "API p95 latency above 600 ms"
 
-# From the log: the client's heap above 150 MB three reports in a row.
+# From the PostHog events: a user's heap above 150 MB three reports in a row.
 [[rules]]
 name = "client_heap_high"
 kind = "consecutive"
-metric = "app_client_heap_mb"
+metric = "client_js_heap_mb"
 condition = "> 150"
 fire_after = 3
 resolve_after = 2
@@ -373,18 +489,33 @@ summary = "Client heap above 150 MB"
         stop.clone(),
     ));
     println!(
-        "The app logs ~40 requests a second to {}: errors while it is down, a latency spike from {}s to {}s, a client heap of 182 MB from {}s to {}s.",
+        "The app logs ~40 requests a second to {}: errors while it is down, a latency spike from {}s to {}s.",
         dir.path().join("app.log").display(),
         SLOW.start,
         SLOW.end,
-        HEAP_HIGH.start,
-        HEAP_HIGH.end
     );
+
+    let client_events = tokio::spawn(send_client_events(daemon_addr, started, stop.clone()));
+    println!(
+        "The app's browser sends PostHog events (heap snapshots, dashboard views, segment clicks) to http://{daemon_addr}/batch/: the heap is 182 MB from {}s to {}s.",
+        HEAP_HIGH.start, HEAP_HIGH.end
+    );
+    println!("\nDashboard: http://{daemon_addr}/");
+    if keep {
+        println!("(it stays up after the demo until Ctrl-C)\n");
+    } else {
+        println!(
+            "(open it while the demo runs; `sloguard demo --keep` keeps it up until Ctrl-C)\n"
+        );
+    }
 
     let daemon_stop = CancellationToken::new();
     let timer = {
         let t = daemon_stop.clone();
         tokio::spawn(async move {
+            if keep {
+                std::future::pending::<()>().await;
+            }
             tokio::time::sleep(duration).await;
             t.cancel();
         })
@@ -395,6 +526,7 @@ summary = "Client heap above 150 MB"
     stop.cancel();
     let _ = announcer.await;
     let _ = log_writer.await;
+    let _ = client_events.await;
     let _ = servers.await;
     println!(
         "Demo finished after {:.0}s.",

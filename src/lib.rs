@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod demo;
 pub mod history;
 pub mod ingest;

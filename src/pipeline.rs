@@ -1165,6 +1165,56 @@ fn render_summary(summary: &str, labels: &Labels) -> String {
     out
 }
 
+/// The share of bad events of an SLO in `[from, to)`: bad / total, or 1 − the average of its
+/// `up` series; `None` without events.
+pub fn slo_error_ratio(
+    snap: &crate::store::Snapshot,
+    events: &crate::config::SloEvents,
+    from: i64,
+    to: i64,
+) -> Result<Option<f64>, crate::query::QueryError> {
+    use crate::config::SloEvents;
+    use crate::query::{Agg, aggregate};
+    Ok(match events {
+        SloEvents::Ratio { bad, total } => {
+            let sum = |(metric, matchers): &(String, BTreeMap<String, String>)| {
+                aggregate(
+                    snap,
+                    &equal_selector(metric, matchers),
+                    Agg::Increase,
+                    from,
+                    to,
+                )
+                .map(|vs| vs.iter().filter_map(|v| v.value).sum::<f64>())
+            };
+            let (b, t) = (sum(bad)?, sum(total)?);
+            (t > 0.0).then(|| (b / t).clamp(0.0, 1.0))
+        }
+        SloEvents::Up { metric, matchers } => {
+            let vs: Vec<f64> =
+                aggregate(snap, &equal_selector(metric, matchers), Agg::Avg, from, to)?
+                    .iter()
+                    .filter_map(|v| v.value)
+                    .collect();
+            (!vs.is_empty())
+                .then(|| (1.0 - vs.iter().sum::<f64>() / vs.len() as f64).clamp(0.0, 1.0))
+        }
+    })
+}
+
+/// A selector of `metric` whose labels equal `matchers`.
+pub fn equal_selector(metric: &str, matchers: &BTreeMap<String, String>) -> crate::query::Selector {
+    use crate::query::{MatchOp, Matcher, Selector};
+    let m = matchers
+        .iter()
+        .map(|(k, v)| Matcher {
+            label: k.clone(),
+            op: MatchOp::Eq(v.clone()),
+        })
+        .collect();
+    Selector::new(metric, m)
+}
+
 /// What a window rule sees at `now`, per label set. Counting aggregates of a window
 /// without data are 0 (no errors is zero errors); others are "no data".
 pub fn window_values(
@@ -1174,19 +1224,10 @@ pub fn window_values(
     now: i64,
 ) -> anyhow::Result<Vec<crate::rules::WindowValue>> {
     use crate::config::WindowInput;
-    use crate::query::{Agg, MatchOp, Matcher, Selector, aggregate};
+    use crate::query::{Agg, aggregate};
     use crate::rules::WindowValue;
     let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
-    let selector = |metric: &str, matchers: &std::collections::BTreeMap<String, String>| {
-        let m = matchers
-            .iter()
-            .map(|(k, v)| Matcher {
-                label: k.clone(),
-                op: MatchOp::Eq(v.clone()),
-            })
-            .collect();
-        Selector::new(metric, m)
-    };
+    let selector = equal_selector;
     let counting = |agg: Agg| matches!(agg, Agg::Count | Agg::Sum | Agg::Increase | Agg::Rate);
     let value = |labels: Labels, value: Option<f64>| WindowValue {
         labels,
@@ -1307,35 +1348,10 @@ pub fn window_values(
             period,
             burns,
         } => {
-            use crate::config::SloEvents;
             let budget = 1.0 - objective;
             // The error ratio over the last `d`; `None` without events.
-            let error_ratio = |d: Duration| -> Result<Option<f64>, crate::query::QueryError> {
-                let from = now.saturating_sub(ms(d)).max(0);
-                Ok(match events {
-                    SloEvents::Ratio { bad, total } => {
-                        let sum = |(metric, matchers): &(
-                            String,
-                            std::collections::BTreeMap<String, String>,
-                        )| {
-                            aggregate(snap, &selector(metric, matchers), Agg::Increase, from, now)
-                                .map(|vs| vs.iter().filter_map(|v| v.value).sum::<f64>())
-                        };
-                        let (b, t) = (sum(bad)?, sum(total)?);
-                        (t > 0.0).then(|| (b / t).clamp(0.0, 1.0))
-                    }
-                    SloEvents::Up { metric, matchers } => {
-                        let vs: Vec<f64> =
-                            aggregate(snap, &selector(metric, matchers), Agg::Avg, from, now)?
-                                .iter()
-                                .filter_map(|v| v.value)
-                                .collect();
-                        (!vs.is_empty()).then(|| {
-                            (1.0 - vs.iter().sum::<f64>() / vs.len() as f64).clamp(0.0, 1.0)
-                        })
-                    }
-                })
-            };
+            let error_ratio =
+                |d: Duration| slo_error_ratio(snap, events, now.saturating_sub(ms(d)).max(0), now);
             let mut level = None;
             let mut worst: Option<(f64, f64, &crate::config::Burn)> = None;
             for b in burns {

@@ -427,6 +427,77 @@ async fn dead_letters(State(api): State<Api>) -> Response {
     }
 }
 
+/// The query of `GET /` and `GET /api/v1/dashboard`.
+#[derive(Debug, Deserialize)]
+struct DashboardQuery {
+    /// `1h`, `24h`, `7d`, `30d` or any duration from 1m to 400d; the configured default.
+    range: Option<String>,
+}
+
+/// Reads the dashboard for the asked range: alerts and silences from the pipeline, the rest
+/// from one store snapshot.
+async fn dashboard_data(
+    api: &Api,
+    query: &DashboardQuery,
+) -> Result<crate::dashboard::Dashboard, Response> {
+    let cfg = api.config.borrow().clone();
+    let (range_text, range) = match query.range.as_deref() {
+        Some(text) => match crate::dashboard::parse_range(text) {
+            Ok(d) => (text.to_string(), d),
+            Err(e) => return Err(error(StatusCode::BAD_REQUEST, e)),
+        },
+        None => (
+            humantime::format_duration(cfg.dashboard.default_range).to_string(),
+            cfg.dashboard.default_range,
+        ),
+    };
+    let alerts = ask(api, Command::Alerts).await?;
+    let silences = ask(api, Command::Silences).await?;
+    let store = api.store.clone();
+    let now = crate::clock::now_ms();
+    let built = tokio::task::spawn_blocking(move || {
+        let from = now.saturating_sub(range.as_millis() as i64).max(0);
+        let history =
+            crate::dashboard::history(&store, from).map_err(crate::query::QueryError::Store)?;
+        let snap = store.snapshot()?;
+        let held = crate::dashboard::Held {
+            alerts,
+            silences,
+            history,
+        };
+        crate::dashboard::build(&cfg, &snap, held, (&range_text, range), now)
+    })
+    .await;
+    match built {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// `GET /`: the dashboard page.
+async fn dashboard_page(
+    State(api): State<Api>,
+    query: axum::extract::Query<DashboardQuery>,
+) -> Response {
+    match dashboard_data(&api, &query).await {
+        Ok(d) => axum::response::Html(crate::dashboard::html::page(&d, crate::clock::now_ms()))
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `GET /api/v1/dashboard?range=24h`: what the page shows, as JSON.
+async fn dashboard_json(
+    State(api): State<Api>,
+    query: axum::extract::Query<DashboardQuery>,
+) -> Response {
+    match dashboard_data(&api, &query).await {
+        Ok(d) => Json(d).into_response(),
+        Err(r) => r,
+    }
+}
+
 /// `GET /metrics`: OpenMetrics text, for Prometheus.
 async fn metrics(State(api): State<Api>) -> Response {
     let store = api.store.clone();
@@ -492,6 +563,8 @@ pub fn router(api: Api) -> Router {
         )
         .layer(DefaultBodyLimit::disable());
     Router::new()
+        .route("/", get(dashboard_page))
+        .route("/api/v1/dashboard", get(dashboard_json))
         .route("/healthz", get(healthz))
         .route("/metrics", get(self::metrics))
         .route("/api/v1/alerts", get(alerts))

@@ -130,3 +130,13 @@ pub fn slo_burns() -> Vec<(Duration, Duration, f64, bool)> {
 pub fn slo_period() -> Duration {
     Duration::from_secs(30 * DAY)
 }
+
+/// The dashboard's range when none is picked: the plan's "last 24 hours".
+pub fn dashboard_range() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// How often an open dashboard reloads itself.
+pub fn dashboard_refresh() -> Duration {
+    Duration::from_secs(60)
+}

@@ -109,6 +109,48 @@ pub struct Config {
     pub logs: Vec<LogSource>,
     pub rules: Vec<Rule>,
     pub maintenance: Vec<crate::silence::MaintenanceWindow>,
+    pub dashboard: DashboardConfig,
+}
+
+/// `[dashboard]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardConfig {
+    pub title: String,
+    pub default_range: Duration,
+    /// `None`: the page does not reload itself.
+    pub refresh: Option<Duration>,
+    pub panels: Vec<Panel>,
+}
+
+/// One chart of the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    pub title: String,
+    pub unit: String,
+    pub series: Vec<PanelSeries>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PanelSeries {
+    pub label: Option<String>,
+    pub input: PanelInput,
+    pub agg: crate::query::Agg,
+    pub scale: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PanelInput {
+    /// `agg` per step of every series the selector matches.
+    Metric {
+        metric: String,
+        matchers: BTreeMap<String, String>,
+    },
+    /// `agg` of the numerator over `agg` of the denominator per step, each summed over its
+    /// series.
+    Ratio {
+        numerator: (String, BTreeMap<String, String>),
+        denominator: (String, BTreeMap<String, String>),
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

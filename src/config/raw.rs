@@ -725,3 +725,44 @@ pub struct RawLogErrors {
     /// The field holding the error message.
     pub message: String,
 }
+
+/// `[dashboard]`: the page the daemon serves at `/`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDashboard {
+    /// The page's title.
+    pub title: Option<String>,
+    /// The range shown when none is picked: `1h`, `24h` (default), `7d`, `30d` or any duration.
+    pub default_range: Option<String>,
+    /// How often an open page reloads itself; `0s` never.
+    pub refresh: Option<String>,
+    /// The charts, in order.
+    pub panel: Option<Vec<RawPanel>>,
+}
+
+/// `[[dashboard.panel]]`: one chart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPanel {
+    pub title: String,
+    /// Shown beside the values, e.g. `ms`, `%`, `MB`, `req/min`.
+    pub unit: Option<String>,
+    pub series: Vec<RawPanelSeries>,
+}
+
+/// One line of a panel: an aggregate of a metric per step, or a ratio of two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPanelSeries {
+    /// The legend; the label values of each series follow it.
+    pub label: Option<String>,
+    pub metric: Option<String>,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// `avg` (default for `metric`), `increase` (default for a ratio), `pNN`, `rate`, …
+    pub agg: Option<String>,
+    pub numerator: Option<RawSelector>,
+    pub denominator: Option<RawSelector>,
+    /// Every value is multiplied by this: `100` for a percentage, `60` for a rate per minute.
+    pub scale: Option<f64>,
+}

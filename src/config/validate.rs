@@ -13,18 +13,20 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawAlertmanager, RawConsecutive, RawContext, RawDaemon, RawDatabase, RawEmail, RawGrowth,
-    RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType, RawOutbox,
-    RawPagerDuty, RawRatio, RawRouting, RawScrape, RawSelector, RawServer, RawSlack, RawSlo,
-    RawSqlTarget, RawStale, RawStore, RawTcpTarget, RawThreshold, RawWebhook,
+    RawAlertmanager, RawConsecutive, RawContext, RawDaemon, RawDashboard, RawDatabase, RawEmail,
+    RawGrowth, RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType,
+    RawOutbox, RawPagerDuty, RawPanelSeries, RawRatio, RawRouting, RawScrape, RawSelector,
+    RawServer, RawSlack, RawSlo, RawSqlTarget, RawStale, RawStore, RawTcpTarget, RawThreshold,
+    RawWebhook,
 };
 use super::{
     Burn, CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, Context, DaemonConfig,
-    Database, EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert,
-    LineParse, LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource, OutboxConfig,
-    Pattern, Problem, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity,
-    SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig, Target,
-    TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, WindowInput, defaults, parse_duration,
+    DashboardConfig, Database, EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck,
+    JsonAssert, LineParse, LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource,
+    OutboxConfig, Panel, PanelInput, PanelSeries, Pattern, Problem, Routing, Rule, RuleKind,
+    Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SloEvents, SmtpTls, SqlCheck, SqlParam,
+    StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, ThresholdRule, TimeFormat, Timing,
+    TlsMode, WindowInput, defaults, parse_duration,
 };
 use crate::rules::{Condition, Op};
 
@@ -44,6 +46,7 @@ const SECTIONS: &[&str] = &[
     "logs",
     "rules",
     "maintenance",
+    "dashboard",
 ];
 
 /// Collects problems and turns byte spans into line numbers.
@@ -143,6 +146,9 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let outbox = single::<RawOutbox>(&mut problems, section("outbox"), "outbox", &root_span)
         .map(|(raw, site)| outbox_config(&mut problems, raw, &site));
     let routing = single::<RawRouting>(&mut problems, section("routing"), "routing", &root_span);
+    let dashboard =
+        single::<RawDashboard>(&mut problems, section("dashboard"), "dashboard", &root_span)
+            .map(|(raw, site)| dashboard_config(&mut problems, raw, &site));
 
     let channel_names = declared_names(&mut problems, section("channels"), "channels", "channel");
     let mut channels = BTreeMap::new();
@@ -430,6 +436,134 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         scrapes,
         logs,
         rules,
+        dashboard: dashboard.unwrap_or_else(default_dashboard),
+    })
+}
+
+fn default_dashboard() -> DashboardConfig {
+    DashboardConfig {
+        title: "sloguard".to_string(),
+        default_range: defaults::dashboard_range(),
+        refresh: Some(defaults::dashboard_refresh()),
+        panels: Vec::new(),
+    }
+}
+
+fn dashboard_config(
+    problems: &mut Problems<'_>,
+    raw: RawDashboard,
+    site: &Site<'_, '_>,
+) -> DashboardConfig {
+    let mut cfg = default_dashboard();
+    if let Some(t) = raw.title {
+        cfg.title = t;
+    }
+    cfg.default_range = duration_field(
+        problems,
+        site,
+        "default_range",
+        raw.default_range.as_ref(),
+        defaults::dashboard_range(),
+        Duration::from_secs(60),
+    );
+    let refresh = duration_field(
+        problems,
+        site,
+        "refresh",
+        raw.refresh.as_ref(),
+        defaults::dashboard_refresh(),
+        Duration::ZERO,
+    );
+    cfg.refresh = (!refresh.is_zero()).then_some(refresh);
+    let panel_sites = sub_sites(site, "panel");
+    for (raw, psite) in raw.panel.unwrap_or_default().into_iter().zip(&panel_sites) {
+        let series_sites = sub_sites(psite, "series");
+        if raw.series.is_empty() {
+            problems.push(
+                Some(psite.span_of("series")),
+                psite.field("series"),
+                "a panel needs at least one series",
+            );
+        }
+        let mut series = Vec::new();
+        for (s, ssite) in raw.series.into_iter().zip(&series_sites) {
+            if let Some(s) = panel_series(problems, s, ssite) {
+                series.push(s);
+            }
+        }
+        cfg.panels.push(Panel {
+            title: raw.title,
+            unit: raw.unit.unwrap_or_default(),
+            series,
+        });
+    }
+    cfg
+}
+
+fn panel_series(
+    problems: &mut Problems<'_>,
+    raw: RawPanelSeries,
+    site: &Site<'_, '_>,
+) -> Option<PanelSeries> {
+    let before = problems.list.len();
+    let (input, default_agg) = match (raw.metric, raw.numerator, raw.denominator) {
+        (Some(metric), None, None) => {
+            metric_name(problems, site, &metric);
+            (
+                PanelInput::Metric {
+                    metric,
+                    matchers: raw.matchers,
+                },
+                crate::query::Agg::Avg,
+            )
+        }
+        (None, Some(n), Some(d)) => {
+            if !raw.matchers.is_empty() {
+                problems.push(
+                    Some(site.key_span("match")),
+                    site.field("match"),
+                    "a ratio has its `match` in `numerator` and `denominator`",
+                );
+            }
+            metric_name(problems, site, &n.metric);
+            metric_name(problems, site, &d.metric);
+            (
+                PanelInput::Ratio {
+                    numerator: (n.metric, n.matchers),
+                    denominator: (d.metric, d.matchers),
+                },
+                crate::query::Agg::Increase,
+            )
+        }
+        _ => {
+            problems.push(
+                Some(site.span.clone()),
+                site.field("metric"),
+                "give `metric` (an aggregate per step) or both `numerator` and `denominator` (a ratio)",
+            );
+            return None;
+        }
+    };
+    let agg = match raw.agg.as_deref() {
+        Some(text) => agg_field(problems, site, text),
+        None => Some(default_agg),
+    };
+    let scale = raw.scale.unwrap_or(1.0);
+    if !scale.is_finite() || scale == 0.0 {
+        problems.push(
+            Some(site.span_of("scale")),
+            site.field("scale"),
+            "must be a finite number other than 0",
+        );
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(PanelSeries {
+        label: raw.label,
+        input,
+        agg: agg?,
+        scale,
     })
 }
 

@@ -799,6 +799,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest `limit` history events since `since_ms`, newest first.
+    pub fn history_newest<T: DeserializeOwned>(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(HISTORY)?;
+        let mut out = Vec::new();
+        for entry in table.range((since_ms, 0u64)..)?.rev() {
+            let (_, v) = entry?;
+            out.push(decode(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Every dead letter, oldest first.
     pub fn dead_letters<T: DeserializeOwned>(&self) -> Result<Vec<(u64, T)>, StoreError> {
         let read = self.db.begin_read()?;
