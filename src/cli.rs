@@ -428,7 +428,10 @@ pub fn main() -> ExitCode {
             let result = runtime().map_err(anyhow::Error::from).and_then(|rt| {
                 rt.block_on(daemon::run(
                     cfg,
-                    RunOptions { data_dir },
+                    RunOptions {
+                        data_dir,
+                        listener: None,
+                    },
                     CancellationToken::new(),
                 ))
             });

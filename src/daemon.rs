@@ -27,6 +27,9 @@ use crate::supervisor::Supervisor;
 pub struct RunOptions {
     /// Overrides `[daemon].data_dir`.
     pub data_dir: Option<PathBuf>,
+    /// A socket already bound for the HTTP server, used instead of binding
+    /// `[server].listen` (the demo binds its port before it starts the daemon).
+    pub listener: Option<Arc<std::net::TcpListener>>,
 }
 
 /// Tells systemd about a state change; a no-op without `$NOTIFY_SOCKET`.
@@ -163,8 +166,9 @@ pub async fn run(
             heartbeat: heartbeat.clone(),
         };
         let token = rest_stop.clone();
+        let bound = opts.listener.clone();
         sup.spawn("server", rest_stop.clone(), move || {
-            crate::server::run(api.clone(), token.clone())
+            crate::server::run(api.clone(), bound.clone(), token.clone())
         });
     }
     {

@@ -129,12 +129,11 @@ async fn send_client_events(
     }
 }
 
-/// 127.0.0.1:9797 when it is free, else any free port.
-fn dashboard_address() -> std::io::Result<std::net::SocketAddr> {
-    let preferred: std::net::SocketAddr = ([127, 0, 0, 1], 9797).into();
-    match std::net::TcpListener::bind(preferred) {
-        Ok(l) => l.local_addr(),
-        Err(_) => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr(),
+/// A socket on 127.0.0.1:9797 when it is free, else on any free port.
+fn dashboard_socket() -> std::io::Result<std::net::TcpListener> {
+    match std::net::TcpListener::bind("127.0.0.1:9797") {
+        Ok(l) => Ok(l),
+        Err(_) => std::net::TcpListener::bind("127.0.0.1:0"),
     }
 }
 
@@ -227,7 +226,8 @@ pub async fn run(duration: Duration, keep: bool) -> anyhow::Result<()> {
         .prefix("sloguard-demo-")
         .tempdir()?;
     let config_path = dir.path().join("config.toml");
-    let daemon_addr = dashboard_address()?;
+    let daemon_socket = std::sync::Arc::new(dashboard_socket()?);
+    let daemon_addr = daemon_socket.local_addr()?;
     let text = format!(
         r#"# Written by `sloguard demo`.
 [daemon]
@@ -521,7 +521,11 @@ summary = "Client heap above 150 MB"
         })
     };
     let demo_from = crate::clock::now_ms();
-    let result = daemon::run(cfg, RunOptions::default(), daemon_stop).await;
+    let opts = RunOptions {
+        listener: Some(daemon_socket),
+        ..RunOptions::default()
+    };
+    let result = daemon::run(cfg, opts, daemon_stop).await;
     timer.abort();
     stop.cancel();
     let _ = announcer.await;

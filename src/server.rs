@@ -579,12 +579,23 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Serves the API until `stop`.
-pub async fn run(api: Api, stop: CancellationToken) -> anyhow::Result<()> {
+/// Serves the API until `stop`, on `bound` when given, else on `[server].listen`.
+pub async fn run(
+    api: Api,
+    bound: Option<Arc<std::net::TcpListener>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let listen = api.config.borrow().server.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener = match bound {
+        Some(l) => {
+            let l = l.try_clone()?;
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)?
+        }
+        None => TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?,
+    };
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
     axum::serve(listener, router(api))
         .with_graceful_shutdown(stop.cancelled_owned())

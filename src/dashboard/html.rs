@@ -41,6 +41,7 @@ section h2{font-size:15px;margin:0 0 8px}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eaeef2;vertical-align:top}
 th{font-weight:600;color:#57606a;font-size:12px}
+.nw{white-space:nowrap}
 .panels{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:16px}
 .panels section{margin:0}
 .sev{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
@@ -413,7 +414,7 @@ pub fn page(d: &Dashboard, now: i64) -> String {
                 .unwrap_or_default();
             let _ = write!(
                 h,
-                r#"<tr class="alert"><td><span class="sev sev-{}">{}</span></td><td><b>{}</b><br><small>{}</small></td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>"#,
+                r#"<tr class="alert"><td><span class="sev sev-{}">{}</span></td><td><b>{}</b><br><small>{}</small></td><td>{}</td><td class="nw">{}</td><td>{}{}</td><td>{}</td></tr>"#,
                 esc(&sev),
                 esc(&sev),
                 esc(a.summary.as_deref().unwrap_or(&a.rule)),
@@ -515,8 +516,10 @@ pub fn page(d: &Dashboard, now: i64) -> String {
         for e in &d.history {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&time_of(e.at_ms, true)),
+                r#"<tr><td class="nw">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&chrono::DateTime::from_timestamp_millis(e.at_ms)
+                    .map(|t| t.format("%b %d %H:%M:%S").to_string())
+                    .unwrap_or_default()),
                 esc(&e.event),
                 esc(&e.alert),
                 esc(e.channel.as_deref().unwrap_or("")),

@@ -4,6 +4,7 @@ mod ack;
 mod channels;
 mod check;
 mod crash;
+mod dashboard;
 mod demo;
 mod e2e;
 mod example_rules;
