@@ -85,6 +85,8 @@ pub struct Metrics {
     pub log_rotations: Family<SourceReasonLabels, Counter>,
     pub log_command_restarts: Family<SourceLabels, Counter>,
     pub ingest_requests: Family<ResultLabels, Counter>,
+    pub store_commits: Counter,
+    pub store_commit_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -122,6 +124,8 @@ impl Metrics {
             log_rotations: Family::default(),
             log_command_restarts: Family::default(),
             ingest_requests: Family::default(),
+            store_commits: Counter::default(),
+            store_commit_seconds: Counter::default(),
         };
         // Metrics are handles onto shared values: the registry holds clones, the fields stay
         // usable for updates.
@@ -179,6 +183,16 @@ impl Metrics {
             "sloguard_store_samples_dropped",
             "Samples the store did not keep: out_of_order (not newer than the series' last point) or invalid (NaN observation, or a series written as the other kind)",
             m.store_dropped.clone(),
+        );
+        r.register(
+            "sloguard_store_commits",
+            "Transactions the pipeline committed (samples, log events, alert changes, notifications)",
+            m.store_commits.clone(),
+        );
+        r.register(
+            "sloguard_store_commit_seconds",
+            "Time spent committing, fsync included",
+            m.store_commit_seconds.clone(),
         );
         r.register(
             "sloguard_ingest_requests",

@@ -473,6 +473,7 @@ impl Pipeline {
         }
         let written = samples.len() as u64;
         let store = self.store.clone();
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
             let mut batch = Batch {
                 samples: &samples,
@@ -494,6 +495,10 @@ impl Pipeline {
             store.write(&batch)
         })
         .await??;
+        self.metrics.store_commits.inc();
+        self.metrics
+            .store_commit_seconds
+            .inc_by(started.elapsed().as_secs_f64());
         for tell in committed {
             let _ = tell.send(());
         }

@@ -14,8 +14,9 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 # Real parts the tests run: an SMTP server (Debian's aiosmtpd), a Prometheus server, a
-# PostgreSQL server with pg_stat_statements (the tests start their own private clusters) and
-# PgBouncer (a transaction-mode pooler, standing in for Supavisor).
+# PostgreSQL server with pg_stat_statements (the tests start their own private clusters),
+# PgBouncer (a transaction-mode pooler, standing in for Supavisor), Node.js for the official
+# posthog-node client, and Chromium.
 missing=()
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
@@ -27,6 +28,8 @@ fi
 # Node.js and npm run the official posthog-node client against the ingest endpoints.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Headless Chromium opens the dashboard.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1; then
         echo "==> installing ${missing[*]}"

@@ -187,3 +187,100 @@ fn chromium_shows_the_demos_charts_with_data() {
     }
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// The JSON API of the page, `/healthz`, and no secret anywhere in either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_api_reports_uptime_and_slos_and_hides_secrets() {
+    use crate::util::{Daemon, Receiver, Target, free_port, tempdir};
+    let dir = tempdir();
+    let target = Target::start().await;
+    let slack = Receiver::start().await;
+    let port = free_port();
+    let api_token = "s3cr3t-api-token-0123456789";
+    let slack_url = slack.url("/services/T000/B000/s3cr3t-slack-path");
+    let cfg = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+token = "{api_token}"
+
+[routing]
+warning = ["slack"]
+critical = ["slack"]
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "{slack_url}"
+
+[[targets]]
+name = "web"
+url = "{url}"
+interval = "200ms"
+
+[[rules]]
+name = "web_availability"
+kind = "slo"
+objective = 99.5
+up = {{ metric = "probe_up", match = {{ target = "web" }} }}
+every = "1s"
+summary = "Web availability"
+"#,
+        url = target.url()
+    );
+    let _d = Daemon::start(dir.path(), &cfg, &[]).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+
+    // Wait for a few probes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let d: serde_json::Value = loop {
+        let d: serde_json::Value = reqwest::get(format!("{base}/api/v1/dashboard?range=1h"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if d["uptime"][0]["steps"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+            && d["panels"][0]["series"][0]["points"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no data on the dashboard: {d}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(d["range"], "1h");
+    assert_eq!(d["step_ms"], 30_000, "about 300 points at most");
+    assert_eq!(d["uptime"][0]["target"], "web");
+    assert_eq!(d["uptime"][0]["uptime"], 100.0);
+    assert_eq!(d["uptime"][0]["up"], true);
+    assert_eq!(d["slos"][0]["rule"], "web_availability");
+    assert_eq!(d["slos"][0]["objective"], 99.5);
+    assert_eq!(d["slos"][0]["attained"], 100.0);
+    assert_eq!(d["slos"][0]["budget_left"], 100.0);
+    // Without configured panels: the probe durations.
+    assert_eq!(d["panels"][0]["title"], "Probe duration");
+    assert_eq!(d["panels"][0]["series"][0]["label"], "probe {target=web}");
+
+    let page = reqwest::get(format!("{base}/?range=7d")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains(r#"<a href="?range=7d" class="on">7d</a>"#));
+    assert!(page.contains("Web availability"));
+    let bad = reqwest::get(format!("{base}/?range=forever"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let json = d.to_string();
+    for secret in [api_token, "s3cr3t-slack-path"] {
+        assert!(!page.contains(secret), "{secret} in the page");
+        assert!(!json.contains(secret), "{secret} in the JSON");
+    }
+}

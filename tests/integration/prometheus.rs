@@ -108,6 +108,33 @@ summary = "Web down"
         info["data"]["result"][0]["metric"]["version"],
         env!("CARGO_PKG_VERSION")
     );
+    // The daemon's own health, as the issue lists it: rule evaluation time, notifications
+    // pending, store size and commits (the write rate), samples written, configuration
+    // reloads. Each is a series Prometheus holds.
+    for family in [
+        "sloguard_rule_evaluation_seconds_total",
+        "sloguard_outbox_pending",
+        "sloguard_store_size_bytes",
+        "sloguard_store_commits_total",
+        "sloguard_store_commit_seconds_total",
+        "sloguard_samples_total",
+        "sloguard_config_last_reload_success_timestamp_seconds",
+        "probe_duration_seconds",
+    ] {
+        let r = query(prom_port, family).await;
+        let value: f64 = r["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{family} not in Prometheus: {r}"));
+        assert!(value >= 0.0, "{family} = {value}");
+    }
+    let commits = query(prom_port, "sloguard_store_commits_total").await;
+    let commits: f64 = commits["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(commits >= 1.0, "no commit counted");
     let targets: serde_json::Value =
         reqwest::get(format!("http://127.0.0.1:{prom_port}/api/v1/targets"))
             .await
