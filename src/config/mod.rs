@@ -136,6 +136,16 @@ pub struct PanelSeries {
     pub input: PanelInput,
     pub agg: crate::query::Agg,
     pub scale: f64,
+    /// One line for all selected series, their values per step combined this way.
+    pub combine: Option<Combine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    Sum,
+    Max,
+    Min,
+    Avg,
 }
 
 #[derive(Debug, Clone, PartialEq)]

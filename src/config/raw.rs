@@ -765,4 +765,7 @@ pub struct RawPanelSeries {
     pub denominator: Option<RawSelector>,
     /// Every value is multiplied by this: `100` for a percentage, `60` for a rate per minute.
     pub scale: Option<f64>,
+    /// `sum`, `max`, `min` or `avg`: one line for all the series `metric` selects, instead of
+    /// one line each.
+    pub combine: Option<String>,
 }

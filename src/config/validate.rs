@@ -20,13 +20,13 @@ use super::raw::{
     RawWebhook,
 };
 use super::{
-    Burn, CaFile, Channel, ChannelKind, Check, Config, ConsecutiveRule, Context, DaemonConfig,
-    DashboardConfig, Database, EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck,
-    JsonAssert, LineParse, LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind, LogSource,
-    OutboxConfig, Panel, PanelInput, PanelSeries, Pattern, Problem, Routing, Rule, RuleKind,
-    Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SloEvents, SmtpTls, SqlCheck, SqlParam,
-    StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, ThresholdRule, TimeFormat, Timing,
-    TlsMode, WindowInput, defaults, parse_duration,
+    Burn, CaFile, Channel, ChannelKind, Check, Combine, Config, ConsecutiveRule, Context,
+    DaemonConfig, DashboardConfig, Database, EmailChannel, EscalationStep, FieldMatch, FieldPath,
+    HttpCheck, JsonAssert, LineParse, LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind,
+    LogSource, OutboxConfig, Panel, PanelInput, PanelSeries, Pattern, Problem, Routing, Rule,
+    RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SloEvents, SmtpTls, SqlCheck,
+    SqlParam, StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, ThresholdRule, TimeFormat,
+    Timing, TlsMode, WindowInput, defaults, parse_duration,
 };
 use crate::rules::{Condition, Op};
 
@@ -548,6 +548,28 @@ fn panel_series(
         Some(text) => agg_field(problems, site, text),
         None => Some(default_agg),
     };
+    let combine = match raw.combine.as_deref() {
+        None => None,
+        Some("sum") => Some(Combine::Sum),
+        Some("max") => Some(Combine::Max),
+        Some("min") => Some(Combine::Min),
+        Some("avg") => Some(Combine::Avg),
+        Some(other) => {
+            problems.push(
+                Some(site.span_of("combine")),
+                site.field("combine"),
+                format!("`{other}` is not a way to combine series; use sum, max, min or avg"),
+            );
+            None
+        }
+    };
+    if combine.is_some() && matches!(input, PanelInput::Ratio { .. }) {
+        problems.push(
+            Some(site.key_span("combine")),
+            site.field("combine"),
+            "a ratio is one line already",
+        );
+    }
     let scale = raw.scale.unwrap_or(1.0);
     if !scale.is_finite() || scale == 0.0 {
         problems.push(
@@ -564,6 +586,7 @@ fn panel_series(
         input,
         agg: agg?,
         scale,
+        combine,
     })
 }
 

@@ -303,6 +303,7 @@ pub fn build(
                 },
                 agg: Agg::Avg,
                 scale: 1000.0,
+                combine: None,
             }],
         }];
         &configured

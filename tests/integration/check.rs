@@ -239,6 +239,49 @@ fn each_broken_file_names_the_line_and_the_field() {
             "depends_on goes round in a circle (web_down → web_slow → web_down)",
         ),
         (
+            "an ingest source with files",
+            format!(
+                "{VALID}\n[[logs]]\nname = \"ph\"\ningest = \"posthog\"\ntoken = \"phc_x\"\nfiles = [\"/var/log/x.log\"] # both\n[[logs.metric]]\nname = \"m\"\nkind = \"counter\"\n"
+            ),
+            "ingest = ",
+            "logs[0].ingest",
+            "give one of `files`, `command` or `ingest`",
+        ),
+        (
+            "an ingest source without its token",
+            format!(
+                "{VALID}\n[[logs]]\nname = \"ph\"\ningest = \"posthog\" # no token\n[[logs.metric]]\nname = \"m\"\nkind = \"counter\"\n"
+            ),
+            "[[logs]]",
+            "logs[0].token",
+            "missing: set `token`",
+        ),
+        (
+            "a panel series without a metric",
+            format!(
+                "{VALID}\n[[dashboard.panel]]\ntitle = \"Latency\"\nseries = [{{ label = \"p95\", agg = \"p95\" }}] # none\n"
+            ),
+            "# none",
+            "dashboard.panel[0].series[0].metric",
+            "give `metric`",
+        ),
+        (
+            "a panel series with a bad aggregate",
+            format!(
+                "{VALID}\n[[dashboard.panel]]\ntitle = \"Latency\"\nseries = [{{ metric = \"x\", agg = \"p101\" }}] # bad agg\n"
+            ),
+            "# bad agg",
+            "dashboard.panel[0].series[0].agg",
+            "p101",
+        ),
+        (
+            "a dashboard range that is not a duration",
+            format!("{VALID}\n[dashboard]\ndefault_range = \"a day\"\n"),
+            "a day",
+            "dashboard.default_range",
+            "is not a duration",
+        ),
+        (
             "bad condition",
             VALID.replace("fire_after = 3", "fire_after = 3\ncondition = \"below 1\""),
             "below 1",
@@ -310,6 +353,7 @@ fn the_example_config_is_valid() {
             ("SLOGUARD_API_TOKEN", "0123456789abcdef0123456789abcdef"),
             ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000001"),
             ("SUPABASE_SECRET_KEY", "sb_secret_0000"),
+            ("POSTHOG_PROJECT_TOKEN", "phc_example0000"),
             (
                 "SUPABASE_DB_URL",
                 "postgres://sloguard_monitor.abcdefghijklmnop:pw@aws-0-us-east-1.pooler.supabase.com:5432/postgres",

@@ -31,6 +31,7 @@ fn example() -> Config {
             "postgres://m:pw@db.example.com:5432/postgres",
         ),
         ("SUPABASE_SECRET_KEY", "sb_secret_0000"),
+        ("POSTHOG_PROJECT_TOKEN", "phc_example0000"),
     ] {
         text = text.replace(&format!("\"env:{name}\""), &format!("\"{value}\""));
     }
