@@ -161,15 +161,50 @@ fn panel_lines(
     match &s.input {
         PanelInput::Metric { metric, matchers } => {
             let default = format!("{metric} {}", crate::query::agg_name(s.agg));
-            let mut out = Vec::new();
-            for sp in stepped(
+            let found = stepped(
                 snap,
                 &equal_selector(metric, matchers),
                 s.agg,
                 from,
                 to,
                 step,
-            )? {
+            )?;
+            if let Some(how) = s.combine {
+                use crate::config::Combine;
+                // (combined value, series counted) per step.
+                let mut by_time: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
+                for (t, v) in found.iter().flat_map(|sp| &sp.points) {
+                    if !v.is_finite() {
+                        continue;
+                    }
+                    let e = by_time.entry(*t).or_insert((*v, 0));
+                    if e.1 > 0 {
+                        e.0 = match how {
+                            Combine::Sum | Combine::Avg => e.0 + v,
+                            Combine::Max => e.0.max(*v),
+                            Combine::Min => e.0.min(*v),
+                        };
+                    }
+                    e.1 += 1;
+                }
+                let points = by_time
+                    .into_iter()
+                    .map(|(t, (v, n))| {
+                        let v = if how == Combine::Avg {
+                            v / f64::from(n)
+                        } else {
+                            v
+                        };
+                        (t, v * s.scale)
+                    })
+                    .collect();
+                return Ok(vec![Line {
+                    label: name(default, &Labels::new()),
+                    points,
+                }]);
+            }
+            let mut out = Vec::new();
+            for sp in found {
                 // Labels the selector fixed say nothing about the line.
                 let labels: Labels = sp
                     .series
@@ -384,4 +419,135 @@ pub fn history(
     from: i64,
 ) -> Result<Vec<crate::history::Event>, crate::store::StoreError> {
     store.history_newest(from, HISTORY_LIMIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::{Sample, SeriesKey};
+    use crate::store::{Batch, Store};
+
+    const MIN: i64 = 60_000;
+
+    fn config(panels: &str) -> Config {
+        let text = format!(
+            r#"
+[[targets]]
+name = "web"
+url = "http://127.0.0.1:9/health"
+
+[dashboard]
+refresh = "0s"
+{panels}
+"#
+        );
+        crate::config::parse(&text, std::path::Path::new("test.toml")).unwrap()
+    }
+
+    fn held() -> Held {
+        Held {
+            alerts: Vec::new(),
+            silences: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Three users' heaps every minute for an hour, user `u` at 100 + 10·u (+1 at odd minutes);
+    /// the target up but for minutes 10..15.
+    fn store(dir: &std::path::Path, now: i64) -> Store {
+        let store = Store::open(dir).unwrap();
+        let mut samples = Vec::new();
+        for m in 0..60 {
+            let ts = now - HOUR_MS + m * MIN;
+            for u in 0..3 {
+                samples.push(Sample {
+                    series: SeriesKey::new("heap_mb", &[("user", &format!("u{u}"))]),
+                    ts_ms: ts,
+                    value: 100.0 + 10.0 * u as f64 + (m % 2) as f64,
+                    note: None,
+                });
+            }
+            samples.push(Sample {
+                series: SeriesKey::new("probe_up", &[("target", "web")]),
+                ts_ms: ts,
+                value: if (10..15).contains(&m) { 0.0 } else { 1.0 },
+                note: None,
+            });
+        }
+        store
+            .write(&Batch {
+                samples: &samples,
+                ..Batch::default()
+            })
+            .unwrap();
+        store
+    }
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn a_panel_combines_its_series_or_draws_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_790_000_000_000 / MIN * MIN;
+        let store = store(dir.path(), now);
+        let snap = store.snapshot().unwrap();
+        let range = ("1h", Duration::from_secs(3600));
+        let cfg = config(
+            r#"
+[[dashboard.panel]]
+title = "Heap"
+unit = "MB"
+series = [
+  { label = "largest", metric = "heap_mb", agg = "max", combine = "max" },
+  { label = "mean", metric = "heap_mb", agg = "avg", combine = "avg" },
+  { label = "total", metric = "heap_mb", agg = "last", combine = "sum", scale = 2 },
+  { metric = "heap_mb", agg = "max" },
+]
+"#,
+        );
+        let d = build(&cfg, &snap, held(), range, now).unwrap();
+        let lines = &d.panels[0].series;
+        assert_eq!(lines.len(), 3 + 3, "{lines:?}");
+        let at = |label: &str| -> Vec<f64> {
+            lines
+                .iter()
+                .find(|l| l.label == label)
+                .unwrap_or_else(|| panic!("no {label} in {lines:?}"))
+                .points
+                .iter()
+                .map(|p| p.1)
+                .collect()
+        };
+        // Steps of 30 s: one minute's point each, every other step empty.
+        let largest = at("largest");
+        assert_eq!(largest.len(), 60);
+        assert_eq!(largest[0], 120.0);
+        assert_eq!(largest[1], 121.0);
+        assert_eq!(at("mean")[0], 110.0);
+        assert_eq!(at("total")[1], 2.0 * (101.0 + 111.0 + 121.0));
+        assert_eq!(at("heap_mb max {user=u1}")[0], 110.0);
+        assert_eq!(d.step_ms, 30_000);
+
+        // Uptime: 55 of 60 probes succeeded; the last one did.
+        let u = &d.uptime[0];
+        assert_eq!(u.target, "web");
+        assert!(
+            (u.uptime.unwrap() - 100.0 * 55.0 / 60.0).abs() < 1e-9,
+            "{u:?}"
+        );
+        assert_eq!(u.up, Some(true));
+        assert_eq!(u.steps.iter().filter(|(_, v)| *v == 0.0).count(), 5);
+    }
+
+    #[test]
+    fn ranges_and_steps() {
+        assert!(parse_range("30s").is_err());
+        assert!(parse_range("2y").is_err());
+        assert_eq!(parse_range("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(step_for(Duration::from_secs(3600)), 30_000);
+        assert_eq!(step_for(Duration::from_secs(86400)), 300_000);
+        assert_eq!(step_for(Duration::from_secs(7 * 86400)), 3_600_000);
+        assert_eq!(step_for(Duration::from_secs(30 * 86400)), 21_600_000);
+        assert_eq!(step_for(Duration::from_secs(120)), 1000);
+    }
 }
