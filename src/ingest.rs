@@ -29,8 +29,9 @@ use crate::metrics::{Metrics, ResultLabels};
 use crate::source::log::LogBatch;
 use crate::source::log::extract::{Extractor, Reject};
 
-/// How long a request waits for its events to be committed.
-const COMMIT_WAIT: Duration = Duration::from_secs(10);
+/// How long a request waits for a turn and for its events to be committed, in all: less
+/// than the SDKs' own request timeout (10 s), so that they see the answer.
+const COMMIT_WAIT: Duration = Duration::from_secs(8);
 /// PostHog cuts a distinct id to this many characters.
 const MAX_DISTINCT_ID_CHARS: usize = 200;
 
@@ -319,7 +320,7 @@ pub fn parse_events(json: &[u8], info: &RequestInfo, now_ms: i64) -> Result<Vec<
             .get("timestamp")
             .and_then(Value::as_str)
             .and_then(parse_time);
-        let ts_ms = match (at, sent_at) {
+        let ts = match (at, sent_at) {
             // The client's clock may be off: keep the event's distance to its sending.
             (Some(at), Some(sent)) => now_ms.saturating_sub(sent.saturating_sub(at)),
             (Some(at), None) => at,
@@ -327,6 +328,13 @@ pub fn parse_events(json: &[u8], info: &RequestInfo, now_ms: i64) -> Result<Vec<
                 Some(offset) => now_ms.saturating_sub(offset.max(0)),
                 None => now_ms,
             },
+        };
+        // Nothing happened after it arrived, nor before 1970: a client's clock that says so
+        // is wrong, and such a time would hold its series back or never expire.
+        let ts_ms = if (0..=now_ms).contains(&ts) {
+            ts
+        } else {
+            now_ms
         };
         out.push(Event {
             token,
@@ -394,12 +402,55 @@ struct Slot {
     extractor: Extractor,
 }
 
+/// The uuids of the events a source committed lately, the oldest forgotten first: an SDK
+/// that retries a request whose answer it did not get sends them again.
+#[derive(Default)]
+struct Recent {
+    set: rustc_hash::FxHashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Recent {
+    fn insert(&mut self, uuid: String) {
+        if self.set.insert(uuid.clone()) {
+            self.order.push_back(uuid);
+            while self.order.len() > RECENT_UUIDS {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// Event uuids remembered per source.
+const RECENT_UUIDS: usize = 100_000;
+/// Capture requests decoded at once; more wait for a turn (or get a 503 at the deadline).
+const CONCURRENT_REQUESTS: usize = 4;
+
+/// What the capture requests share.
+struct Shared {
+    config: watch::Receiver<Arc<Config>>,
+    slots: Mutex<HashMap<String, Slot>>,
+    recent: Mutex<HashMap<String, Recent>>,
+}
+
 /// The capture endpoints' state.
 pub struct Ingest {
-    config: watch::Receiver<Arc<Config>>,
+    shared: Arc<Shared>,
     tx: mpsc::Sender<LogBatch>,
     metrics: Arc<Metrics>,
-    slots: Mutex<HashMap<String, Slot>>,
+    turns: tokio::sync::Semaphore,
+}
+
+/// A request's events, extracted and ready to commit.
+struct Extracted {
+    source: String,
+    data: crate::source::log::extract::Extracted,
+    /// Uuids of the events in `data`, remembered once committed.
+    uuids: Vec<String>,
+    events: usize,
+    duplicates: u64,
 }
 
 impl Ingest {
@@ -409,50 +460,130 @@ impl Ingest {
         metrics: Arc<Metrics>,
     ) -> Ingest {
         Ingest {
-            config,
+            shared: Arc::new(Shared {
+                config,
+                slots: Mutex::new(HashMap::new()),
+                recent: Mutex::new(HashMap::new()),
+            }),
             tx,
             metrics,
-            slots: Mutex::new(HashMap::new()),
+            turns: tokio::sync::Semaphore::new(CONCURRENT_REQUESTS),
         }
     }
 
     pub fn limit(&self) -> usize {
-        self.config.borrow().server.max_ingest_bytes
+        self.shared.config.borrow().server.max_ingest_bytes
     }
 
-    /// Decodes, checks and commits one request; counts its result.
-    pub async fn capture(&self, body: &[u8], info: &RequestInfo) -> Result<usize, Refused> {
-        let result = self.capture_inner(body, info).await;
-        let label = match &result {
-            Ok(_) => "accepted",
-            Err(r) => r.result(),
-        };
+    /// Counts a request's result.
+    pub fn count(&self, result: &str) {
         self.metrics
             .ingest_requests
             .get_or_create(&ResultLabels {
-                result: label.to_string(),
+                result: result.to_string(),
             })
             .inc();
+    }
+
+    /// Decodes, checks and commits one request; counts its result. The events it accepts.
+    pub async fn capture(
+        &self,
+        body: axum::body::Bytes,
+        info: RequestInfo,
+    ) -> Result<usize, Refused> {
+        let result = self.capture_inner(body, info).await;
+        self.count(match &result {
+            Ok(_) => "accepted",
+            Err(r) => r.result(),
+        });
         result
     }
 
-    async fn capture_inner(&self, body: &[u8], info: &RequestInfo) -> Result<usize, Refused> {
-        let limit = self.limit();
+    async fn capture_inner(
+        &self,
+        body: axum::body::Bytes,
+        info: RequestInfo,
+    ) -> Result<usize, Refused> {
+        let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
+        let unavailable =
+            || Refused::Unavailable("the store did not take the events in time; retry".into());
+        let _turn = tokio::time::timeout_at(deadline, self.turns.acquire())
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|_| unavailable())?;
+        // Decoding up to the limit, parsing and extraction are CPU work: off the async threads.
+        let shared = self.shared.clone();
+        let x = tokio::task::spawn_blocking(move || shared.extract(&body, &info))
+            .await
+            .map_err(|e| Refused::Unavailable(format!("the request could not be read: {e}")))??;
+        if x.duplicates > 0 {
+            self.metrics
+                .ingest_duplicates
+                .get_or_create(&crate::metrics::SourceLabels {
+                    source: x.source.clone(),
+                })
+                .inc_by(x.duplicates);
+        }
+        let (tell, committed) = oneshot::channel();
+        let counts = x.data.counts.clone();
+        let batch = LogBatch {
+            source: x.source.clone(),
+            generation: None,
+            data: x.data,
+            checkpoints: Vec::new(),
+            caught_up: false,
+            committed: Some(tell),
+        };
+        match tokio::time::timeout_at(deadline, self.tx.send(batch)).await {
+            Ok(Ok(())) => {}
+            _ => return Err(unavailable()),
+        }
+        // Once handed over the batch is committed or dropped whatever this request does: the
+        // waiter remembers the uuids and counts the lines when it is committed, even after
+        // the client was told to retry.
+        let (shared, metrics) = (self.shared.clone(), self.metrics.clone());
+        let (source, uuids) = (x.source, x.uuids);
+        let waiter = tokio::spawn(async move {
+            if committed.await.is_err() {
+                return false;
+            }
+            metrics.log_counts(&source, &counts);
+            let mut recent = shared.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let r = recent.entry(source).or_default();
+            for u in uuids {
+                r.insert(u);
+            }
+            true
+        });
+        match tokio::time::timeout_at(deadline, waiter).await {
+            Ok(Ok(true)) => Ok(x.events),
+            _ => Err(unavailable()),
+        }
+    }
+}
+
+impl Shared {
+    /// Decodes a body and runs its events through their source's extractor.
+    fn extract(&self, body: &[u8], info: &RequestInfo) -> Result<Extracted, Refused> {
+        let (limit, interval_ms) = {
+            let cfg = self.config.borrow();
+            (
+                cfg.server.max_ingest_bytes,
+                cfg.store.distribution_interval.as_millis() as i64,
+            )
+        };
         let now = crate::clock::now_ms();
         let json = decode_body(body, info, limit)?;
         let events = parse_events(&json, info, now)?;
         let token = request_token(&events)?;
-        let (source, interval_ms) = {
+        let source = {
             let cfg = self.config.borrow();
             let found = cfg.logs.iter().find(|l| match &l.input {
                 LogInput::Posthog { token: t } => same_secret(t.expose(), token),
                 _ => false,
             });
             match found {
-                Some(s) => (
-                    s.clone(),
-                    cfg.store.distribution_interval.as_millis() as i64,
-                ),
+                Some(s) => s.clone(),
                 None => {
                     return Err(Refused::Unauthorized(
                         "the project token is not one of an ingest source in the configuration"
@@ -460,6 +591,22 @@ impl Ingest {
                     ));
                 }
             }
+        };
+        let mut duplicates = 0;
+        let mut uuids = Vec::new();
+        let fresh: Vec<&Event> = {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = recent.get(&source.name);
+            events
+                .iter()
+                .filter(|e| match (&e.uuid, seen) {
+                    (Some(u), Some(r)) if r.set.contains(u) => {
+                        duplicates += 1;
+                        false
+                    }
+                    _ => true,
+                })
+                .collect()
         };
         let data = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -475,36 +622,26 @@ impl Ingest {
                     interval_ms,
                 };
             }
-            for e in &events {
+            for e in &fresh {
                 let doc = event_document(e);
                 if doc.len() > source.max_line_bytes {
                     slot.extractor.reject(Reject::TooLong);
                 } else {
                     slot.extractor.line(&doc, e.ts_ms);
                 }
+                if let Some(u) = &e.uuid {
+                    uuids.push(u.clone());
+                }
             }
             slot.extractor.flush()
         };
-        self.metrics.log_counts(&source.name, &data.counts);
-        let (tell, committed) = oneshot::channel();
-        let batch = LogBatch {
-            source: source.name.clone(),
-            generation: None,
+        Ok(Extracted {
+            source: source.name,
             data,
-            checkpoints: Vec::new(),
-            caught_up: false,
-            committed: Some(tell),
-        };
-        let unavailable =
-            || Refused::Unavailable("the store did not take the events in time; retry".into());
-        match tokio::time::timeout(COMMIT_WAIT, self.tx.send(batch)).await {
-            Ok(Ok(())) => {}
-            _ => return Err(unavailable()),
-        }
-        match tokio::time::timeout(COMMIT_WAIT, committed).await {
-            Ok(Ok(())) => Ok(events.len()),
-            _ => Err(unavailable()),
-        }
+            uuids,
+            events: events.len(),
+            duplicates,
+        })
     }
 }
 
@@ -519,7 +656,8 @@ mod tests {
         w.finish().unwrap()
     }
 
-    const NOW: i64 = 1_790_000_000_000;
+    // 2027-01-15: after every time the bodies below carry.
+    const NOW: i64 = 1_800_000_000_000;
 
     #[test]
     fn reads_the_three_body_shapes() {
@@ -555,6 +693,22 @@ mod tests {
         let offset = br#"[{"event":"e","distinct_id":"u","offset":1500,"api_key":"k"}]"#;
         let ev = parse_events(offset, &RequestInfo::default(), NOW).unwrap();
         assert_eq!(ev[0].ts_ms, NOW - 1500);
+    }
+
+    #[test]
+    fn a_time_after_arrival_or_before_1970_is_the_arrival() {
+        let info = RequestInfo::default();
+        let ahead = br#"[{"event":"e","distinct_id":"u","api_key":"k","timestamp":"2099-01-01T00:00:00Z"}]"#;
+        assert_eq!(parse_events(ahead, &info, NOW).unwrap()[0].ts_ms, NOW);
+        let skewed = RequestInfo {
+            sent_at_ms: Some(i64::MIN),
+            ..Default::default()
+        };
+        let body = br#"[{"event":"e","distinct_id":"u","api_key":"k","timestamp":"2026-11-26T10:00:00Z"}]"#;
+        assert_eq!(parse_events(body, &skewed, NOW).unwrap()[0].ts_ms, NOW);
+        let old =
+            br#"[{"event":"e","distinct_id":"u","api_key":"k","offset":9223372036854775807}]"#;
+        assert_eq!(parse_events(old, &info, NOW).unwrap()[0].ts_ms, NOW);
     }
 
     #[test]

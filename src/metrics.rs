@@ -85,6 +85,7 @@ pub struct Metrics {
     pub log_rotations: Family<SourceReasonLabels, Counter>,
     pub log_command_restarts: Family<SourceLabels, Counter>,
     pub ingest_requests: Family<ResultLabels, Counter>,
+    pub ingest_duplicates: Family<SourceLabels, Counter>,
     pub store_commits: Counter,
     pub store_commit_seconds: Counter<f64, AtomicU64>,
 }
@@ -124,6 +125,7 @@ impl Metrics {
             log_rotations: Family::default(),
             log_command_restarts: Family::default(),
             ingest_requests: Family::default(),
+            ingest_duplicates: Family::default(),
             store_commits: Counter::default(),
             store_commit_seconds: Counter::default(),
         };
@@ -183,6 +185,11 @@ impl Metrics {
             "sloguard_store_samples_dropped",
             "Samples the store did not keep: out_of_order (not newer than the series' last point) or invalid (NaN observation, or a series written as the other kind)",
             m.store_dropped.clone(),
+        );
+        r.register(
+            "sloguard_ingest_duplicate_events",
+            "Events skipped because an event with the same uuid was committed lately (an SDK's retry)",
+            m.ingest_duplicates.clone(),
         );
         r.register(
             "sloguard_store_commits",

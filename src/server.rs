@@ -1,8 +1,11 @@
 //! The daemon's HTTP API: health, the alerts the pipeline holds, and acknowledging them.
 //!
-//! It listens on `[server].listen` (loopback by default). Reading is open to whoever can reach
-//! the address; writing (ack) needs `Authorization: Bearer <[server].token>`, and is refused
-//! when no token is configured. Bodies are capped at 64 KiB. The API never returns a secret.
+//! It listens on `[server].listen` (loopback by default) and serves the dashboard, the API,
+//! `/metrics` and the PostHog capture endpoints. Reading is open to whoever can reach the
+//! address; writing (ack, silences) needs `Authorization: Bearer <[server].token>`, and is
+//! refused when no token is configured; capture needs an ingest source's project token. API
+//! bodies are capped at 64 KiB, capture bodies at `[server].max_ingest_bytes`. No answer
+//! contains a secret.
 
 // Handlers return `Response` errors by value; their size does not matter on this path.
 #![allow(clippy::result_large_err)]
@@ -90,20 +93,26 @@ async fn capture(
     };
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => {
-            let r = crate::ingest::Refused::TooLarge(format!(
-                "the body is larger than {limit} bytes ([server].max_ingest_bytes)"
-            ));
-            api.metrics
-                .ingest_requests
-                .get_or_create(&crate::metrics::ResultLabels {
-                    result: r.result().to_string(),
-                })
-                .inc();
+        Err(e) => {
+            // The limit, or a body that broke off.
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut too_large = false;
+            while let Some(c) = cause {
+                too_large |= c.is::<http_body_util::LengthLimitError>();
+                cause = c.source();
+            }
+            let r = if too_large {
+                crate::ingest::Refused::TooLarge(format!(
+                    "the body is larger than {limit} bytes ([server].max_ingest_bytes)"
+                ))
+            } else {
+                crate::ingest::Refused::BadRequest(format!("the body could not be read: {e}"))
+            };
+            api.ingest.count(r.result());
             return refused(r);
         }
     };
-    match api.ingest.capture(&bytes, &info).await {
+    match api.ingest.capture(bytes, info).await {
         Ok(_) => Json(serde_json::json!({ "status": 1 })).into_response(),
         Err(r) => {
             tracing::debug!(
@@ -447,7 +456,7 @@ async fn dashboard_data(
             Err(e) => return Err(error(StatusCode::BAD_REQUEST, e)),
         },
         None => (
-            humantime::format_duration(cfg.dashboard.default_range).to_string(),
+            crate::dashboard::range_name(cfg.dashboard.default_range),
             cfg.dashboard.default_range,
         ),
     };
@@ -480,10 +489,14 @@ async fn dashboard_page(
     State(api): State<Api>,
     query: axum::extract::Query<DashboardQuery>,
 ) -> Response {
-    match dashboard_data(&api, &query).await {
-        Ok(d) => axum::response::Html(crate::dashboard::html::page(&d, crate::clock::now_ms()))
-            .into_response(),
-        Err(r) => r,
+    let d = match dashboard_data(&api, &query).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let now = crate::clock::now_ms();
+    match tokio::task::spawn_blocking(move || crate::dashboard::html::page(&d, now)).await {
+        Ok(page) => axum::response::Html(page).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

@@ -466,6 +466,13 @@ fn dashboard_config(
         defaults::dashboard_range(),
         Duration::from_secs(60),
     );
+    if cfg.default_range > crate::dashboard::MAX_RANGE {
+        problems.push(
+            Some(site.span_of("default_range")),
+            site.field("default_range"),
+            "must be at most 400d",
+        );
+    }
     let refresh = duration_field(
         problems,
         site,
@@ -3614,20 +3621,38 @@ fn ingest_tokens(
     logs: &[LogSource],
     value: Option<&Spanned<DeValue<'_>>>,
 ) {
-    let mut seen: Vec<&str> = Vec::new();
-    for (i, l) in logs.iter().enumerate() {
+    // Where a source's token is written, by the source's name.
+    let place = |name: &str| {
+        let items = value.and_then(|v| v.get_ref().as_array());
+        for (i, item) in items.into_iter().flat_map(|a| a.iter()).enumerate() {
+            let Some(t) = item.get_ref().as_table() else {
+                continue;
+            };
+            if t.get("name").and_then(|n| n.get_ref().as_str()) == Some(name) {
+                let (key, span) = match (t.get("token"), t.get("token_file")) {
+                    (Some(v), _) => ("token", v.span()),
+                    (None, Some(v)) => ("token_file", v.span()),
+                    (None, None) => ("token", item.span()),
+                };
+                return (Some(span), format!("logs[{i}].{key}"));
+            }
+        }
+        (value.map(|v| v.span()), "logs".to_string())
+    };
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for l in logs {
         if let LogInput::Posthog { token } = &l.input {
-            if seen.contains(&token.expose()) {
+            if let Some((_, other)) = seen.iter().find(|(t, _)| *t == token.expose()) {
+                let (span, path) = place(&l.name);
                 problems.push(
-                    value.map(|v| v.span()),
-                    format!("logs[{i}].token"),
+                    span,
+                    path,
                     format!(
-                        "log source `{}` has the same project token as another ingest source; give each its own",
-                        l.name
+                        "the same project token as log source `{other}`; give each ingest source its own"
                     ),
                 );
             }
-            seen.push(token.expose());
+            seen.push((token.expose(), &l.name));
         }
     }
 }

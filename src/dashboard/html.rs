@@ -143,6 +143,29 @@ fn nice_step(span: f64, n: f64) -> f64 {
     nice * mag
 }
 
+/// The y axis of finite values `lo..=hi`: (bottom, top, tick spacing, ticks), the bottom at
+/// 0 or below, round ticks; `None` when the values are too large to draw.
+fn y_axis(lo: f64, hi: f64) -> Option<(f64, f64, f64, u32)> {
+    let lo = lo.min(0.0);
+    let mut hi = hi.max(lo);
+    if hi - lo <= 0.0 {
+        hi = lo + lo.abs().max(1.0);
+    }
+    let span = hi - lo;
+    if !span.is_finite() || span <= 0.0 {
+        return None;
+    }
+    let step = nice_step(span, 4.0);
+    let (k0, k1) = ((lo / step).floor(), (hi / step).ceil());
+    let (bottom, top) = (k0 * step, k1 * step);
+    if step > 0.0 && bottom.is_finite() && top.is_finite() && top > bottom && k1 - k0 <= 12.0 {
+        return Some((bottom, top, step, (k1 - k0) as u32));
+    }
+    // Too close to the largest number for round ticks: four plain ones.
+    let step = span / 4.0;
+    (step > 0.0 && step.is_finite()).then_some((lo, hi, step, 4))
+}
+
 /// The time between x-axis labels for a range.
 fn time_tick(range_ms: i64) -> i64 {
     const TICKS: [i64; 10] = [
@@ -180,10 +203,13 @@ pub fn chart(lines: &[Line], from: i64, to: i64, step: i64) -> String {
     );
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for (_, v) in lines.iter().flat_map(|l| &l.points) {
-        lo = lo.min(*v);
-        hi = hi.max(*v);
+        if v.is_finite() {
+            lo = lo.min(*v);
+            hi = hi.max(*v);
+        }
     }
-    if points == 0 {
+    let axis = (lo <= hi).then(|| y_axis(lo, hi)).flatten();
+    let Some((lo, hi, ystep, ticks)) = axis else {
         let _ = write!(
             svg,
             r#"<text x="{}" y="{}" text-anchor="middle">No data in this range</text></svg>"#,
@@ -191,19 +217,13 @@ pub fn chart(lines: &[Line], from: i64, to: i64, step: i64) -> String {
             H / 2.0
         );
         return svg;
-    }
-    lo = lo.min(0.0);
-    if hi <= lo {
-        hi = lo + 1.0;
-    }
-    let ystep = nice_step(hi - lo, 4.0);
-    let (lo, hi) = ((lo / ystep).floor() * ystep, (hi / ystep).ceil() * ystep);
+    };
     let span_t = (to - from).max(1) as f64;
     let x = |t: i64| LEFT + (t - from) as f64 / span_t * (W - LEFT - RIGHT);
     let y = |v: f64| TOP + (hi - v) / (hi - lo) * (H - TOP - BOTTOM);
     // Grid and y labels.
-    let mut v = lo;
-    while v <= hi + ystep / 2.0 {
+    for k in 0..=ticks {
+        let v = lo + k as f64 * ystep;
         let yy = y(v);
         let _ = write!(
             svg,
@@ -213,7 +233,6 @@ pub fn chart(lines: &[Line], from: i64, to: i64, step: i64) -> String {
             yy + 4.0,
             short(v)
         );
-        v += ystep;
     }
     // Time labels.
     let tick = time_tick(to - from);
@@ -239,6 +258,9 @@ pub fn chart(lines: &[Line], from: i64, to: i64, step: i64) -> String {
         let mut run = 0usize;
         let limit = gap_limit(&l.points, step);
         for (j, (t, v)) in l.points.iter().enumerate() {
+            if !v.is_finite() {
+                continue;
+            }
             let joined = prev.is_some_and(|p| t - p <= limit);
             if !joined {
                 if run == 1 {
@@ -626,6 +648,38 @@ mod tests {
             1000,
         );
         assert_eq!(svg.matches('M').count(), 1, "{svg}");
+    }
+
+    #[test]
+    fn extreme_values_still_draw_and_end() {
+        for values in [
+            vec![1.6e308, 1.7e308],
+            vec![-9e15, -9e15],
+            vec![f64::MAX],
+            vec![-f64::MAX, f64::MAX],
+            vec![5e-320],
+            vec![3.0, 3.0],
+        ] {
+            let line = Line {
+                label: "x".into(),
+                points: values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as i64 * 1000, *v))
+                    .collect(),
+            };
+            let svg = chart(&[line], 0, 10_000, 1000);
+            assert!(svg.ends_with("</svg>"), "{values:?}");
+            assert!(
+                !svg.contains("NaN") && !svg.contains("inf"),
+                "{values:?}: {svg}"
+            );
+            assert!(svg.matches("<line").count() < 40, "{values:?}");
+        }
+        let (lo, hi, step, n) = y_axis(0.0, 7.3).unwrap();
+        assert_eq!((lo, hi, step, n), (0.0, 8.0, 2.0, 4));
+        let (lo, hi, _, _) = y_axis(-9e15, -9e15).unwrap();
+        assert!(lo <= -9e15 && hi > lo);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub const RANGES: [(&str, Duration); 4] = [
 ];
 
 /// The longest range asked for.
-const MAX_RANGE: Duration = Duration::from_secs(400 * 24 * 3600);
+pub const MAX_RANGE: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Alert history entries shown.
 const HISTORY_LIMIT: usize = 100;
 
@@ -118,6 +118,15 @@ pub fn parse_range(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// How a range is shown: its name on the page (`24h`) when it is one, else its duration.
+pub fn range_name(range: Duration) -> String {
+    RANGES
+        .iter()
+        .find(|(_, d)| *d == range)
+        .map(|(name, _)| name.to_string())
+        .unwrap_or_else(|| humantime::format_duration(range).to_string())
+}
+
 /// The step of a range: about 300 points a line, on a round duration.
 pub fn step_for(range: Duration) -> i64 {
     const STEPS: [i64; 15] = [
@@ -197,6 +206,7 @@ fn panel_lines(
                         };
                         (t, v * s.scale)
                     })
+                    .filter(|(_, v)| v.is_finite())
                     .collect();
                 return Ok(vec![Line {
                     label: name(default, &Labels::new()),
@@ -218,8 +228,8 @@ fn panel_lines(
                     points: sp
                         .points
                         .iter()
-                        .filter(|(_, v)| v.is_finite())
                         .map(|(t, v)| (*t, v * s.scale))
+                        .filter(|(_, v)| v.is_finite())
                         .collect(),
                 });
             }
@@ -252,6 +262,7 @@ fn panel_lines(
                 .iter()
                 .filter(|(_, d)| **d > 0.0)
                 .map(|(t, d)| (*t, num.get(t).copied().unwrap_or(0.0) / d * s.scale))
+                .filter(|(_, v)| v.is_finite())
                 .collect();
             Ok(vec![Line {
                 label: s
@@ -549,5 +560,7 @@ series = [
         assert_eq!(step_for(Duration::from_secs(7 * 86400)), 3_600_000);
         assert_eq!(step_for(Duration::from_secs(30 * 86400)), 21_600_000);
         assert_eq!(step_for(Duration::from_secs(120)), 1000);
+        assert_eq!(range_name(Duration::from_secs(86400)), "24h");
+        assert_eq!(range_name(Duration::from_secs(120)), "2m");
     }
 }
