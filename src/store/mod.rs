@@ -786,17 +786,7 @@ impl Store {
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<T>, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(HISTORY)?;
-        let mut out = Vec::new();
-        for entry in table.range((since_ms, 0u64)..)? {
-            let (_, v) = entry?;
-            out.push(decode(v.value())?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        self.history_from(since_ms, limit, false)
     }
 
     /// The newest `limit` history events since `since_ms`, newest first.
@@ -805,10 +795,25 @@ impl Store {
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<T>, StoreError> {
+        self.history_from(since_ms, limit, true)
+    }
+
+    fn history_from<T: DeserializeOwned>(
+        &self,
+        since_ms: i64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<T>, StoreError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(HISTORY)?;
+        let range = table.range((since_ms, 0u64)..)?;
+        let entries: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
         let mut out = Vec::new();
-        for entry in table.range((since_ms, 0u64)..)?.rev() {
+        for entry in entries {
             let (_, v) = entry?;
             out.push(decode(v.value())?);
             if out.len() >= limit {
