@@ -128,6 +128,32 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Make a `[[reports]]` report now: print it, write its HTML, or send it.
+    Report {
+        #[arg(long, short, default_value = defaults::CONFIG_PATH)]
+        config: PathBuf,
+        /// The report's name.
+        #[arg(long)]
+        name: String,
+        /// Print the plain text (the default when nothing else is asked).
+        #[arg(long)]
+        print: bool,
+        /// Write the HTML, its charts inlined, to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Mail it now through its channel (the daemon's schedule is not changed).
+        #[arg(long)]
+        send: bool,
+        /// Print its figures as JSON.
+        #[arg(long)]
+        json: bool,
+        /// As if it ran at this time: `now`, a duration ago or a time.
+        #[arg(long, default_value = "now")]
+        at: String,
+        /// The data directory; overrides the configuration's.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Error types seen in the logs: pattern, count, first and last seen, last message.
     Errors {
         /// Only this `[[logs]]` source.
@@ -231,6 +257,30 @@ fn read_store<T>(
         Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
             let store = Store::open(dir)?;
             f(&store.snapshot()?, &store.errors()?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads a snapshot and the alert history since `history_from` beside a running daemon.
+fn read_report_inputs<T>(
+    dir: &std::path::Path,
+    history_from: i64,
+    f: impl FnOnce(&crate::store::Snapshot, &[crate::history::Event]) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use crate::report::schedule::HISTORY_LIMIT;
+    use crate::store::{ReadOnlyStore, Store, StoreError};
+    match ReadOnlyStore::open(dir) {
+        Ok(store) => f(
+            &store.snapshot()?,
+            &store.history(history_from, HISTORY_LIMIT)?,
+        ),
+        Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
+            let store = Store::open(dir)?;
+            f(
+                &store.snapshot()?,
+                &store.history(history_from, HISTORY_LIMIT)?,
+            )
         }
         Err(e) => Err(e.into()),
     }
@@ -514,6 +564,87 @@ pub fn main() -> ExitCode {
                 )?;
                 let answer = read_store(&dir, |snap, _| Ok(request.run(snap)?))?;
                 print_answer(&answer, &format)
+            })();
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Report {
+            config,
+            name,
+            print,
+            html,
+            send,
+            json,
+            at,
+            data_dir,
+        } => {
+            let result = (|| {
+                let cfg = config::load(&config)
+                    .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+                let Some(report) = cfg.reports.iter().find(|r| r.name == name) else {
+                    let names: Vec<&str> = cfg.reports.iter().map(|r| r.name.as_str()).collect();
+                    anyhow::bail!(
+                        "{} has no report `{name}`; its reports: {}",
+                        config.display(),
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    );
+                };
+                let dir = data_dir.unwrap_or_else(|| cfg.daemon.data_dir.clone());
+                let at = crate::query::parse_time(&at, crate::clock::now_ms())?;
+                let from = crate::report::schedule::history_from(report, at)?;
+                let data = read_report_inputs(&dir, from, |snap, history| {
+                    crate::report::schedule::make(&cfg, report, snap, history, at)
+                })?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&data)?);
+                }
+                if let Some(path) = &html {
+                    std::fs::write(path, crate::report::render::standalone_html(&data))
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                    eprintln!("Wrote {}", path.display());
+                }
+                if print || !(json || html.is_some() || send) {
+                    print!("{}", crate::report::render::text(&data));
+                }
+                if send {
+                    let Some(crate::config::Channel {
+                        kind: crate::config::ChannelKind::Email(email),
+                        ..
+                    }) = cfg.channels.get(&report.channel)
+                    else {
+                        anyhow::bail!("channel `{}` is not an email channel", report.channel);
+                    };
+                    let mail = crate::report::render::mail(&data, &report.to);
+                    let answer = runtime()?.block_on(crate::notify::email::send_report(
+                        email,
+                        &mail,
+                        cfg.outbox.timeout,
+                    ));
+                    match answer {
+                        Ok(d) => eprintln!(
+                            "Sent to {} through {}: {} {}",
+                            if mail.to.is_empty() {
+                                email.to.join(", ")
+                            } else {
+                                mail.to.join(", ")
+                            },
+                            report.channel,
+                            d.status,
+                            d.body
+                        ),
+                        Err(e) => anyhow::bail!("{e}"),
+                    }
+                }
+                Ok(())
             })();
             match result {
                 Ok(()) => ExitCode::SUCCESS,

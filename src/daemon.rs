@@ -118,6 +118,12 @@ pub async fn run(
             )
         })
     };
+    let heartbeat_done = {
+        let (tx, token) = (samples_tx.clone(), probes_stop.clone());
+        sup.spawn("heartbeat", probes_stop.clone(), move || {
+            heartbeat_samples(tx.clone(), token.clone())
+        })
+    };
     drop(samples_tx);
     // The server keeps a sender for ingested events; the pipeline runs until told to stop.
     let ingest = Arc::new(crate::ingest::Ingest::new(
@@ -169,6 +175,17 @@ pub async fn run(
         let bound = opts.listener.clone();
         sup.spawn("server", rest_stop.clone(), move || {
             crate::server::run(api.clone(), bound.clone(), token.clone())
+        });
+    }
+    {
+        let (s, cfg, w, token) = (
+            store.clone(),
+            config_rx.clone(),
+            wake.clone(),
+            rest_stop.clone(),
+        );
+        sup.spawn("reports", rest_stop.clone(), move || {
+            crate::report::schedule::run(cfg.clone(), s.clone(), w.clone(), token.clone())
         });
     }
     {
@@ -225,6 +242,7 @@ pub async fn run(
     wait_done(databases_done, Duration::from_secs(5), "databases").await;
     wait_done(scrapes_done, Duration::from_secs(5), "scrapes").await;
     wait_done(logs_done, Duration::from_secs(5), "logs").await;
+    wait_done(heartbeat_done, Duration::from_secs(5), "heartbeat").await;
     pipeline_stop.cancel();
     wait_done(pipeline_done, Duration::from_secs(10), "pipeline").await;
     outbox_stop.cancel();
@@ -359,6 +377,31 @@ async fn compaction(
             _ = tokio::time::sleep(store_cfg.compact_interval) => {}
             changed = config.changed() => if changed.is_err() { return Ok(()) },
             _ = stop.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// Records that sloguard runs: a `sloguard_up` point every minute, from which reports tell
+/// when it was down.
+async fn heartbeat_samples(
+    tx: tokio::sync::mpsc::Sender<Vec<crate::series::Sample>>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(crate::report::HEARTBEAT_EVERY);
+    let key = crate::series::SeriesKey::new(crate::report::HEARTBEAT_METRIC, &[]);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return Ok(()),
+        }
+        let sample = crate::series::Sample {
+            series: key.clone(),
+            ts_ms: now_ms(),
+            value: 1.0,
+            note: None,
+        };
+        if tx.send(vec![sample]).await.is_err() {
+            return Ok(());
         }
     }
 }

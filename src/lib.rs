@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod query;
+pub mod report;
 pub mod rules;
 pub mod series;
 pub mod server;

@@ -98,6 +98,25 @@ impl Schedule {
             .next_back()?;
         (latest <= t && latest >= t - within).then_some(latest)
     }
+
+    /// The latest occurrence at or before `t`, in `t`'s time zone (so `0 9 * * MON` is 09:00
+    /// there, whatever the offset that day), looking back at most `within`.
+    pub fn latest_in<Tz: chrono::TimeZone>(
+        &self,
+        t: &DateTime<Tz>,
+        within: chrono::Duration,
+    ) -> Option<DateTime<Tz>> {
+        let latest = self
+            .schedule
+            .after(&(t.clone() + chrono::Duration::seconds(1)))
+            .next_back()?;
+        (latest <= *t && latest >= t.clone() - within).then_some(latest)
+    }
+
+    /// The next occurrence after `t`, in `t`'s time zone.
+    pub fn next_in<Tz: chrono::TimeZone>(&self, t: &DateTime<Tz>) -> Option<DateTime<Tz>> {
+        self.schedule.after(t).next()
+    }
 }
 
 /// Converts crontab's day-of-week field (0–7, Sunday 0 and 7; ranges, lists, steps) to the

@@ -110,6 +110,94 @@ pub struct Config {
     pub rules: Vec<Rule>,
     pub maintenance: Vec<crate::silence::MaintenanceWindow>,
     pub dashboard: DashboardConfig,
+    pub reports: Vec<Report>,
+}
+
+/// `[[reports]]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub name: String,
+    pub title: String,
+    pub schedule: crate::silence::Schedule,
+    pub timezone: chrono_tz::Tz,
+    /// An email channel's name.
+    pub channel: String,
+    /// Recipients; empty: the channel's.
+    pub to: Vec<String>,
+    pub window: ReportWindow,
+    pub sections: Vec<ReportSection>,
+    /// Rules reported on; `None`: every `slo`, percentile `threshold` and `ratio` rule.
+    pub slos: Option<Vec<String>>,
+    pub false_positive_within: Duration,
+    pub usage: Vec<UsageItem>,
+}
+
+/// What a report covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportWindow {
+    /// This long, ending when the report runs.
+    Last(Duration),
+    /// The calendar week (Monday to Monday) before the one the report runs in.
+    LastWeek,
+    /// The calendar month before the one the report runs in.
+    LastMonth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportSection {
+    Slo,
+    Alerts,
+    Usage,
+    Database,
+    Daemon,
+}
+
+impl ReportSection {
+    pub const ALL: [ReportSection; 5] = [
+        ReportSection::Slo,
+        ReportSection::Alerts,
+        ReportSection::Usage,
+        ReportSection::Database,
+        ReportSection::Daemon,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportSection::Slo => "slo",
+            ReportSection::Alerts => "alerts",
+            ReportSection::Usage => "usage",
+            ReportSection::Database => "database",
+            ReportSection::Daemon => "daemon",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageItem {
+    pub title: String,
+    pub kind: UsageKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UsageKind {
+    /// `agg` over the window, summed over the selected series; broken down by a label;
+    /// divided by a distinct count.
+    Count {
+        metric: String,
+        matchers: BTreeMap<String, String>,
+        agg: crate::query::Agg,
+        by: Option<String>,
+        per: Option<Distinct>,
+    },
+    Distinct(Distinct),
+}
+
+/// Distinct values of `label` among the series of `metric` with data in the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distinct {
+    pub metric: String,
+    pub matchers: BTreeMap<String, String>,
+    pub label: String,
 }
 
 /// `[dashboard]`, validated.

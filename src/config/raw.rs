@@ -769,3 +769,61 @@ pub struct RawPanelSeries {
     /// one line each.
     pub combine: Option<String>,
 }
+
+/// `[[reports]]`: a report mailed on a schedule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    /// Unique; `sloguard report --name` takes it.
+    pub name: String,
+    /// The subject and heading; the name when absent.
+    pub title: Option<String>,
+    /// When it is sent: a crontab line (`0 9 * * MON`) or a 6/7-field cron expression.
+    pub schedule: String,
+    /// The schedule's time zone (IANA, `Europe/Berlin`); UTC when absent.
+    pub timezone: Option<String>,
+    /// The email channel whose SMTP server sends it.
+    pub channel: String,
+    /// Recipients; the channel's when absent.
+    pub to: Option<Vec<String>>,
+    /// `7d` (any duration) ending when it runs, `last_week` or `last_month` (calendar, in the
+    /// time zone).
+    pub window: Option<String>,
+    /// Which sections, in order: `slo`, `alerts`, `usage`, `database`, `daemon`.
+    pub sections: Option<Vec<String>>,
+    /// Rules whose compliance is reported; every `slo`, percentile `threshold` and `ratio`
+    /// rule when absent.
+    pub slos: Option<Vec<String>>,
+    /// Alerts resolved within this, unacknowledged, are false-positive candidates.
+    pub false_positive_within: Option<String>,
+    /// The usage section's lines.
+    pub usage: Option<Vec<RawUsage>>,
+}
+
+/// `[[reports.usage]]`: a count from events, or a distinct count.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsage {
+    pub title: String,
+    pub metric: Option<String>,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// How the window is summed per series: `sum` (default), `count`, `increase`, …
+    pub agg: Option<String>,
+    /// A label to break the count down by.
+    pub by: Option<String>,
+    /// Divide the count by the distinct values of a label: "per session".
+    pub per: Option<RawDistinct>,
+    /// Instead of `metric`: how many distinct values a label had in the window.
+    pub distinct: Option<RawDistinct>,
+}
+
+/// Distinct values of `label` among the series of `metric` with data in the window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDistinct {
+    pub metric: String,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    pub label: String,
+}

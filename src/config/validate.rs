@@ -13,20 +13,21 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{
-    RawAlertmanager, RawConsecutive, RawContext, RawDaemon, RawDashboard, RawDatabase, RawEmail,
-    RawGrowth, RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType,
-    RawOutbox, RawPagerDuty, RawPanelSeries, RawRatio, RawRouting, RawScrape, RawSelector,
-    RawServer, RawSlack, RawSlo, RawSqlTarget, RawStale, RawStore, RawTcpTarget, RawThreshold,
-    RawWebhook,
+    RawAlertmanager, RawConsecutive, RawContext, RawDaemon, RawDashboard, RawDatabase, RawDistinct,
+    RawEmail, RawGrowth, RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue,
+    RawNewErrorType, RawOutbox, RawPagerDuty, RawPanelSeries, RawRatio, RawReport, RawRouting,
+    RawScrape, RawSelector, RawServer, RawSlack, RawSlo, RawSqlTarget, RawStale, RawStore,
+    RawTcpTarget, RawThreshold, RawUsage, RawWebhook,
 };
 use super::{
     Burn, CaFile, Channel, ChannelKind, Check, Combine, Config, ConsecutiveRule, Context,
-    DaemonConfig, DashboardConfig, Database, EmailChannel, EscalationStep, FieldMatch, FieldPath,
-    HttpCheck, JsonAssert, LineParse, LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind,
-    LogSource, OutboxConfig, Panel, PanelInput, PanelSeries, Pattern, Problem, Routing, Rule,
-    RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig, Severity, SloEvents, SmtpTls, SqlCheck,
-    SqlParam, StartAt, StatementMatcher, StoreConfig, Target, TcpCheck, ThresholdRule, TimeFormat,
-    Timing, TlsMode, WindowInput, defaults, parse_duration,
+    DaemonConfig, DashboardConfig, Database, Distinct, EmailChannel, EscalationStep, FieldMatch,
+    FieldPath, HttpCheck, JsonAssert, LineParse, LogErrors, LogFormat, LogInput, LogMetric,
+    LogMetricKind, LogSource, OutboxConfig, Panel, PanelInput, PanelSeries, Pattern, Problem,
+    Report, ReportSection, ReportWindow, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret,
+    ServerConfig, Severity, SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt, StatementMatcher,
+    StoreConfig, Target, TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, UsageItem,
+    UsageKind, WindowInput, defaults, parse_duration,
 };
 use crate::rules::{Condition, Op};
 
@@ -47,6 +48,7 @@ const SECTIONS: &[&str] = &[
     "rules",
     "maintenance",
     "dashboard",
+    "reports",
 ];
 
 /// Collects problems and turns byte spans into line numbers.
@@ -419,11 +421,20 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         }
     }
 
+    let reports: Vec<Report> = named_elements::<RawReport, _>(
+        &mut problems,
+        section("reports"),
+        ("reports", "report"),
+        |problems, raw, site| report(problems, raw, site, &channels, &rules),
+        |r| &r.name,
+    );
+
     if !problems.list.is_empty() {
         return Err(problems.list);
     }
     Ok(Config {
         maintenance,
+        reports,
         path: file.to_path_buf(),
         daemon: daemon.unwrap_or_else(default_daemon),
         server: server.unwrap_or_else(default_server),
@@ -2150,6 +2161,221 @@ fn depends_cycle<'r>(rules: &'r [Rule], rule: &'r Rule, path: &mut Vec<&'r str>)
         }
     }
     None
+}
+
+fn report(
+    problems: &mut Problems<'_>,
+    raw: RawReport,
+    site: &Site<'_, '_>,
+    channels: &BTreeMap<String, Channel>,
+    rules: &[Rule],
+) -> Option<Report> {
+    let before = problems.list.len();
+    check_name(problems, site, &raw.name);
+    let schedule = match crate::silence::Schedule::parse(&raw.schedule) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(Some(site.span_of("schedule")), site.field("schedule"), e);
+            None
+        }
+    };
+    let timezone = match raw.timezone.as_deref() {
+        None => chrono_tz::UTC,
+        Some(text) => match text.parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                problems.push(
+                    Some(site.span_of("timezone")),
+                    site.field("timezone"),
+                    format!("`{text}` is not a time zone; use an IANA name such as `Europe/Berlin` or `UTC`"),
+                );
+                chrono_tz::UTC
+            }
+        },
+    };
+    match channels.get(&raw.channel).map(|c| &c.kind) {
+        Some(ChannelKind::Email(_)) => {}
+        Some(_) => problems.push(
+            Some(site.span_of("channel")),
+            site.field("channel"),
+            format!(
+                "`{}` is not an email channel; a report is mailed",
+                raw.channel
+            ),
+        ),
+        None => problems.push(
+            Some(site.span_of("channel")),
+            site.field("channel"),
+            format!(
+                "`{}` is not a [[channels]] entry (known: {})",
+                raw.channel,
+                channels.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ),
+    }
+    for (i, to) in raw.to.iter().flatten().enumerate() {
+        if to.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(
+                Some(site.span_of("to")),
+                site.field(&format!("to[{i}]")),
+                format!("`{to}` is not an email address"),
+            );
+        }
+    }
+    let window = match raw.window.as_deref() {
+        None => ReportWindow::Last(Duration::from_secs(7 * 86400)),
+        Some("last_week") => ReportWindow::LastWeek,
+        Some("last_month") => ReportWindow::LastMonth,
+        Some(text) => match parse_duration(text) {
+            Ok(d) if d >= Duration::from_secs(3600) && d <= Duration::from_secs(400 * 86400) => {
+                ReportWindow::Last(d)
+            }
+            Ok(_) => {
+                problems.push(
+                    Some(site.span_of("window")),
+                    site.field("window"),
+                    "must be between 1h and 400d",
+                );
+                ReportWindow::LastWeek
+            }
+            Err(_) => {
+                problems.push(
+                    Some(site.span_of("window")),
+                    site.field("window"),
+                    format!("`{text}` is not a window; use a duration (`7d`), `last_week` or `last_month`"),
+                );
+                ReportWindow::LastWeek
+            }
+        },
+    };
+    let mut sections = Vec::new();
+    for (i, name) in raw.sections.iter().flatten().enumerate() {
+        match ReportSection::ALL.iter().find(|s| s.as_str() == name) {
+            Some(s) if !sections.contains(s) => sections.push(*s),
+            Some(_) => {}
+            None => problems.push(
+                Some(site.span_of("sections")),
+                site.field(&format!("sections[{i}]")),
+                format!("`{name}` is not a section; use slo, alerts, usage, database or daemon"),
+            ),
+        }
+    }
+    if raw.sections.is_none() {
+        sections = ReportSection::ALL.to_vec();
+    }
+    for (i, name) in raw.slos.iter().flatten().enumerate() {
+        if !rules.iter().any(|r| &r.name == name) {
+            problems.push(
+                Some(site.span_of("slos")),
+                site.field(&format!("slos[{i}]")),
+                format!("`{name}` is not a rule of this configuration"),
+            );
+        }
+    }
+    let false_positive_within = duration_field(
+        problems,
+        site,
+        "false_positive_within",
+        raw.false_positive_within.as_ref(),
+        Duration::from_secs(300),
+        Duration::from_secs(1),
+    );
+    let mut usage = Vec::new();
+    let usage_sites = sub_sites(site, "usage");
+    for (u, usite) in raw.usage.unwrap_or_default().into_iter().zip(&usage_sites) {
+        if let Some(item) = usage_item(problems, u, usite) {
+            usage.push(item);
+        }
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Report {
+        title: raw.title.unwrap_or_else(|| raw.name.clone()),
+        name: raw.name,
+        schedule: schedule?,
+        timezone,
+        channel: raw.channel,
+        to: raw.to.unwrap_or_default(),
+        window,
+        sections,
+        slos: raw.slos,
+        false_positive_within,
+        usage,
+    })
+}
+
+fn usage_item(
+    problems: &mut Problems<'_>,
+    raw: RawUsage,
+    site: &Site<'_, '_>,
+) -> Option<UsageItem> {
+    let before = problems.list.len();
+    let label_ok = |problems: &mut Problems<'_>, key: &str, label: &str| {
+        if !crate::series::valid_metric_name(label) || label.contains(':') {
+            problems.push(
+                Some(site.span_of(key)),
+                site.field(key),
+                format!("`{label}` is not a label name"),
+            );
+        }
+    };
+    let distinct = |problems: &mut Problems<'_>, key: &str, d: RawDistinct| {
+        metric_name(problems, site, &d.metric);
+        label_ok(problems, key, &d.label);
+        Distinct {
+            metric: d.metric,
+            matchers: d.matchers,
+            label: d.label,
+        }
+    };
+    let kind = match (raw.metric, raw.distinct) {
+        (Some(metric), None) => {
+            metric_name(problems, site, &metric);
+            let agg = match raw.agg.as_deref() {
+                Some(text) => agg_field(problems, site, text),
+                None => Some(crate::query::Agg::Sum),
+            };
+            if let Some(by) = &raw.by {
+                label_ok(problems, "by", by);
+            }
+            let per = raw.per.map(|d| distinct(problems, "per", d));
+            UsageKind::Count {
+                metric,
+                matchers: raw.matchers,
+                agg: agg.unwrap_or(crate::query::Agg::Sum),
+                by: raw.by,
+                per,
+            }
+        }
+        (None, Some(d)) => {
+            for key in ["agg", "by", "per", "match"] {
+                if site.table.is_some_and(|t| t.get(key).is_some()) {
+                    problems.push(
+                        Some(site.key_span(key)),
+                        site.field(key),
+                        "applies to `metric` counts only; a `distinct` has its own `match`",
+                    );
+                }
+            }
+            UsageKind::Distinct(distinct(problems, "distinct", d))
+        }
+        _ => {
+            problems.push(
+                Some(site.span.clone()),
+                site.field("metric"),
+                "give `metric` (a count) or `distinct` (how many distinct values of a label)",
+            );
+            return None;
+        }
+    };
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(UsageItem {
+        title: raw.title,
+        kind,
+    })
 }
 
 fn maintenance_window(

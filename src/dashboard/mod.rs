@@ -150,8 +150,8 @@ fn label_text(labels: &Labels) -> String {
         .join(", ")
 }
 
-/// Per-step values of one panel series.
-fn panel_lines(
+/// Per-step values of one panel series (also the charts of reports).
+pub fn panel_lines(
     snap: &Snapshot,
     s: &crate::config::PanelSeries,
     from: i64,

@@ -17,6 +17,7 @@ pub fn subject(n: &Notification) -> String {
     let tag = match n.status {
         Status::Resolved => "RESOLVED".to_string(),
         Status::Test => "TEST".to_string(),
+        Status::Report => "REPORT".to_string(),
         Status::Acknowledged => "ACKNOWLEDGED".to_string(),
         Status::Firing => n.severity.as_str().to_uppercase(),
     };
@@ -89,12 +90,74 @@ pub fn message(cfg: &EmailChannel, n: &Notification) -> Result<Message, SendErro
         .map_err(|e| permanent(format!("cannot build the message: {e}")))
 }
 
+/// The message of a report: a plain-text part and, beside it, the HTML with its charts as
+/// inline PNG parts (multipart/alternative of text and multipart/related).
+pub fn report_message(
+    cfg: &EmailChannel,
+    r: &crate::report::render::ReportMail,
+) -> Result<Message, SendError> {
+    use base64::Engine as _;
+    use lettre::message::Attachment;
+    let permanent = |message: String| SendError::Permanent { message };
+    let from: Mailbox = cfg
+        .from
+        .parse()
+        .map_err(|e| permanent(format!("from address `{}`: {e}", cfg.from)))?;
+    let mut builder = Message::builder().from(from).subject(r.subject.clone());
+    let to = if r.to.is_empty() { &cfg.to } else { &r.to };
+    for to in to {
+        let mailbox: Mailbox = to
+            .parse()
+            .map_err(|e| permanent(format!("recipient `{to}`: {e}")))?;
+        builder = builder.to(mailbox);
+    }
+    let png = ContentType::parse("image/png").map_err(|e| permanent(e.to_string()))?;
+    let mut related = MultiPart::related().singlepart(
+        SinglePart::builder()
+            .header(ContentType::TEXT_HTML)
+            .body(r.html.clone()),
+    );
+    for (cid, data) in &r.images {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| permanent(format!("image {cid}: {e}")))?;
+        related = related.singlepart(Attachment::new_inline(cid.clone()).body(bytes, png.clone()));
+    }
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(r.text.clone()),
+                )
+                .multipart(related),
+        )
+        .map_err(|e| permanent(format!("cannot build the message: {e}")))
+}
+
 pub async fn send(
     cfg: &EmailChannel,
     n: &Notification,
     timeout: Duration,
 ) -> Result<Delivered, SendError> {
-    let msg = message(cfg, n)?;
+    deliver(cfg, message(cfg, n)?, timeout).await
+}
+
+/// Sends a report's message.
+pub async fn send_report(
+    cfg: &EmailChannel,
+    r: &crate::report::render::ReportMail,
+    timeout: Duration,
+) -> Result<Delivered, SendError> {
+    deliver(cfg, report_message(cfg, r)?, timeout).await
+}
+
+async fn deliver(
+    cfg: &EmailChannel,
+    msg: Message,
+    timeout: Duration,
+) -> Result<Delivered, SendError> {
     let tls = |host: &str| {
         TlsParameters::new(host.to_string()).map_err(|e| SendError::Permanent {
             message: format!("TLS setup for {host}: {e}"),

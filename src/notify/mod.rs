@@ -30,6 +30,8 @@ pub enum Status {
     Test,
     /// Someone acknowledged the alert (`sloguard ack`); only PagerDuty is told.
     Acknowledged,
+    /// A scheduled report (`[[reports]]`), mailed; the outbox entry carries it.
+    Report,
 }
 
 impl Status {
@@ -39,6 +41,7 @@ impl Status {
             Status::Resolved => "resolved",
             Status::Test => "test",
             Status::Acknowledged => "acknowledged",
+            Status::Report => "report",
         }
     }
 }
@@ -115,6 +118,18 @@ impl Notification {
         }
     }
 
+    /// The outbox's record of a report mail: `report:NAME` is its rule and fingerprint.
+    pub fn report(name: &str, subject: &str, now_ms: i64) -> Notification {
+        Notification {
+            status: Status::Report,
+            rule: format!("report:{name}"),
+            fingerprint: format!("report:{name}"),
+            summary: subject.to_string(),
+            value_text: String::new(),
+            ..Notification::test("", now_ms)
+        }
+    }
+
     /// The message as plain text, shaped like the seed's Slack examples. Every channel that
     /// carries free text uses it.
     pub fn text(&self) -> String {
@@ -123,6 +138,7 @@ impl Notification {
             (Status::Resolved, _) => format!("✅ RESOLVED: {}", self.summary),
             (Status::Test, _) => format!("🧪 TEST: {}", self.summary),
             (Status::Acknowledged, _) => format!("👀 ACKNOWLEDGED: {}", self.summary),
+            (Status::Report, _) => format!("📊 {}", self.summary),
             (Status::Firing, Severity::Critical) => format!("🔴 CRITICAL: {}", self.summary),
             (Status::Firing, Severity::Warning) => format!("⚠️ {}", self.summary),
             (Status::Firing, Severity::Info) => format!("ℹ️ {}", self.summary),

@@ -28,6 +28,9 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 pub struct Entry {
     pub channel: String,
     pub notification: Notification,
+    /// A report's mail, for an email channel; the notification then only names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Box<crate::report::render::ReportMail>>,
     pub created_ms: i64,
     pub attempts: u32,
     pub next_attempt_ms: i64,
@@ -39,6 +42,7 @@ impl Entry {
         Entry {
             channel: channel.to_string(),
             notification,
+            report: None,
             created_ms: now_ms,
             attempts: 0,
             next_attempt_ms: now_ms,
@@ -372,6 +376,7 @@ impl Worker {
             // takes them along in one message.
             if self.groups()
                 && entry.attempts == 0
+                && entry.report.is_none()
                 && entry.notification.grouped.is_empty()
                 && entry.notification.note.is_none()
             {
@@ -394,6 +399,7 @@ impl Worker {
                         }
                         let n = &e.notification;
                         let fits = e.attempts == 0
+                            && e.report.is_none()
                             && n.rule == head.rule
                             && n.status == head.status
                             && n.note.is_none()
@@ -435,13 +441,23 @@ impl Worker {
                 }
             }
             last_send = Some(Instant::now());
-            let result = send(
-                &self.client,
-                &self.channel,
-                &entry.notification,
-                self.cfg.timeout,
-            )
-            .await;
+            let result = match (&entry.report, &self.channel.kind) {
+                (Some(r), crate::config::ChannelKind::Email(cfg)) => {
+                    super::email::send_report(cfg, r, self.cfg.timeout).await
+                }
+                (Some(_), _) => Err(super::SendError::Permanent {
+                    message: format!("channel {name} is not an email channel; a report is mailed"),
+                }),
+                (None, _) => {
+                    send(
+                        &self.client,
+                        &self.channel,
+                        &entry.notification,
+                        self.cfg.timeout,
+                    )
+                    .await
+                }
+            };
             entry.attempts += 1;
             let n = entry.notification.clone();
             match result {

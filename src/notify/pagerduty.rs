@@ -111,7 +111,7 @@ pub fn payload(
             }),
             "/v2/enqueue",
         ),
-        Status::Test => (
+        Status::Test | Status::Report => (
             serde_json::json!({
                 "routing_key": routing_key,
                 "payload": {

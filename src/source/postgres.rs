@@ -481,6 +481,7 @@ pub async fn collect(
                 if calls > 0.0 {
                     let ms: f64 = picked.iter().map(|a| a.exec_ms).fold(0.0, |t, v| t + v);
                     let rows: f64 = picked.iter().map(|a| a.rows).fold(0.0, |t, v| t + v);
+                    samples.push(sample("pg_query_exec_ms", &q, ts, ms));
                     let mut mean = sample("pg_query_mean_exec_ms", &q, ts, ms / calls);
                     mean.note = Some(Arc::from(
                         format!("{calls} calls averaged {:.1} ms", ms / calls).as_str(),

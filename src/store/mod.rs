@@ -52,6 +52,8 @@ const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_let
 const SILENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("silences");
 /// Alert history: (time ms, sequence) → event record.
 const HISTORY: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("history");
+/// Report name → the scheduled time (ms) of its last run.
+const REPORT_RUNS: TableDefinition<&str, i64> = TableDefinition::new("report_runs");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -147,6 +149,8 @@ pub struct Batch<'a> {
     pub outbox: Vec<Vec<u8>>,
     /// History events to append, with their times.
     pub history: Vec<(i64, Vec<u8>)>,
+    /// Reports run: name → the scheduled time of the run.
+    pub report_runs: Vec<(String, i64)>,
 }
 
 impl Batch<'_> {
@@ -255,6 +259,12 @@ fn write_records(txn: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<
         }
         meta.insert("next_history_seq", seq.to_le_bytes().as_slice())?;
     }
+    if !batch.report_runs.is_empty() {
+        let mut runs = txn.open_table(REPORT_RUNS)?;
+        for (name, at) in &batch.report_runs {
+            runs.insert(name.as_str(), *at)?;
+        }
+    }
     Ok(outbox_ids)
 }
 
@@ -276,6 +286,48 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
             source: e.into(),
         },
     }
+}
+
+/// History events since `since_ms`, oldest or newest first, at most `limit`.
+fn history_in<T: DeserializeOwned>(
+    read: &redb::ReadTransaction,
+    since_ms: i64,
+    limit: usize,
+    newest_first: bool,
+) -> Result<Vec<T>, StoreError> {
+    let table = read.open_table(HISTORY)?;
+    let range = table.range((since_ms, 0u64)..)?;
+    let entries: Box<dyn Iterator<Item = _>> = if newest_first {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let (_, v) = entry?;
+        out.push(decode(v.value())?);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Report runs; none in a file written before reports existed.
+fn report_runs_in(
+    read: &redb::ReadTransaction,
+) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+    let mut out = std::collections::BTreeMap::new();
+    let table = match read.open_table(REPORT_RUNS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        out.insert(k.value().to_string(), v.value());
+    }
+    Ok(out)
 }
 
 /// A read-only handle for another process (`sloguard query`): it shares the file with a
@@ -324,6 +376,20 @@ impl ReadOnlyStore {
     /// The error types of log sources, as of the last commit.
     pub fn errors(&self) -> Result<logs::Errors, StoreError> {
         Ok(logs::Errors(self.db.begin_read()?))
+    }
+
+    /// Alert history since `since_ms`, oldest first, at most `limit` events.
+    pub fn history<T: DeserializeOwned>(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        history_in(&self.db.begin_read()?, since_ms, limit, false)
+    }
+
+    /// When each report last ran.
+    pub fn report_runs(&self) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        report_runs_in(&self.db.begin_read()?)
     }
 }
 
@@ -375,6 +441,7 @@ impl Store {
             txn.open_table(DEAD_LETTERS)?;
             txn.open_table(SILENCES)?;
             txn.open_table(HISTORY)?;
+            txn.open_table(REPORT_RUNS)?;
             logs::create_tables(&txn)?;
         }
         txn.commit()?;
@@ -789,6 +856,11 @@ impl Store {
         self.history_from(since_ms, limit, false)
     }
 
+    /// When each report last ran (its scheduled time, ms).
+    pub fn report_runs(&self) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        report_runs_in(&self.db.begin_read()?)
+    }
+
     /// The newest `limit` history events since `since_ms`, newest first.
     pub fn history_newest<T: DeserializeOwned>(
         &self,
@@ -804,23 +876,7 @@ impl Store {
         limit: usize,
         newest_first: bool,
     ) -> Result<Vec<T>, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(HISTORY)?;
-        let range = table.range((since_ms, 0u64)..)?;
-        let entries: Box<dyn Iterator<Item = _>> = if newest_first {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let (_, v) = entry?;
-            out.push(decode(v.value())?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        history_in(&self.db.begin_read()?, since_ms, limit, newest_first)
     }
 
     /// Every dead letter, oldest first.

@@ -1,0 +1,573 @@
+//! A report as plain text (which reads well alone), as HTML with its charts as inline PNG
+//! images (drawn as the dashboard's SVG charts, rasterised with resvg), and as the email
+//! that carries both.
+
+use std::fmt::Write as _;
+
+use chrono::TimeZone as _;
+
+use super::{ChartData, ReportData, Span};
+use crate::dashboard::html::{chart, esc, short};
+
+/// A PNG image of a chart, and the Content-ID the HTML refers to it by.
+pub struct Image {
+    pub cid: String,
+    pub png: Vec<u8>,
+}
+
+/// What an email of a report carries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReportMail {
+    pub subject: String,
+    /// Recipients; the channel's when empty.
+    pub to: Vec<String>,
+    pub text: String,
+    pub html: String,
+    /// (Content-ID, PNG bytes), base64 in the store.
+    pub images: Vec<(String, String)>,
+}
+
+fn local(ms: i64, tz: &str, with_time: bool) -> String {
+    let tz: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
+    match tz.timestamp_millis_opt(ms).single() {
+        Some(t) if with_time => t.format("%a %d %b %Y %H:%M").to_string(),
+        Some(t) => t.format("%a %d %b %Y").to_string(),
+        None => String::new(),
+    }
+}
+
+fn span_text(s: Span, tz: &str) -> String {
+    format!(
+        "{} – {}",
+        local(s.from_ms, tz, true),
+        local(s.to_ms, tz, true)
+    )
+}
+
+fn duration_text(ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    match v {
+        Some(v) if unit.is_empty() => short(v),
+        Some(v) => format!("{} {unit}", short(v)),
+        None => "no data".to_string(),
+    }
+}
+
+/// `+12 %`, `−3 %`, or nothing when there is nothing to compare.
+fn change(now: Option<f64>, before: Option<f64>) -> String {
+    match (now, before) {
+        (Some(n), Some(b)) if b != 0.0 => {
+            let pct = (n - b) / b.abs() * 100.0;
+            if pct.abs() < 0.5 {
+                "unchanged".to_string()
+            } else {
+                format!("{}{:.0} %", if pct > 0.0 { "+" } else { "−" }, pct.abs())
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// Percent with the precision an SLO needs (99.95 %, not 100 %).
+fn percent(v: f64) -> String {
+    if (99.0..100.0).contains(&v) {
+        format!("{v:.3} %")
+    } else {
+        format!("{v:.1} %")
+    }
+}
+
+fn slo_value(v: Option<f64>, is_percent: bool) -> String {
+    match v {
+        Some(v) if is_percent => percent(v),
+        Some(v) => short(v),
+        None => "no data".to_string(),
+    }
+}
+
+/// The plain-text part.
+pub fn text(r: &ReportData) -> String {
+    let tz = r.timezone.as_str();
+    let mut t = String::new();
+    let _ = writeln!(t, "{}", r.title);
+    let _ = writeln!(t, "{} ({tz})", span_text(r.window, tz));
+    let _ = writeln!(t, "compared with {}\n", span_text(r.previous, tz));
+    for section in &r.sections {
+        match section.as_str() {
+            "slo" => {
+                let _ = writeln!(t, "SLO COMPLIANCE");
+                if r.slos.is_empty() {
+                    let _ = writeln!(t, "  No SLO rules.");
+                }
+                for s in &r.slos {
+                    let pct = s.measure == "availability";
+                    let verdict = match s.met {
+                        Some(true) => "met",
+                        Some(false) => "MISSED",
+                        None => "no data",
+                    };
+                    let _ = writeln!(
+                        t,
+                        "  {} [{verdict}]\n    {}: {} (objective {}; before: {})",
+                        s.summary,
+                        s.measure,
+                        slo_value(s.attained, pct),
+                        s.objective,
+                        slo_value(s.previous, pct)
+                    );
+                    if let (Some(used), Some(left)) = (s.budget_used, s.budget_left) {
+                        let _ = writeln!(
+                            t,
+                            "    error budget: {:.0} % used, {:.0} % left",
+                            used,
+                            left.max(0.0)
+                        );
+                    }
+                }
+                t.push('\n');
+            }
+            "alerts" => {
+                let a = &r.alerts;
+                let _ = writeln!(t, "ALERTS");
+                let by_sev = a
+                    .by_severity
+                    .iter()
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = writeln!(
+                    t,
+                    "  {} fired{} (before: {})",
+                    a.fired,
+                    if by_sev.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {by_sev}")
+                    },
+                    a.previous_fired
+                );
+                if a.fired > 0 {
+                    let _ = writeln!(
+                        t,
+                        "  acknowledged: {} of {}{}",
+                        a.acknowledged,
+                        a.fired,
+                        a.mean_to_acknowledge_ms
+                            .map(|m| format!(", after {} on average", duration_text(m)))
+                            .unwrap_or_default()
+                    );
+                    let _ = writeln!(
+                        t,
+                        "  resolved: {} of {}{}",
+                        a.resolved,
+                        a.fired,
+                        a.mean_to_resolve_ms
+                            .map(|m| format!(", after {} on average", duration_text(m)))
+                            .unwrap_or_default()
+                    );
+                    let _ = writeln!(t, "  noisiest rules:");
+                    for (rule, n) in a.by_rule.iter().take(5) {
+                        let _ = writeln!(t, "    {n:>4}  {rule}");
+                    }
+                    let _ = writeln!(
+                        t,
+                        "  false-positive candidates (resolved within {}, nobody acknowledged): {}",
+                        duration_text(a.false_positive_within_ms),
+                        a.false_positives.len()
+                    );
+                    for f in a.false_positives.iter().take(10) {
+                        let _ = writeln!(
+                            t,
+                            "    {}  {} (lasted {})",
+                            local(f.fired_at_ms, tz, true),
+                            f.alert,
+                            duration_text(f.lasted_ms)
+                        );
+                    }
+                }
+                t.push('\n');
+            }
+            "usage" => {
+                let _ = writeln!(t, "USAGE");
+                if r.usage.is_empty() {
+                    let _ = writeln!(t, "  No usage lines configured.");
+                }
+                for u in &r.usage {
+                    let ch = change(u.value, u.previous);
+                    let _ = writeln!(
+                        t,
+                        "  {}: {} (before: {}{})",
+                        u.title,
+                        opt(u.value, ""),
+                        opt(u.previous, ""),
+                        if ch.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {ch}")
+                        }
+                    );
+                    if !u.breakdown.is_empty() {
+                        let parts: Vec<String> = u
+                            .breakdown
+                            .iter()
+                            .take(10)
+                            .map(|(k, v)| format!("{k} {}", short(*v)))
+                            .collect();
+                        let _ = writeln!(
+                            t,
+                            "    by {}: {}",
+                            u.by.as_deref().unwrap_or(""),
+                            parts.join(", ")
+                        );
+                    }
+                }
+                t.push('\n');
+            }
+            "database" => {
+                let _ = writeln!(t, "DATABASE (named queries, by total time)");
+                if r.database.is_empty() {
+                    let _ = writeln!(t, "  No query statistics in this period.");
+                }
+                for q in &r.database {
+                    let ch = change(q.mean_ms, q.previous_mean_ms);
+                    let _ = writeln!(
+                        t,
+                        "  {}/{}: total {} in {} calls, mean {} (before: {}{})",
+                        q.database,
+                        q.query,
+                        q.total_ms
+                            .map(|m| duration_text(m as i64))
+                            .unwrap_or_else(|| "?".into()),
+                        q.calls.map(short).unwrap_or_else(|| "?".into()),
+                        opt(q.mean_ms, "ms"),
+                        opt(q.previous_mean_ms, "ms"),
+                        if ch.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {ch}")
+                        }
+                    );
+                }
+                t.push('\n');
+            }
+            _ => {}
+        }
+    }
+    let _ = writeln!(t, "SLOGUARD");
+    let _ = writeln!(t, "  {}", daemon_sentence(r));
+    for d in r.daemon.down.iter().take(20) {
+        let _ = writeln!(
+            t,
+            "    down {} ({})",
+            span_text(*d, tz),
+            duration_text(d.to_ms - d.from_ms)
+        );
+    }
+    t
+}
+
+fn daemon_sentence(r: &ReportData) -> String {
+    let d = &r.daemon;
+    if !d.recorded {
+        "No record of sloguard running in this period: these figures may be incomplete.".to_string()
+    } else if d.down.is_empty() {
+        "sloguard was up the whole period.".to_string()
+    } else {
+        let lost: i64 = d.down.iter().map(|s| s.to_ms - s.from_ms).sum();
+        format!(
+            "sloguard was down {} time{}, {} in all ({:.2} % up): alerts in those times were not evaluated.",
+            d.down.len(),
+            if d.down.len() == 1 { "" } else { "s" },
+            duration_text(lost),
+            d.up_percent
+        )
+    }
+}
+
+/// The charts as PNG images (Content-IDs `chart-0`, `chart-1`, …).
+pub fn images(r: &ReportData) -> Vec<Image> {
+    r.charts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            png(c, r.window).map(|png| Image {
+                cid: format!("chart-{i}"),
+                png,
+            })
+        })
+        .collect()
+}
+
+/// Rasterises the dashboard's SVG chart of `c` at twice its size.
+fn png(c: &ChartData, window: Span) -> Option<Vec<u8>> {
+    let svg = chart(&c.lines, window.from_ms, window.to_ms, c.step_ms).replacen(
+        r#"width="100%""#,
+        r##"width="640" height="220" font-family="DejaVu Sans, Liberation Sans, Arial, sans-serif" font-size="11" style="background:#ffffff""##,
+        1,
+    );
+    let mut opt = resvg::usvg::Options::default();
+    opt.fontdb_mut().load_system_fonts();
+    let tree = resvg::usvg::Tree::from_str(&svg, &opt).ok()?;
+    let (w, h) = (1280, 440);
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(w, h)?;
+    pixmap.fill(resvg::tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::from_scale(2.0, 2.0),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().ok()
+}
+
+const TD: &str = r#"style="padding:4px 10px;border-bottom:1px solid #eaeef2;text-align:left;vertical-align:top""#;
+const TH: &str = r#"style="padding:4px 10px;border-bottom:1px solid #d8dee4;text-align:left;color:#57606a;font-size:12px""#;
+
+/// The HTML part. `src` gives each chart's image source: `cid:chart-0` in an email, a
+/// `data:` URI in a file.
+pub fn html(r: &ReportData, images: &[Image], src: impl Fn(&Image) -> String) -> String {
+    let tz = r.timezone.as_str();
+    let mut h = String::with_capacity(16 * 1024);
+    let _ = write!(
+        h,
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>{}</title></head><body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#1b1f24;max-width:760px;margin:0 auto;padding:16px"><h1 style="font-size:20px;margin:0 0 4px">{}</h1><p style="color:#57606a;margin:0 0 16px">{} ({})<br>compared with {}</p>"#,
+        esc(&r.title),
+        esc(&r.title),
+        esc(&span_text(r.window, tz)),
+        esc(tz),
+        esc(&span_text(r.previous, tz))
+    );
+    let charts_of = |h: &mut String, section: &str| {
+        for (i, c) in r.charts.iter().enumerate() {
+            if c.section != section {
+                continue;
+            }
+            if let Some(img) = images.iter().find(|im| im.cid == format!("chart-{i}")) {
+                let _ = write!(
+                    h,
+                    r#"<p style="margin:12px 0 2px;font-weight:bold">{}{}</p><img src="{}" width="640" alt="{}" style="display:block;max-width:100%;border:1px solid #eaeef2">"#,
+                    esc(&c.title),
+                    if c.unit.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", esc(&c.unit))
+                    },
+                    esc(&src(img)),
+                    esc(&c.title)
+                );
+            }
+        }
+    };
+    let heading = |h: &mut String, title: &str| {
+        let _ = write!(
+            h,
+            r#"<h2 style="font-size:16px;margin:24px 0 8px;border-bottom:2px solid #1b1f24">{}</h2>"#,
+            esc(title)
+        );
+    };
+    for section in &r.sections {
+        match section.as_str() {
+            "slo" => {
+                heading(&mut h, "SLO compliance");
+                let _ = write!(
+                    h,
+                    "<table style=\"border-collapse:collapse;width:100%\"><tr><th {TH}>objective</th><th {TH}>target</th><th {TH}>attained</th><th {TH}>before</th><th {TH}>error budget</th></tr>"
+                );
+                for s in &r.slos {
+                    let pct = s.measure == "availability";
+                    let (verdict, colour) = match s.met {
+                        Some(true) => ("met", "#1a7f37"),
+                        Some(false) => ("missed", "#cf222e"),
+                        None => ("no data", "#57606a"),
+                    };
+                    let budget = match (s.budget_used, s.budget_left) {
+                        (Some(u), Some(l)) => format!("{u:.0} % used, {:.0} % left", l.max(0.0)),
+                        _ => "—".to_string(),
+                    };
+                    let _ = write!(
+                        h,
+                        "<tr><td {TD}><b>{}</b><br><small>{}</small></td><td {TD}>{}</td><td {TD}><b style=\"color:{colour}\">{}</b> ({verdict})</td><td {TD}>{}</td><td {TD}>{}</td></tr>",
+                        esc(&s.summary),
+                        esc(&s.measure),
+                        esc(&s.objective),
+                        esc(&slo_value(s.attained, pct)),
+                        esc(&slo_value(s.previous, pct)),
+                        esc(&budget)
+                    );
+                }
+                h.push_str("</table>");
+                charts_of(&mut h, "slo");
+            }
+            "alerts" => {
+                let a = &r.alerts;
+                heading(&mut h, "Alerts");
+                let by_sev = a
+                    .by_severity
+                    .iter()
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = write!(
+                    h,
+                    "<p><b>{}</b> fired{} (before: {}). Acknowledged {} of them{}; resolved {}{}.</p>",
+                    a.fired,
+                    if by_sev.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", esc(&by_sev))
+                    },
+                    a.previous_fired,
+                    a.acknowledged,
+                    a.mean_to_acknowledge_ms
+                        .map(|m| format!(", after {} on average", duration_text(m)))
+                        .unwrap_or_default(),
+                    a.resolved,
+                    a.mean_to_resolve_ms
+                        .map(|m| format!(", after {} on average", duration_text(m)))
+                        .unwrap_or_default()
+                );
+                if !a.by_rule.is_empty() {
+                    let _ = write!(
+                        h,
+                        "<table style=\"border-collapse:collapse\"><tr><th {TH}>noisiest rules</th><th {TH}>alerts</th></tr>"
+                    );
+                    for (rule, n) in a.by_rule.iter().take(5) {
+                        let _ = write!(h, "<tr><td {TD}>{}</td><td {TD}>{n}</td></tr>", esc(rule));
+                    }
+                    h.push_str("</table>");
+                }
+                let _ = write!(
+                    h,
+                    "<p>False-positive candidates (resolved within {}, nobody acknowledged): <b>{}</b></p>",
+                    duration_text(a.false_positive_within_ms),
+                    a.false_positives.len()
+                );
+                if !a.false_positives.is_empty() {
+                    h.push_str("<ul>");
+                    for f in a.false_positives.iter().take(10) {
+                        let _ = write!(
+                            h,
+                            "<li>{} — {} (lasted {})</li>",
+                            esc(&local(f.fired_at_ms, tz, true)),
+                            esc(&f.alert),
+                            duration_text(f.lasted_ms)
+                        );
+                    }
+                    h.push_str("</ul>");
+                }
+                charts_of(&mut h, "alerts");
+            }
+            "usage" => {
+                heading(&mut h, "Usage");
+                let _ = write!(
+                    h,
+                    "<table style=\"border-collapse:collapse;width:100%\"><tr><th {TH}></th><th {TH}>this period</th><th {TH}>before</th><th {TH}>change</th></tr>"
+                );
+                for u in &r.usage {
+                    let breakdown = if u.breakdown.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "<br><small>by {}: {}</small>",
+                            esc(u.by.as_deref().unwrap_or("")),
+                            esc(&u
+                                .breakdown
+                                .iter()
+                                .take(10)
+                                .map(|(k, v)| format!("{k} {}", short(*v)))
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                        )
+                    };
+                    let _ = write!(
+                        h,
+                        "<tr><td {TD}>{}{breakdown}</td><td {TD}><b>{}</b></td><td {TD}>{}</td><td {TD}>{}</td></tr>",
+                        esc(&u.title),
+                        esc(&opt(u.value, "")),
+                        esc(&opt(u.previous, "")),
+                        esc(&change(u.value, u.previous))
+                    );
+                }
+                h.push_str("</table>");
+                charts_of(&mut h, "usage");
+            }
+            "database" => {
+                heading(&mut h, "Database");
+                let _ = write!(
+                    h,
+                    "<table style=\"border-collapse:collapse;width:100%\"><tr><th {TH}>query</th><th {TH}>total time</th><th {TH}>calls</th><th {TH}>mean</th><th {TH}>before</th></tr>"
+                );
+                for q in &r.database {
+                    let _ = write!(
+                        h,
+                        "<tr><td {TD}>{}<br><small>{}</small></td><td {TD}>{}</td><td {TD}>{}</td><td {TD}><b>{}</b></td><td {TD}>{} {}</td></tr>",
+                        esc(&q.query),
+                        esc(&q.database),
+                        q.total_ms
+                            .map(|m| duration_text(m as i64))
+                            .unwrap_or_else(|| "?".into()),
+                        q.calls.map(short).unwrap_or_else(|| "?".into()),
+                        esc(&opt(q.mean_ms, "ms")),
+                        esc(&opt(q.previous_mean_ms, "ms")),
+                        esc(&change(q.mean_ms, q.previous_mean_ms))
+                    );
+                }
+                h.push_str("</table>");
+                charts_of(&mut h, "database");
+            }
+            _ => {}
+        }
+    }
+    heading(&mut h, "sloguard");
+    let _ = write!(h, "<p>{}</p>", esc(&daemon_sentence(r)));
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The email of a report: subject, both parts, and the images base64-encoded for the store.
+pub fn mail(r: &ReportData, to: &[String]) -> ReportMail {
+    use base64::Engine as _;
+    let images = images(r);
+    let html = html(r, &images, |im| format!("cid:{}", im.cid));
+    ReportMail {
+        subject: format!(
+            "{} — {}",
+            r.title,
+            local(r.window.from_ms, &r.timezone, false)
+                + " to "
+                + &local(r.window.to_ms - 1, &r.timezone, false)
+        ),
+        to: to.to_vec(),
+        text: text(r),
+        html,
+        images: images
+            .into_iter()
+            .map(|im| {
+                (
+                    im.cid,
+                    base64::engine::general_purpose::STANDARD.encode(im.png),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The HTML with its images inlined as `data:` URIs, to open from a file.
+pub fn standalone_html(r: &ReportData) -> String {
+    use base64::Engine as _;
+    let images = images(r);
+    html(r, &images, |im| {
+        format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&im.png)
+        )
+    })
+}
