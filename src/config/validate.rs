@@ -2227,14 +2227,14 @@ fn report(
         Some("last_week") => ReportWindow::LastWeek,
         Some("last_month") => ReportWindow::LastMonth,
         Some(text) => match parse_duration(text) {
-            Ok(d) if d >= Duration::from_secs(3600) && d <= Duration::from_secs(400 * 86400) => {
+            Ok(d) if d >= Duration::from_secs(60) && d <= Duration::from_secs(400 * 86400) => {
                 ReportWindow::Last(d)
             }
             Ok(_) => {
                 problems.push(
                     Some(site.span_of("window")),
                     site.field("window"),
-                    "must be between 1h and 400d",
+                    "must be between 1m and 400d",
                 );
                 ReportWindow::LastWeek
             }

@@ -344,9 +344,24 @@ fn slo_lines(
                     })
                 };
                 let (now, before) = (ratio(window)?, ratio(previous)?);
+                let sel = |(m, matchers): &(String, BTreeMap<String, String>)| {
+                    if matchers.is_empty() {
+                        m.clone()
+                    } else {
+                        let l: Vec<String> =
+                            matchers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        format!("{m}{{{}}}", l.join(","))
+                    }
+                };
                 out.push(line(
-                    format!("{} / {}", numerator.0, denominator.0),
-                    objective_of(&th.condition),
+                    format!("ratio of {} to {}", sel(numerator), sel(denominator)),
+                    format!(
+                        "{} %",
+                        objective_of(&crate::rules::Condition {
+                            op: th.condition.op,
+                            threshold: th.condition.threshold * 100.0,
+                        })
+                    ),
                     now,
                     before,
                     now.map(|v| !th.condition.breached(v)),
@@ -798,10 +813,12 @@ fn charts(
     if has(ReportSection::Usage) {
         use crate::config::Combine;
         for item in &report.usage {
+            // A count per session is not a count per step: no chart.
             if let UsageKind::Count {
                 metric: m,
                 matchers,
                 agg,
+                per: None,
                 ..
             } = &item.kind
             {

@@ -86,9 +86,11 @@ fn percent(v: f64) -> String {
     }
 }
 
-fn slo_value(v: Option<f64>, is_percent: bool) -> String {
+/// An SLO line's value: availability in percent, a ratio as a percent, others as they are.
+fn slo_value(v: Option<f64>, measure: &str) -> String {
     match v {
-        Some(v) if is_percent => percent(v),
+        Some(v) if measure == "availability" => percent(v),
+        Some(v) if measure.starts_with("ratio") => format!("{} %", short(v * 100.0)),
         Some(v) => short(v),
         None => "no data".to_string(),
     }
@@ -109,7 +111,6 @@ pub fn text(r: &ReportData) -> String {
                     let _ = writeln!(t, "  No SLO rules.");
                 }
                 for s in &r.slos {
-                    let pct = s.measure == "availability";
                     let verdict = match s.met {
                         Some(true) => "met",
                         Some(false) => "MISSED",
@@ -120,9 +121,9 @@ pub fn text(r: &ReportData) -> String {
                         "  {} [{verdict}]\n    {}: {} (objective {}; before: {})",
                         s.summary,
                         s.measure,
-                        slo_value(s.attained, pct),
+                        slo_value(s.attained, &s.measure),
                         s.objective,
-                        slo_value(s.previous, pct)
+                        slo_value(s.previous, &s.measure)
                     );
                     if let (Some(used), Some(left)) = (s.budget_used, s.budget_left) {
                         let _ = writeln!(
@@ -382,7 +383,6 @@ pub fn html(r: &ReportData, images: &[Image], src: impl Fn(&Image) -> String) ->
                     "<table style=\"border-collapse:collapse;width:100%\"><tr><th {TH}>objective</th><th {TH}>target</th><th {TH}>attained</th><th {TH}>before</th><th {TH}>error budget</th></tr>"
                 );
                 for s in &r.slos {
-                    let pct = s.measure == "availability";
                     let (verdict, colour) = match s.met {
                         Some(true) => ("met", "#1a7f37"),
                         Some(false) => ("missed", "#cf222e"),
@@ -398,8 +398,8 @@ pub fn html(r: &ReportData, images: &[Image], src: impl Fn(&Image) -> String) ->
                         esc(&s.summary),
                         esc(&s.measure),
                         esc(&s.objective),
-                        esc(&slo_value(s.attained, pct)),
-                        esc(&slo_value(s.previous, pct)),
+                        esc(&slo_value(s.attained, &s.measure)),
+                        esc(&slo_value(s.previous, &s.measure)),
                         esc(&budget)
                     );
                 }

@@ -148,3 +148,114 @@ fn check(cfg: &Config, store: &Store, wake: &Notify) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn report(schedule: &str, tz: &str) -> Report {
+        let text = format!(
+            r#"
+[[channels]]
+name = "mail"
+type = "email"
+smtp_host = "127.0.0.1"
+smtp_port = 2525
+tls = "none"
+from = "sloguard@example.com"
+to = ["team@example.com"]
+
+[[reports]]
+name = "weekly"
+schedule = "{schedule}"
+timezone = "{tz}"
+channel = "mail"
+window = "last_week"
+"#
+        );
+        let cfg = crate::config::parse(&text, std::path::Path::new("t.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        cfg.reports[0].clone()
+    }
+
+    fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+    }
+
+    #[test]
+    fn a_crontab_line_runs_at_its_local_time_across_a_change_of_clocks() {
+        // Europe/Berlin leaves summer time on Sunday 2026-10-25.
+        let r = report("0 9 * * MON", "Europe/Berlin");
+        let before = due(&r, None, utc(2026, 10, 19, 7, 30)).unwrap();
+        assert_eq!(
+            before,
+            utc(2026, 10, 19, 7, 0).timestamp_millis(),
+            "09:00 CEST"
+        );
+        let after = due(&r, None, utc(2026, 10, 26, 8, 30)).unwrap();
+        assert_eq!(
+            after,
+            utc(2026, 10, 26, 8, 0).timestamp_millis(),
+            "09:00 CET"
+        );
+        // Not yet 09:00 on Monday: last week's run is the latest.
+        let early = due(&r, None, utc(2026, 10, 26, 7, 59)).unwrap();
+        assert_eq!(early, before);
+    }
+
+    #[test]
+    fn six_and_seven_field_expressions_and_utc() {
+        let six = report("0 30 6 * * *", "UTC");
+        assert_eq!(
+            due(&six, None, utc(2026, 11, 26, 7, 0)),
+            Some(utc(2026, 11, 26, 6, 30).timestamp_millis())
+        );
+        let seven = report("0 0 8 1 * * 2026", "UTC");
+        assert_eq!(
+            due(&seven, None, utc(2026, 11, 26, 7, 0)),
+            Some(utc(2026, 11, 1, 8, 0).timestamp_millis())
+        );
+        assert!(crate::silence::Schedule::parse("0 9 * *").is_err());
+    }
+
+    #[test]
+    fn a_run_is_due_once_per_scheduled_time_and_a_missed_one_is_made_up_once() {
+        let r = report("0 9 * * *", "UTC");
+        let monday = utc(2026, 11, 23, 9, 0).timestamp_millis();
+        // It ran Monday; on Monday afternoon nothing is due.
+        assert_eq!(due(&r, Some(monday), utc(2026, 11, 23, 15, 0)), None);
+        // Down from Monday evening to Thursday noon: one run, for Thursday 09:00.
+        let thursday = utc(2026, 11, 26, 9, 0).timestamp_millis();
+        assert_eq!(
+            due(&r, Some(monday), utc(2026, 11, 26, 12, 0)),
+            Some(thursday)
+        );
+        assert_eq!(due(&r, Some(thursday), utc(2026, 11, 26, 12, 1)), None);
+    }
+
+    #[test]
+    fn calendar_windows_follow_the_time_zone() {
+        use crate::config::ReportWindow;
+        let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        // Run on Monday 2026-10-26 09:00 CET: last week is Mon 19 00:00 CEST to Mon 26
+        // 00:00 CET, one hour longer than seven days.
+        let (w, p) = super::super::windows(ReportWindow::LastWeek, tz, utc(2026, 10, 26, 8, 0));
+        assert_eq!(w.from_ms, utc(2026, 10, 18, 22, 0).timestamp_millis());
+        assert_eq!(w.to_ms, utc(2026, 10, 25, 23, 0).timestamp_millis());
+        assert_eq!(p.to_ms, w.from_ms);
+        assert_eq!(p.from_ms, utc(2026, 10, 11, 22, 0).timestamp_millis());
+        // Last month, run on 2026-11-01 08:00 UTC: October, in Berlin time.
+        let (w, p) = super::super::windows(ReportWindow::LastMonth, tz, utc(2026, 11, 1, 8, 0));
+        assert_eq!(w.from_ms, utc(2026, 9, 30, 22, 0).timestamp_millis());
+        assert_eq!(w.to_ms, utc(2026, 10, 31, 23, 0).timestamp_millis());
+        assert_eq!(p.from_ms, utc(2026, 8, 31, 22, 0).timestamp_millis());
+        // January's previous month is December of the year before.
+        let (w, _) = super::super::windows(
+            ReportWindow::LastMonth,
+            chrono_tz::UTC,
+            utc(2027, 1, 3, 0, 0),
+        );
+        assert_eq!(w.from_ms, utc(2026, 12, 1, 0, 0).timestamp_millis());
+    }
+}

@@ -17,6 +17,7 @@ mod probes;
 mod prometheus;
 mod query;
 mod reload;
+mod reports;
 mod scrape;
 mod secrets;
 mod systemd;
