@@ -372,6 +372,40 @@ url = "http://{app_addr}/customer/v1/privileged/metrics"
 interval = "2s"
 keep = ["pg_up", "pg_stat_database_xact_commit_total"]
 
+# Where reports would be mailed (nothing listens there: the demo prints its report).
+[[channels]]
+name = "report-mail"
+type = "email"
+smtp_host = "127.0.0.1"
+smtp_port = 9
+tls = "none"
+from = "sloguard <reports@example.com>"
+to = ["product@example.com"]
+
+# The weekly usage summary, here over the demo's last two minutes; printed at the end as
+# `sloguard report --name demo --print` would print it.
+[[reports]]
+name = "demo"
+title = "Customer Segmentation — usage summary (demo)"
+schedule = "0 9 * * MON"
+channel = "report-mail"
+window = "2m"
+sections = ["slo", "alerts", "usage", "daemon"]
+
+[[reports.usage]]
+title = "Dashboard views"
+metric = "client_dashboard_views"
+by = "data_mode"
+
+[[reports.usage]]
+title = "Segment clicks"
+metric = "client_segment_clicks"
+by = "segment"
+
+[[reports.usage]]
+title = "Users"
+distinct = {{ metric = "client_js_heap_mb", label = "user" }}
+
 [[rules]]
 name = "segmentation_api_down"
 kind = "consecutive"
@@ -445,6 +479,7 @@ summary = "Client heap above 150 MB"
     );
     std::fs::write(&config_path, text)?;
     let cfg = config::load(&config_path)?;
+    let cfg_for_report = cfg.clone();
 
     println!(
         "sloguard demo: a simulated app on http://{app_addr}/health and a stand-in Slack on http://{slack_addr}/slack"
@@ -539,7 +574,31 @@ summary = "Client heap above 150 MB"
     result?;
     let data = dir.path().join("data");
     let until = crate::clock::now_ms();
-    tokio::task::spawn_blocking(move || summarize(&data, demo_from, until)).await??;
+    tokio::task::spawn_blocking(move || {
+        summarize(&data, demo_from, until)?;
+        print_report(&cfg_for_report, &data, until)
+    })
+    .await??;
+    Ok(())
+}
+
+/// Prints the demo's report as `sloguard report --print` does.
+fn print_report(cfg: &config::Config, data: &std::path::Path, at: i64) -> anyhow::Result<()> {
+    let Some(report) = cfg.reports.first() else {
+        return Ok(());
+    };
+    let store = crate::store::ReadOnlyStore::open(data)?;
+    let from = crate::report::schedule::history_from(report, at)?;
+    let history: Vec<crate::history::Event> =
+        store.history(from, crate::report::schedule::HISTORY_LIMIT)?;
+    let made = crate::report::schedule::make(cfg, report, &store.snapshot()?, &history, at)?;
+    println!(
+        "\nThe report `{}` (sloguard report --name {} --print):\n",
+        report.name, report.name
+    );
+    for line in crate::report::render::text(&made).lines() {
+        println!("  {line}");
+    }
     Ok(())
 }
 

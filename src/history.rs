@@ -18,6 +18,9 @@ pub struct Event {
     pub event: String,
     pub channel: Option<String>,
     pub detail: Option<String>,
+    /// Of a `firing` event: the alert's severity then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
 }
 
 impl Event {
@@ -30,7 +33,13 @@ impl Event {
             event: event.to_string(),
             channel: None,
             detail: None,
+            severity: None,
         }
+    }
+
+    pub fn severity(mut self, severity: crate::config::Severity) -> Event {
+        self.severity = Some(severity.to_string());
+        self
     }
 
     pub fn channel(mut self, channel: &str) -> Event {

@@ -820,8 +820,11 @@ pub fn plan(
                 if let Some(why) = &suppressed_by {
                     detail = format!("{detail} (held back: {why})");
                 }
-                plan.history
-                    .push(Event::new(now, &fp, &t.alert.rule, "firing").detail(detail.trim()));
+                plan.history.push(
+                    Event::new(now, &fp, &t.alert.rule, "firing")
+                        .detail(detail.trim())
+                        .severity(t.alert.severity),
+                );
                 let f = Fired {
                     channels,
                     notification: n,

@@ -421,13 +421,23 @@ pub fn alert_stats(
                 _ => {}
             }
         }
+        // As it fired (recorded since reports exist), else the rule's; raised while firing.
+        let recorded = match e.severity.as_deref() {
+            Some("critical") => Some(Severity::Critical),
+            Some("warning") => Some(Severity::Warning),
+            Some("info") => Some(Severity::Info),
+            _ => None,
+        };
         let severity = if upgraded {
             Severity::Critical
         } else {
-            cfg.rules
-                .iter()
-                .find(|r| r.name == e.rule)
-                .map(|r| r.severity)
+            recorded
+                .or_else(|| {
+                    cfg.rules
+                        .iter()
+                        .find(|r| r.name == e.rule)
+                        .map(|r| r.severity)
+                })
                 .unwrap_or(Severity::Warning)
         };
         *by_severity.entry(severity).or_default() += 1;

@@ -282,6 +282,33 @@ fn each_broken_file_names_the_line_and_the_field() {
             "is not a duration",
         ),
         (
+            "a report in a time zone that does not exist",
+            format!(
+                "{VALID}\n[[reports]]\nname = \"weekly\"\nschedule = \"0 9 * * MON\"\ntimezone = \"Europe/Atlantis\"\nchannel = \"slack\"\n"
+            ),
+            "Europe/Atlantis",
+            "reports[0].timezone",
+            "`Europe/Atlantis` is not a time zone",
+        ),
+        (
+            "a report through a channel that is not email",
+            format!(
+                "{VALID}\n[[reports]]\nname = \"weekly\"\nschedule = \"0 9 * * MON\"\nchannel = \"slack\" # not mail\n"
+            ),
+            "# not mail",
+            "reports[0].channel",
+            "`slack` is not an email channel",
+        ),
+        (
+            "a report window that is not one",
+            format!(
+                "{VALID}\n[[reports]]\nname = \"weekly\"\nschedule = \"0 9 * * MON\"\nchannel = \"slack\"\nwindow = \"fortnight\"\n"
+            ),
+            "fortnight",
+            "reports[0].window",
+            "use a duration (`7d`), `last_week` or `last_month`",
+        ),
+        (
             "bad condition",
             VALID.replace("fire_after = 3", "fire_after = 3\ncondition = \"below 1\""),
             "below 1",

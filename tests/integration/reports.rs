@@ -324,7 +324,10 @@ fn a_report_over_known_data_has_exact_figures() {
     assert!(near(&p95["previous"], 300.0, 0.01), "{p95}");
     assert_eq!(p95["met"], false);
     let ratio = &slos[2];
-    assert_eq!(ratio["measure"], "ratio of app_requests{event=error} to app_requests");
+    assert_eq!(
+        ratio["measure"],
+        "ratio of app_requests{event=error} to app_requests"
+    );
     assert_eq!(ratio["objective"], "≤ 2 %");
     assert_eq!(ratio["attained"], 0.02);
     assert_eq!(ratio["previous"], 0.0);
