@@ -8,6 +8,10 @@
 //! SLO, uptime of every target), made in process (store snapshot, queries, HTML) for each
 //! range the page offers, RUNS times (default 20); the median and the slowest are printed.
 //!
+//! Then it makes the two reports of `config.toml.example` (weekly, monthly) over the same
+//! store, as the daemon does at their scheduled time: figures, charts rasterised to PNG,
+//! the mail's text and HTML.
+//!
 //! `SLOGUARD_BENCH_DAYS` and `SLOGUARD_BENCH_RUNS` change the size of the run.
 
 use std::time::{Duration, Instant};
@@ -221,6 +225,43 @@ fn main() {
             ms(times[times.len() / 2]),
             ms(times[times.len() - 1]),
             size / 1024
+        );
+    }
+
+    for report in &cfg.reports {
+        let mut times = Vec::new();
+        let mut size = (0, 0, 0);
+        for _ in 0..runs.min(5) {
+            let t = Instant::now();
+            let at = sloguard::clock::now_ms();
+            let from = sloguard::report::schedule::history_from(report, at).expect("window");
+            let history: Vec<sloguard::history::Event> = store
+                .history(from, sloguard::report::schedule::HISTORY_LIMIT)
+                .expect("history");
+            let snap = store.snapshot().expect("snapshot");
+            let data = sloguard::report::schedule::make(&cfg, report, &snap, &history, at)
+                .expect("report");
+            let mail = sloguard::report::render::mail(&data, &report.to);
+            times.push(t.elapsed());
+            size = (
+                mail.images.len(),
+                mail.images
+                    .iter()
+                    .map(|(_, b)| b.len() * 3 / 4)
+                    .sum::<usize>(),
+                mail.html.len() + mail.text.len(),
+            );
+        }
+        times.sort();
+        println!(
+            "report {:>7}: median {:.0} ms, slowest {:.0} ms ({} runs; {} charts, {} KiB of PNG, {} KiB of text and HTML)",
+            report.name,
+            times[times.len() / 2].as_secs_f64() * 1000.0,
+            times[times.len() - 1].as_secs_f64() * 1000.0,
+            times.len(),
+            size.0,
+            size.1 / 1024,
+            size.2 / 1024
         );
     }
 }

@@ -270,16 +270,21 @@ fn read_report_inputs<T>(
 ) -> anyhow::Result<T> {
     use crate::report::schedule::HISTORY_LIMIT;
     use crate::store::{ReadOnlyStore, Store, StoreError};
+    // The newest events when there are more than the limit, oldest first.
+    let ordered = |mut events: Vec<crate::history::Event>| {
+        events.reverse();
+        events
+    };
     match ReadOnlyStore::open(dir) {
         Ok(store) => f(
             &store.snapshot()?,
-            &store.history(history_from, HISTORY_LIMIT)?,
+            &ordered(store.history_newest(history_from, HISTORY_LIMIT)?),
         ),
         Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
             let store = Store::open(dir)?;
             f(
                 &store.snapshot()?,
-                &store.history(history_from, HISTORY_LIMIT)?,
+                &ordered(store.history_newest(history_from, HISTORY_LIMIT)?),
             )
         }
         Err(e) => Err(e.into()),

@@ -1117,7 +1117,8 @@ pub fn upgrade_plan(
         }
         plan.history.push(
             Event::new(now, &fp, &state.rule, "upgraded")
-                .detail(format!("{before} → {}", state.severity)),
+                .detail(format!("{before} → {}", state.severity))
+                .severity(state.severity),
         );
         plan.put.push((
             fp,

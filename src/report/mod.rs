@@ -173,6 +173,9 @@ pub struct QueryLine {
 pub struct DaemonLine {
     /// Whether the store has any heartbeat of the window.
     pub recorded: bool,
+    /// When heartbeats began, if after the window's start (sloguard was new, or older than
+    /// its heartbeats): the figures cover the window from then.
+    pub recorded_since: Option<i64>,
     /// Periods without a heartbeat, clipped to the window.
     pub down: Vec<Span>,
     /// Percent of the window it ran.
@@ -310,15 +313,12 @@ fn slo_lines(
                     .iter()
                     .filter_map(|v| v.value)
                     .collect();
-                    Ok(vs.into_iter().reduce(|a, b| {
-                        if th.condition.breached(a) {
-                            a
-                        } else if th.condition.breached(b) {
-                            b
-                        } else {
-                            a.max(b)
-                        }
-                    }))
+                    // The worst in the condition's direction: the largest for `>`.
+                    use crate::rules::Op;
+                    let larger_is_worse = !matches!(th.condition.op, Op::Lt | Op::Le);
+                    Ok(vs
+                        .into_iter()
+                        .reduce(|a, b| if (b > a) == larger_is_worse { b } else { a }))
                 };
                 let (now, before) = (worst(window)?, worst(previous)?);
                 out.push(line(
@@ -373,6 +373,15 @@ fn slo_lines(
     Ok(out)
 }
 
+fn severity_of(text: Option<&str>) -> Option<Severity> {
+    match text {
+        Some("critical") => Some(Severity::Critical),
+        Some("warning") => Some(Severity::Warning),
+        Some("info") => Some(Severity::Info),
+        _ => None,
+    }
+}
+
 /// Alert statistics from the history of `window` (events up to `until` are read so that
 /// alerts resolved after the window still count their resolve).
 pub fn alert_stats(
@@ -405,14 +414,23 @@ pub fn alert_stats(
         // Until this alert's resolve (or its next firing).
         let mut acked = None;
         let mut resolved = None;
-        let mut upgraded = false;
+        let mut raised: Option<Severity> = None;
+        // Held back by a silence and not released: nobody was told.
+        let mut told = !e
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("(held back:"));
         for later in &history[i + 1..] {
             if later.alert != e.alert {
                 continue;
             }
             match later.event.as_str() {
                 "acknowledged" if acked.is_none() => acked = Some(later.at_ms),
-                "upgraded" => upgraded = true,
+                "upgraded" => {
+                    let to = severity_of(later.severity.as_deref()).unwrap_or(Severity::Critical);
+                    raised = Some(raised.map_or(to, |r| r.max(to)));
+                }
+                "released" => told = true,
                 "resolved" => {
                     resolved = Some(later.at_ms);
                     break;
@@ -422,31 +440,24 @@ pub fn alert_stats(
             }
         }
         // As it fired (recorded since reports exist), else the rule's; raised while firing.
-        let recorded = match e.severity.as_deref() {
-            Some("critical") => Some(Severity::Critical),
-            Some("warning") => Some(Severity::Warning),
-            Some("info") => Some(Severity::Info),
-            _ => None,
-        };
-        let severity = if upgraded {
-            Severity::Critical
-        } else {
-            recorded
-                .or_else(|| {
-                    cfg.rules
-                        .iter()
-                        .find(|r| r.name == e.rule)
-                        .map(|r| r.severity)
-                })
-                .unwrap_or(Severity::Warning)
-        };
+        let fired_as = severity_of(e.severity.as_deref())
+            .or_else(|| {
+                cfg.rules
+                    .iter()
+                    .find(|r| r.name == e.rule)
+                    .map(|r| r.severity)
+            })
+            .unwrap_or(Severity::Warning);
+        let severity = raised.map_or(fired_as, |r| r.max(fired_as));
+        // An info alert is only logged: nobody could have acknowledged it.
+        told &= severity != Severity::Info;
         *by_severity.entry(severity).or_default() += 1;
         if let Some(a) = acked {
             to_ack.push(a - e.at_ms);
         }
         if let Some(r) = resolved {
             to_resolve.push(r - e.at_ms);
-            if acked.is_none() && r - e.at_ms <= within {
+            if told && acked.is_none() && r - e.at_ms <= within {
                 stats.false_positives.push(FalsePositive {
                     alert: e.alert.clone(),
                     rule: e.rule.clone(),
@@ -625,48 +636,70 @@ fn query_lines(
     Ok(out)
 }
 
-/// When sloguard ran in the window, by its heartbeats.
-fn daemon_line(snap: &Snapshot, window: Span) -> Result<DaemonLine, QueryError> {
+/// When sloguard ran in the window, by its heartbeats counted per minute (per hour for a
+/// window older than the 1-minute rollups keep), so that raw points past their retention
+/// still count. `at` is when the report runs.
+fn daemon_line(snap: &Snapshot, window: Span, at: i64) -> Result<DaemonLine, QueryError> {
     let sel = equal_selector(HEARTBEAT_METRIC, &BTreeMap::new());
-    let mut beats: Vec<i64> = Vec::new();
-    for s in crate::query::range(
-        snap,
-        &sel,
-        window.from_ms.saturating_sub(DOWN_AFTER_MS),
-        window.to_ms,
-    )? {
-        beats.extend(s.points.iter().map(|p| p.0));
-    }
-    beats.sort_unstable();
+    let step = if window.from_ms >= at - 85 * 86_400_000 {
+        60_000
+    } else {
+        3_600_000
+    };
+    let down_after = DOWN_AFTER_MS.max(2 * step);
+    let from = window.from_ms.saturating_sub(down_after).max(0);
+    let beats: Vec<i64> = crate::query::stepped(snap, &sel, Agg::Count, from, window.to_ms, step)?
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|(_, n)| *n > 0.0)
+        .map(|(t, _)| *t)
+        .collect::<std::collections::BTreeSet<i64>>()
+        .into_iter()
+        .collect();
+    let (Some(&first), Some(&last)) = (beats.first(), beats.last()) else {
+        return Ok(DaemonLine {
+            recorded: false,
+            recorded_since: None,
+            down: Vec::new(),
+            up_percent: 0.0,
+        });
+    };
+    // Did sloguard record heartbeats before this window at all?
+    let earlier = window.from_ms > 0
+        && aggregate(snap, &sel, Agg::Count, 0, window.from_ms)?
+            .iter()
+            .any(|v| v.value.is_some_and(|n| n > 0.0));
     let mut down = Vec::new();
-    let mut last = window.from_ms;
-    let mut first = true;
-    for &t in &beats {
-        let gap_from = if first { window.from_ms } else { last };
-        if t - gap_from > DOWN_AFTER_MS && t > window.from_ms {
+    let recorded_since = (!earlier && first > window.from_ms + down_after).then_some(first);
+    if earlier && first - window.from_ms > down_after {
+        down.push(Span {
+            from_ms: window.from_ms,
+            to_ms: first.min(window.to_ms),
+        });
+    }
+    for pair in beats.windows(2) {
+        let (a, b) = (pair[0] + step, pair[1]);
+        if b - a > down_after - step {
             down.push(Span {
-                from_ms: gap_from.max(window.from_ms),
-                to_ms: t.min(window.to_ms),
+                from_ms: a.max(window.from_ms),
+                to_ms: b.min(window.to_ms),
             });
         }
-        last = t;
-        first = false;
     }
-    if !beats.is_empty() && window.to_ms - last > DOWN_AFTER_MS {
+    if window.to_ms - (last + step) > down_after {
         down.push(Span {
-            from_ms: last.max(window.from_ms),
+            from_ms: (last + step).max(window.from_ms),
             to_ms: window.to_ms,
         });
     }
-    let len = (window.to_ms - window.from_ms).max(1) as f64;
+    down.retain(|s| s.to_ms > s.from_ms);
+    let counted_from = recorded_since.unwrap_or(window.from_ms);
+    let len = (window.to_ms - counted_from).max(1) as f64;
     let lost: i64 = down.iter().map(|s| s.to_ms - s.from_ms).sum();
     Ok(DaemonLine {
-        recorded: !beats.is_empty(),
-        up_percent: if beats.is_empty() {
-            0.0
-        } else {
-            (1.0 - lost as f64 / len) * 100.0
-        },
+        recorded: true,
+        recorded_since,
+        up_percent: (1.0 - lost as f64 / len) * 100.0,
         down,
     })
 }
@@ -850,14 +883,14 @@ fn charts(
     if has(ReportSection::Database) {
         out.push(chart(
             ReportSection::Database,
-            "Mean query time".into(),
+            "Mean time of the slowest named query".into(),
             "ms",
             lines(series(
-                "mean",
+                "slowest query",
                 metric("pg_query_mean_exec_ms", &BTreeMap::new()),
                 Agg::Avg,
                 1.0,
-                None,
+                Some(crate::config::Combine::Max),
             ))?,
         ));
     }
@@ -908,7 +941,7 @@ pub fn build(
         } else {
             Vec::new()
         },
-        daemon: daemon_line(snap, window)?,
+        daemon: daemon_line(snap, window, at.timestamp_millis())?,
         charts: charts(cfg, report, snap, history, window)?,
     })
 }

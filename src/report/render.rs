@@ -280,6 +280,21 @@ fn daemon_sentence(r: &ReportData) -> String {
     let d = &r.daemon;
     if !d.recorded {
         "No record of sloguard running in this period: these figures may be incomplete.".to_string()
+    } else if let Some(since) = d.recorded_since {
+        let tz = r.timezone.as_str();
+        if d.down.is_empty() {
+            format!(
+                "sloguard recorded its uptime from {} on, and was up all that time.",
+                local(since, tz, true)
+            )
+        } else {
+            format!(
+                "sloguard recorded its uptime from {} on; it was down {} time{} since.",
+                local(since, tz, true),
+                d.down.len(),
+                if d.down.len() == 1 { "" } else { "s" }
+            )
+        }
     } else if d.down.is_empty() {
         "sloguard was up the whole period.".to_string()
     } else {
@@ -356,10 +371,11 @@ pub fn html(r: &ReportData, images: &[Image], src: impl Fn(&Image) -> String) ->
                     h,
                     r#"<p style="margin:12px 0 2px;font-weight:bold">{}{}</p><img src="{}" width="640" alt="{}" style="display:block;max-width:100%;border:1px solid #eaeef2">"#,
                     esc(&c.title),
-                    if c.unit.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", esc(&c.unit))
+                    match (c.unit.is_empty(), tz == "UTC") {
+                        (true, true) => String::new(),
+                        (false, true) => format!(" ({})", esc(&c.unit)),
+                        (true, false) => " (times in UTC)".to_string(),
+                        (false, false) => format!(" ({}; times in UTC)", esc(&c.unit)),
                     },
                     esc(&src(img)),
                     esc(&c.title)

@@ -3,8 +3,11 @@
 //! so a report is sent once per scheduled time, and retried like any notification until the
 //! SMTP server takes it. A run missed while the daemon was down is made when it starts again:
 //! one run, for the latest scheduled time missed. A report seen for the first time starts
-//! with its next scheduled time.
+//! with its next scheduled time. A window already mailed (the schedule was moved within it)
+//! is not mailed again; a scheduled time that falls in a spring-forward gap of its time zone
+//! does not happen that day (the cron crate skips local times that do not exist).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,11 +67,17 @@ pub async fn run(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let failed = Arc::new(std::sync::Mutex::new(HashMap::new()));
     loop {
         let cfg = config.borrow().clone();
         if !cfg.reports.is_empty() {
-            let (s, c, w) = (store.clone(), cfg.clone(), wake.clone());
-            match tokio::task::spawn_blocking(move || check(&c, &s, &w)).await {
+            let (s, c, w, f) = (store.clone(), cfg.clone(), wake.clone(), failed.clone());
+            match tokio::task::spawn_blocking(move || {
+                let mut failed = f.lock().unwrap_or_else(|p| p.into_inner());
+                check(&c, &s, &w, &mut failed)
+            })
+            .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "Cannot run the reports"),
                 Err(e) => tracing::error!(error = %e, "Cannot run the reports"),
@@ -81,37 +90,86 @@ pub async fn run(
     }
 }
 
-/// Makes and queues every report that is due now.
-fn check(cfg: &Config, store: &Store, wake: &Notify) -> anyhow::Result<()> {
+/// The key under which the end of the window a report last covered is kept.
+fn window_key(name: &str) -> String {
+    format!("{name}#window")
+}
+
+/// A report that could not be made is tried again after this long.
+const RETRY_FAILED_MS: i64 = 5 * 60_000;
+
+/// The alert history since `from`, oldest first: the newest `HISTORY_LIMIT` events.
+pub fn history_since(store: &Store, from: i64) -> anyhow::Result<Vec<crate::history::Event>> {
+    let mut events: Vec<crate::history::Event> = store.history_newest(from, HISTORY_LIMIT)?;
+    events.reverse();
+    Ok(events)
+}
+
+/// Makes and queues every report that is due now. `failed`: when a report could not be
+/// made, by name.
+fn check(
+    cfg: &Config,
+    store: &Store,
+    wake: &Notify,
+    failed: &mut HashMap<String, i64>,
+) -> anyhow::Result<()> {
     let runs = store.report_runs()?;
     let now = Utc::now();
+    let now_ms = now.timestamp_millis();
     for report in &cfg.reports {
-        let last = runs.get(&report.name).copied();
-        let Some(at) = due(report, last, now) else {
-            continue;
-        };
-        if last.is_none() {
-            // New: the first run is the next scheduled time, not one already past.
+        let Some(last) = runs.get(&report.name).copied() else {
+            // New: its first run is its next scheduled time, not one already past.
             store.write(&Batch {
-                report_runs: vec![(report.name.clone(), at)],
+                report_runs: vec![(report.name.clone(), now_ms)],
                 ..Batch::default()
             })?;
             tracing::info!(report = %report.name, schedule = %report.schedule.text, "Report scheduled");
             continue;
+        };
+        let Some(at) = due(report, Some(last), now) else {
+            continue;
+        };
+        if failed
+            .get(&report.name)
+            .is_some_and(|t| now_ms - t < RETRY_FAILED_MS)
+        {
+            continue;
         }
-        let late = now.timestamp_millis() - at;
+        let window_to = history_from(report, at)
+            .ok()
+            .and_then(|_| chrono::DateTime::<Utc>::from_timestamp_millis(at))
+            .map(|t| super::windows(report.window, report.timezone, t).0.to_ms);
+        if window_to.is_some() && runs.get(&window_key(&report.name)).copied() == window_to {
+            // The schedule changed (another hour, another zone): this window was mailed.
+            store.write(&Batch {
+                report_runs: vec![(report.name.clone(), at)],
+                ..Batch::default()
+            })?;
+            tracing::info!(report = %report.name, "Report's window was already mailed; not again");
+            continue;
+        }
+        let late = now_ms - at;
         let made = history_from(report, at).and_then(|from| {
-            let history: Vec<crate::history::Event> = store.history(from, HISTORY_LIMIT)?;
+            let history = history_since(store, from)?;
             let snap = store.snapshot()?;
             make(cfg, report, &snap, &history, at)
         });
         let mail = match made {
             Ok(data) => super::render::mail(&data, &report.to),
             Err(e) => {
-                tracing::error!(report = %report.name, error = format!("{e:#}"), "Cannot make the report");
+                let e = format!("{e:#}");
+                tracing::error!(report = %report.name, error = %e, "Cannot make the report; trying again in 5 minutes");
+                failed.insert(report.name.clone(), now_ms);
+                let name = format!("report:{}", report.name);
+                store.append_history(
+                    now_ms,
+                    &crate::history::Event::new(now_ms, &name, &name, "report")
+                        .detail(format!("failed: {e}")),
+                )?;
                 continue;
             }
         };
+        failed.remove(&report.name);
         let notification = crate::notify::Notification::report(
             &report.name,
             &mail.subject,
@@ -123,8 +181,12 @@ fn check(cfg: &Config, store: &Store, wake: &Notify) -> anyhow::Result<()> {
             now.timestamp_millis(),
         );
         entry.report = Some(Box::new(mail));
+        let mut runs_now = vec![(report.name.clone(), at)];
+        if let Some(to) = window_to {
+            runs_now.push((window_key(&report.name), to));
+        }
         let mut batch = Batch {
-            report_runs: vec![(report.name.clone(), at)],
+            report_runs: runs_now,
             ..Batch::default()
         };
         batch.push_outbox(&entry);

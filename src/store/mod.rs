@@ -387,6 +387,15 @@ impl ReadOnlyStore {
         history_in(&self.db.begin_read()?, since_ms, limit, false)
     }
 
+    /// The newest `limit` history events since `since_ms`, newest first.
+    pub fn history_newest<T: DeserializeOwned>(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        history_in(&self.db.begin_read()?, since_ms, limit, true)
+    }
+
     /// When each report last ran.
     pub fn report_runs(&self) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
         report_runs_in(&self.db.begin_read()?)

@@ -75,6 +75,14 @@ fire_after = 3
 severity = "critical"
 summary = "API down"
 
+[[rules]]
+name = "disk_info"
+kind = "consecutive"
+metric = "disk_used_ratio"
+condition = "> 0.8"
+severity = "info"
+summary = "Disk filling"
+
 [[reports]]
 name = "weekly"
 title = "Weekly usage summary"
@@ -237,7 +245,7 @@ fn fill(data: &std::path::Path) {
         .unwrap();
     // Alerts: the API down (acknowledged after 4 min, resolved after 20), the p95 twice (once
     // resolved after 2 minutes unacknowledged, once raised to critical and resolved after
-    // 30), and one firing the week before.
+    // 30), an info alert and a silenced one (1 minute each), and one firing the week before.
     let down = "api_down{target=\"api\"}";
     let slow = "api_latency_p95";
     let t1 = w + DAY + 2 * HOUR;
@@ -255,6 +263,12 @@ fn fill(data: &std::path::Path) {
         event(t3, slow, "api_latency_p95", "firing"),
         event(t3 + MIN, slow, "api_latency_p95", "upgraded"),
         event(t3 + 30 * MIN, slow, "api_latency_p95", "resolved"),
+        // Nobody could acknowledge these two: an info alert (logged only) and one held back
+        // by a silence that ended after it resolved. Not false-positive candidates.
+        event(t3 + HOUR, "disk_info", "disk_info", "firing"),
+        event(t3 + HOUR + MIN, "disk_info", "disk_info", "resolved"),
+        event(t3 + 2 * HOUR, down, "api_down", "firing").detail("HTTP 503 (held back: silence 4)"),
+        event(t3 + 2 * HOUR + MIN, down, "api_down", "resolved"),
     ] {
         batch.push_history(e.at_ms, &e);
     }
@@ -335,20 +349,20 @@ fn a_report_over_known_data_has_exact_figures() {
 
     // Alerts.
     let a = &r["alerts"];
-    assert_eq!(a["fired"], 3);
+    assert_eq!(a["fired"], 5);
     assert_eq!(a["previous_fired"], 1);
     assert_eq!(
         a["by_severity"],
-        serde_json::json!([["critical", 2], ["warning", 1]])
+        serde_json::json!([["critical", 3], ["warning", 1], ["info", 1]])
     );
     assert_eq!(
         a["by_rule"],
-        serde_json::json!([["api_latency_p95", 2], ["api_down", 1]])
+        serde_json::json!([["api_down", 2], ["api_latency_p95", 2], ["disk_info", 1]])
     );
     assert_eq!(a["acknowledged"], 1);
     assert_eq!(a["mean_to_acknowledge_ms"], 4 * MIN);
-    assert_eq!(a["resolved"], 3);
-    assert_eq!(a["mean_to_resolve_ms"], (20 + 2 + 30) * MIN / 3);
+    assert_eq!(a["resolved"], 5);
+    assert_eq!(a["mean_to_resolve_ms"], (20 + 2 + 30 + 1 + 1) * MIN / 5);
     let fp = a["false_positives"].as_array().unwrap();
     assert_eq!(fp.len(), 1, "{fp:?}");
     assert_eq!(fp[0]["rule"], "api_latency_p95");
@@ -381,10 +395,55 @@ fn a_report_over_known_data_has_exact_figures() {
     let down = d["down"].as_array().unwrap();
     assert_eq!(down.len(), 1, "{d}");
     let lost = down[0]["to_ms"].as_i64().unwrap() - down[0]["from_ms"].as_i64().unwrap();
+    assert_eq!(lost, HOUR, "the minutes without a heartbeat");
+    assert_eq!(d["recorded_since"], serde_json::Value::Null);
+
+    // After compaction the raw points of that week are gone (7 days of raw retention): the
+    // report reads the rollups and says the same.
+    let out = sloguard(&["compact", "--config", cfg_s, "--data-dir", data_s], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = sloguard(
+        &[
+            "query",
+            "sloguard_up",
+            "--data-dir",
+            data_s,
+            "--since",
+            "2026-11-16T00:00:00Z",
+            "--until",
+            "2026-11-17T00:00:00Z",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    let raw: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert!(
+        raw[0]["points"].as_array().is_none_or(|p| p.is_empty()),
+        "raw heartbeats of that Monday still there: {raw}"
+    );
+    let again: serde_json::Value = serde_json::from_slice(&run(&["--json"]).stdout).unwrap();
+    assert!(
+        near(&again["slos"][0]["attained"], 100.0 * 1006.0 / 1008.0, 1e-9),
+        "{}",
+        again["slos"]
+    );
+    assert!(
+        near(&again["slos"][1]["attained"], 600.0, 0.01),
+        "{}",
+        again["slos"]
+    );
+    assert_eq!(again["slos"][2]["attained"], 0.02);
+    assert_eq!(again["usage"], r["usage"]);
+    assert_eq!(again["database"], r["database"]);
+    assert_eq!(again["alerts"], r["alerts"]);
     assert_eq!(
-        lost,
-        HOUR + MIN,
-        "from the last heartbeat before to the first after"
+        again["daemon"], r["daemon"],
+        "the downtime from the 1-minute rollups"
     );
 
     // The text reads on its own.
@@ -395,13 +454,13 @@ fn a_report_over_known_data_has_exact_figures() {
         "availability: 99.802 % (objective 99.9 %; before: 100.0 %)",
         "error budget: 198 % used, 0 % left",
         "ratio of app_requests{event=error} to app_requests: 2 % (objective ≤ 2 %; before: 0 %)",
-        "3 fired: 2 critical, 1 warning (before: 1)",
-        "acknowledged: 1 of 3, after 4 min on average",
+        "5 fired: 3 critical, 1 warning, 1 info (before: 1)",
+        "acknowledged: 1 of 5, after 4 min on average",
         "false-positive candidates (resolved within 5 min, nobody acknowledged): 1",
         "Dashboard views: 42 (before: 20, +110 %)",
         "by data_mode: live 30, demo 12",
         "supabase/customer_insights_by_agency: total 12 s in 400 calls, mean 30 ms (before: 20 ms, +50 %)",
-        "sloguard was down 1 time, 1 h 1 min in all",
+        "sloguard was down 1 time, 1 h 0 min in all",
     ] {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
@@ -465,7 +524,10 @@ async fn the_report_reaches_a_real_smtp_server_with_its_charts() {
         .collect();
     assert_eq!(to, ["product@example.com", "leadership@example.com"]);
     let text = mail.body_text(0).unwrap();
-    assert!(text.contains("3 fired: 2 critical, 1 warning"), "{text}");
+    assert!(
+        text.contains("5 fired: 3 critical, 1 warning, 1 info"),
+        "{text}"
+    );
     let html = mail.body_html(0).unwrap();
     // Every image the HTML shows is a PNG part with that Content-ID.
     let cids: Vec<String> = html
