@@ -99,7 +99,7 @@ fn gap_limit(points: &[(i64, f64)], step: i64) -> i64 {
 }
 
 /// A duration in its largest whole unit: `3 h 12 min`, `45 s`.
-fn age(ms: i64) -> String {
+pub fn age(ms: i64) -> String {
     let s = (ms / 1000).max(0);
     match s {
         0..60 => format!("{s} s"),

@@ -648,14 +648,17 @@ fn daemon_line(snap: &Snapshot, window: Span, at: i64) -> Result<DaemonLine, Que
     };
     let down_after = DOWN_AFTER_MS.max(2 * step);
     let from = window.from_ms.saturating_sub(down_after).max(0);
-    let beats: Vec<i64> = crate::query::stepped(snap, &sel, Agg::Count, from, window.to_ms, step)?
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .filter(|(_, n)| *n > 0.0)
-        .map(|(t, _)| *t)
-        .collect::<std::collections::BTreeSet<i64>>()
-        .into_iter()
-        .collect();
+    // In pieces: a query gives at most 11 000 steps.
+    let mut beats = std::collections::BTreeSet::new();
+    let mut piece = from;
+    while piece < window.to_ms {
+        let end = (piece + 10_000 * step).min(window.to_ms);
+        for s in crate::query::stepped(snap, &sel, Agg::Count, piece, end, step)? {
+            beats.extend(s.points.iter().filter(|(_, n)| *n > 0.0).map(|(t, _)| *t));
+        }
+        piece = end;
+    }
+    let beats: Vec<i64> = beats.into_iter().collect();
     let (Some(&first), Some(&last)) = (beats.first(), beats.last()) else {
         return Ok(DaemonLine {
             recorded: false,

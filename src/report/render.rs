@@ -45,13 +45,22 @@ fn span_text(s: Span, tz: &str) -> String {
 }
 
 fn duration_text(ms: i64) -> String {
-    let s = (ms / 1000).max(0);
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min", s / 60),
-        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
-    }
+    crate::dashboard::html::age(ms)
+}
+
+/// `3 critical, 1 warning`.
+fn severities(a: &super::AlertStats) -> String {
+    a.by_severity
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `, after 4 min on average`, or nothing.
+fn on_average(ms: Option<i64>) -> String {
+    ms.map(|m| format!(", after {} on average", duration_text(m)))
+        .unwrap_or_default()
 }
 
 fn opt(v: Option<f64>, unit: &str) -> String {
@@ -139,12 +148,7 @@ pub fn text(r: &ReportData) -> String {
             "alerts" => {
                 let a = &r.alerts;
                 let _ = writeln!(t, "ALERTS");
-                let by_sev = a
-                    .by_severity
-                    .iter()
-                    .map(|(s, n)| format!("{n} {s}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let by_sev = severities(a);
                 let _ = writeln!(
                     t,
                     "  {} fired{} (before: {})",
@@ -162,18 +166,14 @@ pub fn text(r: &ReportData) -> String {
                         "  acknowledged: {} of {}{}",
                         a.acknowledged,
                         a.fired,
-                        a.mean_to_acknowledge_ms
-                            .map(|m| format!(", after {} on average", duration_text(m)))
-                            .unwrap_or_default()
+                        on_average(a.mean_to_acknowledge_ms)
                     );
                     let _ = writeln!(
                         t,
                         "  resolved: {} of {}{}",
                         a.resolved,
                         a.fired,
-                        a.mean_to_resolve_ms
-                            .map(|m| format!(", after {} on average", duration_text(m)))
-                            .unwrap_or_default()
+                        on_average(a.mean_to_resolve_ms)
                     );
                     let _ = writeln!(t, "  noisiest rules:");
                     for (rule, n) in a.by_rule.iter().take(5) {
@@ -323,7 +323,7 @@ pub fn images(r: &ReportData) -> Vec<Image> {
         .collect()
 }
 
-/// Rasterises the dashboard's SVG chart of `c` at twice its size.
+/// Rasterises the dashboard's SVG chart of `c`, 640 × 220 pixels: a mail stays light.
 fn png(c: &ChartData, window: Span) -> Option<Vec<u8>> {
     let svg = chart(&c.lines, window.from_ms, window.to_ms, c.step_ms).replacen(
         r#"width="100%""#,
@@ -333,12 +333,12 @@ fn png(c: &ChartData, window: Span) -> Option<Vec<u8>> {
     let mut opt = resvg::usvg::Options::default();
     opt.fontdb_mut().load_system_fonts();
     let tree = resvg::usvg::Tree::from_str(&svg, &opt).ok()?;
-    let (w, h) = (1280, 440);
+    let (w, h) = (640, 220);
     let mut pixmap = resvg::tiny_skia::Pixmap::new(w, h)?;
     pixmap.fill(resvg::tiny_skia::Color::WHITE);
     resvg::render(
         &tree,
-        resvg::tiny_skia::Transform::from_scale(2.0, 2.0),
+        resvg::tiny_skia::Transform::identity(),
         &mut pixmap.as_mut(),
     );
     pixmap.encode_png().ok()
@@ -425,12 +425,7 @@ pub fn html(r: &ReportData, images: &[Image], src: impl Fn(&Image) -> String) ->
             "alerts" => {
                 let a = &r.alerts;
                 heading(&mut h, "Alerts");
-                let by_sev = a
-                    .by_severity
-                    .iter()
-                    .map(|(s, n)| format!("{n} {s}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let by_sev = severities(a);
                 let _ = write!(
                     h,
                     "<p><b>{}</b> fired{} (before: {}). Acknowledged {} of them{}; resolved {}{}.</p>",
@@ -442,13 +437,9 @@ pub fn html(r: &ReportData, images: &[Image], src: impl Fn(&Image) -> String) ->
                     },
                     a.previous_fired,
                     a.acknowledged,
-                    a.mean_to_acknowledge_ms
-                        .map(|m| format!(", after {} on average", duration_text(m)))
-                        .unwrap_or_default(),
+                    on_average(a.mean_to_acknowledge_ms),
                     a.resolved,
-                    a.mean_to_resolve_ms
-                        .map(|m| format!(", after {} on average", duration_text(m)))
-                        .unwrap_or_default()
+                    on_average(a.mean_to_resolve_ms)
                 );
                 if !a.by_rule.is_empty() {
                     let _ = write!(

@@ -105,6 +105,13 @@ per = {{ metric = "client_refreshes", label = "session" }}
 [[reports.usage]]
 title = "Users"
 distinct = {{ metric = "client_js_heap_mb", label = "user" }}
+
+[[reports]]
+name = "monthly"
+schedule = "0 8 1 * *"
+channel = "mail"
+window = "last_month"
+sections = ["slo", "daemon"]
 "#,
         api = free_port()
     )
@@ -446,6 +453,41 @@ fn a_report_over_known_data_has_exact_figures() {
         "the downtime from the 1-minute rollups"
     );
 
+    // November, a month later: heartbeats began on the 16th (recorded since then), and
+    // stopped on the 23rd.
+    let out = sloguard(
+        &[
+            "report",
+            "--config",
+            cfg_s,
+            "--name",
+            "monthly",
+            "--data-dir",
+            data_s,
+            "--at",
+            "2026-12-01T08:00:00Z",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        m["window"]["to_ms"],
+        week_start() + 15 * DAY,
+        "{}",
+        m["window"]
+    );
+    assert_eq!(m["daemon"]["recorded_since"], week_start());
+    let down = m["daemon"]["down"].as_array().unwrap();
+    assert_eq!(down.len(), 2, "{}", m["daemon"]);
+    assert_eq!(down[1]["from_ms"], week_start() + 7 * DAY);
+    assert_eq!(down[1]["to_ms"], week_start() + 15 * DAY);
+
     // The text reads on its own.
     let text = String::from_utf8(run(&["--print"]).stdout).unwrap();
     for needle in [
@@ -547,7 +589,7 @@ async fn the_report_reaches_a_real_smtp_server_with_its_charts() {
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{cid} is not a PNG");
         let decoder = png::Decoder::new(std::io::Cursor::new(png.to_vec()));
         let info = decoder.read_info().unwrap();
-        assert_eq!(info.info().width, 1280);
+        assert_eq!(info.info().width, 640);
     }
 }
 
