@@ -815,8 +815,8 @@ fn charts(
                     agg,
                     ..
                 } => (
-                    format!("{}: {} / {}", rule.summary, numerator.0, denominator.0),
-                    "",
+                    format!("{}: {} over {}", rule.summary, numerator.0, denominator.0),
+                    "%",
                     lines(series(
                         "ratio",
                         PanelInput::Ratio {
@@ -824,7 +824,7 @@ fn charts(
                             denominator: denominator.clone(),
                         },
                         *agg,
-                        1.0,
+                        100.0,
                         None,
                     ))?,
                 ),
