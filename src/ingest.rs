@@ -525,7 +525,6 @@ impl Ingest {
                 .inc_by(x.duplicates);
         }
         let (tell, committed) = oneshot::channel();
-        let counts = x.data.counts.clone();
         let batch = LogBatch {
             source: x.source.clone(),
             generation: None,
@@ -539,15 +538,14 @@ impl Ingest {
             _ => return Err(unavailable()),
         }
         // Once handed over the batch is committed or dropped whatever this request does: the
-        // waiter remembers the uuids and counts the lines when it is committed, even after
-        // the client was told to retry.
-        let (shared, metrics) = (self.shared.clone(), self.metrics.clone());
+        // waiter remembers the uuids when it is committed, even after the client was told to
+        // retry. (The pipeline counts the lines when it commits them.)
+        let shared = self.shared.clone();
         let (source, uuids) = (x.source, x.uuids);
         let waiter = tokio::spawn(async move {
             if committed.await.is_err() {
                 return false;
             }
-            metrics.log_counts(&source, &counts);
             let mut recent = shared.recent.lock().unwrap_or_else(|p| p.into_inner());
             let r = recent.entry(source).or_default();
             for u in uuids {

@@ -464,8 +464,10 @@ impl Pipeline {
         let mut errors = Vec::new();
         let mut checkpoints = Vec::new();
         let mut committed = Vec::new();
+        let mut counted = Vec::new();
         for mut b in logs {
             committed.extend(b.committed.take());
+            counted.push((b.source.clone(), std::mem::take(&mut b.data.counts)));
             checkpoints.extend(b.checkpoint_records());
             samples.append(&mut b.data.gauges);
             events.append(&mut b.data.events);
@@ -499,6 +501,11 @@ impl Pipeline {
         self.metrics
             .store_commit_seconds
             .inc_by(started.elapsed().as_secs_f64());
+        // Lines are counted once committed: a batch dropped for a new generation is read
+        // again, and counted then.
+        for (source, counts) in &counted {
+            self.metrics.log_counts(source, counts);
+        }
         for tell in committed {
             let _ = tell.send(());
         }

@@ -515,9 +515,7 @@ async fn dashboard_json(
 async fn metrics(State(api): State<Api>) -> Response {
     let store = api.store.clone();
     let counted = tokio::task::spawn_blocking(move || {
-        let pending = store
-            .outbox::<crate::notify::outbox::Entry>()
-            .map(|o| o.len());
+        let pending = store.outbox_len();
         let size = std::fs::metadata(store.path()).map(|m| m.len());
         (pending, size, store.dropped())
     })

@@ -755,6 +755,13 @@ impl Store {
         Ok(out)
     }
 
+    /// How many entries the outbox holds, without reading them (a report's entry carries
+    /// its charts).
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(redb::ReadableTableMetadata::len(&read.open_table(OUTBOX)?)?)
+    }
+
     /// Replaces outbox entry `id` (after a failed attempt).
     pub fn outbox_update<T: Serialize>(&self, id: u64, entry: &T) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;

@@ -303,7 +303,6 @@ fn follow_files(
                     );
                     last_flush = Instant::now();
                     if !data.is_empty() || !checkpoints.is_empty() || data.counts.lines > 0 {
-                        let counts = data.counts.clone();
                         let handing = checkpoints.clone();
                         let batch = LogBatch {
                             source: cfg.name.clone(),
@@ -329,7 +328,6 @@ fn follow_files(
                                 None => handed.positions.remove(&id),
                             };
                         }
-                        metrics.log_counts(&cfg.name, &counts);
                     }
                 }
                 if at_end || token.is_cancelled() {
@@ -450,7 +448,7 @@ async fn run_command(
                 _ = token.cancelled() => break true,
             }
             if x.pending_lines() >= FLUSH_LINES || last_flush.elapsed() >= FLUSH_EVERY {
-                if !send(&cfg.name, &mut x, &tx, &metrics).await {
+                if !send(&cfg.name, &mut x, &tx).await {
                     return;
                 }
                 last_flush = Instant::now();
@@ -458,14 +456,14 @@ async fn run_command(
         };
         if stopped {
             let _ = kill_group(group, &mut child).await;
-            send(&cfg.name, &mut x, &tx, &metrics).await;
+            send(&cfg.name, &mut x, &tx).await;
             return;
         }
         // Its output ended: whatever it still runs (it may have closed its standard output
         // and gone on) is of no use. Signalled before the command is reaped, so that the
         // group's number cannot have been reused.
         let status = kill_group(group, &mut child).await;
-        send(&cfg.name, &mut x, &tx, &metrics).await;
+        send(&cfg.name, &mut x, &tx).await;
         backoff = if started.elapsed() >= MAX_BACKOFF {
             Duration::from_secs(1)
         } else {
@@ -504,17 +502,11 @@ fn next_backoff(b: Duration) -> Duration {
 }
 
 /// Hands over what `x` gathered; false when the pipeline is gone.
-async fn send(
-    source: &str,
-    x: &mut Extractor,
-    tx: &mpsc::Sender<LogBatch>,
-    metrics: &Metrics,
-) -> bool {
+async fn send(source: &str, x: &mut Extractor, tx: &mpsc::Sender<LogBatch>) -> bool {
     if x.pending_lines() == 0 {
         return true;
     }
     let data = x.flush();
-    metrics.log_counts(source, &data.counts);
     tx.send(LogBatch {
         source: source.to_string(),
         generation: None,
