@@ -1111,6 +1111,18 @@ pub fn upgrade_plan(
                 f.channels.push(ch);
             }
         }
+        // The figures that raised it, not those it fired with.
+        let now_figures = notification(
+            rule,
+            &Transition {
+                kind: TransitionKind::Firing,
+                alert: state.clone(),
+                at_ms: now,
+                reason: None,
+            },
+        );
+        f.notification.value_text = now_figures.value_text;
+        f.notification.reason = now_figures.reason;
         let n = Notification {
             note: Some(format!(
                 "Severity raised from {before} to {}",

@@ -775,6 +775,17 @@ summary = "API errors"
     append(&app, &errors(25));
     let got = slack.wait_delivered(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].body["severity"], "warning", "{}", got[0].body);
+    // The figure in a message: `increase of app_requests over 10s: 25 (threshold: …)`.
+    let figure = |body: &serde_json::Value| -> f64 {
+        body["value"]
+            .as_str()
+            .and_then(|v| v.strip_prefix("increase of app_requests over 10s: "))
+            .and_then(|v| v.split(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no figure in {body}"))
+    };
+    let first = figure(&got[0].body);
+    assert!(first > 20.0 && first <= 25.0, "{}", got[0].body);
     assert!(pager.delivered().is_empty());
     append(&app, &errors(25));
     let got = pager.wait_delivered(1, Duration::from_secs(10)).await;
@@ -786,5 +797,7 @@ summary = "API errors"
             .contains("Severity raised from warning to critical"),
         "{raised}"
     );
+    // The figure that raised it, not the one it fired with.
+    assert!(figure(raised) > 40.0, "{raised}");
     d.stop().await;
 }
