@@ -932,6 +932,21 @@ pub fn tick_plan(
                 continue;
             };
             f.channels = routed(cfg, rule, &state.labels, state.severity);
+            if state.severity > f.notification.severity {
+                // Raised while held back: it goes out once, as it is now.
+                let now_figures = notification(
+                    rule,
+                    &Transition {
+                        kind: TransitionKind::Firing,
+                        alert: state.clone(),
+                        at_ms: now,
+                        reason: None,
+                    },
+                );
+                f.notification.severity = state.severity;
+                f.notification.value_text = now_figures.value_text;
+                f.notification.reason = now_figures.reason;
+            }
             tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
             plan.history.push(
                 Event::new(now, &fp, &state.rule, "released")
@@ -1928,6 +1943,64 @@ summary = "Web down"
         });
         let p = tick_plan(&c, &firing, &mut fired, 400 * min, &|_, _| None);
         assert!(p.outbox.is_empty());
+    }
+
+    #[test]
+    fn a_silenced_alert_raised_meanwhile_is_sent_once_at_its_new_severity() {
+        let text = r#"
+[routing]
+warning = ["slack"]
+critical = ["slack", "hook"]
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "http://127.0.0.1:9/slack"
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[targets]]
+name = "web"
+url = "http://127.0.0.1:9/health"
+[[rules]]
+name = "down"
+kind = "consecutive"
+match = { target = "web" }
+fire_after = 1
+severity = "warning"
+summary = "Web down"
+"#;
+        let c = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let (mut engine, _) = Engine::restore(c.rules.clone(), vec![], 0);
+        let mut fired = HashMap::new();
+        let ts = engine.observe(&fail(1), 1);
+        let held = plan(&c, &mut fired, &ts, 1, &|_, _| {
+            Some("silence 1".to_string())
+        });
+        assert!(held.outbox.is_empty(), "held back by the silence");
+        // Raised to critical while held back; then the silence ends.
+        let mut firing: Vec<AlertState> = engine.alerts().cloned().collect();
+        firing[0].severity = crate::config::Severity::Critical;
+        let released = tick_plan(&c, &firing, &mut fired, 2, &|_, _| None);
+        let raised = upgrade_plan(&c, &firing, &mut fired, 2);
+        let sent: Vec<(&str, crate::config::Severity, Option<String>)> = released
+            .outbox
+            .iter()
+            .chain(&raised.outbox)
+            .map(|e| {
+                (
+                    e.channel.as_str(),
+                    e.notification.severity,
+                    e.notification.note.clone(),
+                )
+            })
+            .collect();
+        use crate::config::Severity::Critical;
+        assert_eq!(
+            sent,
+            vec![("slack", Critical, None), ("hook", Critical, None)],
+            "one firing each, at the new severity; no second 'raised' message"
+        );
     }
 
     #[test]
