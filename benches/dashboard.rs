@@ -8,7 +8,9 @@
 //! SLO, uptime of every target), made in process (store snapshot, queries, HTML) for each
 //! range the page offers, RUNS times (default 20); the median and the slowest are printed.
 //!
-//! Then it makes the two reports of `config.toml.example` (weekly, monthly) over the same
+//! Then it evaluates each window rule of `config.toml.example` over the same store, as the
+//! pipeline does when the rule is due (one snapshot, `pipeline::window_values`), and makes
+//! the two reports of `config.toml.example` (weekly, monthly) over the same
 //! store, as the daemon does at their scheduled time: figures, charts rasterised to PNG,
 //! the mail's text and HTML.
 //!
@@ -228,6 +230,37 @@ fn main() {
         );
     }
 
+    let errors = store.errors().expect("errors");
+    let mut round = Duration::ZERO;
+    for rule in &cfg.rules {
+        let sloguard::config::RuleKind::Threshold(th) = &rule.kind else {
+            continue;
+        };
+        let mut times = Vec::with_capacity(runs);
+        let mut values = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let snap = store.snapshot().expect("snapshot");
+            let v =
+                sloguard::pipeline::window_values(&errors, &snap, th, sloguard::clock::now_ms())
+                    .expect("evaluate");
+            times.push(t.elapsed());
+            values = v.len();
+        }
+        times.sort();
+        round += times[times.len() / 2];
+        println!(
+            "rule {:<28} every {:>4}: median {:.2} ms, slowest {:.2} ms ({values} label sets)",
+            rule.name,
+            humantime::format_duration(th.every).to_string(),
+            times[times.len() / 2].as_secs_f64() * 1000.0,
+            times[times.len() - 1].as_secs_f64() * 1000.0,
+        );
+    }
+    println!(
+        "every window rule once: {:.1} ms (sum of the medians)",
+        round.as_secs_f64() * 1000.0
+    );
     for report in &cfg.reports {
         let mut times = Vec::new();
         let mut size = (0, 0, 0);
