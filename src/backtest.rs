@@ -5,7 +5,8 @@
 //! A window rule is evaluated at every `every` of the period, reading the store as of now
 //! (a window that reaches before the period reads what is stored there); a consecutive rule
 //! is fed the points of its series in time order. Notifications are counted as one per
-//! firing and one per resolve; escalations, reminders, silences and grouping are left out.
+//! firing, one per severity raise (a warning past its rule's `critical` level) and one per
+//! resolve; escalations, reminders, silences and grouping are left out.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,10 @@ pub struct Firing {
     pub resolved_ms: Option<i64>,
     /// The value when it fired.
     pub value: f64,
+    /// Its severity as it ended (raised from the rule's when it passed `critical`).
+    pub severity: crate::config::Severity,
+    /// When it was raised to that severity, if it was.
+    pub raised_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -39,7 +44,7 @@ pub struct Report {
     pub step_ms: Option<i64>,
     pub evaluations: u64,
     pub firings: Vec<Firing>,
-    /// Firings and resolves: one notification each per channel.
+    /// Firings, raises and resolves: one notification each per channel.
     pub notifications: u64,
     /// Time spent firing, all label sets together, within the period.
     pub firing_ms: i64,
@@ -58,7 +63,7 @@ pub fn run(
     let mut done: Vec<Firing> = Vec::new();
     let mut notifications = 0;
     let mut evaluations = 0;
-    let mut record = |ts: Vec<crate::rules::Transition>| {
+    let mut record = |engine: &Engine, ts: Vec<crate::rules::Transition>, at: i64| {
         for t in ts {
             let fp = t.alert.fingerprint();
             match t.kind {
@@ -71,6 +76,8 @@ pub fn run(
                             fired_ms: t.at_ms,
                             resolved_ms: None,
                             value: t.alert.value,
+                            severity: t.alert.severity,
+                            raised_ms: None,
                         },
                     );
                 }
@@ -84,6 +91,16 @@ pub fn run(
                 TransitionKind::Pending | TransitionKind::Cleared => {}
             }
         }
+        // A firing alert raised past its critical level is news on its own, as in the daemon.
+        for a in engine.alerts() {
+            if let Some(f) = open.get_mut(&a.fingerprint())
+                && a.severity > f.severity
+            {
+                f.severity = a.severity;
+                f.raised_ms = Some(at);
+                notifications += 1;
+            }
+        }
     };
     let step_ms = match &rule.kind {
         RuleKind::Threshold(th) => {
@@ -93,7 +110,8 @@ pub fn run(
             let mut t = from_ms;
             while t < to_ms {
                 let values = crate::pipeline::window_values(errors, snap, th, t)?;
-                record(engine.evaluate(&rule.name, &values, t));
+                let ts = engine.evaluate(&rule.name, &values, t);
+                record(&engine, ts, t);
                 evaluations += 1;
                 t += step;
             }
@@ -121,7 +139,8 @@ pub fn run(
             }
             samples.sort_by_key(|s| s.ts_ms);
             for s in &samples {
-                record(engine.observe(s, s.ts_ms));
+                let ts = engine.observe(s, s.ts_ms);
+                record(&engine, ts, s.ts_ms);
                 evaluations += 1;
             }
             None
@@ -171,9 +190,22 @@ pub fn render(r: &Report) -> String {
             "  fired {}{labels} (value {}), {}",
             time(f.fired_ms),
             crate::pipeline::format_value(f.value),
-            match f.resolved_ms {
-                Some(end) => format!("resolved {} after {}", time(end), span(end - f.fired_ms)),
-                None => "still firing at the end".to_string(),
+            match (f.raised_ms, f.resolved_ms) {
+                (Some(up), Some(end)) => format!(
+                    "raised to {} {}, resolved {} after {}",
+                    f.severity,
+                    time(up),
+                    time(end),
+                    span(end - f.fired_ms)
+                ),
+                (Some(up), None) => format!(
+                    "raised to {} {}, still firing at the end",
+                    f.severity,
+                    time(up)
+                ),
+                (None, Some(end)) =>
+                    format!("resolved {} after {}", time(end), span(end - f.fired_ms)),
+                (None, None) => "still firing at the end".to_string(),
             }
         );
     }
@@ -256,5 +288,59 @@ summary = "Error burst"
             text.contains("fired 3 times, 6 notifications per channel"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_warning_raised_past_its_critical_level_counts_the_raise() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let to = crate::clock::now_ms() / 60_000 * 60_000;
+        let from = to - 3_600_000;
+        let key = SeriesKey::new("app_requests", &[("event", "api_segmentation_error")]);
+        // 30 errors, then 30 more a minute later: warning (> 20), then critical (> 50).
+        let burst = from + 600_000;
+        let events = vec![
+            (key.clone(), Bucket::repeated(burst, 1.0, 30)),
+            (key.clone(), Bucket::repeated(burst + 60_000, 1.0, 30)),
+        ];
+        store
+            .write(&Batch {
+                events: &events,
+                ..Batch::default()
+            })
+            .unwrap();
+        let text = r#"
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[routing]
+warning = ["hook"]
+critical = ["hook"]
+[[rules]]
+name = "errors_burst"
+kind = "threshold"
+metric = "app_requests"
+match = { event = "api_segmentation_error" }
+agg = "increase"
+window = "10m"
+condition = "> 20"
+critical = "> 50"
+every = "1m"
+severity = "warning"
+summary = "Error burst"
+"#;
+        let cfg = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let snap = store.snapshot().unwrap();
+        let errors = store.errors().unwrap();
+        let r = run(&cfg.rules[0], &snap, &errors, from, to).unwrap();
+        assert_eq!(r.firings.len(), 1, "{}", render(&r));
+        let f = &r.firings[0];
+        assert_eq!(f.severity, crate::config::Severity::Critical);
+        // Windows end before their evaluation time: the second minute counts from the
+        // evaluation after it.
+        assert_eq!(f.raised_ms, Some(burst + 120_000));
+        assert_eq!(r.notifications, 3, "firing, raise, resolve");
+        assert!(render(&r).contains("raised to critical"), "{}", render(&r));
     }
 }
