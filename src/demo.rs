@@ -463,6 +463,19 @@ every = "1s"
 severity = "warning"
 summary = "API p95 latency above 600 ms"
 
+# From the PostHog events: a user's heap growing more than 50 MB from one report (refresh)
+# to the next pages at once; it resolves with the next report that does not grow.
+[[rules]]
+name = "client_heap_growth"
+kind = "growth"
+metric = "client_js_heap_mb"
+between = "samples"
+window = "1m"
+condition = "> 50"
+every = "1s"
+severity = "critical"
+summary = "Client heap grew more than 50 MB in one refresh (user {{user}})"
+
 # From the PostHog events: a user's heap above 150 MB three reports in a row.
 [[rules]]
 name = "client_heap_high"

@@ -63,9 +63,17 @@ fn the_demo_shows_an_alert_firing_and_resolving_within_a_minute() {
         "{stdout}"
     );
     assert!(stdout.contains("error budget burning"), "{stdout}");
+    // The heap's jump from about 100 to 182 MB between two reports pages, and resolves.
+    let growth = stdout
+        .find("│ 🔴 CRITICAL: Client heap grew more than 50 MB in one refresh (user demo-user)")
+        .expect(&stdout);
+    let growth_resolved = stdout
+        .find("│ ✅ RESOLVED: Client heap grew more than 50 MB in one refresh (user demo-user)")
+        .expect(&stdout);
+    assert!(growth < growth_resolved);
     assert_eq!(
         stdout.matches("Slack message received").count(),
-        10,
+        12,
         "{stdout}"
     );
     // The log's requests: errors while the app was down, one error type, a latency spike.
