@@ -109,10 +109,11 @@ pub fn age(ms: i64) -> String {
     }
 }
 
-fn time_of(ms: i64, with_date: bool) -> String {
+fn time_of(ms: i64, with_date: bool, tz: chrono_tz::Tz) -> String {
     let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
         return String::new();
     };
+    let t = t.with_timezone(&tz);
     if with_date {
         t.format("%b %d %H:%M").to_string()
     } else {
@@ -189,6 +190,11 @@ fn time_tick(range_ms: i64) -> i64 {
 
 /// An SVG line chart of `lines` over `[from, to)`.
 pub fn chart(lines: &[Line], from: i64, to: i64, step: i64) -> String {
+    chart_in(lines, from, to, step, chrono_tz::UTC)
+}
+
+/// [`chart`] with its time axis in `tz` (a report's time zone): labels on round local times.
+pub fn chart_in(lines: &[Line], from: i64, to: i64, step: i64, tz: chrono_tz::Tz) -> String {
     const W: f64 = 640.0;
     const H: f64 = 220.0;
     const LEFT: f64 = 44.0;
@@ -237,7 +243,14 @@ pub fn chart(lines: &[Line], from: i64, to: i64, step: i64) -> String {
     // Time labels.
     let tick = time_tick(to - from);
     let with_date = to - from > 86_400_000;
-    let mut t = (from / tick + 1) * tick;
+    // Round in local time: the zone's offset at the start of the range.
+    let offset = {
+        use chrono::Offset as _;
+        chrono::DateTime::from_timestamp_millis(from)
+            .map(|t| t.with_timezone(&tz).offset().fix().local_minus_utc() as i64 * 1000)
+            .unwrap_or(0)
+    };
+    let mut t = ((from + offset) / tick + 1) * tick - offset;
     while t < to {
         let xx = x(t);
         let _ = write!(
@@ -245,7 +258,7 @@ pub fn chart(lines: &[Line], from: i64, to: i64, step: i64) -> String {
             r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{}" stroke="#f3f4f6"/><text x="{xx:.1}" y="{}" text-anchor="middle">{}</text>"##,
             H - BOTTOM,
             H - 8.0,
-            time_of(t, with_date)
+            time_of(t, with_date, tz)
         );
         t += tick;
     }
@@ -680,6 +693,27 @@ mod tests {
         assert_eq!((lo, hi, step, n), (0.0, 8.0, 2.0, 4));
         let (lo, hi, _, _) = y_axis(-9e15, -9e15).unwrap();
         assert!(lo <= -9e15 && hi > lo);
+    }
+
+    #[test]
+    fn a_report_chart_labels_local_times() {
+        // 2026-11-26 00:00 to 06:00 UTC is 2026-11-25 19:00 to 01:00 in New York (UTC−5).
+        let from = 1_795_651_200_000;
+        let line = Line {
+            label: "x".into(),
+            points: vec![(from, 1.0), (from + 3_600_000, 2.0)],
+        };
+        let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let svg = chart_in(
+            std::slice::from_ref(&line),
+            from,
+            from + 6 * 3_600_000,
+            600_000,
+            ny,
+        );
+        assert!(svg.contains(">20:00<") && svg.contains(">00:00<"), "{svg}");
+        let utc = chart(&[line], from, from + 6 * 3_600_000, 600_000);
+        assert!(utc.contains(">01:00<") && !utc.contains(">20:00<"), "{utc}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use chrono::TimeZone as _;
 
 use super::{ChartData, ReportData, Span};
-use crate::dashboard::html::{chart, esc, short};
+use crate::dashboard::html::{chart_in, esc, short};
 
 /// A PNG image of a chart, and the Content-ID the HTML refers to it by.
 pub struct Image {
@@ -311,11 +311,12 @@ fn daemon_sentence(r: &ReportData) -> String {
 
 /// The charts as PNG images (Content-IDs `chart-0`, `chart-1`, …).
 pub fn images(r: &ReportData) -> Vec<Image> {
+    let tz: chrono_tz::Tz = r.timezone.parse().unwrap_or(chrono_tz::UTC);
     r.charts
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
-            png(c, r.window).map(|png| Image {
+            png(c, r.window, tz).map(|png| Image {
                 cid: format!("chart-{i}"),
                 png,
             })
@@ -324,8 +325,8 @@ pub fn images(r: &ReportData) -> Vec<Image> {
 }
 
 /// Rasterises the dashboard's SVG chart of `c`, 640 × 220 pixels: a mail stays light.
-fn png(c: &ChartData, window: Span) -> Option<Vec<u8>> {
-    let svg = chart(&c.lines, window.from_ms, window.to_ms, c.step_ms).replacen(
+fn png(c: &ChartData, window: Span, tz: chrono_tz::Tz) -> Option<Vec<u8>> {
+    let svg = chart_in(&c.lines, window.from_ms, window.to_ms, c.step_ms, tz).replacen(
         r#"width="100%""#,
         r##"width="640" height="220" font-family="DejaVu Sans, Liberation Sans, Arial, sans-serif" font-size="11" style="background:#ffffff""##,
         1,
@@ -371,11 +372,10 @@ pub fn html(r: &ReportData, images: &[Image], src: impl Fn(&Image) -> String) ->
                     h,
                     r#"<p style="margin:12px 0 2px;font-weight:bold">{}{}</p><img src="{}" width="640" alt="{}" style="display:block;max-width:100%;border:1px solid #eaeef2">"#,
                     esc(&c.title),
-                    match (c.unit.is_empty(), tz == "UTC") {
-                        (true, true) => String::new(),
-                        (false, true) => format!(" ({})", esc(&c.unit)),
-                        (true, false) => " (times in UTC)".to_string(),
-                        (false, false) => format!(" ({}; times in UTC)", esc(&c.unit)),
+                    if c.unit.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", esc(&c.unit))
                     },
                     esc(&src(img)),
                     esc(&c.title)
