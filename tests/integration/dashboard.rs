@@ -26,7 +26,7 @@ impl Drop for Guard {
 }
 
 /// Runs Chromium headless on `args` + `url`, bounded by 60 s; its standard output.
-fn chromium(profile: &Path, args: &[&str], url: &str) -> String {
+pub fn chromium(profile: &Path, args: &[&str], url: &str) -> String {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: tests/run.sh installs Debian's chromium"

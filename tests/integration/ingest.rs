@@ -344,3 +344,91 @@ async fn bad_bodies_are_refused_and_counted() {
     );
     d.stop().await;
 }
+
+/// The official browser SDK, posthog-js, loaded by a page in headless Chromium from another
+/// origin, captures two events into the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posthog_js_in_a_real_browser_posts_to_the_daemon() {
+    let dir = tempdir();
+    let port = free_port();
+    let mut d = Daemon::start(dir.path(), &config(port), &[]).await;
+    let sdk =
+        std::fs::read_to_string(node_dir().join("node_modules/posthog-js/dist/array.full.js"))
+            .expect("posthog-js is installed by tests/run.sh");
+    let page = format!(
+        r#"<!doctype html><html><head><script src="/posthog.js"></script></head><body><script>
+posthog.init('{TOKEN}', {{
+  api_host: 'http://127.0.0.1:{port}',
+  advanced_disable_flags: true,
+  disable_session_recording: true,
+  autocapture: false,
+  capture_pageview: false,
+  request_batching: false,
+  persistence: 'memory',
+  // posthog-js drops the events of headless browsers as bots unless told not to.
+  opt_out_useragent_filter: true,
+}});
+posthog.capture('segmentation_dashboard_viewed', {{ data_mode: 'live' }});
+posthog.capture('segmentation_api_success', {{ duration_ms: 777 }});
+document.body.setAttribute('data-captured', 'yes');
+</script></body></html>"#
+    );
+    // The app's own origin, another port on 127.0.0.1.
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || {
+                let page = page.clone();
+                async move { axum::response::Html(page) }
+            }),
+        )
+        .route(
+            "/posthog.js",
+            axum::routing::get(move || {
+                let sdk = sdk.clone();
+                async move { ([("content-type", "application/javascript")], sdk) }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let profile = tempdir();
+    let url = format!("http://127.0.0.1:{app_port}/");
+    let profile_path = profile.path().to_path_buf();
+    let dom = tokio::task::spawn_blocking(move || {
+        crate::dashboard::chromium(
+            &profile_path,
+            &["--virtual-time-budget=10000", "--dump-dom"],
+            &url,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        dom.contains(r#"data-captured="yes""#),
+        "the page did not run: {dom}"
+    );
+
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let views = query_agg(data, "client_dashboard_views", "1h", "count", &[]);
+        let ms = query_agg(data, "client_api_duration_ms", "1h", "max", &[]);
+        if views.len() == 1 && ms.len() == 1 {
+            assert_eq!(one(&views, r#""data_mode":"live""#), 1.0);
+            assert_eq!(ms[0].1, 777.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "posthog-js's events did not arrive: {views:?} {ms:?}\n{}",
+            d.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.abort();
+    d.stop().await;
+}
