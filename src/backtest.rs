@@ -228,14 +228,57 @@ mod tests {
     use crate::store::bucket::Bucket;
     use crate::store::{Batch, Store};
 
-    #[test]
-    fn two_days_of_errors_with_three_bursts_fire_three_times() {
+    /// The error counter of the seed's log.
+    fn errors_key() -> SeriesKey {
+        SeriesKey::new("app_requests", &[("event", "api_segmentation_error")])
+    }
+
+    /// Backtests an error-burst rule (`extra` adds its fields) over `events` in
+    /// `[from, to)` of a fresh store.
+    fn backtest(events: &[(SeriesKey, Bucket)], extra: &str, from: i64, to: i64) -> Report {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
+        store
+            .write(&Batch {
+                events,
+                ..Batch::default()
+            })
+            .unwrap();
+        let text = format!(
+            r#"
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[routing]
+warning = ["hook"]
+critical = ["hook"]
+[[rules]]
+name = "errors_burst"
+kind = "threshold"
+metric = "app_requests"
+match = {{ event = "api_segmentation_error" }}
+agg = "increase"
+window = "10m"
+condition = "> 20"
+every = "1m"
+severity = "warning"
+summary = "Error burst"
+{extra}
+"#
+        );
+        let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let snap = store.snapshot().unwrap();
+        let errors = store.errors().unwrap();
+        run(&cfg.rules[0], &snap, &errors, from, to).unwrap()
+    }
+
+    #[test]
+    fn two_days_of_errors_with_three_bursts_fire_three_times() {
         let day = 86_400_000;
         let to = crate::clock::now_ms() / 60_000 * 60_000;
         let from = to - 2 * day;
-        let key = SeriesKey::new("app_requests", &[("event", "api_segmentation_error")]);
+        let key = errors_key();
         // Two errors every 10 minutes, and three bursts of 30 errors within a minute.
         let mut events = Vec::new();
         let mut t = from;
@@ -246,35 +289,7 @@ mod tests {
         for burst in [from + 3_600_000, from + day, to - 7_200_000] {
             events.push((key.clone(), Bucket::repeated(burst, 1.0, 30)));
         }
-        store
-            .write(&Batch {
-                events: &events,
-                ..Batch::default()
-            })
-            .unwrap();
-        let text = r#"
-[[channels]]
-name = "hook"
-type = "webhook"
-url = "http://127.0.0.1:9/hook"
-[routing]
-warning = ["hook"]
-[[rules]]
-name = "errors_burst"
-kind = "threshold"
-metric = "app_requests"
-match = { event = "api_segmentation_error" }
-agg = "increase"
-window = "10m"
-condition = "> 20"
-every = "1m"
-severity = "warning"
-summary = "Error burst"
-"#;
-        let cfg = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let snap = store.snapshot().unwrap();
-        let errors = store.errors().unwrap();
-        let r = run(&cfg.rules[0], &snap, &errors, from, to).unwrap();
+        let r = backtest(&events, "", from, to);
         assert_eq!(r.firings.len(), 3, "{}", render(&r));
         assert_eq!(r.notifications, 6);
         assert_eq!(r.evaluations, 2 * 24 * 60);
@@ -292,48 +307,16 @@ summary = "Error burst"
 
     #[test]
     fn a_warning_raised_past_its_critical_level_counts_the_raise() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
         let to = crate::clock::now_ms() / 60_000 * 60_000;
         let from = to - 3_600_000;
-        let key = SeriesKey::new("app_requests", &[("event", "api_segmentation_error")]);
+        let key = errors_key();
         // 30 errors, then 30 more a minute later: warning (> 20), then critical (> 50).
         let burst = from + 600_000;
         let events = vec![
             (key.clone(), Bucket::repeated(burst, 1.0, 30)),
-            (key.clone(), Bucket::repeated(burst + 60_000, 1.0, 30)),
+            (key, Bucket::repeated(burst + 60_000, 1.0, 30)),
         ];
-        store
-            .write(&Batch {
-                events: &events,
-                ..Batch::default()
-            })
-            .unwrap();
-        let text = r#"
-[[channels]]
-name = "hook"
-type = "webhook"
-url = "http://127.0.0.1:9/hook"
-[routing]
-warning = ["hook"]
-critical = ["hook"]
-[[rules]]
-name = "errors_burst"
-kind = "threshold"
-metric = "app_requests"
-match = { event = "api_segmentation_error" }
-agg = "increase"
-window = "10m"
-condition = "> 20"
-critical = "> 50"
-every = "1m"
-severity = "warning"
-summary = "Error burst"
-"#;
-        let cfg = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let snap = store.snapshot().unwrap();
-        let errors = store.errors().unwrap();
-        let r = run(&cfg.rules[0], &snap, &errors, from, to).unwrap();
+        let r = backtest(&events, r#"critical = "> 50""#, from, to);
         assert_eq!(r.firings.len(), 1, "{}", render(&r));
         let f = &r.firings[0];
         assert_eq!(f.severity, crate::config::Severity::Critical);

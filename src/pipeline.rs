@@ -934,18 +934,8 @@ pub fn tick_plan(
             f.channels = routed(cfg, rule, &state.labels, state.severity);
             if state.severity > f.notification.severity {
                 // Raised while held back: it goes out once, as it is now.
-                let now_figures = notification(
-                    rule,
-                    &Transition {
-                        kind: TransitionKind::Firing,
-                        alert: state.clone(),
-                        at_ms: now,
-                        reason: None,
-                    },
-                );
                 f.notification.severity = state.severity;
-                f.notification.value_text = now_figures.value_text;
-                f.notification.reason = now_figures.reason;
+                refresh_figures(&mut f.notification, rule, state, now);
             }
             tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
             plan.history.push(
@@ -1098,6 +1088,21 @@ fn suppression<'a>(
     }
 }
 
+/// Puts the alert's figures of now (value, reason) into its notification.
+fn refresh_figures(n: &mut Notification, rule: &Rule, state: &AlertState, now: i64) {
+    let fresh = notification(
+        rule,
+        &Transition {
+            kind: TransitionKind::Firing,
+            alert: state.clone(),
+            at_ms: now,
+            reason: None,
+        },
+    );
+    n.value_text = fresh.value_text;
+    n.reason = fresh.reason;
+}
+
 /// Firing alerts whose severity went up (a reload made their rule critical) are news at
 /// once: the firing goes out again with the new severity, to every channel of the new route
 /// and those told before, with a note; the resolve will reach all of them.
@@ -1127,17 +1132,7 @@ pub fn upgrade_plan(
             }
         }
         // The figures that raised it, not those it fired with.
-        let now_figures = notification(
-            rule,
-            &Transition {
-                kind: TransitionKind::Firing,
-                alert: state.clone(),
-                at_ms: now,
-                reason: None,
-            },
-        );
-        f.notification.value_text = now_figures.value_text;
-        f.notification.reason = now_figures.reason;
+        refresh_figures(&mut f.notification, rule, state, now);
         let n = Notification {
             note: Some(format!(
                 "Severity raised from {before} to {}",
