@@ -251,44 +251,22 @@ fn read_store<T>(
     dir: &std::path::Path,
     f: impl FnOnce(&crate::store::Snapshot, &crate::store::logs::Errors) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    use crate::store::{ReadOnlyStore, Store, StoreError};
-    match ReadOnlyStore::open(dir) {
-        Ok(store) => f(&store.snapshot()?, &store.errors()?),
-        Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
-            let store = Store::open(dir)?;
-            f(&store.snapshot()?, &store.errors()?)
-        }
-        Err(e) => Err(e.into()),
-    }
+    let store = crate::store::Reader::open(dir)?;
+    f(&store.snapshot()?, &store.errors()?)
 }
 
-/// Reads a snapshot and the alert history since `history_from` beside a running daemon.
+/// Reads a snapshot and the alert history since `history_from` (the newest events when there
+/// are more than a report reads, oldest first) beside a running daemon.
 fn read_report_inputs<T>(
     dir: &std::path::Path,
     history_from: i64,
     f: impl FnOnce(&crate::store::Snapshot, &[crate::history::Event]) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    use crate::report::schedule::HISTORY_LIMIT;
-    use crate::store::{ReadOnlyStore, Store, StoreError};
-    // The newest events when there are more than the limit, oldest first.
-    let ordered = |mut events: Vec<crate::history::Event>| {
-        events.reverse();
-        events
-    };
-    match ReadOnlyStore::open(dir) {
-        Ok(store) => f(
-            &store.snapshot()?,
-            &ordered(store.history_newest(history_from, HISTORY_LIMIT)?),
-        ),
-        Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
-            let store = Store::open(dir)?;
-            f(
-                &store.snapshot()?,
-                &ordered(store.history_newest(history_from, HISTORY_LIMIT)?),
-            )
-        }
-        Err(e) => Err(e.into()),
-    }
+    let store = crate::store::Reader::open(dir)?;
+    let mut history: Vec<crate::history::Event> =
+        store.history_newest(history_from, crate::report::schedule::HISTORY_LIMIT)?;
+    history.reverse();
+    f(&store.snapshot()?, &history)
 }
 
 /// Prints the error types seen since `from_ms`, with their counts in whole hours since then.

@@ -370,14 +370,6 @@ pub fn request_token(events: &[Event]) -> Result<&str, Refused> {
     token.ok_or_else(|| Refused::Unauthorized("no project token".into()))
 }
 
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 /// The document the extraction rules read for one event.
 pub fn event_document(e: &Event) -> Vec<u8> {
     let mut doc = serde_json::Map::new();
@@ -577,7 +569,7 @@ impl Shared {
         let source = {
             let cfg = self.config.borrow();
             let found = cfg.logs.iter().find(|l| match &l.input {
-                LogInput::Posthog { token: t } => same_secret(t.expose(), token),
+                LogInput::Posthog { token: t } => t.matches(token),
                 _ => false,
             });
             match found {

@@ -56,6 +56,12 @@ impl Secret {
         }
     }
 
+    /// Whether `given` is this secret, compared in constant time (a token from a request).
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.value.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
     /// The secret itself. Call this only where the value is used, never to format a message.
     pub fn expose(&self) -> &str {
         &self.value

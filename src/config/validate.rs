@@ -2502,11 +2502,10 @@ fn rule(
         depends_on,
     } = header;
     check_name(problems, site, &name);
-    let severity = match severity.as_str() {
-        "info" => Severity::Info,
-        "warning" => Severity::Warning,
-        "critical" => Severity::Critical,
-        other => {
+    let severity = match Severity::parse(&severity) {
+        Some(s) => s,
+        None => {
+            let other = severity.as_str();
             problems.push(
                 Some(site.span_of("severity")),
                 site.field("severity"),

@@ -373,15 +373,6 @@ fn slo_lines(
     Ok(out)
 }
 
-fn severity_of(text: Option<&str>) -> Option<Severity> {
-    match text {
-        Some("critical") => Some(Severity::Critical),
-        Some("warning") => Some(Severity::Warning),
-        Some("info") => Some(Severity::Info),
-        _ => None,
-    }
-}
-
 /// Alert statistics from the history of `window` (events up to `until` are read so that
 /// alerts resolved after the window still count their resolve).
 pub fn alert_stats(
@@ -427,7 +418,11 @@ pub fn alert_stats(
             match later.event.as_str() {
                 "acknowledged" if acked.is_none() => acked = Some(later.at_ms),
                 "upgraded" => {
-                    let to = severity_of(later.severity.as_deref()).unwrap_or(Severity::Critical);
+                    let to = later
+                        .severity
+                        .as_deref()
+                        .and_then(Severity::parse)
+                        .unwrap_or(Severity::Critical);
                     raised = Some(raised.map_or(to, |r| r.max(to)));
                 }
                 "released" => told = true,
@@ -440,7 +435,10 @@ pub fn alert_stats(
             }
         }
         // As it fired (recorded since reports exist), else the rule's; raised while firing.
-        let fired_as = severity_of(e.severity.as_deref())
+        let fired_as = e
+            .severity
+            .as_deref()
+            .and_then(Severity::parse)
             .or_else(|| {
                 cfg.rules
                     .iter()

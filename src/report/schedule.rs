@@ -135,11 +135,11 @@ fn check(
         {
             continue;
         }
-        let window_to = history_from(report, at)
-            .ok()
-            .and_then(|_| chrono::DateTime::<Utc>::from_timestamp_millis(at))
-            .map(|t| super::windows(report.window, report.timezone, t).0.to_ms);
-        if window_to.is_some() && runs.get(&window_key(&report.name)).copied() == window_to {
+        let Some(at_time) = chrono::DateTime::<Utc>::from_timestamp_millis(at) else {
+            continue;
+        };
+        let (window, previous) = super::windows(report.window, report.timezone, at_time);
+        if runs.get(&window_key(&report.name)) == Some(&window.to_ms) {
             // The schedule changed (another hour, another zone): this window was mailed.
             store.write(&Batch {
                 report_runs: vec![(report.name.clone(), at)],
@@ -149,8 +149,7 @@ fn check(
             continue;
         }
         let late = now_ms - at;
-        let made = history_from(report, at).and_then(|from| {
-            let history = history_since(store, from)?;
+        let made = history_since(store, previous.from_ms).and_then(|history| {
             let snap = store.snapshot()?;
             make(cfg, report, &snap, &history, at)
         });
@@ -181,12 +180,11 @@ fn check(
             now.timestamp_millis(),
         );
         entry.report = Some(Box::new(mail));
-        let mut runs_now = vec![(report.name.clone(), at)];
-        if let Some(to) = window_to {
-            runs_now.push((window_key(&report.name), to));
-        }
         let mut batch = Batch {
-            report_runs: runs_now,
+            report_runs: vec![
+                (report.name.clone(), at),
+                (window_key(&report.name), window.to_ms),
+            ],
             ..Batch::default()
         };
         batch.push_outbox(&entry);

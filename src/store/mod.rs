@@ -402,6 +402,51 @@ impl ReadOnlyStore {
     }
 }
 
+/// What the commands read with: the file shared with a running daemon, or, when no daemon
+/// holds it and it needs recovery or conversion, the file opened for writing (which does it).
+pub enum Reader {
+    Shared(ReadOnlyStore),
+    Own(Box<Store>),
+}
+
+impl Reader {
+    pub fn open(dir: &Path) -> Result<Reader, StoreError> {
+        match ReadOnlyStore::open(dir) {
+            Ok(store) => Ok(Reader::Shared(store)),
+            Err(StoreError::NeedsRecovery { .. }) | Err(StoreError::NeedsUpgrade { .. }) => {
+                Ok(Reader::Own(Box::new(Store::open(dir)?)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        match self {
+            Reader::Shared(s) => s.snapshot(),
+            Reader::Own(s) => s.snapshot(),
+        }
+    }
+
+    pub fn errors(&self) -> Result<logs::Errors, StoreError> {
+        match self {
+            Reader::Shared(s) => s.errors(),
+            Reader::Own(s) => s.errors(),
+        }
+    }
+
+    /// The newest `limit` history events since `since_ms`, newest first.
+    pub fn history_newest<T: DeserializeOwned>(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        match self {
+            Reader::Shared(s) => s.history_newest(since_ms, limit),
+            Reader::Own(s) => s.history_newest(since_ms, limit),
+        }
+    }
+}
+
 /// A handle to the data file; cheap to share behind an `Arc`.
 pub struct Store {
     db: Database,
