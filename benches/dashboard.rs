@@ -9,7 +9,7 @@
 //! range the page offers, RUNS times (default 20); the median and the slowest are printed.
 //!
 //! Then it evaluates each window rule of `config.toml.example` over the same store, as the
-//! pipeline does when the rule is due (one snapshot, `pipeline::window_values`), and makes
+//! pipeline does when the rule is due (one snapshot, `rules::window_values`), and makes
 //! the two reports of `config.toml.example` (weekly, monthly) over the same
 //! store, as the daemon does at their scheduled time: figures, charts rasterised to PNG,
 //! the mail's text and HTML.
@@ -241,9 +241,8 @@ fn main() {
         for _ in 0..runs {
             let t = Instant::now();
             let snap = store.snapshot().expect("snapshot");
-            let v =
-                sloguard::pipeline::window_values(&errors, &snap, th, sloguard::clock::now_ms())
-                    .expect("evaluate");
+            let v = sloguard::rules::window_values(&errors, &snap, th, sloguard::clock::now_ms())
+                .expect("evaluate");
             times.push(t.elapsed());
             values = v.len();
         }

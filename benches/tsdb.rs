@@ -341,9 +341,9 @@ fn daemon_rss(dir: &std::path::Path, series: usize, end: i64) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let base = format!("http://127.0.0.1:{port}/api/v1/query");
     let (since5, since24, until) = (
-        sloguard::notify::rfc3339(end - 300_000),
-        sloguard::notify::rfc3339(end - DAY),
-        sloguard::notify::rfc3339(end),
+        sloguard::format::rfc3339(end - 300_000),
+        sloguard::format::rfc3339(end - DAY),
+        sloguard::format::rfc3339(end),
     );
     let (m, _, n) = timed(20, || {
         rt.block_on(async {

@@ -109,7 +109,7 @@ pub fn run(
             let step = every.max(span / MAX_EVALUATIONS + 1);
             let mut t = from_ms;
             while t < to_ms {
-                let values = crate::pipeline::window_values(errors, snap, th, t)?;
+                let values = crate::rules::window_values(errors, snap, th, t)?;
                 let ts = engine.evaluate(&rule.name, &values, t);
                 record(&engine, ts, t);
                 evaluations += 1;
@@ -167,7 +167,7 @@ pub fn run(
 /// The report as text: one line per firing, then the totals.
 pub fn render(r: &Report) -> String {
     use std::fmt::Write;
-    let time = crate::notify::rfc3339;
+    let time = crate::format::rfc3339;
     let span =
         |ms: i64| humantime::format_duration(std::time::Duration::from_secs((ms / 1000) as u64));
     let mut out = String::new();
@@ -189,7 +189,7 @@ pub fn render(r: &Report) -> String {
             out,
             "  fired {}{labels} (value {}), {}",
             time(f.fired_ms),
-            crate::pipeline::format_value(f.value),
+            crate::format::format_value(f.value),
             match (f.raised_ms, f.resolved_ms) {
                 (Some(up), Some(end)) => format!(
                     "raised to {} {}, resolved {} after {}",

@@ -309,8 +309,8 @@ fn print_error_types(
             "id": format!("{:016x}", t.id),
             "pattern": t.pattern,
             "last_message": t.last_message,
-            "first_seen": crate::notify::rfc3339(t.first_ms),
-            "last_seen": crate::notify::rfc3339(t.last_ms),
+            "first_seen": crate::format::rfc3339(t.first_ms),
+            "last_seen": crate::format::rfc3339(t.last_ms),
             "count": t.count,
             "count_since": recent,
         }));
@@ -365,7 +365,7 @@ fn print_answer(answer: &crate::query::Answer, format: &str) -> anyhow::Result<(
             for s in series {
                 let name = csv_field(&s.series.to_string());
                 for (t, v) in &s.points {
-                    let time = notify::rfc3339(*t);
+                    let time = crate::format::rfc3339(*t);
                     writeln!(out, "{name},{time},{t},{}", fmt_value(*v))?;
                 }
             }
@@ -394,7 +394,7 @@ fn print_answer(answer: &crate::query::Answer, format: &str) -> anyhow::Result<(
                     writeln!(out, "  no data in the range")?;
                 }
                 for (t, v) in &s.points {
-                    let time = notify::rfc3339(*t);
+                    let time = crate::format::rfc3339(*t);
                     writeln!(
                         out,
                         "  {}  {}",

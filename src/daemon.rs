@@ -126,7 +126,7 @@ pub async fn run(
     };
     drop(samples_tx);
     // The server keeps a sender for ingested events; the pipeline runs until told to stop.
-    let ingest = Arc::new(crate::ingest::Ingest::new(
+    let ingest = Arc::new(crate::source::ingest::Ingest::new(
         config_rx.clone(),
         logs_tx,
         metrics.clone(),

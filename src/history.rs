@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::notify::rfc3339;
+use crate::format::rfc3339;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

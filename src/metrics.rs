@@ -339,10 +339,59 @@ impl Metrics {
     }
 }
 
+/// Why a line was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    TooLong,
+    NotUtf8,
+    NotJson,
+    NoPatternMatch,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 4] = [
+        Reject::TooLong,
+        Reject::NotUtf8,
+        Reject::NotJson,
+        Reject::NoPatternMatch,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::TooLong => "too_long",
+            Reject::NotUtf8 => "not_utf8",
+            Reject::NotJson => "not_json",
+            Reject::NoPatternMatch => "no_pattern_match",
+        }
+    }
+}
+
+/// LogCounts since the last flush.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LogCounts {
+    pub lines: u64,
+    pub rejected: [u64; 4],
+    /// Timestamps that could not be read (the arrival time was used).
+    pub bad_timestamps: u64,
+    /// Values that were missing or not numbers (that metric skipped the line).
+    pub bad_values: u64,
+    /// Lines whose label set went to a metric's overflow series.
+    pub overflowed: u64,
+    /// Occurrences of error types not kept because a flush had too many distinct ones.
+    pub errors_dropped: u64,
+}
+
+impl LogCounts {
+    pub fn reject(&mut self, why: Reject) {
+        self.rejected[why as usize] += 1;
+    }
+    pub fn rejected(&self, why: Reject) -> u64 {
+        self.rejected[why as usize]
+    }
+}
+
 impl Metrics {
     /// Adds a log source's counts since its last flush.
-    pub fn log_counts(&self, source: &str, c: &crate::source::log::extract::Counts) {
-        use crate::source::log::extract::Reject;
+    pub fn log_counts(&self, source: &str, c: &LogCounts) {
         let src = SourceLabels {
             source: source.to_string(),
         };

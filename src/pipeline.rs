@@ -18,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::{Config, Rule, RuleKind, Severity};
+use crate::format::format_value;
 use crate::history::Event;
 use crate::notify::outbox::Entry;
 use crate::notify::{Notification, Status};
-use crate::rules::{AlertState, AlertStatus, Engine, Transition, TransitionKind};
+use crate::rules::{AlertState, AlertStatus, Engine, Transition, TransitionKind, window_values};
 use crate::series::{Labels, Sample, SeriesKey};
 use crate::silence::{Matchers, Silence};
 use crate::source::log::{Handover, LogBatch};
@@ -601,7 +602,7 @@ impl Pipeline {
                 .await?;
                 match made {
                     Ok((_, Some(s))) => {
-                        tracing::info!(id = s.id, by = %s.by, reason = %s.reason, until = %crate::notify::rfc3339(s.ends_ms), "Silence added");
+                        tracing::info!(id = s.id, by = %s.by, reason = %s.reason, until = %crate::format::rfc3339(s.ends_ms), "Silence added");
                         self.silences.lock().await.push(s.clone());
                         let _ = reply.send(Ok(s));
                     }
@@ -738,13 +739,13 @@ fn view(a: &AlertState, fired: Option<&Fired>) -> AlertView {
             AlertStatus::Pending => "pending".into(),
             AlertStatus::Firing => "firing".into(),
         },
-        since: crate::notify::rfc3339(a.since_ms),
-        fired_at: a.fired_at_ms.map(crate::notify::rfc3339),
+        since: crate::format::rfc3339(a.since_ms),
+        fired_at: a.fired_at_ms.map(crate::format::rfc3339),
         value: a.value,
         reason: a.note.clone(),
         summary: fired.map(|f| f.notification.summary.clone()),
         acknowledged_by: ack.map(|k| k.by.clone()),
-        acknowledged_at: ack.map(|k| crate::notify::rfc3339(k.at_ms)),
+        acknowledged_at: ack.map(|k| crate::format::rfc3339(k.at_ms)),
         comment: ack.and_then(|k| k.comment.clone()),
     }
 }
@@ -892,7 +893,7 @@ pub fn plan(
                 }
                 let lasted = format!(
                     "lasted {}",
-                    crate::notify::format_span(t.at_ms - t.alert.since_ms)
+                    crate::format::format_span(t.at_ms - t.alert.since_ms)
                 );
                 let detail = match &t.reason {
                     Some(r) => format!("{lasted}; {r}"),
@@ -990,7 +991,7 @@ pub fn tick_plan(
                 let n = Notification {
                     note: Some(format!(
                         "Escalated: unacknowledged for {}",
-                        crate::notify::format_span(step.after.as_millis() as i64)
+                        crate::format::format_span(step.after.as_millis() as i64)
                     )),
                     ..f.notification.clone()
                 };
@@ -1019,7 +1020,7 @@ pub fn tick_plan(
                     let n = Notification {
                         note: Some(format!(
                             "Reminder: still firing, unacknowledged, after {}",
-                            crate::notify::format_span(now - fired_at)
+                            crate::format::format_span(now - fired_at)
                         )),
                         ..f.notification.clone()
                     };
@@ -1203,310 +1204,6 @@ fn render_summary(summary: &str, labels: &Labels) -> String {
     out
 }
 
-/// The share of bad events of an SLO in `[from, to)`: bad / total, or 1 − the average of its
-/// `up` series; `None` without events.
-pub fn slo_error_ratio(
-    snap: &crate::store::Snapshot,
-    events: &crate::config::SloEvents,
-    from: i64,
-    to: i64,
-) -> Result<Option<f64>, crate::query::QueryError> {
-    use crate::config::SloEvents;
-    use crate::query::{Agg, aggregate};
-    Ok(match events {
-        SloEvents::Ratio { bad, total } => {
-            let sum = |(metric, matchers): &(String, BTreeMap<String, String>)| {
-                aggregate(
-                    snap,
-                    &equal_selector(metric, matchers),
-                    Agg::Increase,
-                    from,
-                    to,
-                )
-                .map(|vs| vs.iter().filter_map(|v| v.value).sum::<f64>())
-            };
-            let (b, t) = (sum(bad)?, sum(total)?);
-            (t > 0.0).then(|| (b / t).clamp(0.0, 1.0))
-        }
-        SloEvents::Up { metric, matchers } => {
-            let vs: Vec<f64> =
-                aggregate(snap, &equal_selector(metric, matchers), Agg::Avg, from, to)?
-                    .iter()
-                    .filter_map(|v| v.value)
-                    .collect();
-            (!vs.is_empty())
-                .then(|| (1.0 - vs.iter().sum::<f64>() / vs.len() as f64).clamp(0.0, 1.0))
-        }
-    })
-}
-
-/// A selector of `metric` whose labels equal `matchers`.
-pub fn equal_selector(metric: &str, matchers: &BTreeMap<String, String>) -> crate::query::Selector {
-    use crate::query::{MatchOp, Matcher, Selector};
-    let m = matchers
-        .iter()
-        .map(|(k, v)| Matcher {
-            label: k.clone(),
-            op: MatchOp::Eq(v.clone()),
-        })
-        .collect();
-    Selector::new(metric, m)
-}
-
-/// What a window rule sees at `now`, per label set. Counting aggregates of a window
-/// without data are 0 (no errors is zero errors); others are "no data".
-pub fn window_values(
-    errors: &crate::store::logs::Errors,
-    snap: &crate::store::Snapshot,
-    th: &crate::config::ThresholdRule,
-    now: i64,
-) -> anyhow::Result<Vec<crate::rules::WindowValue>> {
-    use crate::config::WindowInput;
-    use crate::query::{Agg, aggregate};
-    use crate::rules::WindowValue;
-    let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
-    let selector = equal_selector;
-    let counting = |agg: Agg| matches!(agg, Agg::Count | Agg::Sum | Agg::Increase | Agg::Rate);
-    let value = |labels: Labels, value: Option<f64>| WindowValue {
-        labels,
-        value,
-        note: None,
-    };
-    let mut values = match &th.input {
-        WindowInput::Series {
-            metric,
-            matchers,
-            agg,
-            window,
-        } => aggregate(
-            snap,
-            &selector(metric, matchers),
-            *agg,
-            now.saturating_sub(ms(*window)).max(0),
-            now,
-        )?
-        .into_iter()
-        .map(|v| value(v.series.labels, v.value.or(counting(*agg).then_some(0.0))))
-        .collect(),
-        WindowInput::Growth {
-            metric,
-            matchers,
-            window,
-            per_sample,
-        } => {
-            let from = now.saturating_sub(ms(*window)).max(0);
-            let mut out = Vec::new();
-            for info in selector(metric, matchers).select(snap) {
-                let points = snap.points(info.id, from, now.saturating_add(1))?;
-                let grown = match (points.first(), points.len()) {
-                    (Some(_), n) if n >= 2 && *per_sample => {
-                        Some(points[n - 1].1 - points[n - 2].1)
-                    }
-                    (Some(first), n) if n >= 2 => Some(points[n - 1].1 - first.1),
-                    _ => None,
-                };
-                out.push(value(info.key.labels.clone(), grown));
-            }
-            out
-        }
-        WindowInput::Stale {
-            metric,
-            matchers,
-            max_age,
-        } => {
-            let sel = selector(metric, matchers);
-            // A series whose first point is after `now` (a backtest's past) was not there.
-            let mut born = std::collections::BTreeMap::new();
-            for info in sel.select(snap) {
-                born.insert(info.key.clone(), snap.first_raw(info.id, info.kind)?);
-            }
-            let from = now.saturating_sub(ms(*max_age)).max(0);
-            aggregate(snap, &sel, Agg::Count, from, now)?
-                .into_iter()
-                .filter(|v| {
-                    born.get(&v.series)
-                        .is_none_or(|b| b.is_none_or(|t| t <= now))
-                })
-                .map(|v| {
-                    let stale = v.value.unwrap_or(0.0) == 0.0;
-                    value(v.series.labels, Some(if stale { 1.0 } else { 0.0 }))
-                })
-                .collect()
-        }
-        WindowInput::Ratio {
-            numerator,
-            denominator,
-            agg,
-            window,
-            min_volume,
-            by,
-        } => {
-            let from = now.saturating_sub(ms(*window)).max(0);
-            // Sums per group of `by` labels.
-            let mut groups: BTreeMap<Labels, (f64, f64)> = BTreeMap::new();
-            let group_of = |labels: &Labels| -> Labels {
-                by.iter()
-                    .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
-                    .collect()
-            };
-            for (i, (metric, matchers)) in [numerator, denominator].into_iter().enumerate() {
-                for v in aggregate(snap, &selector(metric, matchers), *agg, from, now)? {
-                    let g = groups.entry(group_of(&v.series.labels)).or_default();
-                    let add = v.value.unwrap_or(0.0);
-                    if i == 0 {
-                        g.0 += add;
-                    } else {
-                        g.1 += add;
-                    }
-                }
-            }
-            // The newest error message of the logs in the window: what the errors say.
-            let last_error = errors
-                .types(None)?
-                .into_iter()
-                .filter(|t| t.last_ms >= from && t.last_ms <= now)
-                .max_by_key(|t| t.last_ms)
-                .map(|t| format!("last error: {}", t.last_message));
-            groups
-                .into_iter()
-                .map(|(labels, (num, den))| {
-                    // Too few requests to judge: no value, so nothing fires (or stays firing).
-                    let ratio = (den > 0.0 && den >= *min_volume).then(|| num / den);
-                    WindowValue {
-                        labels,
-                        value: ratio,
-                        note: last_error.clone(),
-                    }
-                })
-                .collect()
-        }
-        WindowInput::Slo {
-            events,
-            objective,
-            period,
-            burns,
-        } => {
-            let budget = 1.0 - objective;
-            // The error ratio over the last `d`; `None` without events.
-            let error_ratio =
-                |d: Duration| slo_error_ratio(snap, events, now.saturating_sub(ms(d)).max(0), now);
-            let mut level = None;
-            let mut worst: Option<(f64, f64, &crate::config::Burn)> = None;
-            for b in burns {
-                let (Some(long), Some(short)) = (error_ratio(b.long)?, error_ratio(b.short)?)
-                else {
-                    continue;
-                };
-                let (bl, bs) = (long / budget, short / budget);
-                let lvl = if b.critical { 2.0 } else { 1.0 };
-                level = Some(level.unwrap_or(0.0_f64));
-                if bl > b.factor && bs > b.factor && level.is_some_and(|l| lvl > l) {
-                    level = Some(lvl);
-                    worst = Some((bl, bs, b));
-                }
-            }
-            let left = error_ratio(*period)?.map(|r| (1.0 - r / budget) * 100.0);
-            let d = humantime::format_duration;
-            let note = worst.map(|(bl, bs, b)| {
-                format!(
-                    "error budget burning {bl:.1}× over {} and {bs:.1}× over {} (alert at {}×); {} of the {} budget left",
-                    d(b.long),
-                    d(b.short),
-                    b.factor,
-                    // Overspent shows as nothing left.
-                    left.map(|l| format!("{:.0} %", l.max(0.0))).unwrap_or_else(|| "?".into()),
-                    d(*period)
-                )
-            });
-            vec![WindowValue {
-                labels: Labels::new(),
-                value: level,
-                note,
-            }]
-        }
-        WindowInput::NewErrors {
-            source,
-            window,
-            quiet,
-        } => {
-            use crate::store::logs::WINDOW_MS;
-            let hour = |t: i64| t.div_euclid(WINDOW_MS) * WINDOW_MS;
-            let recent_from = hour(now.saturating_sub(ms(*window)).max(0));
-            let quiet_from = hour(recent_from.saturating_sub(ms(*quiet)));
-            // By the hourly counts up to `now` (not the newest sighting of today: a
-            // backtest looks at past times): 2 for a type seen in the window after a quiet
-            // period (new), 1 for one seen in the window and before (not new, but a new
-            // type's alert goes on firing while it keeps happening), nothing for one not
-            // seen in the window (its alert resolves).
-            let until = hour(now) + WINDOW_MS;
-            let mut out = Vec::new();
-            for t in errors.types(source.as_deref())? {
-                let count = |from: i64, to: i64| -> Result<u64, crate::store::StoreError> {
-                    Ok(errors
-                        .windows(&t.source, t.id, from, to)?
-                        .iter()
-                        .map(|(_, n)| n)
-                        .sum())
-                };
-                if t.first_ms > now || count(recent_from, until)? == 0 {
-                    continue;
-                }
-                let before = count(quiet_from, recent_from)?;
-                let labels: Labels = [
-                    ("source".to_string(), t.source.clone()),
-                    ("error_type".to_string(), format!("{:016x}", t.id)),
-                    ("pattern".to_string(), t.pattern.clone()),
-                ]
-                .into();
-                out.push(WindowValue {
-                    labels,
-                    value: Some(if before == 0 { 2.0 } else { 1.0 }),
-                    note: (t.last_ms <= now).then(|| t.last_message.clone()),
-                });
-            }
-            out
-        }
-    };
-    // Figures the alert quotes, over the rule's window.
-    if !th.context.is_empty() {
-        let window = match &th.input {
-            WindowInput::Series { window, .. }
-            | WindowInput::Ratio { window, .. }
-            | WindowInput::Growth { window, .. } => *window,
-            _ => Duration::ZERO,
-        };
-        let from = now.saturating_sub(ms(window)).max(0);
-        let mut figures = Vec::new();
-        for c in &th.context {
-            let found: Vec<f64> =
-                aggregate(snap, &selector(&c.metric, &c.matchers), c.agg, from, now)?
-                    .iter()
-                    .filter_map(|v| v.value)
-                    .collect();
-            // The largest across the series it selects.
-            if let Some(v) = found.iter().copied().reduce(f64::max) {
-                figures.push(format!(
-                    "{} {} over {}: {}",
-                    c.metric,
-                    crate::query::agg_name(c.agg),
-                    humantime::format_duration(window),
-                    format_value(v)
-                ));
-            }
-        }
-        if !figures.is_empty() {
-            let figures = figures.join("; ");
-            for v in &mut values {
-                v.note = Some(match v.note.take() {
-                    Some(n) => format!("{n}; {figures}"),
-                    None => figures.clone(),
-                });
-            }
-        }
-    }
-    Ok(values)
-}
-
 /// The notification a firing or resolved transition owes.
 pub fn notification(rule: &Rule, t: &Transition) -> Notification {
     let a = &t.alert;
@@ -1614,17 +1311,6 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
         runbook_url: rule.runbook_url.clone(),
         dashboard_url: rule.dashboard_url.clone(),
         grouped: Vec::new(),
-    }
-}
-
-/// A value with at most three decimals and no trailing zeros: `9.5`, `0.123`, `3`.
-pub fn format_value(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" {
-        "0".to_string()
-    } else {
-        s.to_string()
     }
 }
 

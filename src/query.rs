@@ -10,6 +10,7 @@
 //!
 //! Pure functions of the snapshot and the time range: nothing here writes or looks at a clock.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -737,6 +738,18 @@ pub fn stepped(
         });
     }
     Ok(out)
+}
+
+/// A selector of `metric` whose labels equal `matchers`.
+pub fn equal_selector(metric: &str, matchers: &BTreeMap<String, String>) -> Selector {
+    let m = matchers
+        .iter()
+        .map(|(k, v)| Matcher {
+            label: k.clone(),
+            op: MatchOp::Eq(v.clone()),
+        })
+        .collect();
+    Selector::new(metric, m)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub struct Api {
     pub commands: mpsc::Sender<Command>,
     pub store: Arc<Store>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    pub ingest: Arc<crate::ingest::Ingest>,
+    pub ingest: Arc<crate::source::ingest::Ingest>,
     /// When the pipeline last turned (ms); `/healthz` is ready while it is recent.
     pub heartbeat: Arc<std::sync::atomic::AtomicI64>,
 }
@@ -71,7 +71,7 @@ async fn capture(
     raw: axum::extract::RawQuery,
     body: axum::body::Body,
 ) -> Response {
-    let mut info = crate::ingest::RequestInfo {
+    let mut info = crate::source::ingest::RequestInfo {
         content_type: headers
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -87,7 +87,7 @@ async fn capture(
         }
     }
     let limit = api.ingest.limit();
-    let refused = |r: crate::ingest::Refused| {
+    let refused = |r: crate::source::ingest::Refused| {
         let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);
         error(status, r.message())
     };
@@ -102,11 +102,13 @@ async fn capture(
                 cause = c.source();
             }
             let r = if too_large {
-                crate::ingest::Refused::TooLarge(format!(
+                crate::source::ingest::Refused::TooLarge(format!(
                     "the body is larger than {limit} bytes ([server].max_ingest_bytes)"
                 ))
             } else {
-                crate::ingest::Refused::BadRequest(format!("the body could not be read: {e}"))
+                crate::source::ingest::Refused::BadRequest(format!(
+                    "the body could not be read: {e}"
+                ))
             };
             api.ingest.count(r.result());
             return refused(r);
@@ -244,8 +246,8 @@ async fn silences(State(api): State<Api>) -> Response {
                     serde_json::json!({
                         "id": s.id,
                         "matchers": s.matchers,
-                        "starts_at": crate::notify::rfc3339(s.starts_ms),
-                        "ends_at": crate::notify::rfc3339(s.ends_ms),
+                        "starts_at": crate::format::rfc3339(s.starts_ms),
+                        "ends_at": crate::format::rfc3339(s.ends_ms),
                         "active": s.active(now),
                         "reason": s.reason,
                         "by": s.by,
@@ -300,7 +302,7 @@ async fn add_silence(
     match result {
         Ok(Ok(s)) => (
             StatusCode::CREATED,
-            Json(serde_json::json!({ "id": s.id, "ends_at": crate::notify::rfc3339(s.ends_ms) })),
+            Json(serde_json::json!({ "id": s.id, "ends_at": crate::format::rfc3339(s.ends_ms) })),
         )
             .into_response(),
         Ok(Err(why)) => error(StatusCode::INTERNAL_SERVER_ERROR, why),
@@ -318,7 +320,7 @@ async fn expire_silence(
     }
     match ask(&api, |reply| Command::ExpireSilence { id, reply }).await {
         Ok(Ok(s)) => {
-            Json(serde_json::json!({ "id": s.id, "ends_at": crate::notify::rfc3339(s.ends_ms) }))
+            Json(serde_json::json!({ "id": s.id, "ends_at": crate::format::rfc3339(s.ends_ms) }))
                 .into_response()
         }
         Ok(Err(why)) => error(StatusCode::NOT_FOUND, why),
@@ -416,7 +418,7 @@ async fn dead_letters(State(api): State<Api>) -> Response {
                         "channel": e.channel,
                         "alert": e.notification.fingerprint,
                         "status": e.notification.status.as_str(),
-                        "created_at": crate::notify::rfc3339(e.created_ms),
+                        "created_at": crate::format::rfc3339(e.created_ms),
                         "attempts": e.attempts,
                         "error": e.last_error,
                     })

@@ -16,9 +16,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::vocab::Severity;
 pub use secret::Secret;
 
-use crate::rules::Condition;
+use crate::vocab::Condition;
 
 #[cfg(test)]
 mod tests {
@@ -61,44 +62,8 @@ mod tests {
     }
 }
 
-/// How loud an alert is, and so where it is routed.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Logged only.
-    Info,
-    /// Routed to `[routing].warning`.
-    Warning,
-    /// Routed to `[routing].critical`.
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl Severity {
-    /// The severity named `info`, `warning` or `critical`.
-    pub fn parse(name: &str) -> Option<Severity> {
-        [Severity::Info, Severity::Warning, Severity::Critical]
-            .into_iter()
-            .find(|s| s.as_str() == name)
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The longest range the dashboard shows (its `default_range`, or a range asked for).
+pub const MAX_RANGE: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -675,13 +640,13 @@ impl PartialEq for Pattern {
 pub struct JsonAssert {
     pub text: String,
     pub path: serde_json_path::JsonPath,
-    pub op: crate::rules::Op,
+    pub op: crate::vocab::Op,
     pub value: serde_json::Value,
 }
 
 impl JsonAssert {
     pub fn parse(text: &str) -> Result<JsonAssert, String> {
-        use crate::rules::Op;
+        use crate::vocab::Op;
         let ops = [
             (" == ", Op::Eq),
             (" != ", Op::Ne),
@@ -719,7 +684,7 @@ impl JsonAssert {
 
     /// Checks `body`; the error is the failure reason for the alert.
     pub fn check(&self, body: &serde_json::Value) -> Result<(), String> {
-        use crate::rules::Op;
+        use crate::vocab::Op;
         let nodes = self.path.query(body).all();
         let got = match nodes.as_slice() {
             [] => return Err(format!("{} matched nothing in the JSON body", self.path)),

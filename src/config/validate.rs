@@ -29,7 +29,7 @@ use super::{
     StoreConfig, Target, TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, UsageItem,
     UsageKind, WindowInput, defaults, parse_duration,
 };
-use crate::rules::{Condition, Op};
+use crate::vocab::{Condition, Op};
 
 /// No duration means more than ten years here; capping keeps time arithmetic exact.
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
@@ -477,7 +477,7 @@ fn dashboard_config(
         defaults::dashboard_range(),
         Duration::from_secs(60),
     );
-    if cfg.default_range > crate::dashboard::MAX_RANGE {
+    if cfg.default_range > super::MAX_RANGE {
         problems.push(
             Some(site.span_of("default_range")),
             site.field("default_range"),
@@ -3150,7 +3150,7 @@ fn slo(
     }
     let budget = 1.0 - raw.objective / 100.0;
     if budget > 0.0 && burns.iter().any(|b| b.factor * budget >= 1.0) {
-        let most = crate::pipeline::format_value(1.0 / budget);
+        let most = crate::format::format_value(1.0 / budget);
         problems.push(
             Some(site.span_of("burn")),
             site.field("burn"),
@@ -3172,7 +3172,7 @@ fn slo(
     let has_warning = burns.iter().any(|b| !b.critical);
     let has_critical = burns.iter().any(|b| b.critical);
     let level = |threshold: f64| Condition {
-        op: crate::rules::Op::Gt,
+        op: crate::vocab::Op::Gt,
         threshold,
     };
     let (severity, condition, critical) = match (has_warning, has_critical) {
@@ -3242,7 +3242,7 @@ fn stale(
             max_age,
         },
         condition: Condition {
-            op: crate::rules::Op::Gt,
+            op: crate::vocab::Op::Gt,
             threshold: 0.0,
         },
         critical: None,
@@ -3301,12 +3301,12 @@ fn new_error_type(
         },
         // 2: new; 1: seen again (a firing alert goes on); none: not seen in the window.
         condition: Condition {
-            op: crate::rules::Op::Gt,
+            op: crate::vocab::Op::Gt,
             threshold: 1.0,
         },
         critical: None,
         resolve: Some(Condition {
-            op: crate::rules::Op::Lt,
+            op: crate::vocab::Op::Lt,
             threshold: 1.0,
         }),
         hold: Duration::ZERO,

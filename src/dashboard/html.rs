@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{Dashboard, Line, PanelData, RANGES, Uptime};
-use crate::pipeline::format_value;
+use crate::format::format_value;
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {

@@ -14,8 +14,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, PanelInput, RuleKind, WindowInput};
-use crate::pipeline::{AlertView, equal_selector, slo_error_ratio};
+use crate::pipeline::AlertView;
+use crate::query::equal_selector;
 use crate::query::{Agg, stepped};
+use crate::rules::slo_error_ratio;
 use crate::series::Labels;
 use crate::store::Snapshot;
 
@@ -27,8 +29,6 @@ pub const RANGES: [(&str, Duration); 4] = [
     ("30d", Duration::from_secs(30 * 24 * 3600)),
 ];
 
-/// The longest range asked for.
-pub const MAX_RANGE: Duration = Duration::from_secs(400 * 24 * 3600);
 /// Alert history entries shown.
 const HISTORY_LIMIT: usize = 100;
 
@@ -110,7 +110,7 @@ pub struct SilenceView {
 /// Reads a range: a duration from 1 minute to 400 days (`24h`, `7d`).
 pub fn parse_range(text: &str) -> Result<Duration, String> {
     let d = crate::config::parse_duration(text)?;
-    if d < Duration::from_secs(60) || d > MAX_RANGE {
+    if d < Duration::from_secs(60) || d > crate::config::MAX_RANGE {
         return Err(format!(
             "`{text}` is not a range between 1m and 400d; the page offers 1h, 24h, 7d and 30d"
         ));
@@ -399,8 +399,8 @@ pub fn build(
         .map(|s| SilenceView {
             id: s.id,
             matchers: s.matchers.clone(),
-            starts_at: crate::notify::rfc3339(s.starts_ms),
-            ends_at: crate::notify::rfc3339(s.ends_ms),
+            starts_at: crate::format::rfc3339(s.starts_ms),
+            ends_at: crate::format::rfc3339(s.ends_ms),
             active: s.active(now),
             reason: s.reason.clone(),
             by: s.by.clone(),
@@ -413,7 +413,7 @@ pub fn build(
         from_ms: from,
         to_ms: to,
         step_ms: step,
-        generated_at: crate::notify::rfc3339(now),
+        generated_at: crate::format::rfc3339(now),
         alerts,
         slos,
         panels,

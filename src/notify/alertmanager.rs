@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use super::{Delivered, Notification, SendError, Status, post_json, rfc3339};
+use super::{Delivered, Notification, SendError, Status, post_json};
 use crate::clock::now_ms;
 use crate::config::Secret;
+use crate::format::rfc3339;
 
 /// The JSON array of one `postableAlert`.
 pub fn payload(n: &Notification, resend_interval: Duration, now: i64) -> serde_json::Value {

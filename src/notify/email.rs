@@ -12,6 +12,18 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use super::{Delivered, Notification, SendError, Status};
 use crate::config::{EmailChannel, SmtpTls};
 
+/// What an email of a report carries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReportMail {
+    pub subject: String,
+    /// Recipients; the channel's when empty.
+    pub to: Vec<String>,
+    pub text: String,
+    pub html: String,
+    /// (Content-ID, PNG bytes), base64 in the store.
+    pub images: Vec<(String, String)>,
+}
+
 /// `[CRITICAL] …`, `[WARNING] …`, `[RESOLVED] …`, `[TEST] …`.
 pub fn subject(n: &Notification) -> String {
     let tag = match n.status {
@@ -92,10 +104,7 @@ pub fn message(cfg: &EmailChannel, n: &Notification) -> Result<Message, SendErro
 
 /// The message of a report: a plain-text part and, beside it, the HTML with its charts as
 /// inline PNG parts (multipart/alternative of text and multipart/related).
-pub fn report_message(
-    cfg: &EmailChannel,
-    r: &crate::report::render::ReportMail,
-) -> Result<Message, SendError> {
+pub fn report_message(cfg: &EmailChannel, r: &ReportMail) -> Result<Message, SendError> {
     use base64::Engine as _;
     use lettre::message::Attachment;
     let permanent = |message: String| SendError::Permanent { message };
@@ -147,7 +156,7 @@ pub async fn send(
 /// Sends a report's message.
 pub async fn send_report(
     cfg: &EmailChannel,
-    r: &crate::report::render::ReportMail,
+    r: &ReportMail,
     timeout: Duration,
 ) -> Result<Delivered, SendError> {
     deliver(cfg, report_message(cfg, r)?, timeout).await

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Channel, ChannelKind, Secret, Severity};
+use crate::format::{format_span, format_time};
 use crate::series::Labels;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,26 +222,6 @@ fn label_title(key: &str) -> String {
     s
 }
 
-/// `2026-02-06 14:32:00 UTC`.
-pub fn format_time(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| format!("{ms} ms"))
-}
-
-/// RFC 3339 with seconds, for machine-readable payloads.
-pub fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-/// A span rounded to whole seconds, e.g. `1h 2m 3s`.
-pub fn format_span(ms: i64) -> String {
-    let secs = (ms.max(0) + 500) / 1000;
-    humantime::format_duration(Duration::from_secs(secs as u64)).to_string()
-}
-
 /// What a channel answered to a successful send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivered {
@@ -376,7 +357,7 @@ pub(crate) fn classify_error(e: reqwest::Error, timeout: Duration) -> SendError 
     let message = if e.is_timeout() {
         format!("timed out after {}", humantime::format_duration(timeout))
     } else {
-        crate::source::http_probe::describe_transport_error(&e)
+        crate::format::describe_transport_error(&e)
     };
     if e.is_builder() {
         SendError::Permanent { message }

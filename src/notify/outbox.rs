@@ -30,7 +30,7 @@ pub struct Entry {
     pub notification: Notification,
     /// A report's mail, for an email channel; the notification then only names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<Box<crate::report::render::ReportMail>>,
+    pub report: Option<Box<super::email::ReportMail>>,
     pub created_ms: i64,
     pub attempts: u32,
     pub next_attempt_ms: i64,

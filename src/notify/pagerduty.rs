@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{Delivered, Notification, SendError, Status, post_json, rfc3339};
+use super::{Delivered, Notification, SendError, Status, post_json};
 use crate::config::{Secret, Severity};
+use crate::format::rfc3339;
 
 /// PagerDuty's limits: `summary` ≤ 1024 characters, `dedup_key` ≤ 255.
 const MAX_SUMMARY: usize = 1024;

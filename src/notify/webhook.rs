@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::{Delivered, Notification, SendError, post_json, rfc3339};
+use super::{Delivered, Notification, SendError, post_json};
 use crate::config::Secret;
+use crate::format::rfc3339;
 
 /// The JSON body; `version` changes when a field changes meaning.
 pub fn payload(n: &Notification) -> serde_json::Value {

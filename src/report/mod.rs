@@ -21,8 +21,9 @@ use crate::config::{
     Config, Distinct, Report, ReportSection, ReportWindow, RuleKind, Severity, UsageKind,
     WindowInput,
 };
-use crate::pipeline::{equal_selector, slo_error_ratio};
+use crate::query::equal_selector;
 use crate::query::{Agg, QueryError, aggregate};
+use crate::rules::slo_error_ratio;
 use crate::series::Labels;
 use crate::store::Snapshot;
 
@@ -233,8 +234,8 @@ fn sum_of(
 }
 
 /// The objective a condition that fires implies: `> 500` fires, so `≤ 500` is the aim.
-fn objective_of(c: &crate::rules::Condition) -> String {
-    use crate::rules::Op;
+fn objective_of(c: &crate::vocab::Condition) -> String {
+    use crate::vocab::Op;
     let op = match c.op {
         Op::Gt => "≤",
         Op::Ge => "<",
@@ -243,7 +244,7 @@ fn objective_of(c: &crate::rules::Condition) -> String {
         Op::Eq => "≠",
         Op::Ne => "=",
     };
-    format!("{op} {}", crate::pipeline::format_value(c.threshold))
+    format!("{op} {}", crate::format::format_value(c.threshold))
 }
 
 fn slo_lines(
@@ -286,7 +287,7 @@ fn slo_lines(
                 let budget = 1.0 - objective;
                 let mut l = line(
                     "availability".into(),
-                    format!("{} %", crate::pipeline::format_value(objective * 100.0)),
+                    format!("{} %", crate::format::format_value(objective * 100.0)),
                     now.map(|r| (1.0 - r) * 100.0),
                     before.map(|r| (1.0 - r) * 100.0),
                     now.map(|r| r <= budget),
@@ -314,7 +315,7 @@ fn slo_lines(
                     .filter_map(|v| v.value)
                     .collect();
                     // The worst in the condition's direction: the largest for `>`.
-                    use crate::rules::Op;
+                    use crate::vocab::Op;
                     let larger_is_worse = !matches!(th.condition.op, Op::Lt | Op::Le);
                     Ok(vs
                         .into_iter()
@@ -357,7 +358,7 @@ fn slo_lines(
                     format!("ratio of {} to {}", sel(numerator), sel(denominator)),
                     format!(
                         "{} %",
-                        objective_of(&crate::rules::Condition {
+                        objective_of(&crate::vocab::Condition {
                             op: th.condition.op,
                             threshold: th.condition.threshold * 100.0,
                         })

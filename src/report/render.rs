@@ -8,23 +8,12 @@ use chrono::TimeZone as _;
 
 use super::{ChartData, ReportData, Span};
 use crate::dashboard::html::{chart_in, esc, short};
+use crate::notify::email::ReportMail;
 
 /// A PNG image of a chart, and the Content-ID the HTML refers to it by.
 pub struct Image {
     pub cid: String,
     pub png: Vec<u8>,
-}
-
-/// What an email of a report carries.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReportMail {
-    pub subject: String,
-    /// Recipients; the channel's when empty.
-    pub to: Vec<String>,
-    pub text: String,
-    pub html: String,
-    /// (Content-ID, PNG bytes), base64 in the store.
-    pub images: Vec<(String, String)>,
 }
 
 fn local(ms: i64, tz: &str, with_time: bool) -> String {

@@ -196,12 +196,12 @@ fn check(
                 &format!("report:{}", report.name),
                 "report",
             )
-            .detail(format!("for {}", crate::notify::rfc3339(at))),
+            .detail(format!("for {}", crate::format::rfc3339(at))),
         );
         store.write(&batch)?;
         wake.notify_waiters();
         if late > 2 * CHECK_EVERY.as_millis() as i64 {
-            tracing::info!(report = %report.name, scheduled = %crate::notify::rfc3339(at), "Report made for a run missed while sloguard was down");
+            tracing::info!(report = %report.name, scheduled = %crate::format::rfc3339(at), "Report made for a run missed while sloguard was down");
         } else {
             tracing::info!(report = %report.name, "Report made");
         }

@@ -456,8 +456,8 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::config::ConsecutiveRule;
-    use crate::rules::Condition;
     use crate::series::SeriesKey;
+    use crate::vocab::Condition;
 
     fn rule(name: &str, fire_after: u32, resolve_after: u32) -> Rule {
         Rule {

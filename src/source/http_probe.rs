@@ -3,7 +3,6 @@
 //! `timeout after 5s`, `connection refused`, `HTTP 503 Service Unavailable`,
 //! `TLS error: ...`, `response body does not match ...`, `$['status'] is "down", ...`.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,6 +10,7 @@ use tokio::time::Instant;
 use super::probe::ProbeResult;
 use crate::clock::now_ms;
 use crate::config::{CaFile, HttpCheck};
+use crate::format::describe_transport_error;
 
 /// The most of a response body a probe reads when it must look inside it.
 const MAX_BODY: usize = 1 << 20;
@@ -154,63 +154,9 @@ fn check_body(check: &HttpCheck, body: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Names the root cause of a transport error in an operator's words, never quoting the URL.
-pub fn describe_transport_error(e: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
-    let mut deepest = None;
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
-                std::io::ErrorKind::ConnectionReset => return "connection reset by peer".into(),
-                std::io::ErrorKind::TimedOut => return "connection timed out".into(),
-                _ => {}
-            }
-        }
-        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
-            return format!("TLS error: {tls}");
-        }
-        deepest = Some(s.to_string());
-        source = next_cause(s);
-    }
-    let detail = deepest.unwrap_or_else(|| strip_url(e));
-    if detail.contains("dns error") || detail.contains("failed to lookup address") {
-        format!("DNS lookup failed: {detail}")
-    } else if e.is_connect() {
-        format!("connection failed: {detail}")
-    } else {
-        detail
-    }
-}
-
-/// The error `e` wraps. An `io::Error`'s `source()` skips the error it wraps (rustls puts its
-/// certificate errors there, sometimes two io::Errors deep), so step into it instead.
-fn next_cause<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    if let Some(inner) = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-    {
-        return Some(inner);
-    }
-    e.source()
-}
-
 /// Days until the certificate's `notAfter`, negative once expired.
 pub fn cert_days_left(der: &[u8], now_ms: i64) -> Option<f64> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let not_after = cert.validity().not_after.timestamp();
     Some((not_after as f64 - now_ms as f64 / 1000.0) / 86_400.0)
-}
-
-/// The error's own text without the URL that reqwest appends.
-fn strip_url(e: &reqwest::Error) -> String {
-    let text = e.to_string();
-    match e.url() {
-        Some(u) => text
-            .replace(&format!(" ({u})"), "")
-            .replace(u.as_str(), "<url>"),
-        None => text,
-    }
 }

@@ -3,6 +3,7 @@
 
 pub mod database;
 pub mod http_probe;
+pub mod ingest;
 pub mod log;
 pub mod manager;
 pub mod postgres;

@@ -1,17 +1,18 @@
 //! Every rule of `config.toml.example` (the monitoring plan) against data that must trigger
 //! it and data that must not: consecutive rules through the engine's samples, window rules
-//! through a real store, `pipeline::window_values` and the engine's evaluation.
+//! through a real store, `rules::window_values` and the engine's evaluation.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sloguard::config::{Config, LogMetricKind, RuleKind, ThresholdRule, WindowInput};
 use sloguard::query::Agg;
-use sloguard::rules::{Condition, Engine, Op, TransitionKind};
+use sloguard::rules::{Engine, TransitionKind};
 use sloguard::series::{Labels, Sample, SeriesKey};
 use sloguard::store::bucket::Bucket;
 use sloguard::store::logs::ErrorSeen;
 use sloguard::store::{Batch, Store};
+use sloguard::vocab::{Condition, Op};
 
 /// The example with its `env:` secrets replaced by stand-ins.
 fn example() -> Config {
@@ -273,7 +274,7 @@ fn window_run(cfg: &Config, rule: &sloguard::config::Rule, bad: bool) -> Vec<Tra
     for te in times {
         let snap = store.snapshot().unwrap();
         let errors = store.errors().unwrap();
-        let values = sloguard::pipeline::window_values(&errors, &snap, th, te).unwrap();
+        let values = sloguard::rules::window_values(&errors, &snap, th, te).unwrap();
         kinds.extend(
             engine
                 .evaluate(&rule.name, &values, te)

@@ -10,6 +10,7 @@ mod e2e;
 mod example_rules;
 mod fixture;
 mod ingest;
+mod layers;
 mod logs;
 mod outbox;
 mod postgres;

@@ -16,6 +16,7 @@ use super::errors::{self, ErrorSeen};
 use crate::config::{
     FieldMatch, FieldPath, LineParse, LogMetric, LogMetricKind, LogSource, Pattern, TimeFormat,
 };
+use crate::metrics::{LogCounts, Reject};
 use crate::series::{Labels, Sample, SeriesKey};
 use crate::store::bucket::Bucket;
 
@@ -27,56 +28,6 @@ const MAX_AHEAD_MS: i64 = 3_600_000;
 /// Label values and error messages are cut to this many bytes.
 const MAX_LABEL_BYTES: usize = 256;
 
-/// Why a line was skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
-    TooLong,
-    NotUtf8,
-    NotJson,
-    NoPatternMatch,
-}
-
-impl Reject {
-    pub const ALL: [Reject; 4] = [
-        Reject::TooLong,
-        Reject::NotUtf8,
-        Reject::NotJson,
-        Reject::NoPatternMatch,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reject::TooLong => "too_long",
-            Reject::NotUtf8 => "not_utf8",
-            Reject::NotJson => "not_json",
-            Reject::NoPatternMatch => "no_pattern_match",
-        }
-    }
-}
-
-/// Counts since the last flush.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Counts {
-    pub lines: u64,
-    pub rejected: [u64; 4],
-    /// Timestamps that could not be read (the arrival time was used).
-    pub bad_timestamps: u64,
-    /// Values that were missing or not numbers (that metric skipped the line).
-    pub bad_values: u64,
-    /// Lines whose label set went to a metric's overflow series.
-    pub overflowed: u64,
-    /// Occurrences of error types not kept because a flush had too many distinct ones.
-    pub errors_dropped: u64,
-}
-
-impl Counts {
-    pub fn reject(&mut self, why: Reject) {
-        self.rejected[why as usize] += 1;
-    }
-    pub fn rejected(&self, why: Reject) -> u64 {
-        self.rejected[why as usize]
-    }
-}
-
 /// What a flush hands to the store.
 #[derive(Debug, Default)]
 pub struct Extracted {
@@ -85,7 +36,7 @@ pub struct Extracted {
     /// The newest value of each gauge series.
     pub gauges: Vec<Sample>,
     pub errors: Vec<ErrorSeen>,
-    pub counts: Counts,
+    pub counts: LogCounts,
 }
 
 impl Extracted {
@@ -490,7 +441,7 @@ pub struct Extractor {
     /// Series with something to flush.
     dirty: Vec<usize>,
     errors: FxHashMap<Box<str>, ErrorSeen>,
-    counts: Counts,
+    counts: LogCounts,
     scratch: String,
     time_cache: TimeCache,
 }
@@ -525,7 +476,7 @@ impl Extractor {
             series: Vec::new(),
             dirty: Vec::new(),
             errors: FxHashMap::default(),
-            counts: Counts::default(),
+            counts: LogCounts::default(),
             scratch: String::new(),
             time_cache: TimeCache::default(),
         }
@@ -765,7 +716,7 @@ fn new_series(
     state: &mut MetricState,
     series: &mut Vec<Series>,
     scratch: &str,
-    counts: &mut Counts,
+    counts: &mut LogCounts,
 ) -> usize {
     let full = state.slots.len() >= metric.max_series;
     if full {

@@ -25,9 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::{Config, LogInput, LogSource};
+use crate::metrics::Reject;
 use crate::metrics::{Metrics, SourceLabels, SourceReasonLabels};
 use crate::store::Store;
-use extract::{Extracted, Extractor, Reject};
+use extract::{Extracted, Extractor};
 use tail::{Checkpoint, FileId, MARKER, Tailer};
 
 /// A batch is handed over at least this often while lines arrive.
@@ -158,7 +159,7 @@ pub async fn run(
                 LogInput::Command { .. } => Some(Box::pin(async move {
                     run_command(cfg, interval, tx, metrics, token).await
                 })),
-                // Its events arrive through the HTTP server (`crate::ingest`).
+                // Its events arrive through the HTTP server (`crate::source::ingest`).
                 LogInput::Posthog { .. } => None,
             }
         },

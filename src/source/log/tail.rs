@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::extract::{Extractor, Reject};
+use super::extract::Extractor;
 use crate::config::StartAt;
+use crate::metrics::Reject;
 
 /// The fingerprint covers up to this many first bytes of a file.
 const FINGERPRINT_BYTES: usize = 1024;

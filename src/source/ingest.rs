@@ -25,9 +25,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Config, LogInput, LogSource};
+use crate::metrics::Reject;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::source::log::LogBatch;
-use crate::source::log::extract::{Extractor, Reject};
+use crate::source::log::extract::Extractor;
 
 /// How long a request waits for a turn and for its events to be committed, in all: less
 /// than the SDKs' own request timeout (10 s), so that they see the answer.
@@ -380,7 +381,7 @@ pub fn event_document(e: &Event) -> Vec<u8> {
     }
     doc.insert(
         "timestamp".into(),
-        Value::String(crate::notify::rfc3339(e.ts_ms)),
+        Value::String(crate::format::rfc3339(e.ts_ms)),
     );
     doc.insert("properties".into(), e.properties.clone());
     serde_json::to_vec(&Value::Object(doc)).unwrap_or_default()
