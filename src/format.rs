@@ -90,3 +90,17 @@ fn strip_url(e: &reqwest::Error) -> String {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_print_short() {
+        assert_eq!(format_value(9.5), "9.5");
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(0.12345), "0.123");
+        assert_eq!(format_value(-0.0001), "0");
+        assert_eq!(format_value(1200.0), "1200");
+    }
+}

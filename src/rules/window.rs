@@ -300,3 +300,151 @@ pub fn window_values(
     }
     Ok(values)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, RuleKind};
+    use crate::rules::{Engine, TransitionKind};
+    use crate::series::{Sample, SeriesKey};
+    use crate::store::{Batch, Store};
+    use crate::vocab::Severity;
+
+    #[test]
+    fn a_new_error_type_fires_once_stays_firing_while_it_happens_and_then_resolves() {
+        let text = r#"
+[routing]
+warning = ["hook"]
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[logs]]
+name = "app"
+files = ["/var/log/app.log"]
+[[logs.errors]]
+message = "error"
+[[rules]]
+name = "new_errors"
+kind = "new_error_type"
+source = "app"
+severity = "warning"
+summary = "New error"
+"#;
+        let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+            panic!()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = 3_600_000;
+        let start = crate::clock::now_ms() / hour * hour - 10 * hour;
+        let seen = |at: i64| crate::store::logs::ErrorSeen {
+            source: "app".into(),
+            id: 7,
+            pattern: "timeout after # ms".into(),
+            last_message: format!("timeout after {} ms", at % 1000),
+            first_ms: at,
+            last_ms: at,
+            count: 1,
+            windows: vec![(at / hour * hour, 1)],
+        };
+        // Seen every hour for four hours from `start`, then no more.
+        for h in 0..4 {
+            store
+                .write(&Batch {
+                    errors: &[seen(start + h * hour + 60_000)],
+                    ..Batch::default()
+                })
+                .unwrap();
+        }
+        let (mut engine, _) = Engine::restore(cfg.rules.clone(), vec![], start);
+        let mut log = Vec::new();
+        for step in 0..16 {
+            // Every 30 minutes from the first sighting on.
+            let t = start + 120_000 + step * hour / 2;
+            let values =
+                window_values(&store.errors().unwrap(), &store.snapshot().unwrap(), th, t).unwrap();
+            for tr in engine.evaluate("new_errors", &values, t) {
+                log.push((step, tr.kind));
+            }
+        }
+        // Fires at the first sighting, goes on through the next three hours, and resolves
+        // once a whole hour's count since the window's start shows none: the last sighting
+        // was at 3 h 1 min, the window of 1 h reaches back to the start of its hour, so the
+        // resolve comes at 5 h 2 min (counts are per hour).
+        assert_eq!(
+            log,
+            vec![(0, TransitionKind::Firing), (10, TransitionKind::Resolved)],
+            "{log:?}"
+        );
+    }
+
+    #[test]
+    fn an_slo_burning_slowly_warns_and_one_burning_fast_pages() {
+        let text = r#"
+[routing]
+warning = ["hook"]
+critical = ["hook"]
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[rules]]
+name = "availability"
+kind = "slo"
+objective = 99.9
+up = { metric = "probe_up", match = { target = "api" } }
+summary = "SLO"
+"#;
+        let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+            panic!()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = crate::clock::now_ms() / 60_000 * 60_000;
+        let key = SeriesKey::new("probe_up", &[("target", "api")]);
+        // Three days of a probe a minute, one failure in 300 (0.33 %: the budget of 0.1 %
+        // burns 3.3× too fast), none in the last 10 minutes.
+        let n = 3 * 24 * 60;
+        let samples: Vec<Sample> = (0..n)
+            .map(|i| Sample {
+                series: key.clone(),
+                ts_ms: now - (n - i) * 60_000,
+                value: if i % 300 == 150 && i < n - 10 {
+                    0.0
+                } else {
+                    1.0
+                },
+                note: None,
+            })
+            .collect();
+        store.append(&samples).unwrap();
+        let values = |at: i64| {
+            window_values(&store.errors().unwrap(), &store.snapshot().unwrap(), th, at).unwrap()
+        };
+        let slow = values(now);
+        assert_eq!(slow[0].value, Some(1.0), "{slow:?}");
+        let note = slow[0].note.clone().unwrap();
+        assert!(note.contains("over 3days and"), "{note}");
+        assert!(note.contains("budget left"), "{note}");
+        let (mut engine, _) = Engine::restore(cfg.rules.clone(), vec![], now);
+        let t = engine.evaluate("availability", &slow, now);
+        assert_eq!(t[0].alert.severity, Severity::Warning);
+        // Then the API fails for five minutes: 14.4× over 1h and 5m pages.
+        let down: Vec<Sample> = (0..5)
+            .map(|i| Sample {
+                series: key.clone(),
+                ts_ms: now + i * 60_000,
+                value: 0.0,
+                note: None,
+            })
+            .collect();
+        store.append(&down).unwrap();
+        let fast = values(now + 5 * 60_000);
+        assert_eq!(fast[0].value, Some(2.0), "{fast:?}");
+        engine.evaluate("availability", &fast, now + 5 * 60_000);
+        assert_eq!(engine.alerts().next().unwrap().severity, Severity::Critical);
+    }
+}
