@@ -7,6 +7,7 @@
 //! Channel URLs are secrets: no error or log line built here contains one.
 
 pub mod alertmanager;
+mod channel;
 pub mod email;
 pub mod outbox;
 pub mod pagerduty;

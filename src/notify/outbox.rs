@@ -263,25 +263,13 @@ fn history_events(
 const MAX_GROUP: usize = 100;
 
 impl Worker {
-    /// Whether this channel sends grouped messages: not PagerDuty or Alertmanager, whose
-    /// incidents and alerts are one per alert.
+    /// Whether this channel sends grouped messages.
     fn groups(&self) -> bool {
-        !self.group_wait.is_zero()
-            && !matches!(
-                self.channel.kind,
-                crate::config::ChannelKind::PagerDuty { .. }
-                    | crate::config::ChannelKind::Alertmanager { .. }
-            )
+        !self.group_wait.is_zero() && self.channel.kind.groups()
     }
 
-    /// The minimum gap between two messages: Slack allows one per second per webhook,
-    /// PagerDuty about 120 events a minute per integration key.
     fn min_gap(&self) -> Duration {
-        match self.channel.kind {
-            crate::config::ChannelKind::Slack { .. } => Duration::from_secs(1),
-            crate::config::ChannelKind::PagerDuty { .. } => Duration::from_millis(500),
-            _ => Duration::ZERO,
-        }
+        self.channel.kind.min_gap()
     }
 
     /// Sleeps for `d`, or less if the worker is replaced or (unless draining) stopped.

@@ -204,10 +204,11 @@ impl Pipeline {
                     tracing::info!(alert = %fp, by = %by, comment = comment.as_deref().unwrap_or(""), "Alert acknowledged");
                     // PagerDuty acknowledges the incident; other channels hear nothing new.
                     for ch in &f.channels {
-                        if matches!(
-                            cfg.channels.get(ch).map(|c| &c.kind),
-                            Some(crate::config::ChannelKind::PagerDuty { .. })
-                        ) {
+                        if cfg
+                            .channels
+                            .get(ch)
+                            .is_some_and(|c| c.kind.hears_acknowledgement())
+                        {
                             let n = Notification {
                                 status: Status::Acknowledged,
                                 ..f.notification.clone()

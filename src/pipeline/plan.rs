@@ -228,12 +228,12 @@ pub fn tick_plan(
             for ch in &f.channels {
                 plan.outbox
                     .push(Entry::new(ch, f.notification.clone(), now));
-                if is_alertmanager(cfg, ch) {
-                    // The release is this interval's send.
+                if kind(cfg, ch).is_some_and(|k| k.keep_alive().is_some()) {
+                    // The release is this interval's keep-alive send.
                     f.resent_ms.insert(ch.clone(), now);
                 }
                 // Acknowledged while held back: PagerDuty learns it right after the trigger.
-                if f.ack.is_some() && is_pagerduty(cfg, ch) {
+                if f.ack.is_some() && kind(cfg, ch).is_some_and(|k| k.hears_acknowledgement()) {
                     let n = Notification {
                         status: Status::Acknowledged,
                         ..f.notification.clone()
@@ -304,12 +304,10 @@ pub fn tick_plan(
                         ..f.notification.clone()
                     };
                     tracing::info!(alert = %fp, "Alert reminder");
-                    // PagerDuty keeps its own incident and Alertmanager gets its re-sends; a
-                    // reminder would add nothing there.
                     for ch in f
                         .channels
                         .iter()
-                        .filter(|c| !is_pagerduty(cfg, c) && !is_alertmanager(cfg, c))
+                        .filter(|c| kind(cfg, c).is_none_or(|k| k.reminds()))
                     {
                         plan.outbox.push(Entry::new(ch, n.clone(), now));
                     }
@@ -318,10 +316,7 @@ pub fn tick_plan(
         }
         // Alertmanager forgets an alert that is not re-sent; keep it alive while it fires.
         for ch in &f.channels {
-            let Some(crate::config::ChannelKind::Alertmanager {
-                resend_interval, ..
-            }) = cfg.channels.get(ch).map(|c| &c.kind)
-            else {
+            let Some(resend_interval) = kind(cfg, ch).and_then(|k| k.keep_alive()) else {
                 continue;
             };
             let last = f
@@ -440,18 +435,9 @@ pub fn upgrade_plan(
     plan
 }
 
-fn is_pagerduty(cfg: &Config, channel: &str) -> bool {
-    matches!(
-        cfg.channels.get(channel).map(|c| &c.kind),
-        Some(crate::config::ChannelKind::PagerDuty { .. })
-    )
-}
-
-fn is_alertmanager(cfg: &Config, channel: &str) -> bool {
-    matches!(
-        cfg.channels.get(channel).map(|c| &c.kind),
-        Some(crate::config::ChannelKind::Alertmanager { .. })
-    )
+/// The kind of the channel named `channel`, if it is configured.
+fn kind<'a>(cfg: &'a Config, channel: &str) -> Option<&'a crate::config::ChannelKind> {
+    cfg.channels.get(channel).map(|c| &c.kind)
 }
 
 /// The configured channels a rule's notifications go to.
