@@ -17,6 +17,7 @@ mod postgres;
 mod probes;
 mod prometheus;
 mod query;
+mod records;
 mod reload;
 mod reports;
 mod scrape;
