@@ -167,7 +167,11 @@ fn main() {
             at,
             "segmentation_api_down{target=\"segmentation-api\"}",
             "segmentation_api_down",
-            if i % 2 == 0 { "firing" } else { "resolved" },
+            if i % 2 == 0 {
+                sloguard::history::EventKind::Firing
+            } else {
+                sloguard::history::EventKind::Resolved
+            },
         );
         batch.push_history(at, &e);
     }

@@ -25,7 +25,7 @@ pub fn matches(matchers: &Matchers, rule: &str, labels: &Labels) -> bool {
     })
 }
 
-/// A silence added at run time.
+/// A silence added at run time. On disk: a `silences` record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Silence {
     pub id: u64,

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-/// How loud an alert is, and so where it is routed.
+/// How loud an alert is, and so where it is routed. On disk: inside alert records,
+/// notifications and history events, as these snake_case names.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]

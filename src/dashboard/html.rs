@@ -555,7 +555,7 @@ pub fn page(d: &Dashboard, now: i64) -> String {
                 esc(&chrono::DateTime::from_timestamp_millis(e.at_ms)
                     .map(|t| t.format("%b %d %H:%M:%S").to_string())
                     .unwrap_or_default()),
-                esc(&e.event),
+                esc(e.event.as_str()),
                 esc(&e.alert),
                 esc(e.channel.as_deref().unwrap_or("")),
                 esc(e.detail.as_deref().unwrap_or(""))

@@ -12,7 +12,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use super::{Delivered, Notification, SendError, Status};
 use crate::config::{EmailChannel, SmtpTls};
 
-/// What an email of a report carries.
+/// What an email of a report carries. On disk: inside an outbox entry.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReportMail {
     pub subject: String,

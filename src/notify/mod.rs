@@ -23,6 +23,7 @@ use crate::config::{Channel, ChannelKind, Secret, Severity};
 use crate::format::{format_span, format_time};
 use crate::series::Labels;
 
+/// What a notification announces. On disk: inside notifications, as these snake_case names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -48,7 +49,8 @@ impl Status {
     }
 }
 
-/// Everything a channel needs to render one message about one alert.
+/// Everything a channel needs to render one message about one alert. On disk: inside outbox
+/// entries and alert records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     pub status: Status,
@@ -78,7 +80,7 @@ pub struct Notification {
     pub grouped: Vec<Member>,
 }
 
-/// One alert in a grouped message.
+/// One alert in a grouped message. On disk: inside notifications.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
     pub fingerprint: String,

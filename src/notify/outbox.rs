@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use super::{Notification, SendError, send};
 use crate::clock::now_ms;
 use crate::config::{Channel, Config, OutboxConfig};
+use crate::history::{Event, EventKind};
 use crate::store::Store;
 
 /// How long a stopping daemon keeps delivering entries that are due.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-/// One notification on its way to one channel.
+/// One notification on its way to one channel. On disk: an outbox (or dead-letter) record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub channel: String,
@@ -240,15 +241,10 @@ struct Worker {
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(5);
 
 /// One history event per alert a (possibly grouped) notification was about.
-fn history_events(
-    n: &Notification,
-    kind: &str,
-    channel: &str,
-    detail: String,
-) -> Vec<crate::history::Event> {
+fn history_events(n: &Notification, kind: EventKind, channel: &str, detail: String) -> Vec<Event> {
     let now = now_ms();
     let event = |fp: &str| {
-        crate::history::Event::new(now, fp, &n.rule, kind)
+        Event::new(now, fp, &n.rule, kind)
             .channel(channel)
             .detail(detail.clone())
     };
@@ -462,7 +458,7 @@ impl Worker {
                     );
                     let events = history_events(
                         &n,
-                        "notified",
+                        EventKind::Notified,
                         &name,
                         format!(
                             "{} {} {} after {} attempt{}",
@@ -502,8 +498,12 @@ impl Worker {
                             "Notification given up after retrying for {}; kept in dead letters",
                             humantime::format_duration(self.cfg.give_up_after)
                         );
-                        let events =
-                            history_events(&n, "failed", &name, format!("given up: {message}"));
+                        let events = history_events(
+                            &n,
+                            EventKind::Failed,
+                            &name,
+                            format!("given up: {message}"),
+                        );
                         entry.last_error = Some(message);
                         if let Err(e) = on_store(&self.store, move |s| {
                             s.outbox_bury(id, &entry)?;
@@ -547,7 +547,8 @@ impl Worker {
                         error = %message,
                         "Channel {name} refused the notification; not retrying. Check the channel's configuration (sloguard test-notify --channel {name}); the message is kept in dead letters"
                     );
-                    let events = history_events(&n, "failed", &name, format!("refused: {message}"));
+                    let events =
+                        history_events(&n, EventKind::Failed, &name, format!("refused: {message}"));
                     entry.last_error = Some(message);
                     if let Err(e) = on_store(&self.store, move |s| {
                         s.outbox_bury(id, &entry)?;

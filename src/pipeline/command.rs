@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use super::{Ack, Fired, Pending, Pipeline, Plan, StoredAlert};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::history::Event;
+use crate::history::{Event, EventKind};
 use crate::notify::outbox::Entry;
 use crate::notify::{Notification, Status};
 use crate::rules::{AlertState, AlertStatus, Engine};
@@ -228,7 +228,7 @@ impl Pipeline {
                         None => format!("by {by}"),
                     };
                     plan.history
-                        .push(Event::new(now, &fp, &rule, "acknowledged").detail(detail));
+                        .push(Event::new(now, &fp, &rule, EventKind::Acknowledged).detail(detail));
                     acked.push(fp);
                 }
                 match self.write(Pending::default(), plan).await {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::compose::notification;
 use super::{Fired, StoredAlert};
 use crate::config::{Config, Rule, Severity};
-use crate::history::Event;
+use crate::history::{Event, EventKind};
 use crate::notify::outbox::Entry;
 use crate::notify::{Notification, Status};
 use crate::rules::{AlertState, Transition, TransitionKind};
@@ -103,13 +103,10 @@ pub fn plan(
                 for ch in &channels {
                     plan.outbox.push(Entry::new(ch, n.clone(), now));
                 }
-                let mut detail = t.alert.note.clone().unwrap_or_default();
-                if let Some(why) = &suppressed_by {
-                    detail = format!("{detail} (held back: {why})");
-                }
                 plan.history.push(
-                    Event::new(now, &fp, &t.alert.rule, "firing")
-                        .detail(detail.trim())
+                    Event::new(now, &fp, &t.alert.rule, EventKind::Firing)
+                        .detail(t.alert.note.as_deref().unwrap_or("").trim())
+                        .held_back(suppressed_by.as_deref())
                         .severity(t.alert.severity),
                 );
                 let f = Fired {
@@ -179,7 +176,7 @@ pub fn plan(
                     None => lasted,
                 };
                 plan.history
-                    .push(Event::new(now, &fp, &t.alert.rule, "resolved").detail(detail));
+                    .push(Event::new(now, &fp, &t.alert.rule, EventKind::Resolved).detail(detail));
             }
         }
     }
@@ -219,7 +216,7 @@ pub fn tick_plan(
             }
             tracing::info!(alert = %fp, was = f.suppressed_by.as_deref().unwrap_or(""), channels = %f.channels.join(","), "Silence over; sending the firing alert");
             plan.history.push(
-                Event::new(now, &fp, &state.rule, "released")
+                Event::new(now, &fp, &state.rule, EventKind::Released)
                     .detail(f.suppressed_by.clone().unwrap_or_default()),
             );
             f.suppressed_by = None;
@@ -279,7 +276,7 @@ pub fn tick_plan(
                     plan.outbox.push(Entry::new(ch, n.clone(), now));
                 }
                 plan.history.push(
-                    Event::new(now, &fp, &state.rule, "escalated").detail(format!(
+                    Event::new(now, &fp, &state.rule, EventKind::Escalated).detail(format!(
                         "after {}: {}",
                         humantime::format_duration(step.after),
                         new.join(", ")
@@ -420,7 +417,7 @@ pub fn upgrade_plan(
             plan.outbox.push(Entry::new(ch, n.clone(), now));
         }
         plan.history.push(
-            Event::new(now, &fp, &state.rule, "upgraded")
+            Event::new(now, &fp, &state.rule, EventKind::Upgraded)
                 .detail(format!("{before} → {}", state.severity))
                 .severity(state.severity),
         );

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::notify::Notification;
 use crate::rules::AlertState;
 
-/// What the store keeps for one pending or firing alert.
+/// What the store keeps for one pending or firing alert. On disk: an `alerts` record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredAlert {
     pub state: AlertState,
@@ -18,7 +18,7 @@ pub struct StoredAlert {
     pub fired: Option<Fired>,
 }
 
-/// The firing notification, where it went, and who acknowledged it.
+/// The firing notification, where it went, and who acknowledged it. On disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fired {
     pub channels: Vec<String>,
@@ -43,7 +43,7 @@ pub struct Fired {
     pub notified_at_ms: i64,
 }
 
-/// An acknowledgement: someone is on it.
+/// An acknowledgement: someone is on it. On disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
     pub by: String,

@@ -21,6 +21,7 @@ use crate::config::{
     Config, Distinct, Report, ReportSection, ReportWindow, RuleKind, Severity, UsageKind,
     WindowInput,
 };
+use crate::history::EventKind;
 use crate::query::equal_selector;
 use crate::query::{Agg, QueryError, aggregate};
 use crate::rules::slo_error_ratio;
@@ -392,7 +393,7 @@ pub fn alert_stats(
     let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_severity: BTreeMap<Severity, usize> = BTreeMap::new();
     for (i, e) in history.iter().enumerate() {
-        if e.event != "firing" {
+        if e.event != EventKind::Firing {
             continue;
         }
         if (previous.from_ms..previous.to_ms).contains(&e.at_ms) {
@@ -408,38 +409,34 @@ pub fn alert_stats(
         let mut resolved = None;
         let mut raised: Option<Severity> = None;
         // Held back by a silence and not released: nobody was told.
-        let mut told = !e
-            .detail
-            .as_deref()
-            .is_some_and(|d| d.contains("(held back:"));
+        let mut told = e.held_back_by().is_none();
         for later in &history[i + 1..] {
             if later.alert != e.alert {
                 continue;
             }
-            match later.event.as_str() {
-                "acknowledged" if acked.is_none() => acked = Some(later.at_ms),
-                "upgraded" => {
-                    let to = later
-                        .severity
-                        .as_deref()
-                        .and_then(Severity::parse)
-                        .unwrap_or(Severity::Critical);
+            match later.event {
+                EventKind::Acknowledged if acked.is_none() => acked = Some(later.at_ms),
+                EventKind::Upgraded => {
+                    let to = later.severity.unwrap_or(Severity::Critical);
                     raised = Some(raised.map_or(to, |r| r.max(to)));
                 }
-                "released" => told = true,
-                "resolved" => {
+                EventKind::Released => told = true,
+                EventKind::Resolved => {
                     resolved = Some(later.at_ms);
                     break;
                 }
-                "firing" => break,
-                _ => {}
+                EventKind::Firing => break,
+                EventKind::Acknowledged
+                | EventKind::Escalated
+                | EventKind::Notified
+                | EventKind::Failed
+                | EventKind::Report
+                | EventKind::Other => {}
             }
         }
         // As it fired (recorded since reports exist), else the rule's; raised while firing.
         let fired_as = e
             .severity
-            .as_deref()
-            .and_then(Severity::parse)
             .or_else(|| {
                 cfg.rules
                     .iter()
@@ -841,7 +838,7 @@ fn charts(
             t += step;
         }
         for e in history {
-            if e.event == "firing" && (window.from_ms..window.to_ms).contains(&e.at_ms) {
+            if e.event == EventKind::Firing && (window.from_ms..window.to_ms).contains(&e.at_ms) {
                 *per_step.entry(e.at_ms.div_euclid(step) * step).or_default() += 1.0;
             }
         }

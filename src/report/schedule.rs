@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Report};
+use crate::history::{Event, EventKind};
 use crate::store::{Batch, Store};
 
 /// How often due reports are looked for.
@@ -162,7 +163,7 @@ fn check(
                 let name = format!("report:{}", report.name);
                 store.append_history(
                     now_ms,
-                    &crate::history::Event::new(now_ms, &name, &name, "report")
+                    &Event::new(now_ms, &name, &name, EventKind::Report)
                         .detail(format!("failed: {e}")),
                 )?;
                 continue;
@@ -190,11 +191,11 @@ fn check(
         batch.push_outbox(&entry);
         batch.push_history(
             now.timestamp_millis(),
-            &crate::history::Event::new(
+            &Event::new(
                 now.timestamp_millis(),
                 &format!("report:{}", report.name),
                 &format!("report:{}", report.name),
-                "report",
+                EventKind::Report,
             )
             .detail(format!("for {}", crate::format::rfc3339(at))),
         );

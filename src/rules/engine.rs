@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Rule, RuleKind, Severity};
 use crate::series::{Labels, Sample, write_labels};
 
+/// Pending or firing. On disk: inside alert records, as these snake_case names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
@@ -20,7 +21,7 @@ pub enum AlertStatus {
     Firing,
 }
 
-/// The state of one alert: one rule applied to one label set.
+/// The state of one alert: one rule applied to one label set. On disk: inside an alert record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertState {
     pub rule: String,

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use sloguard::history::Event;
+use sloguard::history::{Event, EventKind};
 use sloguard::notify::email::ReportMail;
 use sloguard::notify::outbox::Entry;
 use sloguard::notify::{Notification, Status};
@@ -100,6 +100,40 @@ fn silence() -> Silence {
     }
 }
 
+/// The history of one alert through every kind of event, and a report's.
+fn history() -> Vec<Event> {
+    let at = |s: i64| T0 + s * 1000;
+    vec![
+        Event::new(at(20), FP, "api_down", EventKind::Firing)
+            .detail("HTTP 503 Service Unavailable")
+            .held_back(Some("silence #1 (deploy)"))
+            .severity(Severity::Warning),
+        Event::new(at(60), FP, "api_down", EventKind::Released).detail("silence #1 (deploy)"),
+        Event::new(at(61), FP, "api_down", EventKind::Notified)
+            .channel("slack")
+            .detail("firing HTTP 200 after 1 attempt"),
+        Event::new(at(62), FP, "api_down", EventKind::Failed)
+            .channel("pagerduty")
+            .detail("refused: HTTP 400"),
+        Event::new(at(90), FP, "api_down", EventKind::Upgraded)
+            .detail("warning → critical")
+            .severity(Severity::Critical),
+        Event::new(at(120), FP, "api_down", EventKind::Acknowledged).detail("by alice: on it"),
+        Event::new(at(1800), FP, "api_down", EventKind::Escalated).detail("after 30m: email"),
+        Event::new(at(1900), FP, "api_down", EventKind::Resolved).detail("probe succeeded"),
+        Event::new(at(2000), FP, "api_down", EventKind::Firing)
+            .detail("HTTP 502 Bad Gateway")
+            .severity(Severity::Critical),
+        Event::new(
+            at(2100),
+            "report:weekly",
+            "report:weekly",
+            EventKind::Report,
+        )
+        .detail("for 2026-09-21T00:00:00.000Z"),
+    ]
+}
+
 /// Writes the fixture: `SLOGUARD_WRITE_FIXTURE=1 cargo test --test integration records -- --ignored`.
 #[test]
 #[ignore = "writes tests/fixtures/records-v2; run by hand when the format version changes"]
@@ -109,37 +143,58 @@ fn write_records_fixture() {
     }
     let _ = std::fs::remove_dir_all(FIXTURE);
     let store = Store::open(std::path::Path::new(FIXTURE)).unwrap();
-    let at = |s: i64| T0 + s * 1000;
-    let history = vec![
-        Event::new(at(20), FP, "api_down", "firing")
-            .detail("HTTP 503 Service Unavailable (held back: silence #1 (deploy))")
-            .severity(Severity::Warning),
-        Event::new(at(60), FP, "api_down", "released").detail("silence #1 (deploy)"),
-        Event::new(at(61), FP, "api_down", "notified")
-            .channel("slack")
-            .detail("firing HTTP 200 after 1 attempt"),
-        Event::new(at(62), FP, "api_down", "failed")
-            .channel("pagerduty")
-            .detail("refused: HTTP 400"),
-        Event::new(at(90), FP, "api_down", "upgraded")
-            .detail("warning → critical")
-            .severity(Severity::Critical),
-        Event::new(at(120), FP, "api_down", "acknowledged").detail("by alice: on it"),
-        Event::new(at(1800), FP, "api_down", "escalated").detail("after 30m: email"),
-        Event::new(at(1900), FP, "api_down", "resolved").detail("probe succeeded"),
-        Event::new(at(2000), FP, "api_down", "firing")
-            .detail("HTTP 502 Bad Gateway")
-            .severity(Severity::Critical),
-        Event::new(at(2100), "report:weekly", "report:weekly", "report")
-            .detail("for 2026-09-21T00:00:00.000Z"),
-    ];
     let mut batch = Batch::default();
     batch.put_alert(FP.to_string(), &alert());
     batch.push_outbox(&report_entry());
-    for e in &history {
+    for e in &history() {
         batch.push_history(e.at_ms, e);
     }
     store.write(&batch).unwrap();
     store.put_silence(1, &silence()).unwrap();
-    drop(store);
+}
+
+#[test]
+fn records_written_by_an_earlier_release_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!("{FIXTURE}/sloguard.redb"),
+        dir.path().join("sloguard.redb"),
+    )
+    .expect("the fixture file is checked in");
+    let store = Store::open(dir.path()).unwrap();
+
+    let alerts: Vec<StoredAlert> = store.alerts().unwrap();
+    assert_eq!(alerts, vec![alert()]);
+
+    let outbox: Vec<(u64, Entry)> = store.outbox().unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].1, report_entry());
+    let mail = outbox[0].1.report.as_deref().expect("the report's mail");
+    assert_eq!(mail.images[0].0, "chart0");
+
+    let events: Vec<Event> = store.history(0, 1000).unwrap();
+    let expected = history();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.event).collect();
+    assert_eq!(
+        kinds,
+        expected.iter().map(|e| e.event).collect::<Vec<_>>(),
+        "every kind of event reads back as the kind it was"
+    );
+    assert!(!kinds.contains(&EventKind::Other));
+    for (old, new) in events.iter().zip(&expected) {
+        // The earlier release said "held back" only in the detail; the event still tells.
+        assert_eq!(old.held_back_by(), new.held_back_by(), "{old:?}");
+        let without_field = Event {
+            held_back: None,
+            ..new.clone()
+        };
+        assert_eq!(old, &without_field);
+    }
+    assert_eq!(events[0].held_back_by(), Some("silence #1 (deploy)"));
+    assert_eq!(events[0].severity, Some(Severity::Warning));
+    assert_eq!(events[4].severity, Some(Severity::Critical));
+    assert_eq!(events[8].held_back_by(), None);
+
+    let silences: Vec<Silence> = store.silences().unwrap();
+    assert_eq!(silences, vec![silence()]);
 }

@@ -127,7 +127,8 @@ fn sample(name: &str, labels: &[(&str, &str)], ts_ms: i64, value: f64) -> Sample
 }
 
 fn event(at_ms: i64, alert: &str, rule: &str, what: &str) -> sloguard::history::Event {
-    sloguard::history::Event::new(at_ms, alert, rule, what)
+    let kind = serde_json::from_value(serde_json::Value::String(what.to_string())).unwrap();
+    sloguard::history::Event::new(at_ms, alert, rule, kind)
 }
 
 /// The week of 2026-11-16 and the one before, in known figures.
