@@ -35,6 +35,9 @@ use crate::source::log::extract::Extractor;
 const COMMIT_WAIT: Duration = Duration::from_secs(8);
 /// PostHog cuts a distinct id to this many characters.
 const MAX_DISTINCT_ID_CHARS: usize = 200;
+/// The longest event `uuid` accepted. The SDKs send a UUID (36 characters); anything much
+/// longer is not one, and would cost memory in the dedup set.
+const MAX_UUID_BYTES: usize = 64;
 
 /// Why a request was refused; each maps to the status code PostHog answers with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,6 +320,14 @@ pub fn parse_events(json: &[u8], info: &RequestInfo, now_ms: i64) -> Result<Vec<
             .and_then(Value::as_str)
             .filter(|u| !u.is_empty())
             .map(str::to_string);
+        if let Some(u) = &uuid
+            && u.len() > MAX_UUID_BYTES
+        {
+            return Err(Refused::BadRequest(format!(
+                "event {i} (`{event}`) has a `uuid` of {} bytes; at most {MAX_UUID_BYTES} are accepted",
+                u.len()
+            )));
+        }
         let at = e
             .get("timestamp")
             .and_then(Value::as_str)
@@ -396,16 +407,27 @@ struct Slot {
 }
 
 /// The uuids of the events a source committed lately, the oldest forgotten first: an SDK
-/// that retries a request whose answer it did not get sends them again.
+/// that retries a request whose answer it did not get sends them again. Kept as 128-bit
+/// digests, so each costs the same few bytes whatever the client sent.
 #[derive(Default)]
 struct Recent {
-    set: rustc_hash::FxHashSet<String>,
-    order: std::collections::VecDeque<String>,
+    set: rustc_hash::FxHashSet<u128>,
+    order: std::collections::VecDeque<u128>,
+}
+
+/// An event uuid's digest: the first 128 bits of its SHA-256, which a client cannot make
+/// collide with another event's (a collision would drop that event as a duplicate).
+fn uuid_digest(uuid: &str) -> u128 {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(uuid.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_le_bytes(first)
 }
 
 impl Recent {
-    fn insert(&mut self, uuid: String) {
-        if self.set.insert(uuid.clone()) {
+    fn insert(&mut self, uuid: u128) {
+        if self.set.insert(uuid) {
             self.order.push_back(uuid);
             while self.order.len() > RECENT_UUIDS {
                 if let Some(old) = self.order.pop_front() {
@@ -440,8 +462,8 @@ pub struct Ingest {
 struct Extracted {
     source: String,
     data: crate::source::log::extract::Extracted,
-    /// Uuids of the events in `data`, remembered once committed.
-    uuids: Vec<String>,
+    /// Digests of the uuids of the events in `data`, remembered once committed.
+    uuids: Vec<u128>,
     events: usize,
     duplicates: u64,
 }
@@ -591,7 +613,7 @@ impl Shared {
             events
                 .iter()
                 .filter(|e| match (&e.uuid, seen) {
-                    (Some(u), Some(r)) if r.set.contains(u) => {
+                    (Some(u), Some(r)) if r.set.contains(&uuid_digest(u)) => {
                         duplicates += 1;
                         false
                     }
@@ -621,7 +643,7 @@ impl Shared {
                     slot.extractor.line(&doc, e.ts_ms);
                 }
                 if let Some(u) = &e.uuid {
-                    uuids.push(u.clone());
+                    uuids.push(uuid_digest(u));
                 }
             }
             slot.extractor.flush()
@@ -672,6 +694,46 @@ mod tests {
             ev[0].ts_ms,
             parse_time("2026-11-26T10:00:00Z").unwrap(),
             "no sent_at: the event's own time"
+        );
+    }
+
+    #[test]
+    fn a_uuid_longer_than_a_uuid_is_refused_and_remembered_ones_cost_16_bytes() {
+        let info = RequestInfo::default();
+        let body = |uuid: &str| {
+            format!(r#"[{{"event":"e","distinct_id":"u","api_key":"k","uuid":"{uuid}"}}]"#)
+        };
+        let ok = "0192c0de-7d6f-7a1b-9c3e-4f5a6b7c8d9e";
+        assert_eq!(
+            parse_events(body(ok).as_bytes(), &info, NOW).unwrap()[0]
+                .uuid
+                .as_deref(),
+            Some(ok)
+        );
+        assert!(parse_events(body(&"a".repeat(64)).as_bytes(), &info, NOW).is_ok());
+        let long = "a".repeat(65);
+        match parse_events(body(&long).as_bytes(), &info, NOW) {
+            Err(Refused::BadRequest(why)) => {
+                assert!(why.contains("`uuid` of 65 bytes; at most 64"), "{why}")
+            }
+            other => panic!("a 65-byte uuid was not refused: {other:?}"),
+        }
+        // Retries are recognised by digest; other uuids are not taken for them.
+        let mut recent = Recent::default();
+        recent.insert(uuid_digest(ok));
+        assert!(recent.set.contains(&uuid_digest(ok)));
+        assert!(
+            !recent
+                .set
+                .contains(&uuid_digest("0192c0de-7d6f-7a1b-9c3e-4f5a6b7c8d9f"))
+        );
+        for i in 0..(RECENT_UUIDS + 10) {
+            recent.insert(uuid_digest(&i.to_string()));
+        }
+        assert_eq!(recent.order.len(), RECENT_UUIDS);
+        assert!(
+            !recent.set.contains(&uuid_digest(ok)),
+            "the oldest is forgotten first"
         );
     }
 
