@@ -81,6 +81,7 @@ pub struct Metrics {
     pub log_lines_rejected: Family<SourceReasonLabels, Counter>,
     pub log_field_errors: Family<SourceReasonLabels, Counter>,
     pub log_series_overflow: Family<SourceLabels, Counter>,
+    pub log_series_evicted: Family<SourceLabels, Counter>,
     pub log_files: Family<SourceLabels, Gauge>,
     pub log_rotations: Family<SourceReasonLabels, Counter>,
     pub log_command_restarts: Family<SourceLabels, Counter>,
@@ -121,6 +122,7 @@ impl Metrics {
             log_lines_rejected: Family::default(),
             log_field_errors: Family::default(),
             log_series_overflow: Family::default(),
+            log_series_evicted: Family::default(),
             log_files: Family::default(),
             log_rotations: Family::default(),
             log_command_restarts: Family::default(),
@@ -262,6 +264,11 @@ impl Metrics {
             m.log_series_overflow.clone(),
         );
         r.register(
+            "sloguard_log_series_evicted",
+            "Label sets of log metrics forgotten, least recently seen first, to make room for new ones in a full metric (max_series)",
+            m.log_series_evicted.clone(),
+        );
+        r.register(
             "sloguard_log_files",
             "Files a log source follows",
             m.log_files.clone(),
@@ -376,6 +383,8 @@ pub struct LogCounts {
     pub bad_values: u64,
     /// Lines whose label set went to a metric's overflow series.
     pub overflowed: u64,
+    /// Label sets forgotten to make room for a new one in a full metric.
+    pub evicted: u64,
     /// Occurrences of error types not kept because a flush had too many distinct ones.
     pub errors_dropped: u64,
 }
@@ -425,6 +434,11 @@ impl Metrics {
             self.log_series_overflow
                 .get_or_create(&src)
                 .inc_by(c.overflowed);
+        }
+        if c.evicted > 0 {
+            self.log_series_evicted
+                .get_or_create(&src)
+                .inc_by(c.evicted);
         }
     }
 }

@@ -15,6 +15,10 @@ pub struct SeriesKey {
     pub labels: Labels,
 }
 
+/// The label value of the series that takes every label set past a metric's `max_series`.
+/// It mixes many clients' values, so no per-series rule (`consecutive`, `growth`) evaluates it.
+pub const OVERFLOW: &str = "__overflow__";
+
 impl SeriesKey {
     pub fn new(name: &str, labels: &[(&str, &str)]) -> SeriesKey {
         SeriesKey {
@@ -27,6 +31,11 @@ impl SeriesKey {
     }
 
     /// Whether every matcher `(label, value)` holds for this series.
+    /// Whether this is a metric's overflow series (some label is `__overflow__`).
+    pub fn is_overflow(&self) -> bool {
+        self.labels.values().any(|v| v == OVERFLOW)
+    }
+
     pub fn matches(&self, name: &str, matchers: &Labels) -> bool {
         self.name == name
             && matchers

@@ -353,7 +353,8 @@ impl Engine {
     /// Feeds one sample to every rule that selects its series.
     pub fn observe(&mut self, sample: &Sample, now_ms: i64) -> Vec<Transition> {
         let mut out = Vec::new();
-        if sample.value.is_nan() {
+        // An overflow series mixes many label sets: its consecutive values are no one's.
+        if sample.value.is_nan() || sample.series.is_overflow() {
             return out;
         }
         for rule in &self.rules {
@@ -709,6 +710,26 @@ mod tests {
                 vec![Resolved],
                 vec![],
             ]
+        );
+    }
+
+    /// Made-up client label values land in one overflow series; their alternating values
+    /// must not page anyone through a consecutive rule.
+    #[test]
+    fn the_overflow_series_never_fires_a_consecutive_rule() {
+        let (mut e, _) = Engine::restore(vec![rule("down", 2, 1)], vec![], 0);
+        let mut ts = Vec::new();
+        for t in 0..5 {
+            ts.extend(e.observe(&probe(crate::series::OVERFLOW, t * 1000, false), t * 1000));
+        }
+        assert!(ts.is_empty(), "{ts:?}");
+        assert_eq!(e.alerts().count(), 0);
+        for t in 0..2 {
+            ts.extend(e.observe(&probe("api", t * 1000, false), t * 1000));
+        }
+        assert_eq!(
+            kinds(&ts),
+            [TransitionKind::Pending, TransitionKind::Firing]
         );
     }
 

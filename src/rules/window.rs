@@ -91,6 +91,10 @@ pub fn window_values(
             let from = now.saturating_sub(ms(*window)).max(0);
             let mut out = Vec::new();
             for info in selector(metric, matchers).select(snap) {
+                // Two clients' values alternating in the overflow series are no growth.
+                if info.key.is_overflow() {
+                    continue;
+                }
                 let points = snap.points(info.id, from, now.saturating_add(1))?;
                 let grown = match (points.first(), points.len()) {
                     (Some(_), n) if n >= 2 && *per_sample => {
@@ -446,5 +450,55 @@ summary = "SLO"
         assert_eq!(fast[0].value, Some(2.0), "{fast:?}");
         engine.evaluate("availability", &fast, now + 5 * 60_000);
         assert_eq!(engine.alerts().next().unwrap().severity, Severity::Critical);
+    }
+
+    /// Two users' heaps alternating in the overflow series look like growth; it is skipped.
+    #[test]
+    fn a_growth_rule_skips_the_overflow_series() {
+        let text = r#"
+[[rules]]
+name = "heap_growth"
+kind = "growth"
+metric = "heap_mb"
+between = "samples"
+window = "1h"
+condition = "> 50"
+severity = "info"
+summary = "Heap grew"
+"#;
+        let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+            panic!("a growth rule is a window rule")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = crate::clock::now_ms() - 60_000;
+        let mut samples = Vec::new();
+        for (i, v) in [10.0, 100.0, 10.0, 100.0].into_iter().enumerate() {
+            for user in ["u1", crate::series::OVERFLOW] {
+                samples.push(Sample {
+                    series: SeriesKey::new("heap_mb", &[("user", user)]),
+                    ts_ms: t0 + i as i64 * 1000,
+                    value: if user == "u1" { 10.0 + i as f64 } else { v },
+                    note: None,
+                });
+            }
+        }
+        store
+            .write(&Batch {
+                samples: &samples,
+                ..Batch::default()
+            })
+            .unwrap();
+        let values = window_values(
+            &store.errors().unwrap(),
+            &store.snapshot().unwrap(),
+            th,
+            t0 + 10_000,
+        )
+        .unwrap();
+        assert_eq!(values.len(), 1, "{values:?}");
+        assert_eq!(values[0].labels["user"], "u1");
+        assert_eq!(values[0].value, Some(1.0));
     }
 }

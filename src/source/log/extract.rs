@@ -17,11 +17,9 @@ use crate::config::{
     FieldMatch, FieldPath, LineParse, LogMetric, LogMetricKind, LogSource, Pattern, TimeFormat,
 };
 use crate::metrics::{LogCounts, Reject};
-use crate::series::{Labels, Sample, SeriesKey};
+use crate::series::{Labels, OVERFLOW, Sample, SeriesKey};
 use crate::store::bucket::Bucket;
 
-/// The label value of the series that takes every label set past a metric's `max_series`.
-pub const OVERFLOW: &str = "__overflow__";
 /// An error sighting is dated at most this far after the line's arrival (the store refuses
 /// points further ahead too).
 const MAX_AHEAD_MS: i64 = 3_600_000;
@@ -399,9 +397,20 @@ impl<'v> View<'v, '_, '_, '_> {
     }
 }
 
+/// A label set not seen for this long is forgotten (its series stays in the store), so that
+/// a burst of made-up label values does not hold `max_series` for good.
+const SERIES_IDLE_MS: i64 = 3_600_000;
+/// How often idle label sets are looked for.
+const SWEEP_EVERY_MS: i64 = 60_000;
+
 /// One series a metric made: its key, open intervals (events) or newest value (gauges).
 struct Series {
     key: SeriesKey,
+    /// Its label values as `MetricState::slots` knows them (`\0`-separated); empty for an
+    /// overflow series or a free slot.
+    label_key: Box<str>,
+    /// When a line last fed it (arrival time).
+    seen_ms: i64,
     buckets: Vec<Bucket>,
     /// Lines per interval start of a counter without `value` (each counts 1): kept as
     /// numbers, made into buckets at the flush.
@@ -413,6 +422,9 @@ struct Series {
 struct MetricState {
     slots: FxHashMap<Box<str>, usize>,
     overflow: Option<usize>,
+    /// Slots to evict when the metric is full, least recently seen last, each with the time
+    /// it was seen when chosen (a slot seen since is no longer a candidate).
+    victims: Vec<(usize, i64)>,
     /// The label values and series of the last line: most lines repeat them.
     last: Option<(String, usize)>,
 }
@@ -444,6 +456,11 @@ pub struct Extractor {
     counts: LogCounts,
     scratch: String,
     time_cache: TimeCache,
+    /// Slots of series forgotten for being idle, to be reused.
+    free: Vec<usize>,
+    /// The newest arrival time seen, and when idle label sets were last looked for.
+    newest_ms: i64,
+    swept_ms: i64,
 }
 
 impl Extractor {
@@ -479,6 +496,9 @@ impl Extractor {
             counts: LogCounts::default(),
             scratch: String::new(),
             time_cache: TimeCache::default(),
+            free: Vec::new(),
+            newest_ms: 0,
+            swept_ms: 0,
         }
     }
 
@@ -508,8 +528,12 @@ impl Extractor {
             counts,
             scratch,
             time_cache,
+            free,
+            newest_ms,
+            swept_ms: _,
         } = self;
         counts.lines += 1;
+        *newest_ms = (*newest_ms).max(arrival_ms);
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         if bytes.len() > cfg.max_line_bytes {
             counts.reject(Reject::TooLong);
@@ -607,7 +631,7 @@ impl Extractor {
                 _ => {
                     let slot = match state.slots.get(scratch.as_str()) {
                         Some(&slot) => slot,
-                        None => new_series(metric, state, series, scratch, counts),
+                        None => new_series(metric, state, series, free, scratch, counts),
                     };
                     let (key, last) = state.last.get_or_insert_with(Default::default);
                     key.clone_from(scratch);
@@ -616,6 +640,7 @@ impl Extractor {
                 }
             };
             let s = &mut series[slot];
+            s.seen_ms = arrival_ms;
             let fresh = s.buckets.is_empty() && s.ones.is_empty() && s.gauge.is_none();
             if metric.kind == LogMetricKind::Gauge {
                 if s.gauge.is_none_or(|(t, _)| ts >= t) {
@@ -688,7 +713,35 @@ impl Extractor {
         }
         out.errors = self.errors.drain().map(|(_, e)| e).collect();
         out.counts = std::mem::take(&mut self.counts);
+        if self.newest_ms.saturating_sub(self.swept_ms) >= SWEEP_EVERY_MS {
+            self.swept_ms = self.newest_ms;
+            self.forget_idle();
+        }
         out
+    }
+
+    /// Forgets the label sets not seen for `SERIES_IDLE_MS`; their slots are reused. Runs
+    /// right after a flush, when no series holds data.
+    fn forget_idle(&mut self) {
+        let before = self.newest_ms.saturating_sub(SERIES_IDLE_MS);
+        for state in &mut self.metrics {
+            let series = &self.series;
+            let idle: Vec<usize> = state
+                .slots
+                .values()
+                .copied()
+                .filter(|&slot| series[slot].seen_ms < before)
+                .collect();
+            for slot in idle {
+                state.slots.remove(&self.series[slot].label_key);
+                if state.last.as_ref().is_some_and(|(_, l)| *l == slot) {
+                    state.last = None;
+                }
+                self.series[slot].label_key = Box::from("");
+                self.free.push(slot);
+            }
+            state.victims.clear();
+        }
     }
 }
 
@@ -709,53 +762,126 @@ fn build_key(view: &mut View<'_, '_, '_, '_>, labels: &[usize], key: &mut String
     }
 }
 
-/// Makes the series of `metric` for the label values in `scratch` (`\0`-separated), or
-/// gives the overflow series once the metric has `max_series`.
+/// Makes the series of `metric` for the label values in `scratch` (`\0`-separated). Once the
+/// metric has `max_series`, the least recently seen label set that holds no unflushed data
+/// makes room; only when every one does (more label sets in one flush than `max_series`)
+/// does the line go to the overflow series.
 fn new_series(
     metric: &LogMetric,
     state: &mut MetricState,
     series: &mut Vec<Series>,
+    free: &mut Vec<usize>,
     scratch: &str,
     counts: &mut LogCounts,
 ) -> usize {
-    let full = state.slots.len() >= metric.max_series;
-    if full {
-        counts.overflowed += 1;
-        if let Some(slot) = state.overflow {
-            return slot;
-        }
-    }
-    let labels: Labels = if full {
+    let labels = |values: &str| -> Labels {
         metric
             .labels
             .iter()
-            .map(|(name, _)| (name.clone(), OVERFLOW.to_string()))
-            .collect()
-    } else {
-        metric
-            .labels
-            .iter()
-            .zip(scratch.split('\u{0}'))
+            .zip(values.split('\u{0}'))
             .filter(|(_, v)| !v.is_empty())
             .map(|((name, _), v)| (name.clone(), v.to_string()))
             .collect()
     };
-    let slot = series.len();
-    series.push(Series {
-        key: SeriesKey {
-            name: metric.name.clone(),
-            labels,
-        },
-        buckets: Vec::new(),
-        ones: Vec::new(),
-        gauge: None,
-    });
-    if full {
-        state.overflow = Some(slot);
-    } else {
+    let holds_data = |s: &Series| !(s.buckets.is_empty() && s.ones.is_empty() && s.gauge.is_none());
+    if state.slots.len() >= metric.max_series {
+        let victim = evict(state, series, &holds_data);
+        let Some(slot) = victim else {
+            counts.overflowed += 1;
+            if let Some(slot) = state.overflow {
+                return slot;
+            }
+            let slot = series.len();
+            series.push(Series {
+                key: SeriesKey {
+                    name: metric.name.clone(),
+                    labels: metric
+                        .labels
+                        .iter()
+                        .map(|(name, _)| (name.clone(), OVERFLOW.to_string()))
+                        .collect(),
+                },
+                label_key: Box::from(""),
+                seen_ms: 0,
+                buckets: Vec::new(),
+                ones: Vec::new(),
+                gauge: None,
+            });
+            state.overflow = Some(slot);
+            return slot;
+        };
+        counts.evicted += 1;
+        let s = &mut series[slot];
+        s.key.labels = labels(scratch);
+        s.label_key = scratch.into();
         state.slots.insert(scratch.into(), slot);
+        return slot;
     }
+    let key = SeriesKey {
+        name: metric.name.clone(),
+        labels: labels(scratch),
+    };
+    let slot = match free.pop() {
+        Some(slot) => {
+            let s = &mut series[slot];
+            s.key = key;
+            s.label_key = scratch.into();
+            slot
+        }
+        None => {
+            series.push(Series {
+                key,
+                label_key: scratch.into(),
+                seen_ms: 0,
+                buckets: Vec::new(),
+                ones: Vec::new(),
+                gauge: None,
+            });
+            series.len() - 1
+        }
+    };
+    state.slots.insert(scratch.into(), slot);
     slot
+}
+
+/// Takes the least recently seen label set of a full metric out of its map, and gives its
+/// slot; `None` when every one holds unflushed data. Candidates are chosen a sixteenth of
+/// the metric at a time, so a stream of new label sets costs one scan per many evictions.
+fn evict(
+    state: &mut MetricState,
+    series: &[Series],
+    holds_data: &dyn Fn(&Series) -> bool,
+) -> Option<usize> {
+    for _ in 0..2 {
+        while let Some((slot, seen)) = state.victims.pop() {
+            let s = &series[slot];
+            // Seen again since it was chosen, or holding data now: not this one.
+            if s.seen_ms != seen || holds_data(s) || state.slots.get(&s.label_key) != Some(&slot) {
+                continue;
+            }
+            state.slots.remove(&s.label_key);
+            if state.last.as_ref().is_some_and(|(_, l)| *l == slot) {
+                state.last = None;
+            }
+            return Some(slot);
+        }
+        let mut candidates: Vec<(usize, i64)> = state
+            .slots
+            .values()
+            .map(|&slot| (slot, series[slot].seen_ms))
+            .filter(|&(slot, _)| !holds_data(&series[slot]))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let take = (state.slots.len() / 16).max(1).min(candidates.len());
+        candidates.select_nth_unstable_by_key(take - 1, |&(_, seen)| seen);
+        candidates.truncate(take);
+        // Least recently seen last, for `pop`.
+        candidates.sort_unstable_by_key(|&(_, seen)| std::cmp::Reverse(seen));
+        state.victims = candidates;
+    }
+    None
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -1039,6 +1165,95 @@ labels = { status = "status" }
         assert!(matches!(Test::of_regex(&re("^a.b")), Test::Regex(_)));
         assert!(matches!(Test::of_regex(&re("(?m)^api")), Test::Regex(_)));
         assert!(matches!(Test::of_regex(&re("api$")), Test::Regex(_)));
+    }
+
+    /// Made-up label values fill a metric once; later label sets take the place of the
+    /// least recently seen instead of landing in the overflow series for good.
+    #[test]
+    fn a_full_metric_forgets_its_least_recently_seen_label_set() {
+        let mut x = Extractor::new(
+            &source(
+                r#"
+[[logs.metric]]
+name = "hits"
+kind = "counter"
+labels = { user = "user" }
+max_series = 3
+"#,
+            ),
+            10_000,
+        );
+        let users = |out: &Extracted| -> Vec<String> {
+            let mut u: Vec<String> = out
+                .events
+                .iter()
+                .map(|(k, _)| k.labels["user"].clone())
+                .collect();
+            u.sort();
+            u
+        };
+        for u in ["u0", "u1", "u2"] {
+            x.line(format!(r#"{{"user":"{u}"}}"#).as_bytes(), 1_000);
+        }
+        x.flush();
+        x.line(br#"{"user":"u0"}"#, 2_000);
+        x.line(br#"{"user":"u2"}"#, 2_500);
+        x.flush();
+        // u1 was seen least recently: u3 takes its place.
+        x.line(br#"{"user":"u3"}"#, 3_000);
+        x.line(br#"{"user":"u0"}"#, 3_000);
+        let out = x.flush();
+        assert_eq!(users(&out), ["u0", "u3"]);
+        assert_eq!(out.counts.evicted, 1);
+        assert_eq!(out.counts.overflowed, 0);
+        // u1 comes back: u2 is now the least recently seen.
+        x.line(br#"{"user":"u1"}"#, 4_000);
+        let out = x.flush();
+        assert_eq!(users(&out), ["u1"]);
+        assert_eq!(out.counts.evicted, 1);
+        assert_eq!(x.metrics[0].slots.len(), 3);
+        let known: Vec<&str> = {
+            let mut k: Vec<&str> = x.metrics[0]
+                .slots
+                .keys()
+                .map(|k| k.trim_end_matches('\u{0}'))
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(known, ["u0", "u1", "u3"]);
+    }
+
+    /// Label sets not seen for an hour are forgotten, and their room is free again.
+    #[test]
+    fn idle_label_sets_expire() {
+        let mut x = Extractor::new(
+            &source(
+                r#"
+[[logs.metric]]
+name = "hits"
+kind = "counter"
+labels = { user = "user" }
+max_series = 3
+"#,
+            ),
+            10_000,
+        );
+        for u in ["u0", "u1", "u2"] {
+            x.line(format!(r#"{{"user":"{u}"}}"#).as_bytes(), 1_000);
+        }
+        x.flush();
+        let later = 1_000 + SERIES_IDLE_MS + SWEEP_EVERY_MS;
+        x.line(br#"{"user":"u0"}"#, later);
+        x.flush();
+        assert_eq!(x.metrics[0].slots.len(), 1, "u1 and u2 expired");
+        for u in ["u4", "u5"] {
+            x.line(format!(r#"{{"user":"{u}"}}"#).as_bytes(), later + 1);
+        }
+        let out = x.flush();
+        assert_eq!((out.counts.evicted, out.counts.overflowed), (0, 0));
+        assert_eq!(out.events.len(), 2);
+        assert_eq!(x.series.len(), 3, "the expired slots were reused");
     }
 
     #[test]
