@@ -159,8 +159,12 @@ pub fn window_values(
                 }
             }
             // The newest error message of the logs in the window: what the errors say.
-            let last_error = errors
-                .types(None)?
+            let mut newest = errors.newest(None)?;
+            if newest.iter().any(|t| t.last_ms > now) {
+                // A backtest's past: the newest sighting of today says nothing of it.
+                newest = errors.types(None)?;
+            }
+            let last_error = newest
                 .into_iter()
                 .filter(|t| t.last_ms >= from && t.last_ms <= now)
                 .max_by_key(|t| t.last_ms)

@@ -2,7 +2,9 @@
 //! transaction as the series its lines made, so a restart neither skips nor counts a line
 //! twice) and the error types seen, with hourly counts.
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, StoreError, decode, encode};
@@ -14,6 +16,19 @@ const CHECKPOINTS: TableDefinition<(&str, u64, u64), &[u8]> =
 const ERROR_TYPES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("error_types");
 /// (source, error type id, hour start) → occurrences.
 const ERROR_WINDOWS: TableDefinition<(&str, u64, i64), u64> = TableDefinition::new("error_windows");
+/// source → the [`ErrorType`] record of its most recently seen type, so the newest error of a
+/// source is one read, not a scan of every type. Built from `error_types` when a file written
+/// before it opens for writing.
+const ERROR_NEWEST: TableDefinition<&str, &[u8]> = TableDefinition::new("error_newest");
+
+/// Error types stored per source unless the source says otherwise: made-up messages from a
+/// public capture path must not fill the file. Past it, occurrences of new patterns count
+/// towards one type, [`OTHER_ID`].
+pub const MAX_ERROR_TYPES: usize = 1000;
+/// The id of the type that takes every new pattern of a source past its cap.
+pub const OTHER_ID: u64 = u64::MAX;
+/// Error rows deleted per transaction when pruning, so that the writer waits briefly.
+const PRUNE_CHUNK: usize = 1000;
 
 /// Error counts are kept per hour.
 pub const WINDOW_MS: i64 = 3_600_000;
@@ -72,8 +87,27 @@ pub struct ErrorType {
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CHECKPOINTS)?;
-    txn.open_table(ERROR_TYPES)?;
+    let types = txn.open_table(ERROR_TYPES)?;
     txn.open_table(ERROR_WINDOWS)?;
+    let mut newest = txn.open_table(ERROR_NEWEST)?;
+    // A file written before the index: build it once.
+    if newest.is_empty()? && !types.is_empty()? {
+        for entry in types.iter()? {
+            let (_, v) = entry?;
+            let Ok(t) = decode::<ErrorType>(v.value()) else {
+                continue;
+            };
+            let newer = match newest.get(t.source.as_str())? {
+                Some(old) => {
+                    decode::<ErrorType>(old.value()).map_or(true, |o| t.last_ms >= o.last_ms)
+                }
+                None => true,
+            };
+            if newer {
+                newest.insert(t.source.as_str(), encode(&t).as_slice())?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -91,12 +125,43 @@ pub(super) fn write(txn: &WriteTransaction, batch: &Batch<'_>) -> Result<(), Sto
     if !batch.errors.is_empty() {
         let mut types = txn.open_table(ERROR_TYPES)?;
         let mut windows = txn.open_table(ERROR_WINDOWS)?;
+        let mut newest = txn.open_table(ERROR_NEWEST)?;
+        // Types stored per source, counted once per batch.
+        let mut stored_types: std::collections::HashMap<&str, usize> = Default::default();
         for e in batch.errors {
-            let key = (e.source.as_str(), e.id);
-            let stored = match types.get(key)? {
+            let mut key = (e.source.as_str(), e.id);
+            let mut stored = match types.get(key)? {
                 Some(v) => decode::<ErrorType>(v.value()).ok(),
                 None => None,
             };
+            let mut other = None;
+            if stored.is_none() {
+                let n = match stored_types.get(e.source.as_str()) {
+                    Some(n) => *n,
+                    None => types
+                        .range((e.source.as_str(), 0u64)..=(e.source.as_str(), u64::MAX))?
+                        .count(),
+                };
+                let cap = batch
+                    .max_error_types
+                    .iter()
+                    .find(|(s, _)| s == &e.source)
+                    .map_or(MAX_ERROR_TYPES, |(_, n)| *n);
+                if n >= cap {
+                    // Full: this pattern counts as the source's `other` type.
+                    key = (e.source.as_str(), OTHER_ID);
+                    stored = match types.get(key)? {
+                        Some(v) => decode::<ErrorType>(v.value()).ok(),
+                        None => None,
+                    };
+                    other = Some(format!(
+                        "other error types (past the {cap} this source keeps)"
+                    ));
+                    stored_types.insert(e.source.as_str(), n + usize::from(stored.is_none()));
+                } else {
+                    stored_types.insert(e.source.as_str(), n + 1);
+                }
+            }
             let merged = match stored {
                 Some(mut t) => {
                     t.count += e.count;
@@ -109,17 +174,27 @@ pub(super) fn write(txn: &WriteTransaction, batch: &Batch<'_>) -> Result<(), Sto
                 }
                 None => ErrorType {
                     source: e.source.clone(),
-                    id: e.id,
-                    pattern: e.pattern.clone(),
+                    id: key.1,
+                    pattern: other.unwrap_or_else(|| e.pattern.clone()),
                     last_message: e.last_message.clone(),
                     first_ms: e.first_ms,
                     last_ms: e.last_ms,
                     count: e.count,
                 },
             };
-            types.insert(key, encode(&merged).as_slice())?;
+            let record = encode(&merged);
+            types.insert(key, record.as_slice())?;
+            let newer = match newest.get(e.source.as_str())? {
+                Some(old) => {
+                    decode::<ErrorType>(old.value()).map_or(true, |o| merged.last_ms >= o.last_ms)
+                }
+                None => true,
+            };
+            if newer {
+                newest.insert(e.source.as_str(), record.as_slice())?;
+            }
             for (hour, n) in &e.windows {
-                let wkey = (e.source.as_str(), e.id, *hour);
+                let wkey = (e.source.as_str(), key.1, *hour);
                 let before = windows.get(wkey)?.map(|v| v.value()).unwrap_or(0);
                 windows.insert(wkey, before + n)?;
             }
@@ -166,6 +241,38 @@ impl Errors {
     /// Every error type (of `source`, when given), most recently seen first.
     pub fn types(&self, source: Option<&str>) -> Result<Vec<ErrorType>, StoreError> {
         error_types(&self.0, source)
+    }
+
+    /// The most recently seen error type of each source (of `source`, when given), with
+    /// its newest message: one read per source. Files that were only read, never opened for
+    /// writing since the index exists, are scanned instead.
+    pub fn newest(&self, source: Option<&str>) -> Result<Vec<ErrorType>, StoreError> {
+        let table = match self.0.open_table(ERROR_NEWEST) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                let mut all = error_types(&self.0, source)?;
+                let mut seen = std::collections::BTreeSet::new();
+                all.retain(|t| seen.insert(t.source.clone()));
+                return Ok(all);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        match source {
+            Some(s) => {
+                if let Some(v) = table.get(s)? {
+                    out.push(decode::<ErrorType>(v.value())?);
+                }
+            }
+            None => {
+                for entry in table.iter()? {
+                    let (_, v) = entry?;
+                    out.push(decode::<ErrorType>(v.value())?);
+                }
+            }
+        }
+        out.sort_by_key(|t| std::cmp::Reverse(t.last_ms));
+        Ok(out)
     }
 
     /// Hourly counts of one error type with `from_ms <= hour start < to_ms`.
@@ -223,20 +330,66 @@ fn error_windows(
     Ok(out)
 }
 
-/// Deletes hourly counts older than `before_ms` and error types last seen before it.
-pub(super) fn prune(txn: &WriteTransaction, before_ms: i64) -> Result<u64, StoreError> {
+/// Up to `PRUNE_CHUNK` keys of hourly counts older than `before_ms` and of error types last
+/// seen before it, found in one read; `None` when there are none left.
+pub(super) fn expired(
+    txn: &ReadTransaction,
+    before_ms: i64,
+) -> Result<Option<Expired>, StoreError> {
+    let mut out = Expired::default();
+    if let Ok(windows) = txn.open_table(ERROR_WINDOWS) {
+        for entry in windows.iter()? {
+            let (k, _) = entry?;
+            let (source, id, hour) = k.value();
+            if hour < before_ms {
+                out.windows.push((source.to_string(), id, hour));
+                if out.windows.len() >= PRUNE_CHUNK {
+                    break;
+                }
+            }
+        }
+    }
+    if let Ok(types) = txn.open_table(ERROR_TYPES) {
+        for entry in types.iter()? {
+            let (k, v) = entry?;
+            if decode::<ErrorType>(v.value()).is_ok_and(|t| t.last_ms < before_ms) {
+                let (source, id) = k.value();
+                out.types.push((source.to_string(), id));
+                if out.types.len() >= PRUNE_CHUNK {
+                    break;
+                }
+            }
+        }
+    }
+    Ok((!out.windows.is_empty() || !out.types.is_empty()).then_some(out))
+}
+
+/// Rows of error tables to delete.
+#[derive(Default)]
+pub(super) struct Expired {
+    windows: Vec<(String, u64, i64)>,
+    types: Vec<(String, u64)>,
+}
+
+/// Deletes what `expired` found; returns how many rows. A source whose every type went also
+/// loses its newest-error entry.
+pub(super) fn prune(txn: &WriteTransaction, expired: &Expired) -> Result<u64, StoreError> {
     let mut removed = 0;
     let mut windows = txn.open_table(ERROR_WINDOWS)?;
-    windows.retain(|(_, _, hour), _| {
-        let keep = hour >= before_ms;
-        removed += u64::from(!keep);
-        keep
-    })?;
+    for (source, id, hour) in &expired.windows {
+        removed += u64::from(windows.remove((source.as_str(), *id, *hour))?.is_some());
+    }
     let mut types = txn.open_table(ERROR_TYPES)?;
-    types.retain(|_, v| {
-        let keep = decode::<ErrorType>(v).map_or(true, |t| t.last_ms >= before_ms);
-        removed += u64::from(!keep);
-        keep
-    })?;
+    let mut newest = txn.open_table(ERROR_NEWEST)?;
+    for (source, id) in &expired.types {
+        removed += u64::from(types.remove((source.as_str(), *id))?.is_some());
+        let empty = types
+            .range((source.as_str(), 0u64)..=(source.as_str(), u64::MAX))?
+            .next()
+            .is_none();
+        if empty {
+            newest.remove(source.as_str())?;
+        }
+    }
     Ok(removed)
 }

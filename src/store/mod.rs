@@ -151,6 +151,8 @@ pub struct Batch<'a> {
     pub history: Vec<(i64, Vec<u8>)>,
     /// Reports run: name → the scheduled time of the run.
     pub report_runs: Vec<(String, i64)>,
+    /// Error types kept per log source, where not `logs::MAX_ERROR_TYPES`.
+    pub max_error_types: Vec<(String, usize)>,
 }
 
 impl Batch<'_> {
@@ -732,11 +734,23 @@ impl Store {
     }
 
     /// Deletes error counts and error types older than `before_ms`; returns how many.
+    /// A thousand rows per transaction, so that a large prune never holds the writer long.
     pub fn prune_errors(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let removed = logs::prune(&txn, before_ms)?;
-        txn.commit()?;
-        Ok(removed)
+        let mut removed = 0;
+        loop {
+            let found = logs::expired(&self.db.begin_read()?, before_ms)?;
+            let Some(expired) = found else {
+                return Ok(removed);
+            };
+            let txn = self.db.begin_write()?;
+            let n = logs::prune(&txn, &expired)?;
+            txn.commit()?;
+            removed += n;
+            if n == 0 {
+                // Found but already gone (a concurrent prune): nothing more to do now.
+                return Ok(removed);
+            }
+        }
     }
 
     /// Forgets the file positions of log sources other than `keep` (sources no longer
@@ -1088,6 +1102,71 @@ mod tests {
         // Past the retention, types and hourly counts go.
         assert_eq!(store.prune_errors(5000).unwrap(), 4);
         assert!(store.errors().unwrap().types(None).unwrap().is_empty());
+    }
+
+    /// Made-up messages from a public capture path: a source keeps at most its cap of error
+    /// types, the rest count as one `other` type; the newest error is one read; a large
+    /// prune goes in pieces and takes the newest-error entry with the last type.
+    #[test]
+    fn error_types_stop_at_the_cap_and_prune_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let seen = |source: &str, id: u64, at: i64| logs::ErrorSeen {
+            source: source.into(),
+            id,
+            pattern: format!("pattern {id}"),
+            last_message: format!("message {id}"),
+            first_ms: at,
+            last_ms: at,
+            count: 1,
+            windows: vec![(at.div_euclid(logs::WINDOW_MS) * logs::WINDOW_MS, 1)],
+        };
+        // 1 200 types in three batches for "capture", 5 for "app" with a cap of 3.
+        for round in 0..3 {
+            let errors: Vec<logs::ErrorSeen> = (0..400)
+                .map(|i| seen("capture", round * 400 + i, 1_000 + (round * 400 + i) as i64))
+                .chain((0..5).map(|i| seen("app", 10 + i, 2_000_000 + i as i64)))
+                .collect();
+            store
+                .write(&Batch {
+                    errors: &errors,
+                    max_error_types: vec![("app".into(), 3)],
+                    ..Batch::default()
+                })
+                .unwrap();
+        }
+        let e = store.errors().unwrap();
+        let capture = e.types(Some("capture")).unwrap();
+        assert_eq!(capture.len(), logs::MAX_ERROR_TYPES + 1);
+        let other = capture.iter().find(|t| t.id == logs::OTHER_ID).unwrap();
+        assert_eq!(other.count, 200);
+        assert!(
+            other.pattern.starts_with("other error types"),
+            "{}",
+            other.pattern
+        );
+        let app = e.types(Some("app")).unwrap();
+        assert_eq!(app.len(), 4);
+        assert_eq!(
+            app.iter().find(|t| t.id == logs::OTHER_ID).unwrap().count,
+            6
+        );
+        // The newest of each source, without a scan.
+        let newest = e.newest(None).unwrap();
+        assert_eq!(newest.len(), 2);
+        assert_eq!(newest[0].source, "app");
+        assert_eq!(newest[0].last_ms, 2_000_004);
+        assert_eq!(e.newest(Some("capture")).unwrap()[0].last_ms, 1_000 + 1199);
+        drop(e);
+        // Everything of "capture" expires: 1 001 types and their 1 001 hourly rows, in
+        // pieces of a thousand; "app" keeps its types (seen later) but loses its 4 hourly
+        // rows of the first hour.
+        let removed = store.prune_errors(1_000_000).unwrap();
+        assert_eq!(removed, 1001 + 1001 + 4);
+        let e = store.errors().unwrap();
+        assert!(e.types(Some("capture")).unwrap().is_empty());
+        assert!(e.newest(Some("capture")).unwrap().is_empty());
+        assert_eq!(e.newest(None).unwrap().len(), 1);
     }
 
     #[test]
