@@ -270,6 +270,27 @@ fn write_records(txn: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<
     Ok(outbox_ids)
 }
 
+/// Creates the data directory (0700) and an empty data file (0600) where they do not exist,
+/// whatever the umask: the file holds alert texts, client data and notification payloads.
+/// Existing ones keep their modes (an operator's or a package's choice).
+fn create_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(FILE_NAME))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// How every handle opens the file: a small page cache, one writer beside any readers.
 fn builder() -> Builder {
     let mut b = Builder::new();
@@ -466,7 +487,7 @@ impl Store {
     /// Opens (or creates) `dir/sloguard.redb`, checking its format version and converting a
     /// version 1 file.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+        create_private(dir).map_err(|source| StoreError::CreateDir {
             dir: dir.to_path_buf(),
             source,
         })?;
@@ -1102,6 +1123,25 @@ mod tests {
         // Past the retention, types and hourly counts go.
         assert_eq!(store.prune_errors(5000).unwrap(), 4);
         assert!(store.errors().unwrap().types(None).unwrap().is_empty());
+    }
+
+    /// The data directory and file are private to the daemon's user whatever the umask.
+    #[test]
+    fn a_new_data_dir_and_file_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b");
+        // A permissive umask for this process (restored below; tests in this binary do not
+        // depend on it).
+        use nix::sys::stat::{Mode, umask};
+        let old = umask(Mode::empty());
+        let opened = Store::open(&data);
+        umask(old);
+        drop(opened.unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&data.join(FILE_NAME)), 0o600);
     }
 
     /// Made-up messages from a public capture path: a source keeps at most its cap of error

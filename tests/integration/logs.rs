@@ -801,3 +801,41 @@ summary = "API errors"
     assert!(figure(raised) > 40.0, "{raised}");
     d.stop().await;
 }
+
+/// A command source used to inherit the daemon's whole environment, `env:` secrets included:
+/// a wrapper that printed its environment put them in the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_source_does_not_see_the_daemons_secrets() {
+    let dir = tempdir();
+    let config = r#"
+[[logs]]
+name = "printer"
+command = ["sh", "-c", "env >&2; echo \"path ${PATH:+set} tz ${TZ:-unset}\" >&2; sleep 30"]
+
+[[logs.metric]]
+name = "printer_lines"
+kind = "counter"
+"#;
+    let mut d = Daemon::start(
+        dir.path(),
+        config,
+        &[
+            (
+                "SLACK_WEBHOOK_URL",
+                "https://hooks.example/s3cr3t-token-value",
+            ),
+            ("TZ", "Europe/Berlin"),
+        ],
+    )
+    .await;
+    assert!(
+        d.wait_log("path set tz Europe/Berlin", Duration::from_secs(10))
+            .await,
+        "the command did not get PATH and TZ:\n{}",
+        d.log_text()
+    );
+    let log = d.log_text();
+    assert!(!log.contains("s3cr3t-token-value"), "{log}");
+    assert!(!log.contains("SLACK_WEBHOOK_URL"), "{log}");
+    d.stop().await;
+}

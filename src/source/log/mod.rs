@@ -395,7 +395,17 @@ async fn run_command(
             }
         }
         let started = Instant::now();
-        let child = tokio::process::Command::new(&argv[0])
+        let mut command = tokio::process::Command::new(&argv[0]);
+        // A cleared environment and the few variables a log reader needs: the daemon's own
+        // environment holds its `env:` secrets, which a wrapper that prints its environment
+        // would put in the journal.
+        command.env_clear();
+        for (name, value) in std::env::vars_os() {
+            if passed_to_commands(&name.to_string_lossy()) {
+                command.env(name, value);
+            }
+        }
+        let child = command
             .args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -584,4 +594,22 @@ impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
             }
         }
     }
+}
+/// The variables of the daemon's environment a `command` source gets: where programs are,
+/// who and where it runs, language and time zone, and what `journalctl` and a PaaS CLI read
+/// for their own configuration. Nothing else: no secret the configuration reads by `env:`.
+fn passed_to_commands(name: &str) -> bool {
+    const NAMES: [&str; 10] = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TZ",
+        "LANG",
+        "TMPDIR",
+        "XDG_RUNTIME_DIR",
+        "SYSTEMD_COLORS",
+    ];
+    NAMES.contains(&name) || name.starts_with("LC_")
 }
