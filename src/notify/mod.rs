@@ -334,11 +334,25 @@ fn scrub(text: &str, url: &Secret, headers: &[(String, Secret)], others: &[&Secr
     }
     secrets.extend(headers.iter().map(|(_, v)| v.expose().to_string()));
     secrets.extend(others.iter().map(|v| v.expose().to_string()));
+    // An echo may quote a secret as a JSON string (`\/` for `/` by some encoders, `\"` …)
+    // or percent-encoded (a URL or form field).
+    let mut forms: Vec<String> = Vec::new();
+    for s in secrets.into_iter().filter(|s| s.len() >= 4) {
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        let json = json.trim_matches('"').to_string();
+        let percent: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        forms.push(json.replace('/', "\\/"));
+        forms.push(json);
+        forms.push(percent.replace('+', "%20"));
+        forms.push(percent);
+        forms.push(s);
+    }
+    // Longest first, so that no part of a longer form is left behind.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
     let mut out = text.to_string();
-    for s in secrets {
-        if s.len() >= 4 {
-            out = out.replace(&s, "<redacted>");
-        }
+    for f in forms {
+        out = out.replace(&f, "<redacted>");
     }
     out
 }
@@ -415,6 +429,17 @@ mod tests {
         assert_eq!(
             scrub(echo, &url, &headers, &[]),
             "got POST <redacted> with Authorization: <redacted> from <redacted>"
+        );
+        // Quoted back as JSON, with `/` escaped, and percent-encoded.
+        let json = r#"{"url":"https:\/\/hooks.example\/services\/T0\/B0\/TOKEN123","auth":"Bearer abc123"}"#;
+        assert_eq!(
+            scrub(json, &url, &headers, &[]),
+            r#"{"url":"<redacted>","auth":"<redacted>"}"#
+        );
+        let form = "next=https%3A%2F%2Fhooks.example%2Fservices%2FT0%2FB0%2FTOKEN123&a=Bearer%20abc123&b=Bearer+abc123";
+        assert_eq!(
+            scrub(form, &url, &headers, &[]),
+            "next=<redacted>&a=<redacted>&b=<redacted>"
         );
     }
 
