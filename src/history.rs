@@ -52,7 +52,8 @@ impl EventKind {
 
 impl std::fmt::Display for EventKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so that `sloguard history`'s `{:<12}` column keeps its width.
+        f.pad(self.as_str())
     }
 }
 

@@ -807,18 +807,24 @@ summary = "API errors"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_source_does_not_see_the_daemons_secrets() {
     let dir = tempdir();
-    let config = r#"
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
 [[logs]]
 name = "printer"
-command = ["sh", "-c", "env >&2; echo \"path ${PATH:+set} tz ${TZ:-unset}\" >&2; sleep 30"]
+command = ["sh", "-c", "env >&2; echo \"path ${{PATH:+set}} tz ${{TZ:-unset}}\" >&2; sleep 30"]
 
 [[logs.metric]]
 name = "printer_lines"
 kind = "counter"
-"#;
+"#,
+        port = free_port()
+    );
     let mut d = Daemon::start(
         dir.path(),
-        config,
+        &config,
         &[
             (
                 "SLACK_WEBHOOK_URL",
