@@ -794,7 +794,7 @@ pub fn main() -> ExitCode {
                 .or_else(|| std::env::var("USER").ok())
                 .unwrap_or_else(|| "unknown".into());
             api_call(&config, |client, base, token| async move {
-                let req = crate::server::AckRequest { alert, by, comment };
+                let req = crate::api::AckRequest { alert, by, comment };
                 let mut call = client.post(format!("{base}/api/v1/alerts/ack")).json(&req);
                 if let Some(t) = token {
                     call = call.bearer_auth(t);
@@ -861,7 +861,7 @@ fn silence(action: SilenceAction) -> ExitCode {
                 .or_else(|| std::env::var("USER").ok())
                 .unwrap_or_else(|| "unknown".into());
             api_call(&config, |client, base, token| async move {
-                let req = crate::server::SilenceRequest {
+                let req = crate::api::SilenceRequest {
                     matchers: map,
                     duration,
                     reason,
