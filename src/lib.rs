@@ -4,6 +4,7 @@
 //! Data flows one way: sources → pipeline (store + rules) → outbox → channels. See
 //! `ARCHITECTURE.md` for the map.
 
+pub mod api;
 pub mod backtest;
 pub mod cli;
 pub mod clock;

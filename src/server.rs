@@ -5,7 +5,8 @@
 //! address; writing (ack, silences) needs `Authorization: Bearer <[server].token>`, and is
 //! refused when no token is configured; capture needs an ingest source's project token. API
 //! bodies are capped at 64 KiB, capture bodies at `[server].max_ingest_bytes`. No answer
-//! contains a secret.
+//! contains a secret. The API's request and answer bodies are the types of `crate::api`, which
+//! the command line reads them back with.
 
 // Handlers return `Response` errors by value; their size does not matter on this path.
 #![allow(clippy::result_large_err)]
@@ -18,11 +19,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{
+    AckRequest, Acknowledged, ApiError, DeadLetter, SilenceEnd, SilenceRequest, SilenceView,
+};
 use crate::config::Config;
 use crate::pipeline::Command;
 use crate::store::Store;
@@ -136,30 +140,11 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
-/// The body of `POST /api/v1/alerts/ack`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AckRequest {
-    /// A fingerprint (`rule{labels}`) or a rule name (all its firing alerts).
-    pub alert: String,
-    pub by: String,
-    pub comment: Option<String>,
-}
-
-/// The body of `POST /api/v1/silences`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SilenceRequest {
-    /// `rule` and label equality matchers; at least one.
-    pub matchers: crate::silence::Matchers,
-    /// How long, e.g. `2h`.
-    pub duration: String,
-    pub reason: String,
-    pub by: String,
-}
-
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+    let answer = ApiError {
+        error: message.into(),
+    };
+    (status, Json(answer)).into_response()
 }
 
 /// Checks the bearer token in constant time.
@@ -230,7 +215,7 @@ async fn ack(State(api): State<Api>, headers: HeaderMap, body: Json<AckRequest>)
     })
     .await;
     match result {
-        Ok(Ok(acked)) => Json(serde_json::json!({ "acknowledged": acked })).into_response(),
+        Ok(Ok(acknowledged)) => Json(Acknowledged { acknowledged }).into_response(),
         Ok(Err(why)) => error(StatusCode::NOT_FOUND, why),
         Err(r) => r,
     }
@@ -240,20 +225,7 @@ async fn silences(State(api): State<Api>) -> Response {
     match ask(&api, Command::Silences).await {
         Ok(list) => {
             let now = crate::clock::now_ms();
-            let out: Vec<serde_json::Value> = list
-                .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "id": s.id,
-                        "matchers": s.matchers,
-                        "starts_at": crate::format::rfc3339(s.starts_ms),
-                        "ends_at": crate::format::rfc3339(s.ends_ms),
-                        "active": s.active(now),
-                        "reason": s.reason,
-                        "by": s.by,
-                    })
-                })
-                .collect();
+            let out: Vec<SilenceView> = list.iter().map(|s| SilenceView::new(s, now)).collect();
             Json(out).into_response()
         }
         Err(r) => r,
@@ -300,11 +272,7 @@ async fn add_silence(
     })
     .await;
     match result {
-        Ok(Ok(s)) => (
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "id": s.id, "ends_at": crate::format::rfc3339(s.ends_ms) })),
-        )
-            .into_response(),
+        Ok(Ok(s)) => (StatusCode::CREATED, Json(SilenceEnd::new(&s))).into_response(),
         Ok(Err(why)) => error(StatusCode::INTERNAL_SERVER_ERROR, why),
         Err(r) => r,
     }
@@ -319,10 +287,7 @@ async fn expire_silence(
         return r;
     }
     match ask(&api, |reply| Command::ExpireSilence { id, reply }).await {
-        Ok(Ok(s)) => {
-            Json(serde_json::json!({ "id": s.id, "ends_at": crate::format::rfc3339(s.ends_ms) }))
-                .into_response()
-        }
+        Ok(Ok(s)) => Json(SilenceEnd::new(&s)).into_response(),
         Ok(Err(why)) => error(StatusCode::NOT_FOUND, why),
         Err(r) => r,
     }
@@ -410,20 +375,7 @@ async fn dead_letters(State(api): State<Api>) -> Response {
             .await;
     match result {
         Ok(Ok(list)) => {
-            let out: Vec<serde_json::Value> = list
-                .iter()
-                .map(|(id, e)| {
-                    serde_json::json!({
-                        "id": id,
-                        "channel": e.channel,
-                        "alert": e.notification.fingerprint,
-                        "status": e.notification.status.as_str(),
-                        "created_at": crate::format::rfc3339(e.created_ms),
-                        "attempts": e.attempts,
-                        "error": e.last_error,
-                    })
-                })
-                .collect();
+            let out: Vec<DeadLetter> = list.iter().map(|(id, e)| DeadLetter::new(*id, e)).collect();
             Json(out).into_response()
         }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

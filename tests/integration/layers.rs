@@ -30,13 +30,14 @@ const LAYERS: &[(&str, u32)] = &[
     ("history", 9),
     ("notify", 10),
     ("pipeline", 11),
-    ("dashboard", 12),
-    ("report", 13),
-    ("server", 14),
-    ("backtest", 15),
-    ("daemon", 16),
-    ("demo", 17),
-    ("cli", 18),
+    ("api", 12),
+    ("dashboard", 13),
+    ("report", 14),
+    ("server", 15),
+    ("backtest", 16),
+    ("daemon", 17),
+    ("demo", 18),
+    ("cli", 19),
 ];
 
 fn rank(module: &str) -> Option<u32> {
