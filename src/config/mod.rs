@@ -7,8 +7,12 @@
 //! error the operator must see before the daemon starts.
 
 pub mod defaults;
+mod fields;
+mod problems;
 mod raw;
 mod secret;
+#[cfg(test)]
+pub(crate) mod testing;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -17,13 +21,72 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::vocab::Severity;
+pub use fields::{CaFile, Pattern, parse_duration};
+pub use problems::{ConfigError, Problem};
 pub use secret::Secret;
 
 use crate::vocab::Condition;
 
 #[cfg(test)]
 mod tests {
-    use super::JsonAssert;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::testing::config;
+    use super::{
+        Config, DaemonConfig, DashboardConfig, JsonAssert, LogFormat, OutboxConfig, Routing,
+        ServerConfig, StoreConfig,
+    };
+
+    #[test]
+    fn an_empty_file_is_every_default() {
+        let (s, m, h, d) = (1, 60, 3600, 86400);
+        let secs = Duration::from_secs;
+        assert_eq!(
+            config(""),
+            Config {
+                path: PathBuf::from("config.toml"),
+                daemon: DaemonConfig {
+                    data_dir: PathBuf::from("/var/lib/sloguard"),
+                    log_format: LogFormat::Text,
+                    log_level: "info".into(),
+                },
+                server: ServerConfig {
+                    listen: ([127, 0, 0, 1], 9797).into(),
+                    token: None,
+                    max_ingest_bytes: 20 << 20,
+                },
+                store: StoreConfig {
+                    raw_retention: secs(7 * d),
+                    distribution_interval: secs(10 * s),
+                    history_retention: secs(400 * d),
+                    compact_interval: secs(m),
+                    rollups: vec![(secs(m), secs(90 * d)), (secs(h), secs(730 * d))],
+                },
+                outbox: OutboxConfig {
+                    initial_backoff: secs(1),
+                    max_backoff: secs(5 * m),
+                    timeout: secs(10),
+                    give_up_after: secs(d),
+                },
+                routing: Routing::default(),
+                channels: Default::default(),
+                targets: Vec::new(),
+                databases: Vec::new(),
+                scrapes: Vec::new(),
+                logs: Vec::new(),
+                rules: Vec::new(),
+                maintenance: Vec::new(),
+                dashboard: DashboardConfig {
+                    title: "sloguard".into(),
+                    default_range: secs(d),
+                    refresh: Some(secs(m)),
+                    panels: Vec::new(),
+                },
+                reports: Vec::new(),
+            }
+        );
+    }
 
     #[test]
     fn json_assertions() {
@@ -625,16 +688,6 @@ pub struct TcpCheck {
     pub port: u16,
 }
 
-/// A compiled regular expression, equal to another with the same source.
-#[derive(Debug, Clone)]
-pub struct Pattern(pub regex::Regex);
-
-impl PartialEq for Pattern {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
-
 /// `JSONPATH OP VALUE`, e.g. `$.status == "ok"` or `$.queue.depth < 100`.
 #[derive(Debug, Clone)]
 pub struct JsonAssert {
@@ -730,13 +783,6 @@ impl PartialEq for JsonAssert {
     fn eq(&self, other: &Self) -> bool {
         self.text == other.text
     }
-}
-
-/// A PEM bundle of CA certificates, read when the configuration is loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CaFile {
-    pub path: PathBuf,
-    pub pem: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -933,49 +979,6 @@ pub enum WindowInput {
     },
 }
 
-/// One thing wrong with a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line in the file, when the problem has a place.
-    pub line: Option<usize>,
-    /// Where in the document: `rules[2].fire_after`, or empty for the whole file.
-    pub path: String,
-    pub message: String,
-}
-
-/// Every problem found in one configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.problems.len();
-        writeln!(
-            f,
-            "{} has {n} problem{}:",
-            self.file.display(),
-            if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.problems {
-            write!(f, "  {}", self.file.display())?;
-            if let Some(line) = p.line {
-                write!(f, ":{line}")?;
-            }
-            if p.path.is_empty() {
-                writeln!(f, ": {}", p.message)?;
-            } else {
-                writeln!(f, ": {}: {}", p.path, p.message)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -995,12 +998,5 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     validate::validate(text, path).map_err(|problems| ConfigError {
         file: path.to_path_buf(),
         problems,
-    })
-}
-
-/// Parses a duration such as `30s`, `5m`, `1h30m` or `30d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("`{text}` is not a duration ({e}); write e.g. `30s`, `5m`, `1h`, `30d`")
     })
 }

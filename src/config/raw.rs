@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::fields::RawSelector;
+
 /// `[daemon]`: process-wide settings.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -474,15 +476,6 @@ pub struct RawThreshold {
     pub channels: Option<Vec<String>>,
     #[serde(default)]
     pub depends_on: Vec<String>,
-}
-
-/// A metric and label matchers: `{ metric = "app_requests", match = { event = "…" } }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSelector {
-    pub metric: String,
-    #[serde(default, rename = "match")]
-    pub matchers: BTreeMap<String, String>,
 }
 
 /// `[[rules]]` with `kind = "ratio"`: numerator / denominator over a window.

@@ -4,35 +4,74 @@
 //! deserialised on its own, so one broken rule does not hide the problems of the next.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 
+use super::fields::{
+    MAX_DURATION, RawSelector, agg_field, ca_file, check_name, condition_field, duration_field,
+    headers_field, http_url, metric_name, nested_duration, secret_field,
+};
+use super::problems::{
+    Problems, Site, declared_names, element, keywords, named_elements, single, sub_sites, tables,
+    tag,
+};
 use super::raw::{
     RawAlertmanager, RawConsecutive, RawContext, RawDaemon, RawDashboard, RawDatabase, RawDistinct,
     RawEmail, RawGrowth, RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue,
     RawNewErrorType, RawOutbox, RawPagerDuty, RawPanelSeries, RawRatio, RawReport, RawRouting,
-    RawScrape, RawSelector, RawServer, RawSlack, RawSlo, RawSqlTarget, RawStale, RawStore,
-    RawTcpTarget, RawThreshold, RawUsage, RawWebhook,
+    RawScrape, RawServer, RawSlack, RawSlo, RawSqlTarget, RawStale, RawStore, RawTcpTarget,
+    RawThreshold, RawUsage, RawWebhook,
 };
 use super::{
-    Burn, CaFile, Channel, ChannelKind, Check, Combine, Config, ConsecutiveRule, Context,
-    DaemonConfig, DashboardConfig, Database, Distinct, EmailChannel, EscalationStep, FieldMatch,
-    FieldPath, HttpCheck, JsonAssert, LineParse, LogErrors, LogFormat, LogInput, LogMetric,
-    LogMetricKind, LogSource, OutboxConfig, Panel, PanelInput, PanelSeries, Pattern, Problem,
-    Report, ReportSection, ReportWindow, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret,
-    ServerConfig, Severity, SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt, StatementMatcher,
-    StoreConfig, Target, TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, UsageItem,
-    UsageKind, WindowInput, defaults, parse_duration,
+    Burn, Channel, ChannelKind, Check, Combine, Config, ConsecutiveRule, Context, DaemonConfig,
+    DashboardConfig, Database, Distinct, EmailChannel, EscalationStep, FieldMatch, FieldPath,
+    HttpCheck, JsonAssert, LineParse, LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind,
+    LogSource, OutboxConfig, Panel, PanelInput, PanelSeries, Pattern, Problem, Report,
+    ReportSection, ReportWindow, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig,
+    Severity, SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig,
+    Target, TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, UsageItem, UsageKind,
+    WindowInput, defaults, parse_duration,
 };
 use crate::vocab::{Condition, Op};
 
-/// No duration means more than ten years here; capping keeps time arithmetic exact.
-const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+keywords! {
+    /// The `type` of a `[[channels]]` entry.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum ChannelTag {
+        Slack = "slack",
+        Webhook = "webhook",
+        Email = "email",
+        PagerDuty = "pagerduty",
+        Alertmanager = "alertmanager",
+    }
+}
+
+keywords! {
+    /// The `type` of a `[[targets]]` entry; `http` when it has none.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum TargetTag {
+        Http = "http",
+        Tcp = "tcp",
+        Sql = "sql",
+    }
+}
+
+keywords! {
+    /// The `kind` of a `[[rules]]` entry.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum RuleTag {
+        Consecutive = "consecutive",
+        Threshold = "threshold",
+        Ratio = "ratio",
+        Growth = "growth",
+        Stale = "stale",
+        NewErrorType = "new_error_type",
+        Slo = "slo",
+    }
+}
 
 const SECTIONS: &[&str] = &[
     "daemon",
@@ -51,70 +90,8 @@ const SECTIONS: &[&str] = &[
     "reports",
 ];
 
-/// Collects problems and turns byte spans into line numbers.
-struct Problems<'t> {
-    text: &'t str,
-    list: Vec<Problem>,
-}
-
-impl Problems<'_> {
-    fn line_of(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    }
-
-    fn push(
-        &mut self,
-        span: Option<Range<usize>>,
-        path: impl Into<String>,
-        message: impl Into<String>,
-    ) {
-        let line = span.map(|s| self.line_of(&s));
-        self.list.push(Problem {
-            line,
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-}
-
-/// One table of the document (a section or an array element), for placing problems.
-struct Site<'a, 'i> {
-    path: String,
-    span: Range<usize>,
-    table: Option<&'a DeTable<'i>>,
-}
-
-impl Site<'_, '_> {
-    /// The span of `key`'s value, or of the whole table when the key is absent.
-    fn span_of(&self, key: &str) -> Range<usize> {
-        self.table
-            .and_then(|t| t.get(key))
-            .map(|v| v.span())
-            .unwrap_or_else(|| self.span.clone())
-    }
-
-    fn key_span(&self, key: &str) -> Range<usize> {
-        self.table
-            .and_then(|t| t.get_key_value(key))
-            .map(|(k, _)| k.span())
-            .unwrap_or_else(|| self.span.clone())
-    }
-
-    fn field(&self, key: &str) -> String {
-        format!("{}.{key}", self.path)
-    }
-}
-
 pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> {
-    let mut problems = Problems {
-        text,
-        list: Vec::new(),
-    };
+    let mut problems = Problems::new(text);
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(e) => {
@@ -155,17 +132,18 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let channel_names = declared_names(&mut problems, section("channels"), "channels", "channel");
     let mut channels = BTreeMap::new();
     for (value, site) in tables(&mut problems, section("channels"), "channels") {
-        let known = ["slack", "webhook", "email", "pagerduty", "alertmanager"];
-        let ch = match tag(&mut problems, &site, "type", &known) {
-            Some("slack") => element::<RawSlack>(&mut problems, value, &site)
+        let ch = match tag(&mut problems, &site, "type") {
+            Some(ChannelTag::Slack) => element::<RawSlack>(&mut problems, value, &site)
                 .and_then(|raw| slack(&mut problems, raw, &site, &base_dir)),
-            Some("email") => element::<RawEmail>(&mut problems, value, &site)
+            Some(ChannelTag::Email) => element::<RawEmail>(&mut problems, value, &site)
                 .and_then(|raw| email(&mut problems, raw, &site, &base_dir)),
-            Some("alertmanager") => element::<RawAlertmanager>(&mut problems, value, &site)
-                .and_then(|raw| alertmanager(&mut problems, raw, &site)),
-            Some("pagerduty") => element::<RawPagerDuty>(&mut problems, value, &site)
+            Some(ChannelTag::Alertmanager) => {
+                element::<RawAlertmanager>(&mut problems, value, &site)
+                    .and_then(|raw| alertmanager(&mut problems, raw, &site))
+            }
+            Some(ChannelTag::PagerDuty) => element::<RawPagerDuty>(&mut problems, value, &site)
                 .and_then(|raw| pagerduty(&mut problems, raw, &site, &base_dir)),
-            Some(_) => element::<RawWebhook>(&mut problems, value, &site)
+            Some(ChannelTag::Webhook) => element::<RawWebhook>(&mut problems, value, &site)
                 .and_then(|raw| webhook(&mut problems, raw, &site, &base_dir)),
             None => None,
         };
@@ -308,16 +286,16 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     for (value, site) in tables(&mut problems, section("targets"), "targets") {
         let has_tag = site.table.is_some_and(|t| t.get("type").is_some());
         let kind = if has_tag {
-            tag(&mut problems, &site, "type", &["http", "tcp", "sql"])
+            tag(&mut problems, &site, "type")
         } else {
-            Some("http")
+            Some(TargetTag::Http)
         };
         let target = match kind {
-            Some("tcp") => element::<RawTcpTarget>(&mut problems, value, &site)
+            Some(TargetTag::Tcp) => element::<RawTcpTarget>(&mut problems, value, &site)
                 .and_then(|raw| tcp_target(&mut problems, raw, &site)),
-            Some("sql") => element::<RawSqlTarget>(&mut problems, value, &site)
+            Some(TargetTag::Sql) => element::<RawSqlTarget>(&mut problems, value, &site)
                 .and_then(|raw| sql_target(&mut problems, raw, &site, &databases)),
-            Some(_) => element::<RawHttpTarget>(&mut problems, value, &site)
+            Some(TargetTag::Http) => element::<RawHttpTarget>(&mut problems, value, &site)
                 .and_then(|raw| http_target(&mut problems, raw, &site, &base_dir)),
             None => None,
         };
@@ -332,38 +310,31 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let mut depends_spans = BTreeMap::new();
     let mut rules: Vec<Rule> = Vec::new();
     for (value, site) in tables(&mut problems, section("rules"), "rules") {
-        let kinds = [
-            "consecutive",
-            "threshold",
-            "ratio",
-            "growth",
-            "stale",
-            "new_error_type",
-            "slo",
-        ];
-        let rule = match tag(&mut problems, &site, "kind", &kinds) {
-            Some("threshold") => {
-                element::<RawThreshold>(&mut problems, value, &site).and_then(|raw| {
+        let rule = match tag(&mut problems, &site, "kind") {
+            Some(RuleTag::Threshold) => element::<RawThreshold>(&mut problems, value, &site)
+                .and_then(|raw| {
                     threshold(&mut problems, raw, &site, &channel_names, routing.as_ref())
+                }),
+            Some(RuleTag::Ratio) => element::<RawRatio>(&mut problems, value, &site)
+                .and_then(|raw| ratio(&mut problems, raw, &site, &channel_names, routing.as_ref())),
+            Some(RuleTag::Slo) => element::<RawSlo>(&mut problems, value, &site)
+                .and_then(|raw| slo(&mut problems, raw, &site, &channel_names, routing.as_ref())),
+            Some(RuleTag::Growth) => {
+                element::<RawGrowth>(&mut problems, value, &site).and_then(|raw| {
+                    growth(&mut problems, raw, &site, &channel_names, routing.as_ref())
                 })
             }
-            Some("ratio") => element::<RawRatio>(&mut problems, value, &site)
-                .and_then(|raw| ratio(&mut problems, raw, &site, &channel_names, routing.as_ref())),
-            Some("slo") => element::<RawSlo>(&mut problems, value, &site)
-                .and_then(|raw| slo(&mut problems, raw, &site, &channel_names, routing.as_ref())),
-            Some("growth") => element::<RawGrowth>(&mut problems, value, &site).and_then(|raw| {
-                growth(&mut problems, raw, &site, &channel_names, routing.as_ref())
-            }),
-            Some("stale") => element::<RawStale>(&mut problems, value, &site)
+            Some(RuleTag::Stale) => element::<RawStale>(&mut problems, value, &site)
                 .and_then(|raw| stale(&mut problems, raw, &site, &channel_names, routing.as_ref())),
-            Some("new_error_type") => element::<RawNewErrorType>(&mut problems, value, &site)
+            Some(RuleTag::NewErrorType) => element::<RawNewErrorType>(&mut problems, value, &site)
                 .and_then(|raw| {
                     let (names, routing) = (&channel_names, routing.as_ref());
                     new_error_type(&mut problems, raw, &site, names, routing, &logs)
                 }),
-            Some(_) => element::<RawConsecutive>(&mut problems, value, &site).and_then(|raw| {
-                consecutive(&mut problems, raw, &site, &channel_names, routing.as_ref())
-            }),
+            Some(RuleTag::Consecutive) => element::<RawConsecutive>(&mut problems, value, &site)
+                .and_then(|raw| {
+                    consecutive(&mut problems, raw, &site, &channel_names, routing.as_ref())
+                }),
             None => None,
         };
         if let Some(r) = rule {
@@ -777,252 +748,6 @@ fn default_outbox() -> OutboxConfig {
     }
 }
 
-/// Deserialises one optional `[section]`; an absent section deserialises from an empty table.
-fn single<'a, 'i, T: DeserializeOwned + Default>(
-    problems: &mut Problems<'_>,
-    value: Option<&'a Spanned<DeValue<'i>>>,
-    path: &str,
-    root_span: &Range<usize>,
-) -> Option<(T, Site<'a, 'i>)> {
-    let Some(value) = value else {
-        let site = Site {
-            path: path.to_string(),
-            span: root_span.clone(),
-            table: None,
-        };
-        return Some((T::default(), site));
-    };
-    let site = Site {
-        path: path.to_string(),
-        span: value.span(),
-        table: value.get_ref().as_table(),
-    };
-    if site.table.is_none() {
-        problems.push(
-            Some(value.span()),
-            path,
-            format!("must be a table, written `[{path}]`"),
-        );
-        return None;
-    }
-    let raw = element(problems, value, &site)?;
-    Some((raw, site))
-}
-
-/// The `name` of every element of an array of tables, whether or not the element is valid
-/// otherwise, reporting duplicates. Checking names apart from the rest means a broken element
-/// neither hides a duplicate nor causes "no channel named ..." problems elsewhere.
-fn declared_names(
-    problems: &mut Problems<'_>,
-    value: Option<&Spanned<DeValue<'_>>>,
-    path: &str,
-    what: &str,
-) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let Some(array) = value.and_then(|v| v.get_ref().as_array()) else {
-        return names;
-    };
-    for (i, item) in array.iter().enumerate() {
-        let Some(name) = item.get_ref().as_table().and_then(|t| t.get("name")) else {
-            continue;
-        };
-        let Some(text) = name.get_ref().as_str() else {
-            continue;
-        };
-        if !names.insert(text.to_string()) {
-            problems.push(
-                Some(name.span()),
-                format!("{path}[{i}].name"),
-                format!("duplicate {what} name `{text}`"),
-            );
-        }
-    }
-    names
-}
-
-/// The elements of an array of tables such as `[[rules]]`, each with its site.
-fn tables<'a, 'i>(
-    problems: &mut Problems<'_>,
-    value: Option<&'a Spanned<DeValue<'i>>>,
-    path: &str,
-) -> Vec<(&'a Spanned<DeValue<'i>>, Site<'a, 'i>)> {
-    let Some(value) = value else {
-        return Vec::new();
-    };
-    let Some(array) = value.get_ref().as_array() else {
-        problems.push(
-            Some(value.span()),
-            path,
-            format!("must be an array of tables, written `[[{path}]]`"),
-        );
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (i, item) in array.iter().enumerate() {
-        let site = Site {
-            path: format!("{path}[{i}]"),
-            span: item.span(),
-            table: item.get_ref().as_table(),
-        };
-        if site.table.is_none() {
-            problems.push(Some(item.span()), site.path, "must be a table");
-            continue;
-        }
-        out.push((item, site));
-    }
-    out
-}
-
-/// Reads the tag (`type` or `kind`) that says which struct a table deserialises into.
-fn tag<'s>(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    key: &str,
-    known: &[&'s str],
-) -> Option<&'s str> {
-    let value = site.table.and_then(|t| t.get(key));
-    let text = value.and_then(|v| v.get_ref().as_str());
-    match (value, text) {
-        (None, _) => {
-            problems.push(
-                Some(site.span.clone()),
-                site.field(key),
-                format!("missing: set `{key}` to one of {}", known.join(", ")),
-            );
-            None
-        }
-        (Some(_), Some(t)) if known.contains(&t) => known.iter().copied().find(|k| *k == t),
-        (Some(v), _) => {
-            problems.push(
-                Some(v.span()),
-                site.field(key),
-                format!(
-                    "unknown {key} `{}`; expected one of: {}",
-                    text.unwrap_or("(not a string)"),
-                    known.join(", ")
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn element<T: DeserializeOwned>(
-    problems: &mut Problems<'_>,
-    value: &Spanned<DeValue<'_>>,
-    site: &Site<'_, '_>,
-) -> Option<T> {
-    match T::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(raw) => Some(raw),
-        Err(e) => {
-            let mut message = e.message().to_string();
-            let (path, span) = place_serde_error(site, &message, e.span());
-            if is_secret_field(&path) {
-                message = redact_quoted(&message);
-            }
-            problems.push(Some(span), path, message);
-            None
-        }
-    }
-}
-
-/// Fields whose values may be secrets, so that no message quotes them.
-fn is_secret_field(path: &str) -> bool {
-    let field = path.rsplit('.').next().unwrap_or(path);
-    path.contains(".headers") || matches!(field, "webhook_url" | "url" | "password" | "routing_key")
-}
-
-/// Serde quotes a bad value between backticks; drop what is inside.
-fn redact_quoted(message: &str) -> String {
-    message
-        .split('`')
-        .enumerate()
-        .map(|(i, part)| if i % 2 == 1 { "…" } else { part })
-        .collect::<Vec<_>>()
-        .join("`")
-}
-
-/// Serde names the offending key only in its message; find that key's place in the table.
-fn place_serde_error(
-    site: &Site<'_, '_>,
-    message: &str,
-    span: Option<Range<usize>>,
-) -> (String, Range<usize>) {
-    let quoted = message.split('`').nth(1);
-    if let Some(key) = quoted {
-        if message.starts_with("unknown field") {
-            return (site.field(key), site.key_span(key));
-        }
-        if message.starts_with("missing field") {
-            return (site.field(key), site.span.clone());
-        }
-    }
-    let span = span.unwrap_or_else(|| site.span.clone());
-    // Point at the field whose value contains the error, when there is one.
-    let field = site.table.and_then(|t| {
-        t.iter()
-            .find(|(_, v)| v.span().start <= span.start && span.end <= v.span().end)
-            .map(|(k, _)| k.get_ref().to_string())
-    });
-    match field {
-        Some(f) => (site.field(&f), span),
-        None => (site.path.clone(), span),
-    }
-}
-
-/// A duration inside an element of an array table (`escalation[0].after`): parsed and within
-/// `range`, or a problem at the array's line saying `out_of_range`.
-fn nested_duration(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    (array, field): (&str, &str),
-    text: &str,
-    range: std::ops::RangeInclusive<Duration>,
-    out_of_range: &str,
-) -> Option<Duration> {
-    let problem = match parse_duration(text) {
-        Ok(d) if range.contains(&d) => return Some(d),
-        Ok(_) => out_of_range.to_string(),
-        Err(e) => e,
-    };
-    problems.push(Some(site.span_of(array)), site.field(field), problem);
-    None
-}
-
-fn duration_field(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    key: &str,
-    raw: Option<&String>,
-    default: Duration,
-    min: Duration,
-) -> Duration {
-    let Some(text) = raw else { return default };
-    match parse_duration(text) {
-        Ok(d) if d > MAX_DURATION => {
-            problems.push(
-                Some(site.span_of(key)),
-                site.field(key),
-                "must be at most 3650d",
-            );
-            default
-        }
-        Ok(d) if d < min => {
-            problems.push(
-                Some(site.span_of(key)),
-                site.field(key),
-                format!("must be at least {}", humantime::format_duration(min)),
-            );
-            default
-        }
-        Ok(d) => d,
-        Err(e) => {
-            problems.push(Some(site.span_of(key)), site.field(key), e);
-            default
-        }
-    }
-}
-
 fn daemon_config(problems: &mut Problems<'_>, raw: RawDaemon, site: &Site<'_, '_>) -> DaemonConfig {
     let log_format = match raw.log_format.as_deref() {
         None | Some("text") => LogFormat::Text,
@@ -1100,53 +825,6 @@ fn outbox_config(problems: &mut Problems<'_>, raw: RawOutbox, site: &Site<'_, '_
     cfg
 }
 
-/// Resolves a secret given as `key` (literal or `env:NAME`) or `key_file`.
-fn secret_field(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    key: &str,
-    inline: Option<&str>,
-    file: Option<&str>,
-    base_dir: &Path,
-) -> Option<Secret> {
-    let file_key = format!("{key}_file");
-    match (inline, file) {
-        (Some(_), Some(_)) => {
-            problems.push(
-                Some(site.key_span(&file_key)),
-                site.field(&file_key),
-                format!("give either `{key}` or `{file_key}`, not both"),
-            );
-            None
-        }
-        (None, None) => {
-            problems.push(
-                Some(site.span.clone()),
-                site.field(key),
-                format!("missing: set `{key}` (a value or `env:NAME`) or `{file_key}`"),
-            );
-            None
-        }
-        (Some(text), None) => match Secret::from_text(text) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                problems.push(Some(site.span_of(key)), site.field(key), e);
-                None
-            }
-        },
-        (None, Some(path)) => {
-            let path = base_dir.join(path);
-            match Secret::from_file(&path) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    problems.push(Some(site.span_of(&file_key)), site.field(&file_key), e);
-                    None
-                }
-            }
-        }
-    }
-}
-
 /// Checks that a secret holds an http(s) URL, without ever quoting it.
 fn secret_url(
     problems: &mut Problems<'_>,
@@ -1177,21 +855,6 @@ fn secret_url(
             false
         }
     }
-}
-
-fn check_name(problems: &mut Problems<'_>, site: &Site<'_, '_>, name: &str) -> bool {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !ok {
-        problems.push(
-            Some(site.span_of("name")),
-            site.field("name"),
-            format!("`{name}` is not a valid name; use letters, digits, `_`, `-` and `.`"),
-        );
-    }
-    ok
 }
 
 /// A channel's URL: a secret (`key` or `key_file`) holding an http(s) URL.
@@ -1435,39 +1098,6 @@ fn webhook(
     })
 }
 
-/// Request headers whose values may be secrets (`env:NAME`).
-fn headers_field(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    raw: BTreeMap<String, String>,
-) -> Vec<(String, Secret)> {
-    let mut out = Vec::new();
-    for (k, v) in raw {
-        let path = site.field(&format!("headers.{k}"));
-        if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            problems.push(
-                Some(site.span_of("headers")),
-                path,
-                "not a valid HTTP header name",
-            );
-            continue;
-        }
-        match Secret::from_text(&v) {
-            Ok(s) if reqwest::header::HeaderValue::from_str(s.expose()).is_ok() => out.push((k, s)),
-            Ok(s) => problems.push(
-                Some(site.span_of("headers")),
-                path,
-                format!(
-                    "the value from {} is not a valid HTTP header value",
-                    s.origin()
-                ),
-            ),
-            Err(e) => problems.push(Some(site.span_of("headers")), path, e),
-        }
-    }
-    out
-}
-
 fn check_channel_refs(
     problems: &mut Problems<'_>,
     channels: &BTreeSet<String>,
@@ -1499,29 +1129,6 @@ fn check_channel_refs(
             );
         }
     }
-}
-
-fn ca_file(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    raw: Option<&str>,
-    base_dir: &Path,
-) -> Option<CaFile> {
-    let path = base_dir.join(raw?);
-    let problem = match std::fs::read(&path) {
-        Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
-            Ok(certs) if !certs.is_empty() => return Some(CaFile { path, pem }),
-            Ok(_) => format!("{} holds no PEM certificate", path.display()),
-            Err(e) => format!("{} is not a PEM certificate bundle: {e}", path.display()),
-        },
-        Err(e) => format!("cannot read {}: {e}", path.display()),
-    };
-    problems.push(
-        Some(site.span_of("ca_file")),
-        site.field("ca_file"),
-        problem,
-    );
-    None
 }
 
 /// The timing of a target: `retry_interval` defaults to `interval` (no fast retries) and
@@ -1795,52 +1402,6 @@ fn database(
         database_stats: raw.database_stats.unwrap_or(true),
         queries,
     })
-}
-
-/// The elements of an array-of-tables section of one type, validated by `build`; names are
-/// checked for duplicates (the first of a name is kept).
-fn named_elements<'a, 'i, Raw: DeserializeOwned, T>(
-    problems: &mut Problems<'_>,
-    value: Option<&'a Spanned<DeValue<'i>>>,
-    (path, what): (&str, &str),
-    mut build: impl FnMut(&mut Problems<'_>, Raw, &Site<'a, 'i>) -> Option<T>,
-    name: impl Fn(&T) -> &str,
-) -> Vec<T> {
-    declared_names(problems, value, path, what);
-    let mut out: Vec<T> = Vec::new();
-    for (value, site) in tables(problems, value, path) {
-        let built =
-            element::<Raw>(problems, value, &site).and_then(|raw| build(problems, raw, &site));
-        if let Some(t) = built
-            && !out.iter().any(|o| name(o) == name(&t))
-        {
-            out.push(t);
-        }
-    }
-    out
-}
-
-/// The `url` field as an http(s) URL with a host.
-fn http_url(problems: &mut Problems<'_>, site: &Site<'_, '_>, text: &str) -> Option<url::Url> {
-    match url::Url::parse(text) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-        Ok(_) => {
-            problems.push(
-                Some(site.span_of("url")),
-                site.field("url"),
-                "must be an http:// or https:// URL",
-            );
-            None
-        }
-        Err(e) => {
-            problems.push(
-                Some(site.span_of("url")),
-                site.field("url"),
-                format!("`{text}` is not a valid URL ({e})"),
-            );
-            None
-        }
-    }
 }
 
 fn scrape(
@@ -2594,31 +2155,6 @@ fn rule(
     })
 }
 
-fn metric_name(problems: &mut Problems<'_>, site: &Site<'_, '_>, metric: &str) {
-    if !crate::series::valid_metric_name(metric) {
-        problems.push(
-            Some(site.span_of("metric")),
-            site.field("metric"),
-            format!("`{metric}` is not a metric name (letters, digits, `_` and `:`)"),
-        );
-    }
-}
-
-fn condition_field(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    key: &str,
-    text: &str,
-) -> Option<Condition> {
-    match Condition::parse(text) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            problems.push(Some(site.span_of(key)), site.field(key), e);
-            None
-        }
-    }
-}
-
 fn consecutive(
     problems: &mut Problems<'_>,
     raw: RawConsecutive,
@@ -2826,20 +2362,6 @@ fn window_tail(
         hold,
         every,
     })
-}
-
-fn agg_field(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    text: &str,
-) -> Option<crate::query::Agg> {
-    match text.parse::<crate::query::Agg>() {
-        Ok(a) => Some(a),
-        Err(e) => {
-            problems.push(Some(site.span_of("agg")), site.field("agg"), e.to_string());
-            None
-        }
-    }
 }
 
 fn threshold(
@@ -3409,26 +2931,6 @@ fn window_checks(
             ),
         );
     }
-}
-
-/// The sites of the tables of the array `key` inside `site`, by index.
-fn sub_sites<'a, 'i>(site: &Site<'a, 'i>, key: &str) -> Vec<Site<'a, 'i>> {
-    let items = site
-        .table
-        .and_then(|t| t.get(key))
-        .and_then(|v| v.get_ref().as_array());
-    items
-        .map(|a| {
-            a.iter()
-                .enumerate()
-                .map(|(i, item)| Site {
-                    path: format!("{}.{key}[{i}]", site.path),
-                    span: item.span(),
-                    table: item.get_ref().as_table(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A dotted field path (`a.b.c`).
