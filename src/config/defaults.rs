@@ -3,45 +3,8 @@
 use std::time::Duration;
 
 pub const CONFIG_PATH: &str = "/etc/sloguard/config.toml";
-pub const DATA_DIR: &str = "/var/lib/sloguard";
-pub const LISTEN: &str = "127.0.0.1:9797";
-
 const DAY: u64 = 24 * 3600;
 
-pub fn raw_retention() -> Duration {
-    Duration::from_secs(7 * DAY)
-}
-pub fn distribution_interval() -> Duration {
-    Duration::from_secs(10)
-}
-pub fn history_retention() -> Duration {
-    Duration::from_secs(400 * DAY)
-}
-pub fn compact_interval() -> Duration {
-    Duration::from_secs(60)
-}
-/// Rollup tiers as (step, retention): one minute for 90 days, one hour for two years.
-pub fn rollups() -> Vec<(Duration, Duration)> {
-    vec![
-        (Duration::from_secs(60), Duration::from_secs(90 * DAY)),
-        (Duration::from_secs(3600), Duration::from_secs(730 * DAY)),
-    ]
-}
-pub fn log_level() -> String {
-    "info".to_string()
-}
-pub fn outbox_initial_backoff() -> Duration {
-    Duration::from_secs(1)
-}
-pub fn outbox_max_backoff() -> Duration {
-    Duration::from_secs(300)
-}
-pub fn outbox_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-pub fn outbox_give_up_after() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
 pub fn probe_method() -> &'static str {
     "GET"
 }
@@ -97,8 +60,6 @@ pub fn log_poll_interval() -> Duration {
     Duration::from_millis(250)
 }
 pub const LOG_MAX_LINE_BYTES: usize = 64 * 1024;
-/// PostHog's own limit for `/batch`.
-pub const MAX_INGEST_BYTES: usize = 20 << 20;
 pub const LOG_MAX_SERIES: usize = 100;
 pub fn threshold_every() -> Duration {
     Duration::from_secs(30)

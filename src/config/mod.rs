@@ -6,11 +6,13 @@
 //! environment and secret files, because a secret that cannot be loaded is a configuration
 //! error the operator must see before the daemon starts.
 
+mod daemon;
 pub mod defaults;
 mod fields;
 mod problems;
 mod raw;
 mod secret;
+mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 mod validate;
@@ -21,9 +23,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::vocab::Severity;
+pub use daemon::{DaemonConfig, LogFormat, OutboxConfig, ServerConfig};
 pub use fields::{CaFile, Pattern, parse_duration};
 pub use problems::{ConfigError, Problem};
 pub use secret::Secret;
+pub use store::StoreConfig;
 
 use crate::vocab::Condition;
 
@@ -286,66 +290,6 @@ pub enum PanelInput {
         numerator: (String, BTreeMap<String, String>),
         denominator: (String, BTreeMap<String, String>),
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DaemonConfig {
-    pub data_dir: PathBuf,
-    pub log_format: LogFormat,
-    pub log_level: String,
-}
-
-/// `[store]`, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreConfig {
-    pub raw_retention: Duration,
-    pub distribution_interval: Duration,
-    pub history_retention: Duration,
-    pub compact_interval: Duration,
-    /// (step, retention), finest first; each step a multiple of the one before.
-    pub rollups: Vec<(Duration, Duration)>,
-}
-
-impl StoreConfig {
-    /// The store's view of these settings.
-    pub fn layout(&self) -> crate::store::Layout {
-        let ms = |d: &Duration| d.as_millis() as i64;
-        crate::store::Layout {
-            raw_retention_ms: ms(&self.raw_retention),
-            distribution_interval_ms: ms(&self.distribution_interval),
-            tiers: self
-                .rollups
-                .iter()
-                .map(|(step, keep)| crate::store::Tier {
-                    step_ms: ms(step),
-                    retention_ms: ms(keep),
-                })
-                .collect(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerConfig {
-    pub listen: std::net::SocketAddr,
-    /// Required by write endpoints; `None` disables them.
-    pub token: Option<Secret>,
-    /// The largest ingest body, compressed and decompressed.
-    pub max_ingest_bytes: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxConfig {
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    pub timeout: Duration,
-    pub give_up_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -4,12 +4,13 @@
 //! deserialised on its own, so one broken rule does not hide the problems of the next.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::daemon;
 use super::fields::{
     MAX_DURATION, RawSelector, agg_field, ca_file, check_name, condition_field, duration_field,
     headers_field, http_url, metric_name, nested_duration, secret_field,
@@ -19,21 +20,20 @@ use super::problems::{
     tag,
 };
 use super::raw::{
-    RawAlertmanager, RawConsecutive, RawContext, RawDaemon, RawDashboard, RawDatabase, RawDistinct,
-    RawEmail, RawGrowth, RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue,
-    RawNewErrorType, RawOutbox, RawPagerDuty, RawPanelSeries, RawRatio, RawReport, RawRouting,
-    RawScrape, RawServer, RawSlack, RawSlo, RawSqlTarget, RawStale, RawStore, RawTcpTarget,
-    RawThreshold, RawUsage, RawWebhook,
+    RawAlertmanager, RawConsecutive, RawContext, RawDashboard, RawDatabase, RawDistinct, RawEmail,
+    RawGrowth, RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType,
+    RawPagerDuty, RawPanelSeries, RawRatio, RawReport, RawRouting, RawScrape, RawSlack, RawSlo,
+    RawSqlTarget, RawStale, RawTcpTarget, RawThreshold, RawUsage, RawWebhook,
 };
+use super::store::{self, StoreConfig};
 use super::{
-    Burn, Channel, ChannelKind, Check, Combine, Config, ConsecutiveRule, Context, DaemonConfig,
-    DashboardConfig, Database, Distinct, EmailChannel, EscalationStep, FieldMatch, FieldPath,
-    HttpCheck, JsonAssert, LineParse, LogErrors, LogFormat, LogInput, LogMetric, LogMetricKind,
-    LogSource, OutboxConfig, Panel, PanelInput, PanelSeries, Pattern, Problem, Report,
-    ReportSection, ReportWindow, Routing, Rule, RuleKind, Scrape, ScrapeAuth, Secret, ServerConfig,
-    Severity, SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt, StatementMatcher, StoreConfig,
-    Target, TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, UsageItem, UsageKind,
-    WindowInput, defaults, parse_duration,
+    Burn, Channel, ChannelKind, Check, Combine, Config, ConsecutiveRule, Context, DashboardConfig,
+    Database, Distinct, EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert,
+    LineParse, LogErrors, LogInput, LogMetric, LogMetricKind, LogSource, Panel, PanelInput,
+    PanelSeries, Pattern, Problem, Report, ReportSection, ReportWindow, Routing, Rule, RuleKind,
+    Scrape, ScrapeAuth, Secret, Severity, SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt,
+    StatementMatcher, Target, TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, UsageItem,
+    UsageKind, WindowInput, defaults, parse_duration,
 };
 use crate::vocab::{Condition, Op};
 
@@ -116,14 +116,10 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let section = |name: &str| root.get(name);
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
 
-    let daemon = single::<RawDaemon>(&mut problems, section("daemon"), "daemon", &root_span)
-        .map(|(raw, site)| daemon_config(&mut problems, raw, &site));
-    let server = single::<RawServer>(&mut problems, section("server"), "server", &root_span)
-        .map(|(raw, site)| server_config(&mut problems, raw, &site, &base_dir));
-    let store = single::<RawStore>(&mut problems, section("store"), "store", &root_span)
-        .map(|(raw, site)| store_config(&mut problems, raw, &site));
-    let outbox = single::<RawOutbox>(&mut problems, section("outbox"), "outbox", &root_span)
-        .map(|(raw, site)| outbox_config(&mut problems, raw, &site));
+    let daemon = daemon::daemon(&mut problems, section("daemon"), &root_span);
+    let server = daemon::server(&mut problems, section("server"), &root_span, &base_dir);
+    let store = store::store(&mut problems, section("store"), &root_span);
+    let outbox = daemon::outbox(&mut problems, section("outbox"), &root_span);
     let routing = single::<RawRouting>(&mut problems, section("routing"), "routing", &root_span);
     let dashboard =
         single::<RawDashboard>(&mut problems, section("dashboard"), "dashboard", &root_span)
@@ -339,7 +335,7 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         };
         if let Some(r) = rule {
             if let RuleKind::Threshold(th) = &r.kind {
-                window_checks(&mut problems, &site, th, &logs, store.as_ref());
+                window_checks(&mut problems, &site, th, &logs, &store);
             }
             depends_spans.insert(
                 r.name.clone(),
@@ -407,10 +403,10 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
         maintenance,
         reports,
         path: file.to_path_buf(),
-        daemon: daemon.unwrap_or_else(default_daemon),
-        server: server.unwrap_or_else(default_server),
-        store: store.unwrap_or_else(default_store),
-        outbox: outbox.unwrap_or_else(default_outbox),
+        daemon,
+        server,
+        store,
+        outbox,
         routing: routing.unwrap_or_default(),
         channels,
         targets,
@@ -577,252 +573,6 @@ fn panel_series(
         scale,
         combine,
     })
-}
-
-fn default_daemon() -> DaemonConfig {
-    DaemonConfig {
-        data_dir: PathBuf::from(defaults::DATA_DIR),
-        log_format: LogFormat::Text,
-        log_level: defaults::log_level(),
-    }
-}
-
-fn default_store() -> StoreConfig {
-    StoreConfig {
-        raw_retention: defaults::raw_retention(),
-        distribution_interval: defaults::distribution_interval(),
-        history_retention: defaults::history_retention(),
-        compact_interval: defaults::compact_interval(),
-        rollups: defaults::rollups(),
-    }
-}
-
-fn store_config(problems: &mut Problems<'_>, raw: RawStore, site: &Site<'_, '_>) -> StoreConfig {
-    let second = Duration::from_secs(1);
-    let d = default_store();
-    let distribution_interval = duration_field(
-        problems,
-        site,
-        "distribution_interval",
-        raw.distribution_interval.as_ref(),
-        d.distribution_interval,
-        second,
-    );
-    let mut rollups = Vec::new();
-    match raw.rollup {
-        None => rollups = d.rollups,
-        Some(list) => {
-            let mut previous = distribution_interval;
-            for (i, r) in list.iter().enumerate() {
-                let path = format!("rollup[{i}]");
-                let Some(step) = nested_duration(
-                    problems,
-                    site,
-                    ("rollup", &format!("{path}.step")),
-                    &r.step,
-                    Duration::from_secs(60)..=MAX_DURATION,
-                    "must be between 1m and 3650d",
-                ) else {
-                    continue;
-                };
-                if step.as_millis() % previous.as_millis().max(1) != 0 || step <= previous {
-                    problems.push(
-                        Some(site.span_of("rollup")),
-                        site.field(&format!("{path}.step")),
-                        format!(
-                            "must be a larger multiple of {} (the step before it, or distribution_interval)",
-                            humantime::format_duration(previous)
-                        ),
-                    );
-                    continue;
-                }
-                let Some(keep) = nested_duration(
-                    problems,
-                    site,
-                    ("rollup", &format!("{path}.retention")),
-                    &r.retention,
-                    step..=MAX_DURATION,
-                    "must be at least the step and at most 3650d",
-                ) else {
-                    continue;
-                };
-                previous = step;
-                rollups.push((step, keep));
-            }
-        }
-    }
-    StoreConfig {
-        raw_retention: duration_field(
-            problems,
-            site,
-            "raw_retention",
-            raw.raw_retention.as_ref(),
-            d.raw_retention,
-            Duration::from_secs(3600),
-        ),
-        distribution_interval,
-        history_retention: duration_field(
-            problems,
-            site,
-            "history_retention",
-            raw.history_retention.as_ref(),
-            d.history_retention,
-            Duration::from_secs(3600),
-        ),
-        compact_interval: duration_field(
-            problems,
-            site,
-            "compact_interval",
-            raw.compact_interval.as_ref(),
-            d.compact_interval,
-            second,
-        ),
-        rollups,
-    }
-}
-
-fn default_server() -> ServerConfig {
-    ServerConfig {
-        listen: defaults::LISTEN
-            .parse()
-            .unwrap_or_else(|_| ([127, 0, 0, 1], 9797).into()),
-        token: None,
-        max_ingest_bytes: defaults::MAX_INGEST_BYTES,
-    }
-}
-
-fn server_config(
-    problems: &mut Problems<'_>,
-    raw: RawServer,
-    site: &Site<'_, '_>,
-    base_dir: &Path,
-) -> ServerConfig {
-    let mut cfg = default_server();
-    if let Some(text) = &raw.listen {
-        match text.parse() {
-            Ok(addr) => cfg.listen = addr,
-            Err(_) => problems.push(
-                Some(site.span_of("listen")),
-                site.field("listen"),
-                format!("`{text}` is not an address and port, e.g. `127.0.0.1:9797`"),
-            ),
-        }
-    }
-    if raw.token.is_some() || raw.token_file.is_some() {
-        cfg.token = secret_field(
-            problems,
-            site,
-            "token",
-            raw.token.as_deref(),
-            raw.token_file.as_deref(),
-            base_dir,
-        );
-        if cfg.token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-            problems.push(
-                Some(site.span_of("token")),
-                site.field("token"),
-                "the token is shorter than 16 characters; use a long random one (`openssl rand -hex 32`)",
-            );
-        }
-    }
-    if let Some(n) = raw.max_ingest_bytes {
-        if (1024..=1 << 30).contains(&n) {
-            cfg.max_ingest_bytes = n;
-        } else {
-            problems.push(
-                Some(site.span_of("max_ingest_bytes")),
-                site.field("max_ingest_bytes"),
-                "must be between 1024 and 1073741824",
-            );
-        }
-    }
-    cfg
-}
-
-fn default_outbox() -> OutboxConfig {
-    OutboxConfig {
-        initial_backoff: defaults::outbox_initial_backoff(),
-        max_backoff: defaults::outbox_max_backoff(),
-        timeout: defaults::outbox_timeout(),
-        give_up_after: defaults::outbox_give_up_after(),
-    }
-}
-
-fn daemon_config(problems: &mut Problems<'_>, raw: RawDaemon, site: &Site<'_, '_>) -> DaemonConfig {
-    let log_format = match raw.log_format.as_deref() {
-        None | Some("text") => LogFormat::Text,
-        Some("json") => LogFormat::Json,
-        Some(other) => {
-            problems.push(
-                Some(site.span_of("log_format")),
-                site.field("log_format"),
-                format!("`{other}` is not a log format; use `text` or `json`"),
-            );
-            LogFormat::Text
-        }
-    };
-    let log_level = raw.log_level.unwrap_or_else(defaults::log_level);
-    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        problems.push(
-            Some(site.span_of("log_level")),
-            site.field("log_level"),
-            format!("`{log_level}` is not a log filter; use e.g. `info` or `sloguard=debug`"),
-        );
-    }
-    DaemonConfig {
-        data_dir: raw
-            .data_dir
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
-        log_format,
-        log_level,
-    }
-}
-
-fn outbox_config(problems: &mut Problems<'_>, raw: RawOutbox, site: &Site<'_, '_>) -> OutboxConfig {
-    let ms = Duration::from_millis(10);
-    let cfg = OutboxConfig {
-        initial_backoff: duration_field(
-            problems,
-            site,
-            "initial_backoff",
-            raw.initial_backoff.as_ref(),
-            defaults::outbox_initial_backoff(),
-            ms,
-        ),
-        max_backoff: duration_field(
-            problems,
-            site,
-            "max_backoff",
-            raw.max_backoff.as_ref(),
-            defaults::outbox_max_backoff(),
-            ms,
-        ),
-        timeout: duration_field(
-            problems,
-            site,
-            "timeout",
-            raw.timeout.as_ref(),
-            defaults::outbox_timeout(),
-            ms,
-        ),
-        give_up_after: duration_field(
-            problems,
-            site,
-            "give_up_after",
-            raw.give_up_after.as_ref(),
-            defaults::outbox_give_up_after(),
-            Duration::from_secs(1),
-        ),
-    };
-    if cfg.max_backoff < cfg.initial_backoff {
-        problems.push(
-            Some(site.span_of("max_backoff")),
-            site.field("max_backoff"),
-            "must not be shorter than initial_backoff",
-        );
-    }
-    cfg
 }
 
 /// Checks that a secret holds an http(s) URL, without ever quoting it.
@@ -2847,11 +2597,9 @@ fn window_checks(
     site: &Site<'_, '_>,
     th: &ThresholdRule,
     logs: &[LogSource],
-    store: Option<&StoreConfig>,
+    store: &StoreConfig,
 ) {
-    let interval = store
-        .map(|s| s.distribution_interval)
-        .unwrap_or_else(defaults::distribution_interval);
+    let interval = store.distribution_interval;
     let events = |metric: &str| {
         logs.iter()
             .flat_map(|l| &l.metrics)
