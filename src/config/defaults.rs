@@ -29,12 +29,6 @@ pub fn consecutive_fire_after() -> u32 {
 pub fn consecutive_resolve_after() -> u32 {
     1
 }
-pub fn pagerduty_events_url() -> &'static str {
-    "https://events.pagerduty.com"
-}
-pub fn pagerduty_source() -> &'static str {
-    "sloguard"
-}
 pub fn database_interval() -> Duration {
     Duration::from_secs(30)
 }

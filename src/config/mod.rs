@@ -6,11 +6,13 @@
 //! environment and secret files, because a secret that cannot be loaded is a configuration
 //! error the operator must see before the daemon starts.
 
+mod channels;
 mod daemon;
 pub mod defaults;
 mod fields;
 mod problems;
 mod raw;
+mod routing;
 mod secret;
 mod store;
 #[cfg(test)]
@@ -23,9 +25,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::vocab::Severity;
+pub use channels::{Channel, ChannelKind, EmailChannel, SmtpTls};
 pub use daemon::{DaemonConfig, LogFormat, OutboxConfig, ServerConfig};
 pub use fields::{CaFile, Pattern, parse_duration};
 pub use problems::{ConfigError, Problem};
+pub use routing::{EscalationStep, Route, Routing};
 pub use secret::Secret;
 pub use store::StoreConfig;
 
@@ -290,110 +294,6 @@ pub enum PanelInput {
         numerator: (String, BTreeMap<String, String>),
         denominator: (String, BTreeMap<String, String>),
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Routing {
-    pub warning: Vec<String>,
-    pub critical: Vec<String>,
-    /// Reminders to a firing, unacknowledged alert's channels.
-    pub repeat_interval: Option<Duration>,
-    /// How long a message waits for other alerts of its rule to go out together (Slack,
-    /// email, webhook; PagerDuty and Alertmanager get one event per alert).
-    pub group_wait: Duration,
-    /// Escalation steps, by increasing `after`.
-    pub escalation: Vec<EscalationStep>,
-    /// Routes by labels, tried in order; the first that matches decides.
-    pub routes: Vec<Route>,
-}
-
-/// Alerts matching `matchers` (and `severity`, if set) go to `channels`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub matchers: crate::silence::Matchers,
-    pub severity: Option<Severity>,
-    pub channels: Vec<String>,
-}
-
-/// After `after` of firing unacknowledged, an alert of `severity` also goes to `channels`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EscalationStep {
-    pub severity: Severity,
-    pub after: Duration,
-    pub channels: Vec<String>,
-}
-
-impl Routing {
-    /// The channels an alert of `severity` goes to when its rule names none.
-    pub fn channels_for(&self, severity: Severity) -> &[String] {
-        match severity {
-            Severity::Info => &[],
-            Severity::Warning => &self.warning,
-            Severity::Critical => &self.critical,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Channel {
-    pub name: String,
-    pub kind: ChannelKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChannelKind {
-    Slack {
-        webhook_url: Secret,
-    },
-    Webhook {
-        url: Secret,
-        headers: Vec<(String, Secret)>,
-    },
-    Email(EmailChannel),
-    Alertmanager {
-        url: url::Url,
-        headers: Vec<(String, Secret)>,
-        resend_interval: Duration,
-    },
-    PagerDuty {
-        routing_key: Secret,
-        events_url: url::Url,
-        source: String,
-    },
-}
-
-impl ChannelKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ChannelKind::Slack { .. } => "slack",
-            ChannelKind::Webhook { .. } => "webhook",
-            ChannelKind::Email(_) => "email",
-            ChannelKind::Alertmanager { .. } => "alertmanager",
-            ChannelKind::PagerDuty { .. } => "pagerduty",
-        }
-    }
-}
-
-/// How an SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS, which is required.
-    StartTls,
-    /// TLS from the first byte (SMTPS).
-    Tls,
-    /// No encryption (a local relay).
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmailChannel {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub from: String,
-    pub to: Vec<String>,
 }
 
 /// One probe target.

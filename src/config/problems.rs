@@ -327,6 +327,10 @@ macro_rules! keywords {
 pub(super) use keywords;
 
 /// Reads the tag (`type` or `kind`) that says which struct a table deserialises into.
+///
+/// Validation reads the tag and then deserialises the matching struct directly, rather than
+/// through `#[serde(tag = ...)]`: serde buffers a tagged enum's content, which loses the line
+/// of every field error.
 pub(super) fn tag<T: Keyword>(
     problems: &mut Problems<'_>,
     site: &Site<'_, '_>,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::channels::{self, Channel, ChannelKind};
 use super::daemon;
 use super::fields::{
     MAX_DURATION, RawSelector, agg_field, ca_file, check_name, condition_field, duration_field,
@@ -20,34 +21,21 @@ use super::problems::{
     tag,
 };
 use super::raw::{
-    RawAlertmanager, RawConsecutive, RawContext, RawDashboard, RawDatabase, RawDistinct, RawEmail,
-    RawGrowth, RawHttpTarget, RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType,
-    RawPagerDuty, RawPanelSeries, RawRatio, RawReport, RawRouting, RawScrape, RawSlack, RawSlo,
-    RawSqlTarget, RawStale, RawTcpTarget, RawThreshold, RawUsage, RawWebhook,
+    RawConsecutive, RawContext, RawDashboard, RawDatabase, RawDistinct, RawGrowth, RawHttpTarget,
+    RawLog, RawLogMetric, RawMaintenance, RawMatchValue, RawNewErrorType, RawPanelSeries, RawRatio,
+    RawReport, RawScrape, RawSlo, RawSqlTarget, RawStale, RawTcpTarget, RawThreshold, RawUsage,
 };
+use super::routing::{self, Routing, check_channel_refs};
 use super::store::{self, StoreConfig};
 use super::{
-    Burn, Channel, ChannelKind, Check, Combine, Config, ConsecutiveRule, Context, DashboardConfig,
-    Database, Distinct, EmailChannel, EscalationStep, FieldMatch, FieldPath, HttpCheck, JsonAssert,
-    LineParse, LogErrors, LogInput, LogMetric, LogMetricKind, LogSource, Panel, PanelInput,
-    PanelSeries, Pattern, Problem, Report, ReportSection, ReportWindow, Routing, Rule, RuleKind,
-    Scrape, ScrapeAuth, Secret, Severity, SloEvents, SmtpTls, SqlCheck, SqlParam, StartAt,
-    StatementMatcher, Target, TcpCheck, ThresholdRule, TimeFormat, Timing, TlsMode, UsageItem,
-    UsageKind, WindowInput, defaults, parse_duration,
+    Burn, Check, Combine, Config, ConsecutiveRule, Context, DashboardConfig, Database, Distinct,
+    FieldMatch, FieldPath, HttpCheck, JsonAssert, LineParse, LogErrors, LogInput, LogMetric,
+    LogMetricKind, LogSource, Panel, PanelInput, PanelSeries, Pattern, Problem, Report,
+    ReportSection, ReportWindow, Rule, RuleKind, Scrape, ScrapeAuth, Severity, SloEvents, SqlCheck,
+    SqlParam, StartAt, StatementMatcher, Target, TcpCheck, ThresholdRule, TimeFormat, Timing,
+    TlsMode, UsageItem, UsageKind, WindowInput, defaults, parse_duration,
 };
 use crate::vocab::{Condition, Op};
-
-keywords! {
-    /// The `type` of a `[[channels]]` entry.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum ChannelTag {
-        Slack = "slack",
-        Webhook = "webhook",
-        Email = "email",
-        PagerDuty = "pagerduty",
-        Alertmanager = "alertmanager",
-    }
-}
 
 keywords! {
     /// The `type` of a `[[targets]]` entry; `http` when it has none.
@@ -120,137 +108,19 @@ pub(super) fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> 
     let server = daemon::server(&mut problems, section("server"), &root_span, &base_dir);
     let store = store::store(&mut problems, section("store"), &root_span);
     let outbox = daemon::outbox(&mut problems, section("outbox"), &root_span);
-    let routing = single::<RawRouting>(&mut problems, section("routing"), "routing", &root_span);
+    // [routing] names channels: read here, in the order of the sections, and checked once
+    // the channels are known.
+    let routing =
+        single::<routing::RawRouting>(&mut problems, section("routing"), "routing", &root_span);
     let dashboard =
         single::<RawDashboard>(&mut problems, section("dashboard"), "dashboard", &root_span)
             .map(|(raw, site)| dashboard_config(&mut problems, raw, &site));
 
-    let channel_names = declared_names(&mut problems, section("channels"), "channels", "channel");
-    let mut channels = BTreeMap::new();
-    for (value, site) in tables(&mut problems, section("channels"), "channels") {
-        let ch = match tag(&mut problems, &site, "type") {
-            Some(ChannelTag::Slack) => element::<RawSlack>(&mut problems, value, &site)
-                .and_then(|raw| slack(&mut problems, raw, &site, &base_dir)),
-            Some(ChannelTag::Email) => element::<RawEmail>(&mut problems, value, &site)
-                .and_then(|raw| email(&mut problems, raw, &site, &base_dir)),
-            Some(ChannelTag::Alertmanager) => {
-                element::<RawAlertmanager>(&mut problems, value, &site)
-                    .and_then(|raw| alertmanager(&mut problems, raw, &site))
-            }
-            Some(ChannelTag::PagerDuty) => element::<RawPagerDuty>(&mut problems, value, &site)
-                .and_then(|raw| pagerduty(&mut problems, raw, &site, &base_dir)),
-            Some(ChannelTag::Webhook) => element::<RawWebhook>(&mut problems, value, &site)
-                .and_then(|raw| webhook(&mut problems, raw, &site, &base_dir)),
-            None => None,
-        };
-        if let Some(ch) = ch {
-            channels.entry(ch.name.clone()).or_insert(ch);
-        }
-    }
+    let (channel_names, channels) =
+        channels::channels(&mut problems, section("channels"), &base_dir);
 
-    let routing = routing.map(|(raw, site)| {
-        for (severity, names) in [("warning", &raw.warning), ("critical", &raw.critical)] {
-            check_channel_refs(&mut problems, &channel_names, names, &site, severity);
-        }
-        let repeat_interval = raw.repeat_interval.as_ref().map(|text| {
-            duration_field(
-                &mut problems,
-                &site,
-                "repeat_interval",
-                Some(text),
-                Duration::from_secs(3600),
-                Duration::from_secs(1),
-            )
-        });
-        let mut escalation = Vec::new();
-        for (i, step) in raw.escalation.into_iter().enumerate() {
-            let field = format!("escalation[{i}]");
-            let severity = match step.severity.as_str() {
-                "warning" => Severity::Warning,
-                "critical" => Severity::Critical,
-                other => {
-                    problems.push(
-                        Some(site.span_of("escalation")),
-                        site.field(&format!("{field}.severity")),
-                        format!(
-                            "`{other}` is not a severity to escalate; use `warning` or `critical`"
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let Some(after) = nested_duration(
-                &mut problems,
-                &site,
-                ("escalation", &format!("{field}.after")),
-                &step.after,
-                Duration::ZERO..=MAX_DURATION,
-                "must be at most 3650d",
-            ) else {
-                continue;
-            };
-            check_channel_refs(
-                &mut problems,
-                &channel_names,
-                &step.channels,
-                &site,
-                "escalation",
-            );
-            escalation.push(EscalationStep {
-                severity,
-                after,
-                channels: step.channels,
-            });
-        }
-        escalation.sort_by_key(|s| s.after);
-        let mut routes = Vec::new();
-        for (i, r) in raw.route.into_iter().enumerate() {
-            let severity = match r.severity.as_deref() {
-                None => None,
-                Some("warning") => Some(Severity::Warning),
-                Some("critical") => Some(Severity::Critical),
-                Some(other) => {
-                    problems.push(
-                        Some(site.span_of("route")),
-                        site.field(&format!("route[{i}].severity")),
-                        format!(
-                            "`{other}` is not a severity to route; use `warning` or `critical`"
-                        ),
-                    );
-                    continue;
-                }
-            };
-            check_channel_refs(&mut problems, &channel_names, &r.channels, &site, "route");
-            if r.channels.is_empty() {
-                problems.push(
-                    Some(site.span_of("route")),
-                    site.field(&format!("route[{i}].channels")),
-                    "a route needs at least one channel",
-                );
-            }
-            routes.push(crate::config::Route {
-                matchers: r.matchers,
-                severity,
-                channels: r.channels,
-            });
-        }
-        let group_wait = duration_field(
-            &mut problems,
-            &site,
-            "group_wait",
-            raw.group_wait.as_ref(),
-            Duration::ZERO,
-            Duration::ZERO,
-        );
-        Routing {
-            warning: raw.warning,
-            critical: raw.critical,
-            repeat_interval,
-            group_wait,
-            escalation,
-            routes,
-        }
-    });
+    let routing =
+        routing.map(|(raw, site)| routing::routing(&mut problems, raw, &site, &channel_names));
 
     let databases: Vec<Database> = named_elements::<RawDatabase, _>(
         &mut problems,
@@ -573,312 +443,6 @@ fn panel_series(
         scale,
         combine,
     })
-}
-
-/// Checks that a secret holds an http(s) URL, without ever quoting it.
-fn secret_url(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    key: &str,
-    secret: &Secret,
-) -> bool {
-    let what = match secret.origin() {
-        "inline" => "the URL".to_string(),
-        origin => format!("the URL from {origin}"),
-    };
-    match url::Url::parse(secret.expose()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => true,
-        Ok(_) => {
-            problems.push(
-                Some(site.span_of(key)),
-                site.field(key),
-                format!("{what} must be an http:// or https:// URL"),
-            );
-            false
-        }
-        Err(e) => {
-            problems.push(
-                Some(site.span_of(key)),
-                site.field(key),
-                format!("{what} is not a valid URL ({e})"),
-            );
-            false
-        }
-    }
-}
-
-/// A channel's URL: a secret (`key` or `key_file`) holding an http(s) URL.
-fn channel_url(
-    problems: &mut Problems<'_>,
-    site: &Site<'_, '_>,
-    key: &str,
-    inline: Option<&str>,
-    file: Option<&str>,
-    base_dir: &Path,
-) -> Option<Secret> {
-    let url = secret_field(problems, site, key, inline, file, base_dir)?;
-    secret_url(problems, site, key, &url).then_some(url)
-}
-
-fn email(
-    problems: &mut Problems<'_>,
-    raw: RawEmail,
-    site: &Site<'_, '_>,
-    base_dir: &Path,
-) -> Option<Channel> {
-    let before = problems.list.len();
-    check_name(problems, site, &raw.name);
-    let tls = match raw.tls.as_deref() {
-        None | Some("starttls") => SmtpTls::StartTls,
-        Some("tls") => SmtpTls::Tls,
-        Some("none") => SmtpTls::None,
-        Some(other) => {
-            problems.push(
-                Some(site.span_of("tls")),
-                site.field("tls"),
-                format!("`{other}` is not a TLS mode; use `starttls`, `tls` or `none`"),
-            );
-            SmtpTls::StartTls
-        }
-    };
-    let port = raw.smtp_port.unwrap_or(match tls {
-        SmtpTls::StartTls => 587,
-        SmtpTls::Tls => 465,
-        SmtpTls::None => 25,
-    });
-    if raw.smtp_host.trim().is_empty() {
-        problems.push(
-            Some(site.span_of("smtp_host")),
-            site.field("smtp_host"),
-            "must not be empty",
-        );
-    }
-    let password = match (&raw.password, &raw.password_file) {
-        (None, None) => None,
-        (p, f) => secret_field(
-            problems,
-            site,
-            "password",
-            p.as_deref(),
-            f.as_deref(),
-            base_dir,
-        ),
-    };
-    if password.is_some() != raw.username.is_some() {
-        problems.push(
-            Some(site.span.clone()),
-            site.field(if raw.username.is_some() {
-                "password"
-            } else {
-                "username"
-            }),
-            "authentication needs both `username` and `password` (or neither)",
-        );
-    }
-    if raw.from.parse::<lettre::message::Mailbox>().is_err() {
-        problems.push(
-            Some(site.span_of("from")),
-            site.field("from"),
-            format!(
-                "`{}` is not an email address; write e.g. `sloguard <alerts@example.com>`",
-                raw.from
-            ),
-        );
-    }
-    if raw.to.is_empty() {
-        problems.push(
-            Some(site.span_of("to")),
-            site.field("to"),
-            "list at least one recipient",
-        );
-    }
-    for (i, to) in raw.to.iter().enumerate() {
-        if to.parse::<lettre::message::Mailbox>().is_err() {
-            problems.push(
-                Some(site.span_of("to")),
-                site.field(&format!("to[{i}]")),
-                format!("`{to}` is not an email address"),
-            );
-        }
-    }
-    if problems.list.len() > before {
-        return None;
-    }
-    Some(Channel {
-        name: raw.name,
-        kind: ChannelKind::Email(EmailChannel {
-            host: raw.smtp_host,
-            port,
-            tls,
-            username: raw.username,
-            password,
-            from: raw.from,
-            to: raw.to,
-        }),
-    })
-}
-
-fn alertmanager(
-    problems: &mut Problems<'_>,
-    raw: RawAlertmanager,
-    site: &Site<'_, '_>,
-) -> Option<Channel> {
-    let before = problems.list.len();
-    check_name(problems, site, &raw.name);
-    let url = match url::Url::parse(&raw.url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-        _ => {
-            problems.push(
-                Some(site.span_of("url")),
-                site.field("url"),
-                format!("`{}` is not an http:// or https:// URL", raw.url),
-            );
-            None
-        }
-    };
-    let headers = headers_field(problems, site, raw.headers);
-    let resend_interval = duration_field(
-        problems,
-        site,
-        "resend_interval",
-        raw.resend_interval.as_ref(),
-        Duration::from_secs(60),
-        Duration::from_secs(1),
-    );
-    if problems.list.len() > before {
-        return None;
-    }
-    Some(Channel {
-        name: raw.name,
-        kind: ChannelKind::Alertmanager {
-            url: url?,
-            headers,
-            resend_interval,
-        },
-    })
-}
-
-fn pagerduty(
-    problems: &mut Problems<'_>,
-    raw: RawPagerDuty,
-    site: &Site<'_, '_>,
-    base_dir: &Path,
-) -> Option<Channel> {
-    let before = problems.list.len();
-    check_name(problems, site, &raw.name);
-    let key = secret_field(
-        problems,
-        site,
-        "routing_key",
-        raw.routing_key.as_deref(),
-        raw.routing_key_file.as_deref(),
-        base_dir,
-    );
-    let events_text = raw
-        .events_url
-        .as_deref()
-        .unwrap_or(defaults::pagerduty_events_url());
-    let events_url = match url::Url::parse(events_text) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-        _ => {
-            problems.push(
-                Some(site.span_of("events_url")),
-                site.field("events_url"),
-                format!("`{events_text}` is not an http:// or https:// URL"),
-            );
-            None
-        }
-    };
-    if problems.list.len() > before {
-        return None;
-    }
-    Some(Channel {
-        name: raw.name,
-        kind: ChannelKind::PagerDuty {
-            routing_key: key?,
-            events_url: events_url?,
-            source: raw
-                .source
-                .unwrap_or_else(|| defaults::pagerduty_source().to_string()),
-        },
-    })
-}
-
-fn slack(
-    problems: &mut Problems<'_>,
-    raw: RawSlack,
-    site: &Site<'_, '_>,
-    base_dir: &Path,
-) -> Option<Channel> {
-    let name_ok = check_name(problems, site, &raw.name);
-    let url = channel_url(
-        problems,
-        site,
-        "webhook_url",
-        raw.webhook_url.as_deref(),
-        raw.webhook_url_file.as_deref(),
-        base_dir,
-    )?;
-    name_ok.then_some(Channel {
-        name: raw.name,
-        kind: ChannelKind::Slack { webhook_url: url },
-    })
-}
-
-fn webhook(
-    problems: &mut Problems<'_>,
-    raw: RawWebhook,
-    site: &Site<'_, '_>,
-    base_dir: &Path,
-) -> Option<Channel> {
-    let name_ok = check_name(problems, site, &raw.name);
-    let url = channel_url(
-        problems,
-        site,
-        "url",
-        raw.url.as_deref(),
-        raw.url_file.as_deref(),
-        base_dir,
-    );
-    let headers = headers_field(problems, site, raw.headers);
-    let url = url?;
-    name_ok.then_some(Channel {
-        name: raw.name,
-        kind: ChannelKind::Webhook { url, headers },
-    })
-}
-
-fn check_channel_refs(
-    problems: &mut Problems<'_>,
-    channels: &BTreeSet<String>,
-    names: &[String],
-    site: &Site<'_, '_>,
-    key: &str,
-) {
-    let mut seen = BTreeSet::new();
-    for name in names {
-        if !channels.contains(name) {
-            let known: Vec<&str> = channels.iter().map(String::as_str).collect();
-            problems.push(
-                Some(site.span_of(key)),
-                site.field(key),
-                format!(
-                    "no channel named `{name}`; defined channels: {}",
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            );
-        } else if !seen.insert(name) {
-            problems.push(
-                Some(site.span_of(key)),
-                site.field(key),
-                format!("channel `{name}` is listed twice"),
-            );
-        }
-    }
 }
 
 /// The timing of a target: `retry_interval` defaults to `interval` (no fast retries) and
