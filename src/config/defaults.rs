@@ -5,18 +5,6 @@ use std::time::Duration;
 pub const CONFIG_PATH: &str = "/etc/sloguard/config.toml";
 const DAY: u64 = 24 * 3600;
 
-pub fn probe_method() -> &'static str {
-    "GET"
-}
-pub fn probe_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-pub fn probe_interval() -> Duration {
-    Duration::from_secs(30)
-}
-pub fn probe_jitter() -> Duration {
-    Duration::ZERO
-}
 pub fn consecutive_metric() -> &'static str {
     "probe_up"
 }
@@ -28,27 +16,6 @@ pub fn consecutive_fire_after() -> u32 {
 }
 pub fn consecutive_resolve_after() -> u32 {
     1
-}
-pub fn database_interval() -> Duration {
-    Duration::from_secs(30)
-}
-pub fn database_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-pub fn statements_schema() -> &'static str {
-    "public"
-}
-pub fn statements_top() -> u32 {
-    10
-}
-pub fn scrape_interval() -> Duration {
-    Duration::from_secs(60)
-}
-pub fn scrape_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-pub fn scrape_max_samples() -> usize {
-    10_000
 }
 pub fn log_poll_interval() -> Duration {
     Duration::from_millis(250)

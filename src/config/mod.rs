@@ -8,13 +8,16 @@
 
 mod channels;
 mod daemon;
+mod databases;
 pub mod defaults;
 mod fields;
 mod problems;
 mod raw;
 mod routing;
+mod scrapes;
 mod secret;
 mod store;
+mod targets;
 #[cfg(test)]
 pub(crate) mod testing;
 mod validate;
@@ -27,11 +30,14 @@ use std::time::Duration;
 pub use crate::vocab::Severity;
 pub use channels::{Channel, ChannelKind, EmailChannel, SmtpTls};
 pub use daemon::{DaemonConfig, LogFormat, OutboxConfig, ServerConfig};
+pub use databases::{Database, StatementMatcher, TlsMode};
 pub use fields::{CaFile, Pattern, parse_duration};
 pub use problems::{ConfigError, Problem};
 pub use routing::{EscalationStep, Route, Routing};
+pub use scrapes::{Scrape, ScrapeAuth};
 pub use secret::Secret;
 pub use store::StoreConfig;
+pub use targets::{Check, HttpCheck, JsonAssert, SqlCheck, SqlParam, Target, TcpCheck, Timing};
 
 use crate::vocab::Condition;
 
@@ -42,8 +48,8 @@ mod tests {
 
     use super::testing::config;
     use super::{
-        Config, DaemonConfig, DashboardConfig, JsonAssert, LogFormat, OutboxConfig, Routing,
-        ServerConfig, StoreConfig,
+        Config, DaemonConfig, DashboardConfig, LogFormat, OutboxConfig, Routing, ServerConfig,
+        StoreConfig,
     };
 
     #[test]
@@ -93,42 +99,6 @@ mod tests {
                 },
                 reports: Vec::new(),
             }
-        );
-    }
-
-    #[test]
-    fn json_assertions() {
-        let body = serde_json::json!({"status": "ok", "db": {"latency_ms": 120}, "items": [1, 2]});
-        let ok = |t: &str| JsonAssert::parse(t).unwrap().check(&body);
-        assert_eq!(ok(r#"$.status == "ok""#), Ok(()));
-        assert_eq!(ok("$.db.latency_ms < 200"), Ok(()));
-        assert_eq!(
-            ok("$.db.latency_ms != 120.0"),
-            Err("$.db.latency_ms is 120, expected != 120.0".into())
-        );
-        assert_eq!(
-            ok(r#"$.status == "degraded""#),
-            Err(r#"$.status is "ok", expected == "degraded""#.into())
-        );
-        assert_eq!(
-            ok("$.missing == 1"),
-            Err("$.missing matched nothing in the JSON body".into())
-        );
-        assert_eq!(
-            ok(r#"$.status < 3"#),
-            Err(r#"$.status is "ok", expected < 3"#.into())
-        );
-        assert!(JsonAssert::parse("$.status==ok").is_err());
-        assert!(
-            JsonAssert::parse("$.status == ok")
-                .unwrap_err()
-                .contains("quote strings")
-        );
-        assert!(JsonAssert::parse(r#"$.status > "a""#).is_err());
-        assert!(
-            JsonAssert::parse("status == 1")
-                .unwrap_err()
-                .contains("not a JSONPath")
         );
     }
 }
@@ -296,101 +266,6 @@ pub enum PanelInput {
     },
 }
 
-/// One probe target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub name: String,
-    pub check: Check,
-    pub timing: Timing,
-}
-
-/// When a target is probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    pub timeout: Duration,
-    pub interval: Duration,
-    /// The interval while a result contradicts the confirmed state (a failure of an up
-    /// target, a success of a down one), until the change is confirmed or dismissed.
-    pub retry_interval: Duration,
-    pub jitter: Duration,
-}
-
-/// What a probe does.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Check {
-    Http(Box<HttpCheck>),
-    Tcp(TcpCheck),
-    Sql(Box<SqlCheck>),
-}
-
-/// A timed query on a database.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SqlCheck {
-    pub database: Database,
-    pub sql: String,
-    pub params: Vec<SqlParam>,
-    /// Record the first column of the first row as `probe_value`.
-    pub value: bool,
-}
-
-/// A query parameter, typed from its TOML value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SqlParam {
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Bool(bool),
-}
-
-/// How the connection to a database is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Plaintext.
-    Disable,
-    /// TLS, the server's certificate not checked.
-    Require,
-    /// TLS, the certificate checked against the system roots and `ca_file`, and the host name.
-    VerifyFull,
-}
-
-/// A `[[databases]]` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Database {
-    pub name: String,
-    /// The connection string without `sslmode`, a secret.
-    pub url: Secret,
-    pub tls: TlsMode,
-    pub ca: Option<CaFile>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// `Some(schema)` to collect `pg_stat_statements` from `schema`.
-    pub statements: Option<String>,
-    pub top: u32,
-    pub database_stats: bool,
-    pub queries: Vec<StatementMatcher>,
-}
-
-/// A `[[scrapes]]` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scrape {
-    pub name: String,
-    pub url: url::Url,
-    pub auth: ScrapeAuth,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Families to keep (anchored); empty keeps all.
-    pub keep: Vec<Pattern>,
-    pub max_samples: usize,
-    pub ca: Option<CaFile>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ScrapeAuth {
-    None,
-    Basic { username: String, password: Secret },
-    Bearer(Secret),
-}
-
 /// `[[logs]]`: lines read from files or a command and turned into series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogSource {
@@ -492,141 +367,6 @@ pub struct LogMetric {
 pub struct LogErrors {
     pub matches: Vec<FieldMatch>,
     pub message: FieldPath,
-}
-
-/// Statements of `pg_stat_statements` that make one `query` series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatementMatcher {
-    pub name: String,
-    pub pattern: Option<Pattern>,
-    pub queryid: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpCheck {
-    pub url: url::Url,
-    pub method: reqwest::Method,
-    /// Request headers; values may be secrets (`env:NAME`).
-    pub headers: Vec<(String, Secret)>,
-    /// Whether redirects are followed (up to 10).
-    pub follow_redirects: bool,
-    /// `None` means any 2xx.
-    pub expect_status: Option<Vec<u16>>,
-    pub body_contains: Option<String>,
-    pub body_regex: Option<Pattern>,
-    pub body_json: Vec<JsonAssert>,
-    /// Extra CA certificates trusted for this target.
-    pub ca: Option<CaFile>,
-}
-
-impl HttpCheck {
-    /// Whether the probe must read the body.
-    pub fn reads_body(&self) -> bool {
-        self.body_contains.is_some() || self.body_regex.is_some() || !self.body_json.is_empty()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpCheck {
-    pub host: String,
-    pub port: u16,
-}
-
-/// `JSONPATH OP VALUE`, e.g. `$.status == "ok"` or `$.queue.depth < 100`.
-#[derive(Debug, Clone)]
-pub struct JsonAssert {
-    pub text: String,
-    pub path: serde_json_path::JsonPath,
-    pub op: crate::vocab::Op,
-    pub value: serde_json::Value,
-}
-
-impl JsonAssert {
-    pub fn parse(text: &str) -> Result<JsonAssert, String> {
-        use crate::vocab::Op;
-        let ops = [
-            (" == ", Op::Eq),
-            (" != ", Op::Ne),
-            (" <= ", Op::Le),
-            (" >= ", Op::Ge),
-            (" < ", Op::Lt),
-            (" > ", Op::Gt),
-        ];
-        let found = ops
-            .iter()
-            .filter_map(|(sym, op)| text.find(sym).map(|at| (at, sym.len(), *op)))
-            .min_by_key(|(at, _, _)| *at);
-        let Some((at, len, op)) = found else {
-            return Err(format!(
-                "`{text}` is not an assertion; write `JSONPATH OP VALUE` with spaces around the operator, e.g. `$.status == \"ok\"`"
-            ));
-        };
-        let path_text = text[..at].trim();
-        let value_text = text[at + len..].trim();
-        let path = serde_json_path::JsonPath::parse(path_text)
-            .map_err(|e| format!("`{path_text}` is not a JSONPath: {e}"))?;
-        let value: serde_json::Value = serde_json::from_str(value_text).map_err(|_| {
-            format!("`{value_text}` is not a JSON value; quote strings: `\"{value_text}\"`")
-        })?;
-        if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) && !value.is_number() {
-            return Err(format!("`{text}`: `{}` compares numbers only", op.as_str()));
-        }
-        Ok(JsonAssert {
-            text: text.to_string(),
-            path,
-            op,
-            value,
-        })
-    }
-
-    /// Checks `body`; the error is the failure reason for the alert.
-    pub fn check(&self, body: &serde_json::Value) -> Result<(), String> {
-        use crate::vocab::Op;
-        let nodes = self.path.query(body).all();
-        let got = match nodes.as_slice() {
-            [] => return Err(format!("{} matched nothing in the JSON body", self.path)),
-            [one] => *one,
-            many => {
-                return Err(format!(
-                    "{} matched {} values in the JSON body; it must select one",
-                    self.path,
-                    many.len()
-                ));
-            }
-        };
-        let ok = match (got.as_f64(), self.value.as_f64()) {
-            (Some(a), Some(b)) => match self.op {
-                Op::Eq => a == b,
-                Op::Ne => a != b,
-                Op::Lt => a < b,
-                Op::Le => a <= b,
-                Op::Gt => a > b,
-                Op::Ge => a >= b,
-            },
-            _ => match self.op {
-                Op::Eq => got == &self.value,
-                Op::Ne => got != &self.value,
-                _ => false,
-            },
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} is {}, expected {} {}",
-                self.path,
-                got,
-                self.op.as_str(),
-                self.value
-            ))
-        }
-    }
-}
-
-impl PartialEq for JsonAssert {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
