@@ -17,11 +17,6 @@ pub fn consecutive_fire_after() -> u32 {
 pub fn consecutive_resolve_after() -> u32 {
     1
 }
-pub fn log_poll_interval() -> Duration {
-    Duration::from_millis(250)
-}
-pub const LOG_MAX_LINE_BYTES: usize = 64 * 1024;
-pub const LOG_MAX_SERIES: usize = 100;
 pub fn threshold_every() -> Duration {
     Duration::from_secs(30)
 }

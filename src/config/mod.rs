@@ -11,6 +11,7 @@ mod daemon;
 mod databases;
 pub mod defaults;
 mod fields;
+mod logs;
 mod problems;
 mod raw;
 mod routing;
@@ -23,7 +24,6 @@ pub(crate) mod testing;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +32,10 @@ pub use channels::{Channel, ChannelKind, EmailChannel, SmtpTls};
 pub use daemon::{DaemonConfig, LogFormat, OutboxConfig, ServerConfig};
 pub use databases::{Database, StatementMatcher, TlsMode};
 pub use fields::{CaFile, Pattern, parse_duration};
+pub use logs::{
+    FieldMatch, FieldPath, LineParse, LogErrors, LogInput, LogMetric, LogMetricKind, LogSource,
+    StartAt, TimeFormat,
+};
 pub use problems::{ConfigError, Problem};
 pub use routing::{EscalationStep, Route, Routing};
 pub use scrapes::{Scrape, ScrapeAuth};
@@ -264,109 +268,6 @@ pub enum PanelInput {
         numerator: (String, BTreeMap<String, String>),
         denominator: (String, BTreeMap<String, String>),
     },
-}
-
-/// `[[logs]]`: lines read from files or a command and turned into series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogSource {
-    pub name: String,
-    pub input: LogInput,
-    pub parse: LineParse,
-    /// A field whose string value is the JSON document to read (journald's `MESSAGE`).
-    pub json_in: Option<FieldPath>,
-    /// Where the event time comes from; the arrival time when `None`.
-    pub timestamp: Option<(FieldPath, TimeFormat)>,
-    pub max_line_bytes: usize,
-    pub metrics: Vec<LogMetric>,
-    pub errors: Vec<LogErrors>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum LogInput {
-    Files {
-        include: Vec<String>,
-        exclude: Vec<String>,
-        start_at: StartAt,
-        poll_interval: Duration,
-    },
-    Command {
-        argv: Vec<String>,
-    },
-    /// Events posted to the PostHog-compatible capture endpoints with this project token.
-    Posthog {
-        token: Secret,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
-    Beginning,
-    End,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum LineParse {
-    Json,
-    /// Named captures of the regex become the fields.
-    Text(Pattern),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeFormat {
-    /// RFC 3339 text or a number of seconds, milliseconds, microseconds or nanoseconds since
-    /// 1970, told apart by magnitude.
-    Auto,
-    Rfc3339,
-    UnixS,
-    UnixMs,
-    UnixUs,
-    UnixNs,
-}
-
-/// A field by its path of keys (`a.b.c`); a numeric key also indexes an array.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldPath(pub Vec<String>);
-
-impl fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("."))
-    }
-}
-
-/// One condition on a line's field.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FieldMatch {
-    Equals(FieldPath, String),
-    /// A number in the TOML: equal to the field read as a number (`1.0` matches `1`).
-    EqualsNumber(FieldPath, f64),
-    Regex(FieldPath, Pattern),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogMetricKind {
-    /// Counts matching lines (or adds `value`); stored as events, so windows count exactly.
-    Counter,
-    /// One observation of `value` per matching line.
-    Distribution,
-    /// The newest `value`.
-    Gauge,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogMetric {
-    pub name: String,
-    pub kind: LogMetricKind,
-    pub matches: Vec<FieldMatch>,
-    pub value: Option<FieldPath>,
-    /// (label name, field).
-    pub labels: Vec<(String, FieldPath)>,
-    pub max_series: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogErrors {
-    pub matches: Vec<FieldMatch>,
-    pub message: FieldPath,
 }
 
 #[derive(Debug, Clone, PartialEq)]
