@@ -15,13 +15,16 @@ mod logs;
 mod problems;
 mod raw;
 mod routing;
+mod rules;
 mod scrapes;
 mod secret;
+mod slo;
 mod store;
 mod targets;
 #[cfg(test)]
 pub(crate) mod testing;
 mod validate;
+mod window_rules;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,12 +41,13 @@ pub use logs::{
 };
 pub use problems::{ConfigError, Problem};
 pub use routing::{EscalationStep, Route, Routing};
+pub use rules::{ConsecutiveRule, Rule, RuleKind};
 pub use scrapes::{Scrape, ScrapeAuth};
 pub use secret::Secret;
+pub use slo::{Burn, SloEvents};
 pub use store::StoreConfig;
 pub use targets::{Check, HttpCheck, JsonAssert, SqlCheck, SqlParam, Target, TcpCheck, Timing};
-
-use crate::vocab::Condition;
+pub use window_rules::{Context, ThresholdRule, WindowInput};
 
 #[cfg(test)]
 mod tests {
@@ -267,200 +271,6 @@ pub enum PanelInput {
     Ratio {
         numerator: (String, BTreeMap<String, String>),
         denominator: (String, BTreeMap<String, String>),
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub name: String,
-    pub severity: Severity,
-    pub summary: String,
-    pub runbook_url: Option<String>,
-    pub dashboard_url: Option<String>,
-    /// Channels instead of `[routing]`; `None` means route by severity.
-    pub channels: Option<Vec<String>>,
-    /// While an alert of one of these rules fires, this rule's new alerts are inhibited.
-    pub depends_on: Vec<String>,
-    pub kind: RuleKind,
-}
-
-impl Rule {
-    /// The channels an alert of this rule with `labels` goes to: the rule's own list, else
-    /// the first `[[routing.route]]` that matches, else the severity's list. Info alerts are
-    /// logged only.
-    pub fn route<'a>(
-        &'a self,
-        routing: &'a Routing,
-        labels: &crate::series::Labels,
-    ) -> &'a [String] {
-        self.route_as(routing, labels, self.severity)
-    }
-
-    /// [`Rule::route`] for an alert of this rule at `severity` (a rule with a critical
-    /// threshold raises its alerts' severity).
-    pub fn route_as<'a>(
-        &'a self,
-        routing: &'a Routing,
-        labels: &crate::series::Labels,
-        severity: Severity,
-    ) -> &'a [String] {
-        if severity == Severity::Info {
-            return &[];
-        }
-        if let Some(list) = &self.channels {
-            return list;
-        }
-        let matched = routing.routes.iter().find(|r| {
-            r.severity.is_none_or(|s| s == severity)
-                && crate::silence::matches(&r.matchers, &self.name, labels)
-        });
-        match matched {
-            Some(r) => &r.channels,
-            None => routing.channels_for(severity),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RuleKind {
-    Consecutive(ConsecutiveRule),
-    Threshold(ThresholdRule),
-}
-
-impl RuleKind {
-    /// The metric and label matchers selecting the series the rule watches, for rules that
-    /// watch one series per alert.
-    pub fn selects(&self) -> Option<(&str, &BTreeMap<String, String>)> {
-        match self {
-            RuleKind::Consecutive(c) => Some((&c.metric, &c.matchers)),
-            RuleKind::Threshold(t) => match &t.input {
-                WindowInput::Series {
-                    metric, matchers, ..
-                }
-                | WindowInput::Stale {
-                    metric, matchers, ..
-                }
-                | WindowInput::Growth {
-                    metric, matchers, ..
-                } => Some((metric, matchers)),
-                WindowInput::Ratio { .. }
-                | WindowInput::NewErrors { .. }
-                | WindowInput::Slo { .. } => None,
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConsecutiveRule {
-    pub metric: String,
-    pub matchers: BTreeMap<String, String>,
-    pub condition: Condition,
-    /// A second level: a breaching sample past it makes the alert critical.
-    pub critical: Option<Condition>,
-    pub fire_after: u32,
-    pub resolve_after: u32,
-}
-
-/// A rule evaluated every `every` over a window of the store: a value per label set,
-/// compared with `condition`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdRule {
-    pub input: WindowInput,
-    pub condition: Condition,
-    /// A second, higher level: an alert whose value breaches it is critical (its severity
-    /// rises while it fires, and stays until it resolves).
-    pub critical: Option<Condition>,
-    /// When a firing alert resolves; `None`: when `condition` no longer holds.
-    pub resolve: Option<Condition>,
-    /// How long `condition` must hold before firing.
-    pub hold: Duration,
-    pub every: Duration,
-    /// Figures the alert quotes, each an aggregate of a series over the rule's window.
-    pub context: Vec<Context>,
-}
-
-/// A figure an alert quotes (the customers of the slow requests, say).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Context {
-    pub metric: String,
-    pub matchers: BTreeMap<String, String>,
-    pub agg: crate::query::Agg,
-}
-
-/// What an SLO counts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SloEvents {
-    /// Bad events over all events (errors over requests).
-    Ratio {
-        bad: (String, BTreeMap<String, String>),
-        total: (String, BTreeMap<String, String>),
-    },
-    /// A 0/1 series: the error ratio is one minus its average.
-    Up {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-    },
-}
-
-/// One multi-window burn-rate alert of an SLO.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Burn {
-    pub long: Duration,
-    pub short: Duration,
-    pub factor: f64,
-    pub critical: bool,
-}
-
-/// What a window rule computes per label set.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WindowInput {
-    /// `kind = "threshold"`: an aggregate of each selected series over the window.
-    Series {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-        agg: crate::query::Agg,
-        window: Duration,
-    },
-    /// `kind = "ratio"`: numerator / denominator (each `agg`, summed over its series) per
-    /// group of `by` labels; no value while the denominator is under `min_volume`.
-    Ratio {
-        numerator: (String, BTreeMap<String, String>),
-        denominator: (String, BTreeMap<String, String>),
-        agg: crate::query::Agg,
-        window: Duration,
-        min_volume: f64,
-        by: Vec<String>,
-    },
-    /// `kind = "growth"`: how much each selected gauge series grew: between its two newest
-    /// points (`per_sample`) or from its oldest to its newest point in the window.
-    Growth {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-        window: Duration,
-        per_sample: bool,
-    },
-    /// `kind = "stale"`: 1 for a series without a point in the last `max_age`, else 0.
-    Stale {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-        max_age: Duration,
-    },
-    /// `kind = "slo"`: 2 while a critical burn-rate pair burns, 1 while a warning one
-    /// does, else 0; the note says how fast and how much budget is left.
-    Slo {
-        events: SloEvents,
-        /// The objective as a fraction: 0.999.
-        objective: f64,
-        period: Duration,
-        burns: Vec<Burn>,
-    },
-    /// `kind = "new_error_type"`: 1 for an error type of the logs seen in the last
-    /// `window` and not in the `quiet` period before.
-    NewErrors {
-        source: Option<String>,
-        window: Duration,
-        quiet: Duration,
     },
 }
 
