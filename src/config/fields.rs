@@ -43,7 +43,9 @@ pub struct CaFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSelector {
+    /// The metric name.
     pub metric: String,
+    /// Label equality matchers selecting series of `metric`.
     #[serde(default, rename = "match")]
     pub matchers: BTreeMap<String, String>,
 }

@@ -93,7 +93,9 @@ struct RawLog {
     pub timestamp_format: Option<String>,
     /// Longer lines are counted and skipped.
     pub max_line_bytes: Option<usize>,
+    /// Series made from the lines (`[[logs.metric]]`).
     pub metric: Option<Vec<RawLogMetric>>,
+    /// Error types kept from the lines (`[[logs.errors]]`).
     pub errors: Option<Vec<RawLogErrors>>,
 }
 
@@ -132,8 +134,10 @@ struct RawLogMetric {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLogErrors {
+    /// Field path → value: every one must be equal.
     #[serde(rename = "match")]
     pub equals: Option<BTreeMap<String, RawMatchValue>>,
+    /// Field path → regex: every one must match (unanchored).
     pub match_regex: Option<BTreeMap<String, String>>,
     /// The field holding the error message.
     pub message: String,

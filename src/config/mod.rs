@@ -1,5 +1,15 @@
-//! Configuration: the TOML file is parsed into `raw` types, then validated into [`Config`],
-//! the only configuration type the rest of the daemon sees.
+//! Configuration: the TOML file is read section by section into raw types (the file as
+//! written, `deny_unknown_fields` everywhere), then validated into [`Config`], the only
+//! configuration type the rest of the daemon sees.
+//!
+//! One file per section holds its raw types, its validated types, its checks, its defaults
+//! and its tests: `daemon.rs` (`[daemon]`, `[server]`, `[outbox]`), `store.rs`,
+//! `routing.rs`, `channels.rs`, `targets.rs`, `databases.rs`, `scrapes.rs`, `logs.rs`,
+//! `rules.rs` with `window_rules.rs` and `slo.rs`, `maintenance.rs`, `dashboard.rs` and
+//! `reports.rs`. What they share is in `problems.rs` (problems, their places, the reading of
+//! tables and tags) and `fields.rs` (durations, secrets, URLs and other common fields);
+//! `secret.rs` holds [`Secret`]. This file holds [`Config`], [`load`] and [`parse`], and the
+//! order in which the sections are validated.
 //!
 //! Validation collects every problem it finds, each with its path (`rules[2].fire_after`) and
 //! line, instead of stopping at the first. It never touches the network; it does read the
@@ -8,12 +18,13 @@
 
 mod channels;
 mod daemon;
+mod dashboard;
 mod databases;
-pub mod defaults;
 mod fields;
 mod logs;
+mod maintenance;
 mod problems;
-mod raw;
+mod reports;
 mod routing;
 mod rules;
 mod scrapes;
@@ -23,16 +34,17 @@ mod store;
 mod targets;
 #[cfg(test)]
 pub(crate) mod testing;
-mod validate;
 mod window_rules;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use toml::de::DeTable;
 
 pub use crate::vocab::Severity;
 pub use channels::{Channel, ChannelKind, EmailChannel, SmtpTls};
 pub use daemon::{DaemonConfig, LogFormat, OutboxConfig, ServerConfig};
+pub use dashboard::{Combine, DashboardConfig, MAX_RANGE, Panel, PanelInput, PanelSeries};
 pub use databases::{Database, StatementMatcher, TlsMode};
 pub use fields::{CaFile, Pattern, parse_duration};
 pub use logs::{
@@ -40,6 +52,7 @@ pub use logs::{
     StartAt, TimeFormat,
 };
 pub use problems::{ConfigError, Problem};
+pub use reports::{Distinct, Report, ReportSection, ReportWindow, UsageItem, UsageKind};
 pub use routing::{EscalationStep, Route, Routing};
 pub use rules::{ConsecutiveRule, Rule, RuleKind};
 pub use scrapes::{Scrape, ScrapeAuth};
@@ -49,16 +62,209 @@ pub use store::StoreConfig;
 pub use targets::{Check, HttpCheck, JsonAssert, SqlCheck, SqlParam, Target, TcpCheck, Timing};
 pub use window_rules::{Context, ThresholdRule, WindowInput};
 
+use problems::{Problems, single};
+
+/// Where the commands look for the file when `--config` is not given.
+pub const CONFIG_PATH: &str = "/etc/sloguard/config.toml";
+
+/// Each section's defaults are named functions in the section's file, beside its fields;
+/// docs/configuration.md lists them all. This module keeps the path the commands use.
+pub mod defaults {
+    pub use super::CONFIG_PATH;
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this configuration was read from.
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub outbox: OutboxConfig,
+    pub routing: Routing,
+    /// Channels by name.
+    pub channels: BTreeMap<String, Channel>,
+    pub targets: Vec<Target>,
+    pub databases: Vec<Database>,
+    pub scrapes: Vec<Scrape>,
+    pub logs: Vec<LogSource>,
+    pub rules: Vec<Rule>,
+    pub maintenance: Vec<crate::silence::MaintenanceWindow>,
+    pub dashboard: DashboardConfig,
+    pub reports: Vec<Report>,
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        problems: vec![Problem {
+            line: None,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    parse(&text, path)
+}
+
+/// Validates configuration `text`; `path` names the file in problems and resolves relative
+/// secret files.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    validate(text, path).map_err(|problems| ConfigError {
+        file: path.to_path_buf(),
+        problems,
+    })
+}
+
+const SECTIONS: &[&str] = &[
+    "daemon",
+    "server",
+    "store",
+    "outbox",
+    "routing",
+    "channels",
+    "targets",
+    "databases",
+    "scrapes",
+    "logs",
+    "rules",
+    "maintenance",
+    "dashboard",
+    "reports",
+];
+
+/// Every section validated in turn, in an order that keeps problems in the order of the
+/// sections as the file lists them, and each after the sections it refers to.
+fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Problems::new(text);
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            problems.push(e.span(), "", format!("invalid TOML: {}", e.message()));
+            return Err(problems.list);
+        }
+    };
+    let root_span = root.span();
+    let root = root.into_inner();
+
+    for key in root.keys() {
+        if !SECTIONS.contains(&key.get_ref().as_ref()) {
+            problems.push(
+                Some(key.span()),
+                key.get_ref().to_string(),
+                format!("unknown section; expected one of: {}", SECTIONS.join(", ")),
+            );
+        }
+    }
+
+    let section = |name: &str| root.get(name);
+    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let daemon = daemon::daemon(&mut problems, section("daemon"), &root_span);
+    let server = daemon::server(&mut problems, section("server"), &root_span, &base_dir);
+    let store = store::store(&mut problems, section("store"), &root_span);
+    let outbox = daemon::outbox(&mut problems, section("outbox"), &root_span);
+    // [routing] names channels: read here, in the order of the sections, and checked once
+    // the channels are known.
+    let routing =
+        single::<routing::RawRouting>(&mut problems, section("routing"), "routing", &root_span);
+    let dashboard = dashboard::dashboard(&mut problems, section("dashboard"), &root_span);
+
+    let (channel_names, channels) =
+        channels::channels(&mut problems, section("channels"), &base_dir);
+
+    let routing =
+        routing.map(|(raw, site)| routing::routing(&mut problems, raw, &site, &channel_names));
+
+    let databases = databases::databases(&mut problems, section("databases"), &base_dir);
+    let scrapes = scrapes::scrapes(&mut problems, section("scrapes"), &base_dir);
+
+    let logs = logs::logs(&mut problems, section("logs"), &base_dir);
+
+    let targets = targets::targets(&mut problems, section("targets"), &base_dir, &databases);
+
+    let rules = rules::rules(
+        &mut problems,
+        section("rules"),
+        &root_span,
+        &channel_names,
+        routing.as_ref(),
+        &logs,
+        &store,
+    );
+
+    let maintenance = maintenance::maintenance(&mut problems, section("maintenance"));
+    let reports = reports::reports(&mut problems, section("reports"), &channels, &rules);
+
+    if !problems.list.is_empty() {
+        return Err(problems.list);
+    }
+    Ok(Config {
+        maintenance,
+        reports,
+        path: file.to_path_buf(),
+        daemon,
+        server,
+        store,
+        outbox,
+        routing: routing.unwrap_or_default(),
+        channels,
+        targets,
+        databases,
+        scrapes,
+        logs,
+        rules,
+        dashboard,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use super::testing::config;
+    use std::path::Path;
+
+    use super::testing::{config, expect};
     use super::{
         Config, DaemonConfig, DashboardConfig, LogFormat, OutboxConfig, Routing, ServerConfig,
-        StoreConfig,
+        StoreConfig, load,
     };
+
+    #[test]
+    fn problems_of_the_file() {
+        expect(&[
+            (
+                "[[rules]]\nname = \"r\nkind = \"consecutive\"\n",
+                "",
+                2,
+                "invalid TOML: ",
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:9797\"\n\n[dameon]\nlog_level = \"info\"\n",
+                "dameon",
+                4,
+                "unknown section; expected one of: daemon, server, store, outbox, routing, channels, targets, databases, scrapes, logs, rules, maintenance, dashboard, reports",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read() {
+        let e = load(Path::new("/nonexistent/sloguard/config.toml")).unwrap_err();
+        assert_eq!(e.file, Path::new("/nonexistent/sloguard/config.toml"));
+        assert_eq!(e.problems.len(), 1);
+        assert_eq!(e.problems[0].line, None);
+        assert_eq!(e.problems[0].path, "");
+        assert!(
+            e.problems[0]
+                .message
+                .starts_with("cannot read the file: No such file or directory"),
+            "{:?}",
+            e.problems
+        );
+    }
 
     #[test]
     fn an_empty_file_is_every_default() {
@@ -109,189 +315,4 @@ mod tests {
             }
         );
     }
-}
-
-/// The longest range the dashboard shows (its `default_range`, or a range asked for).
-pub const MAX_RANGE: Duration = Duration::from_secs(400 * 24 * 3600);
-
-/// The validated configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// The file this configuration was read from.
-    pub path: PathBuf,
-    pub daemon: DaemonConfig,
-    pub server: ServerConfig,
-    pub store: StoreConfig,
-    pub outbox: OutboxConfig,
-    pub routing: Routing,
-    /// Channels by name.
-    pub channels: BTreeMap<String, Channel>,
-    pub targets: Vec<Target>,
-    pub databases: Vec<Database>,
-    pub scrapes: Vec<Scrape>,
-    pub logs: Vec<LogSource>,
-    pub rules: Vec<Rule>,
-    pub maintenance: Vec<crate::silence::MaintenanceWindow>,
-    pub dashboard: DashboardConfig,
-    pub reports: Vec<Report>,
-}
-
-/// `[[reports]]`, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    pub name: String,
-    pub title: String,
-    pub schedule: crate::silence::Schedule,
-    pub timezone: chrono_tz::Tz,
-    /// An email channel's name.
-    pub channel: String,
-    /// Recipients; empty: the channel's.
-    pub to: Vec<String>,
-    pub window: ReportWindow,
-    pub sections: Vec<ReportSection>,
-    /// Rules reported on; `None`: every `slo`, percentile `threshold` and `ratio` rule.
-    pub slos: Option<Vec<String>>,
-    pub false_positive_within: Duration,
-    pub usage: Vec<UsageItem>,
-}
-
-/// What a report covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportWindow {
-    /// This long, ending when the report runs.
-    Last(Duration),
-    /// The calendar week (Monday to Monday) before the one the report runs in.
-    LastWeek,
-    /// The calendar month before the one the report runs in.
-    LastMonth,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportSection {
-    Slo,
-    Alerts,
-    Usage,
-    Database,
-    Daemon,
-}
-
-impl ReportSection {
-    pub const ALL: [ReportSection; 5] = [
-        ReportSection::Slo,
-        ReportSection::Alerts,
-        ReportSection::Usage,
-        ReportSection::Database,
-        ReportSection::Daemon,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReportSection::Slo => "slo",
-            ReportSection::Alerts => "alerts",
-            ReportSection::Usage => "usage",
-            ReportSection::Database => "database",
-            ReportSection::Daemon => "daemon",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UsageItem {
-    pub title: String,
-    pub kind: UsageKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum UsageKind {
-    /// `agg` over the window, summed over the selected series; broken down by a label;
-    /// divided by a distinct count.
-    Count {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-        agg: crate::query::Agg,
-        by: Option<String>,
-        per: Option<Distinct>,
-    },
-    Distinct(Distinct),
-}
-
-/// Distinct values of `label` among the series of `metric` with data in the window.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Distinct {
-    pub metric: String,
-    pub matchers: BTreeMap<String, String>,
-    pub label: String,
-}
-
-/// `[dashboard]`, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DashboardConfig {
-    pub title: String,
-    pub default_range: Duration,
-    /// `None`: the page does not reload itself.
-    pub refresh: Option<Duration>,
-    pub panels: Vec<Panel>,
-}
-
-/// One chart of the dashboard.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Panel {
-    pub title: String,
-    pub unit: String,
-    pub series: Vec<PanelSeries>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PanelSeries {
-    pub label: Option<String>,
-    pub input: PanelInput,
-    pub agg: crate::query::Agg,
-    pub scale: f64,
-    /// One line for all selected series, their values per step combined this way.
-    pub combine: Option<Combine>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Combine {
-    Sum,
-    Max,
-    Min,
-    Avg,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum PanelInput {
-    /// `agg` per step of every series the selector matches.
-    Metric {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-    },
-    /// `agg` of the numerator over `agg` of the denominator per step, each summed over its
-    /// series.
-    Ratio {
-        numerator: (String, BTreeMap<String, String>),
-        denominator: (String, BTreeMap<String, String>),
-    },
-}
-
-/// Reads and validates the configuration file at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        problems: vec![Problem {
-            line: None,
-            path: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }],
-    })?;
-    parse(&text, path)
-}
-
-/// Validates configuration `text`; `path` names the file in problems and resolves relative
-/// secret files.
-pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    validate::validate(text, path).map_err(|problems| ConfigError {
-        file: path.to_path_buf(),
-        problems,
-    })
 }

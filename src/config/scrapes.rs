@@ -51,9 +51,11 @@ struct RawScrape {
     pub username: Option<String>,
     /// HTTP basic auth password, a secret.
     pub password: Option<String>,
+    /// A file whose content is the basic auth password.
     pub password_file: Option<String>,
     /// A bearer token, a secret.
     pub bearer_token: Option<String>,
+    /// A file whose content is the bearer token.
     pub bearer_token_file: Option<String>,
     /// Time between scrapes.
     pub interval: Option<String>,

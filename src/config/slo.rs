@@ -53,9 +53,13 @@ fn slo_burns() -> Vec<(Duration, Duration, f64, bool)> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBurn {
+    /// The long window, e.g. `1h`.
     pub long: String,
+    /// The short window, which must burn too, e.g. `5m`.
     pub short: String,
+    /// How many times faster than the objective allows the budget burns, e.g. `14.4`.
     pub factor: f64,
+    /// `warning` or `critical`.
     pub severity: String,
 }
 
@@ -63,8 +67,10 @@ pub(super) struct RawBurn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSlo {
+    /// The tag, `slo`, already read by validation.
     #[serde(rename = "kind")]
     pub _tag: serde::de::IgnoredAny,
+    /// Unique rule name.
     pub name: String,
     /// In percent: `99.9`.
     pub objective: f64,
@@ -72,17 +78,25 @@ pub(super) struct RawSlo {
     pub period: Option<String>,
     /// Bad events (errors) and all events (requests).
     pub bad: Option<RawSelector>,
+    /// All events (requests), with `bad`.
     pub total: Option<RawSelector>,
     /// Or: a 0/1 series whose average is the availability (`probe_up`).
     pub up: Option<RawSelector>,
     /// Default: 14.4× over 1h and 5m, 6× over 6h and 30m (critical); 1× over 3d and 6h
     /// (warning).
     pub burn: Option<Vec<RawBurn>>,
+    /// Time between evaluations (default 1m).
     pub every: Option<String>,
+    /// Title of the alert; `{label}` is replaced by the label's value.
     pub summary: String,
+    /// Runbook link shown in notifications.
     pub runbook_url: Option<String>,
+    /// Dashboard link shown in notifications.
     pub dashboard_url: Option<String>,
+    /// Channels for this rule instead of `[routing]`.
     pub channels: Option<Vec<String>>,
+    /// Rules whose firing explains this one: while one of them fires, this rule's new
+    /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
 }

@@ -51,8 +51,11 @@ pub(super) struct RawThreshold {
     /// The tag, `threshold`, already read by validation.
     #[serde(rename = "kind")]
     pub _tag: serde::de::IgnoredAny,
+    /// Unique rule name.
     pub name: String,
+    /// The metric the rule reads.
     pub metric: String,
+    /// Label equality matchers selecting series of `metric`.
     #[serde(default, rename = "match")]
     pub matchers: BTreeMap<String, String>,
     /// avg, min, max, last, sum, count, rate, increase or a percentile (p95).
@@ -73,11 +76,18 @@ pub(super) struct RawThreshold {
     pub hold: Option<String>,
     /// Time between evaluations.
     pub every: Option<String>,
+    /// `info`, `warning` or `critical`.
     pub severity: String,
+    /// Title of the alert; `{label}` is replaced by the label's value.
     pub summary: String,
+    /// Runbook link shown in notifications.
     pub runbook_url: Option<String>,
+    /// Dashboard link shown in notifications.
     pub dashboard_url: Option<String>,
+    /// Channels for this rule instead of `[routing]`.
     pub channels: Option<Vec<String>>,
+    /// Rules whose firing explains this one: while one of them fires, this rule's new
+    /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
 }
@@ -86,33 +96,49 @@ pub(super) struct RawThreshold {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRatio {
+    /// The tag, `ratio`, already read by validation.
     #[serde(rename = "kind")]
     pub _tag: serde::de::IgnoredAny,
+    /// Unique rule name.
     pub name: String,
+    /// The series summed above the line (errors).
     pub numerator: RawSelector,
+    /// The series summed below the line (requests).
     pub denominator: RawSelector,
     /// How each side is aggregated over the window (default `increase`).
     pub agg: Option<String>,
+    /// How far back each evaluation looks.
     pub window: String,
+    /// When the value breaches, e.g. `> 0.05`.
     pub condition: String,
+    /// When a firing alert resolves, e.g. `< 0.03`; by default when `condition` no longer holds.
     pub resolve: Option<String>,
     /// A second level: a value breaching this makes the alert critical.
     pub critical: Option<String>,
     /// Figures quoted in the alert, over the same window.
     pub context: Option<Vec<RawContext>>,
+    /// How long the condition must hold before the alert fires.
     #[serde(rename = "for")]
     pub hold: Option<String>,
+    /// Time between evaluations.
     pub every: Option<String>,
     /// No evaluation while the denominator is under this.
     pub min_volume: Option<f64>,
     /// Labels that make groups, each its own alert.
     #[serde(default)]
     pub by: Vec<String>,
+    /// `info`, `warning` or `critical`.
     pub severity: String,
+    /// Title of the alert; `{label}` is replaced by the label's value.
     pub summary: String,
+    /// Runbook link shown in notifications.
     pub runbook_url: Option<String>,
+    /// Dashboard link shown in notifications.
     pub dashboard_url: Option<String>,
+    /// Channels for this rule instead of `[routing]`.
     pub channels: Option<Vec<String>>,
+    /// Rules whose firing explains this one: while one of them fires, this rule's new
+    /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
 }
@@ -121,30 +147,45 @@ pub(super) struct RawRatio {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGrowth {
+    /// The tag, `growth`, already read by validation.
     #[serde(rename = "kind")]
     pub _tag: serde::de::IgnoredAny,
+    /// Unique rule name.
     pub name: String,
+    /// The metric the rule reads.
     pub metric: String,
+    /// Label equality matchers selecting series of `metric`.
     #[serde(default, rename = "match")]
     pub matchers: BTreeMap<String, String>,
     /// `samples` (default: between the two newest points) or `window` (oldest to newest).
     pub between: Option<String>,
     /// How far back points are read (default 1h).
     pub window: Option<String>,
+    /// When the value breaches, e.g. `> 0.05`.
     pub condition: String,
+    /// When a firing alert resolves, e.g. `< 0.03`; by default when `condition` no longer holds.
     pub resolve: Option<String>,
     /// A second level: a value breaching this makes the alert critical.
     pub critical: Option<String>,
     /// Figures quoted in the alert, over the same window.
     pub context: Option<Vec<RawContext>>,
+    /// How long the condition must hold before the alert fires.
     #[serde(rename = "for")]
     pub hold: Option<String>,
+    /// Time between evaluations.
     pub every: Option<String>,
+    /// `info`, `warning` or `critical`.
     pub severity: String,
+    /// Title of the alert; `{label}` is replaced by the label's value.
     pub summary: String,
+    /// Runbook link shown in notifications.
     pub runbook_url: Option<String>,
+    /// Dashboard link shown in notifications.
     pub dashboard_url: Option<String>,
+    /// Channels for this rule instead of `[routing]`.
     pub channels: Option<Vec<String>>,
+    /// Rules whose firing explains this one: while one of them fires, this rule's new
+    /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
 }
@@ -153,7 +194,9 @@ pub(super) struct RawGrowth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawContext {
+    /// The metric quoted.
     pub metric: String,
+    /// Label equality matchers selecting series of `metric`.
     #[serde(default, rename = "match")]
     pub matchers: BTreeMap<String, String>,
     /// Default `last`.
@@ -164,19 +207,32 @@ pub(super) struct RawContext {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStale {
+    /// The tag, `stale`, already read by validation.
     #[serde(rename = "kind")]
     pub _tag: serde::de::IgnoredAny,
+    /// Unique rule name.
     pub name: String,
+    /// The metric the rule reads.
     pub metric: String,
+    /// Label equality matchers selecting series of `metric`.
     #[serde(default, rename = "match")]
     pub matchers: BTreeMap<String, String>,
+    /// How long a series may go without a new point before it is stale.
     pub max_age: String,
+    /// Time between evaluations.
     pub every: Option<String>,
+    /// `info`, `warning` or `critical`.
     pub severity: String,
+    /// Title of the alert; `{label}` is replaced by the label's value.
     pub summary: String,
+    /// Runbook link shown in notifications.
     pub runbook_url: Option<String>,
+    /// Dashboard link shown in notifications.
     pub dashboard_url: Option<String>,
+    /// Channels for this rule instead of `[routing]`.
     pub channels: Option<Vec<String>>,
+    /// Rules whose firing explains this one: while one of them fires, this rule's new
+    /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
 }
@@ -185,8 +241,10 @@ pub(super) struct RawStale {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNewErrorType {
+    /// The tag, `new_error_type`, already read by validation.
     #[serde(rename = "kind")]
     pub _tag: serde::de::IgnoredAny,
+    /// Unique rule name.
     pub name: String,
     /// Only error types of this `[[logs]]` source.
     pub source: Option<String>,
@@ -194,12 +252,20 @@ pub(super) struct RawNewErrorType {
     pub window: Option<String>,
     /// …and not in this long before (default 7d).
     pub quiet: Option<String>,
+    /// Time between evaluations.
     pub every: Option<String>,
+    /// `info`, `warning` or `critical`.
     pub severity: String,
+    /// Title of the alert; `{label}` is replaced by the label's value.
     pub summary: String,
+    /// Runbook link shown in notifications.
     pub runbook_url: Option<String>,
+    /// Dashboard link shown in notifications.
     pub dashboard_url: Option<String>,
+    /// Channels for this rule instead of `[routing]`.
     pub channels: Option<Vec<String>>,
+    /// Rules whose firing explains this one: while one of them fires, this rule's new
+    /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
 }
