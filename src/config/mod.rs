@@ -117,6 +117,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+/// The sections a file may have.
 const SECTIONS: &[&str] = &[
     "daemon",
     "server",
@@ -134,8 +135,9 @@ const SECTIONS: &[&str] = &[
     "reports",
 ];
 
-/// Every section validated in turn, in an order that keeps problems in the order of the
-/// sections as the file lists them, and each after the sections it refers to.
+/// Validates the sections in a fixed order, each after the ones it refers to (routing and
+/// rules after channels, targets after databases, rules after logs and the store, reports
+/// after channels and rules). Problems are listed in that order too.
 fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> {
     let mut problems = Problems::new(text);
     let root = match DeTable::parse(text) {
