@@ -825,7 +825,15 @@ pub(super) fn window_checks(
                 reads.push(("burn", &total.0, shortest));
             }
         }
-        _ => {}
+        // Growth and stale rules read points, not counts; an `up` SLO reads a 0/1 gauge;
+        // new error types are counted per hour.
+        WindowInput::Growth { .. }
+        | WindowInput::Stale { .. }
+        | WindowInput::Slo {
+            events: SloEvents::Up { .. },
+            ..
+        }
+        | WindowInput::NewErrors { .. } => {}
     }
     let window = reads.first().map(|r| r.2);
     if let Some(w) = window {
