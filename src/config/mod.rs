@@ -1,69 +1,77 @@
-//! Configuration: the TOML file is parsed into `raw` types, then validated into [`Config`],
-//! the only configuration type the rest of the daemon sees.
+//! Configuration: the TOML file is read section by section into raw types (the file as
+//! written, `deny_unknown_fields` everywhere), then validated into [`Config`], the only
+//! configuration type the rest of the daemon sees.
+//!
+//! One file per section holds its raw types, its validated types, its checks, its defaults
+//! and its tests: `daemon.rs` (`[daemon]`, `[server]`, `[outbox]`), `store.rs`,
+//! `routing.rs`, `channels.rs`, `targets.rs`, `databases.rs`, `scrapes.rs`, `logs.rs`,
+//! `rules.rs` with `window_rules.rs` and `slo.rs`, `maintenance.rs`, `dashboard.rs` and
+//! `reports.rs`. What they share is in `problems.rs` (problems, their places, the reading of
+//! tables and tags) and `fields.rs` (durations, secrets, URLs and other common fields);
+//! `secret.rs` holds [`Secret`]. This file holds [`Config`], [`load`] and [`parse`], and the
+//! order in which the sections are validated.
 //!
 //! Validation collects every problem it finds, each with its path (`rules[2].fire_after`) and
 //! line, instead of stopping at the first. It never touches the network; it does read the
 //! environment and secret files, because a secret that cannot be loaded is a configuration
 //! error the operator must see before the daemon starts.
 
-pub mod defaults;
-mod raw;
+mod channels;
+mod daemon;
+mod dashboard;
+mod databases;
+mod fields;
+mod logs;
+mod maintenance;
+mod problems;
+mod reports;
+mod routing;
+mod rules;
+mod scrapes;
 mod secret;
-mod validate;
+mod slo;
+mod store;
+mod targets;
+#[cfg(test)]
+pub(crate) mod testing;
+mod window_rules;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use toml::de::DeTable;
 
 pub use crate::vocab::Severity;
+pub use channels::{Channel, ChannelKind, EmailChannel, SmtpTls};
+pub use daemon::{DaemonConfig, LogFormat, OutboxConfig, ServerConfig};
+pub use dashboard::{Combine, DashboardConfig, MAX_RANGE, Panel, PanelInput, PanelSeries};
+pub use databases::{Database, StatementMatcher, TlsMode};
+pub use fields::{CaFile, Pattern, parse_duration};
+pub use logs::{
+    FieldMatch, FieldPath, LineParse, LogErrors, LogInput, LogMetric, LogMetricKind, LogSource,
+    StartAt, TimeFormat,
+};
+pub use problems::{ConfigError, Problem};
+pub use reports::{Distinct, Report, ReportSection, ReportWindow, UsageItem, UsageKind};
+pub use routing::{EscalationStep, Route, Routing};
+pub use rules::{ConsecutiveRule, Rule, RuleKind};
+pub use scrapes::{Scrape, ScrapeAuth};
 pub use secret::Secret;
+pub use slo::{Burn, SloEvents};
+pub use store::StoreConfig;
+pub use targets::{Check, HttpCheck, JsonAssert, SqlCheck, SqlParam, Target, TcpCheck, Timing};
+pub use window_rules::{Context, ThresholdRule, WindowInput};
 
-use crate::vocab::Condition;
+use problems::{Problems, single};
 
-#[cfg(test)]
-mod tests {
-    use super::JsonAssert;
+/// Where the commands look for the file when `--config` is not given.
+pub const CONFIG_PATH: &str = "/etc/sloguard/config.toml";
 
-    #[test]
-    fn json_assertions() {
-        let body = serde_json::json!({"status": "ok", "db": {"latency_ms": 120}, "items": [1, 2]});
-        let ok = |t: &str| JsonAssert::parse(t).unwrap().check(&body);
-        assert_eq!(ok(r#"$.status == "ok""#), Ok(()));
-        assert_eq!(ok("$.db.latency_ms < 200"), Ok(()));
-        assert_eq!(
-            ok("$.db.latency_ms != 120.0"),
-            Err("$.db.latency_ms is 120, expected != 120.0".into())
-        );
-        assert_eq!(
-            ok(r#"$.status == "degraded""#),
-            Err(r#"$.status is "ok", expected == "degraded""#.into())
-        );
-        assert_eq!(
-            ok("$.missing == 1"),
-            Err("$.missing matched nothing in the JSON body".into())
-        );
-        assert_eq!(
-            ok(r#"$.status < 3"#),
-            Err(r#"$.status is "ok", expected < 3"#.into())
-        );
-        assert!(JsonAssert::parse("$.status==ok").is_err());
-        assert!(
-            JsonAssert::parse("$.status == ok")
-                .unwrap_err()
-                .contains("quote strings")
-        );
-        assert!(JsonAssert::parse(r#"$.status > "a""#).is_err());
-        assert!(
-            JsonAssert::parse("status == 1")
-                .unwrap_err()
-                .contains("not a JSONPath")
-        );
-    }
+/// Each section's defaults are named functions in the section's file, beside its fields;
+/// docs/configuration.md lists them all. This module keeps the path the commands use.
+pub mod defaults {
+    pub use super::CONFIG_PATH;
 }
-
-/// The longest range the dashboard shows (its `default_range`, or a range asked for).
-pub const MAX_RANGE: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,895 +95,6 @@ pub struct Config {
     pub reports: Vec<Report>,
 }
 
-/// `[[reports]]`, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    pub name: String,
-    pub title: String,
-    pub schedule: crate::silence::Schedule,
-    pub timezone: chrono_tz::Tz,
-    /// An email channel's name.
-    pub channel: String,
-    /// Recipients; empty: the channel's.
-    pub to: Vec<String>,
-    pub window: ReportWindow,
-    pub sections: Vec<ReportSection>,
-    /// Rules reported on; `None`: every `slo`, percentile `threshold` and `ratio` rule.
-    pub slos: Option<Vec<String>>,
-    pub false_positive_within: Duration,
-    pub usage: Vec<UsageItem>,
-}
-
-/// What a report covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportWindow {
-    /// This long, ending when the report runs.
-    Last(Duration),
-    /// The calendar week (Monday to Monday) before the one the report runs in.
-    LastWeek,
-    /// The calendar month before the one the report runs in.
-    LastMonth,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportSection {
-    Slo,
-    Alerts,
-    Usage,
-    Database,
-    Daemon,
-}
-
-impl ReportSection {
-    pub const ALL: [ReportSection; 5] = [
-        ReportSection::Slo,
-        ReportSection::Alerts,
-        ReportSection::Usage,
-        ReportSection::Database,
-        ReportSection::Daemon,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReportSection::Slo => "slo",
-            ReportSection::Alerts => "alerts",
-            ReportSection::Usage => "usage",
-            ReportSection::Database => "database",
-            ReportSection::Daemon => "daemon",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UsageItem {
-    pub title: String,
-    pub kind: UsageKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum UsageKind {
-    /// `agg` over the window, summed over the selected series; broken down by a label;
-    /// divided by a distinct count.
-    Count {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-        agg: crate::query::Agg,
-        by: Option<String>,
-        per: Option<Distinct>,
-    },
-    Distinct(Distinct),
-}
-
-/// Distinct values of `label` among the series of `metric` with data in the window.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Distinct {
-    pub metric: String,
-    pub matchers: BTreeMap<String, String>,
-    pub label: String,
-}
-
-/// `[dashboard]`, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DashboardConfig {
-    pub title: String,
-    pub default_range: Duration,
-    /// `None`: the page does not reload itself.
-    pub refresh: Option<Duration>,
-    pub panels: Vec<Panel>,
-}
-
-/// One chart of the dashboard.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Panel {
-    pub title: String,
-    pub unit: String,
-    pub series: Vec<PanelSeries>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PanelSeries {
-    pub label: Option<String>,
-    pub input: PanelInput,
-    pub agg: crate::query::Agg,
-    pub scale: f64,
-    /// One line for all selected series, their values per step combined this way.
-    pub combine: Option<Combine>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Combine {
-    Sum,
-    Max,
-    Min,
-    Avg,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum PanelInput {
-    /// `agg` per step of every series the selector matches.
-    Metric {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-    },
-    /// `agg` of the numerator over `agg` of the denominator per step, each summed over its
-    /// series.
-    Ratio {
-        numerator: (String, BTreeMap<String, String>),
-        denominator: (String, BTreeMap<String, String>),
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DaemonConfig {
-    pub data_dir: PathBuf,
-    pub log_format: LogFormat,
-    pub log_level: String,
-}
-
-/// `[store]`, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreConfig {
-    pub raw_retention: Duration,
-    pub distribution_interval: Duration,
-    pub history_retention: Duration,
-    pub compact_interval: Duration,
-    /// (step, retention), finest first; each step a multiple of the one before.
-    pub rollups: Vec<(Duration, Duration)>,
-}
-
-impl StoreConfig {
-    /// The store's view of these settings.
-    pub fn layout(&self) -> crate::store::Layout {
-        let ms = |d: &Duration| d.as_millis() as i64;
-        crate::store::Layout {
-            raw_retention_ms: ms(&self.raw_retention),
-            distribution_interval_ms: ms(&self.distribution_interval),
-            tiers: self
-                .rollups
-                .iter()
-                .map(|(step, keep)| crate::store::Tier {
-                    step_ms: ms(step),
-                    retention_ms: ms(keep),
-                })
-                .collect(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerConfig {
-    pub listen: std::net::SocketAddr,
-    /// Required by write endpoints; `None` disables them.
-    pub token: Option<Secret>,
-    /// The largest ingest body, compressed and decompressed.
-    pub max_ingest_bytes: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxConfig {
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    pub timeout: Duration,
-    pub give_up_after: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Routing {
-    pub warning: Vec<String>,
-    pub critical: Vec<String>,
-    /// Reminders to a firing, unacknowledged alert's channels.
-    pub repeat_interval: Option<Duration>,
-    /// How long a message waits for other alerts of its rule to go out together (Slack,
-    /// email, webhook; PagerDuty and Alertmanager get one event per alert).
-    pub group_wait: Duration,
-    /// Escalation steps, by increasing `after`.
-    pub escalation: Vec<EscalationStep>,
-    /// Routes by labels, tried in order; the first that matches decides.
-    pub routes: Vec<Route>,
-}
-
-/// Alerts matching `matchers` (and `severity`, if set) go to `channels`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub matchers: crate::silence::Matchers,
-    pub severity: Option<Severity>,
-    pub channels: Vec<String>,
-}
-
-/// After `after` of firing unacknowledged, an alert of `severity` also goes to `channels`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EscalationStep {
-    pub severity: Severity,
-    pub after: Duration,
-    pub channels: Vec<String>,
-}
-
-impl Routing {
-    /// The channels an alert of `severity` goes to when its rule names none.
-    pub fn channels_for(&self, severity: Severity) -> &[String] {
-        match severity {
-            Severity::Info => &[],
-            Severity::Warning => &self.warning,
-            Severity::Critical => &self.critical,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Channel {
-    pub name: String,
-    pub kind: ChannelKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChannelKind {
-    Slack {
-        webhook_url: Secret,
-    },
-    Webhook {
-        url: Secret,
-        headers: Vec<(String, Secret)>,
-    },
-    Email(EmailChannel),
-    Alertmanager {
-        url: url::Url,
-        headers: Vec<(String, Secret)>,
-        resend_interval: Duration,
-    },
-    PagerDuty {
-        routing_key: Secret,
-        events_url: url::Url,
-        source: String,
-    },
-}
-
-impl ChannelKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ChannelKind::Slack { .. } => "slack",
-            ChannelKind::Webhook { .. } => "webhook",
-            ChannelKind::Email(_) => "email",
-            ChannelKind::Alertmanager { .. } => "alertmanager",
-            ChannelKind::PagerDuty { .. } => "pagerduty",
-        }
-    }
-}
-
-/// How an SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS, which is required.
-    StartTls,
-    /// TLS from the first byte (SMTPS).
-    Tls,
-    /// No encryption (a local relay).
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmailChannel {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub from: String,
-    pub to: Vec<String>,
-}
-
-/// One probe target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub name: String,
-    pub check: Check,
-    pub timing: Timing,
-}
-
-/// When a target is probed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    pub timeout: Duration,
-    pub interval: Duration,
-    /// The interval while a result contradicts the confirmed state (a failure of an up
-    /// target, a success of a down one), until the change is confirmed or dismissed.
-    pub retry_interval: Duration,
-    pub jitter: Duration,
-}
-
-/// What a probe does.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Check {
-    Http(Box<HttpCheck>),
-    Tcp(TcpCheck),
-    Sql(Box<SqlCheck>),
-}
-
-/// A timed query on a database.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SqlCheck {
-    pub database: Database,
-    pub sql: String,
-    pub params: Vec<SqlParam>,
-    /// Record the first column of the first row as `probe_value`.
-    pub value: bool,
-}
-
-/// A query parameter, typed from its TOML value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SqlParam {
-    Int(i64),
-    Float(f64),
-    Text(String),
-    Bool(bool),
-}
-
-/// How the connection to a database is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Plaintext.
-    Disable,
-    /// TLS, the server's certificate not checked.
-    Require,
-    /// TLS, the certificate checked against the system roots and `ca_file`, and the host name.
-    VerifyFull,
-}
-
-/// A `[[databases]]` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Database {
-    pub name: String,
-    /// The connection string without `sslmode`, a secret.
-    pub url: Secret,
-    pub tls: TlsMode,
-    pub ca: Option<CaFile>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// `Some(schema)` to collect `pg_stat_statements` from `schema`.
-    pub statements: Option<String>,
-    pub top: u32,
-    pub database_stats: bool,
-    pub queries: Vec<StatementMatcher>,
-}
-
-/// A `[[scrapes]]` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scrape {
-    pub name: String,
-    pub url: url::Url,
-    pub auth: ScrapeAuth,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Families to keep (anchored); empty keeps all.
-    pub keep: Vec<Pattern>,
-    pub max_samples: usize,
-    pub ca: Option<CaFile>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ScrapeAuth {
-    None,
-    Basic { username: String, password: Secret },
-    Bearer(Secret),
-}
-
-/// `[[logs]]`: lines read from files or a command and turned into series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogSource {
-    pub name: String,
-    pub input: LogInput,
-    pub parse: LineParse,
-    /// A field whose string value is the JSON document to read (journald's `MESSAGE`).
-    pub json_in: Option<FieldPath>,
-    /// Where the event time comes from; the arrival time when `None`.
-    pub timestamp: Option<(FieldPath, TimeFormat)>,
-    pub max_line_bytes: usize,
-    pub metrics: Vec<LogMetric>,
-    pub errors: Vec<LogErrors>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum LogInput {
-    Files {
-        include: Vec<String>,
-        exclude: Vec<String>,
-        start_at: StartAt,
-        poll_interval: Duration,
-    },
-    Command {
-        argv: Vec<String>,
-    },
-    /// Events posted to the PostHog-compatible capture endpoints with this project token.
-    Posthog {
-        token: Secret,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
-    Beginning,
-    End,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum LineParse {
-    Json,
-    /// Named captures of the regex become the fields.
-    Text(Pattern),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeFormat {
-    /// RFC 3339 text or a number of seconds, milliseconds, microseconds or nanoseconds since
-    /// 1970, told apart by magnitude.
-    Auto,
-    Rfc3339,
-    UnixS,
-    UnixMs,
-    UnixUs,
-    UnixNs,
-}
-
-/// A field by its path of keys (`a.b.c`); a numeric key also indexes an array.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldPath(pub Vec<String>);
-
-impl fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("."))
-    }
-}
-
-/// One condition on a line's field.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FieldMatch {
-    Equals(FieldPath, String),
-    /// A number in the TOML: equal to the field read as a number (`1.0` matches `1`).
-    EqualsNumber(FieldPath, f64),
-    Regex(FieldPath, Pattern),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogMetricKind {
-    /// Counts matching lines (or adds `value`); stored as events, so windows count exactly.
-    Counter,
-    /// One observation of `value` per matching line.
-    Distribution,
-    /// The newest `value`.
-    Gauge,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogMetric {
-    pub name: String,
-    pub kind: LogMetricKind,
-    pub matches: Vec<FieldMatch>,
-    pub value: Option<FieldPath>,
-    /// (label name, field).
-    pub labels: Vec<(String, FieldPath)>,
-    pub max_series: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogErrors {
-    pub matches: Vec<FieldMatch>,
-    pub message: FieldPath,
-}
-
-/// Statements of `pg_stat_statements` that make one `query` series.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatementMatcher {
-    pub name: String,
-    pub pattern: Option<Pattern>,
-    pub queryid: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpCheck {
-    pub url: url::Url,
-    pub method: reqwest::Method,
-    /// Request headers; values may be secrets (`env:NAME`).
-    pub headers: Vec<(String, Secret)>,
-    /// Whether redirects are followed (up to 10).
-    pub follow_redirects: bool,
-    /// `None` means any 2xx.
-    pub expect_status: Option<Vec<u16>>,
-    pub body_contains: Option<String>,
-    pub body_regex: Option<Pattern>,
-    pub body_json: Vec<JsonAssert>,
-    /// Extra CA certificates trusted for this target.
-    pub ca: Option<CaFile>,
-}
-
-impl HttpCheck {
-    /// Whether the probe must read the body.
-    pub fn reads_body(&self) -> bool {
-        self.body_contains.is_some() || self.body_regex.is_some() || !self.body_json.is_empty()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpCheck {
-    pub host: String,
-    pub port: u16,
-}
-
-/// A compiled regular expression, equal to another with the same source.
-#[derive(Debug, Clone)]
-pub struct Pattern(pub regex::Regex);
-
-impl PartialEq for Pattern {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
-
-/// `JSONPATH OP VALUE`, e.g. `$.status == "ok"` or `$.queue.depth < 100`.
-#[derive(Debug, Clone)]
-pub struct JsonAssert {
-    pub text: String,
-    pub path: serde_json_path::JsonPath,
-    pub op: crate::vocab::Op,
-    pub value: serde_json::Value,
-}
-
-impl JsonAssert {
-    pub fn parse(text: &str) -> Result<JsonAssert, String> {
-        use crate::vocab::Op;
-        let ops = [
-            (" == ", Op::Eq),
-            (" != ", Op::Ne),
-            (" <= ", Op::Le),
-            (" >= ", Op::Ge),
-            (" < ", Op::Lt),
-            (" > ", Op::Gt),
-        ];
-        let found = ops
-            .iter()
-            .filter_map(|(sym, op)| text.find(sym).map(|at| (at, sym.len(), *op)))
-            .min_by_key(|(at, _, _)| *at);
-        let Some((at, len, op)) = found else {
-            return Err(format!(
-                "`{text}` is not an assertion; write `JSONPATH OP VALUE` with spaces around the operator, e.g. `$.status == \"ok\"`"
-            ));
-        };
-        let path_text = text[..at].trim();
-        let value_text = text[at + len..].trim();
-        let path = serde_json_path::JsonPath::parse(path_text)
-            .map_err(|e| format!("`{path_text}` is not a JSONPath: {e}"))?;
-        let value: serde_json::Value = serde_json::from_str(value_text).map_err(|_| {
-            format!("`{value_text}` is not a JSON value; quote strings: `\"{value_text}\"`")
-        })?;
-        if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) && !value.is_number() {
-            return Err(format!("`{text}`: `{}` compares numbers only", op.as_str()));
-        }
-        Ok(JsonAssert {
-            text: text.to_string(),
-            path,
-            op,
-            value,
-        })
-    }
-
-    /// Checks `body`; the error is the failure reason for the alert.
-    pub fn check(&self, body: &serde_json::Value) -> Result<(), String> {
-        use crate::vocab::Op;
-        let nodes = self.path.query(body).all();
-        let got = match nodes.as_slice() {
-            [] => return Err(format!("{} matched nothing in the JSON body", self.path)),
-            [one] => *one,
-            many => {
-                return Err(format!(
-                    "{} matched {} values in the JSON body; it must select one",
-                    self.path,
-                    many.len()
-                ));
-            }
-        };
-        let ok = match (got.as_f64(), self.value.as_f64()) {
-            (Some(a), Some(b)) => match self.op {
-                Op::Eq => a == b,
-                Op::Ne => a != b,
-                Op::Lt => a < b,
-                Op::Le => a <= b,
-                Op::Gt => a > b,
-                Op::Ge => a >= b,
-            },
-            _ => match self.op {
-                Op::Eq => got == &self.value,
-                Op::Ne => got != &self.value,
-                _ => false,
-            },
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} is {}, expected {} {}",
-                self.path,
-                got,
-                self.op.as_str(),
-                self.value
-            ))
-        }
-    }
-}
-
-impl PartialEq for JsonAssert {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-/// A PEM bundle of CA certificates, read when the configuration is loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CaFile {
-    pub path: PathBuf,
-    pub pem: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub name: String,
-    pub severity: Severity,
-    pub summary: String,
-    pub runbook_url: Option<String>,
-    pub dashboard_url: Option<String>,
-    /// Channels instead of `[routing]`; `None` means route by severity.
-    pub channels: Option<Vec<String>>,
-    /// While an alert of one of these rules fires, this rule's new alerts are inhibited.
-    pub depends_on: Vec<String>,
-    pub kind: RuleKind,
-}
-
-impl Rule {
-    /// The channels an alert of this rule with `labels` goes to: the rule's own list, else
-    /// the first `[[routing.route]]` that matches, else the severity's list. Info alerts are
-    /// logged only.
-    pub fn route<'a>(
-        &'a self,
-        routing: &'a Routing,
-        labels: &crate::series::Labels,
-    ) -> &'a [String] {
-        self.route_as(routing, labels, self.severity)
-    }
-
-    /// [`Rule::route`] for an alert of this rule at `severity` (a rule with a critical
-    /// threshold raises its alerts' severity).
-    pub fn route_as<'a>(
-        &'a self,
-        routing: &'a Routing,
-        labels: &crate::series::Labels,
-        severity: Severity,
-    ) -> &'a [String] {
-        if severity == Severity::Info {
-            return &[];
-        }
-        if let Some(list) = &self.channels {
-            return list;
-        }
-        let matched = routing.routes.iter().find(|r| {
-            r.severity.is_none_or(|s| s == severity)
-                && crate::silence::matches(&r.matchers, &self.name, labels)
-        });
-        match matched {
-            Some(r) => &r.channels,
-            None => routing.channels_for(severity),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RuleKind {
-    Consecutive(ConsecutiveRule),
-    Threshold(ThresholdRule),
-}
-
-impl RuleKind {
-    /// The metric and label matchers selecting the series the rule watches, for rules that
-    /// watch one series per alert.
-    pub fn selects(&self) -> Option<(&str, &BTreeMap<String, String>)> {
-        match self {
-            RuleKind::Consecutive(c) => Some((&c.metric, &c.matchers)),
-            RuleKind::Threshold(t) => match &t.input {
-                WindowInput::Series {
-                    metric, matchers, ..
-                }
-                | WindowInput::Stale {
-                    metric, matchers, ..
-                }
-                | WindowInput::Growth {
-                    metric, matchers, ..
-                } => Some((metric, matchers)),
-                WindowInput::Ratio { .. }
-                | WindowInput::NewErrors { .. }
-                | WindowInput::Slo { .. } => None,
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConsecutiveRule {
-    pub metric: String,
-    pub matchers: BTreeMap<String, String>,
-    pub condition: Condition,
-    /// A second level: a breaching sample past it makes the alert critical.
-    pub critical: Option<Condition>,
-    pub fire_after: u32,
-    pub resolve_after: u32,
-}
-
-/// A rule evaluated every `every` over a window of the store: a value per label set,
-/// compared with `condition`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdRule {
-    pub input: WindowInput,
-    pub condition: Condition,
-    /// A second, higher level: an alert whose value breaches it is critical (its severity
-    /// rises while it fires, and stays until it resolves).
-    pub critical: Option<Condition>,
-    /// When a firing alert resolves; `None`: when `condition` no longer holds.
-    pub resolve: Option<Condition>,
-    /// How long `condition` must hold before firing.
-    pub hold: Duration,
-    pub every: Duration,
-    /// Figures the alert quotes, each an aggregate of a series over the rule's window.
-    pub context: Vec<Context>,
-}
-
-/// A figure an alert quotes (the customers of the slow requests, say).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Context {
-    pub metric: String,
-    pub matchers: BTreeMap<String, String>,
-    pub agg: crate::query::Agg,
-}
-
-/// What an SLO counts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SloEvents {
-    /// Bad events over all events (errors over requests).
-    Ratio {
-        bad: (String, BTreeMap<String, String>),
-        total: (String, BTreeMap<String, String>),
-    },
-    /// A 0/1 series: the error ratio is one minus its average.
-    Up {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-    },
-}
-
-/// One multi-window burn-rate alert of an SLO.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Burn {
-    pub long: Duration,
-    pub short: Duration,
-    pub factor: f64,
-    pub critical: bool,
-}
-
-/// What a window rule computes per label set.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WindowInput {
-    /// `kind = "threshold"`: an aggregate of each selected series over the window.
-    Series {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-        agg: crate::query::Agg,
-        window: Duration,
-    },
-    /// `kind = "ratio"`: numerator / denominator (each `agg`, summed over its series) per
-    /// group of `by` labels; no value while the denominator is under `min_volume`.
-    Ratio {
-        numerator: (String, BTreeMap<String, String>),
-        denominator: (String, BTreeMap<String, String>),
-        agg: crate::query::Agg,
-        window: Duration,
-        min_volume: f64,
-        by: Vec<String>,
-    },
-    /// `kind = "growth"`: how much each selected gauge series grew: between its two newest
-    /// points (`per_sample`) or from its oldest to its newest point in the window.
-    Growth {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-        window: Duration,
-        per_sample: bool,
-    },
-    /// `kind = "stale"`: 1 for a series without a point in the last `max_age`, else 0.
-    Stale {
-        metric: String,
-        matchers: BTreeMap<String, String>,
-        max_age: Duration,
-    },
-    /// `kind = "slo"`: 2 while a critical burn-rate pair burns, 1 while a warning one
-    /// does, else 0; the note says how fast and how much budget is left.
-    Slo {
-        events: SloEvents,
-        /// The objective as a fraction: 0.999.
-        objective: f64,
-        period: Duration,
-        burns: Vec<Burn>,
-    },
-    /// `kind = "new_error_type"`: 1 for an error type of the logs seen in the last
-    /// `window` and not in the `quiet` period before.
-    NewErrors {
-        source: Option<String>,
-        window: Duration,
-        quiet: Duration,
-    },
-}
-
-/// One thing wrong with a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line in the file, when the problem has a place.
-    pub line: Option<usize>,
-    /// Where in the document: `rules[2].fire_after`, or empty for the whole file.
-    pub path: String,
-    pub message: String,
-}
-
-/// Every problem found in one configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.problems.len();
-        writeln!(
-            f,
-            "{} has {n} problem{}:",
-            self.file.display(),
-            if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.problems {
-            write!(f, "  {}", self.file.display())?;
-            if let Some(line) = p.line {
-                write!(f, ":{line}")?;
-            }
-            if p.path.is_empty() {
-                writeln!(f, ": {}", p.message)?;
-            } else {
-                writeln!(f, ": {}: {}", p.path, p.message)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -992,15 +111,210 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Validates configuration `text`; `path` names the file in problems and resolves relative
 /// secret files.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    validate::validate(text, path).map_err(|problems| ConfigError {
+    validate(text, path).map_err(|problems| ConfigError {
         file: path.to_path_buf(),
         problems,
     })
 }
 
-/// Parses a duration such as `30s`, `5m`, `1h30m` or `30d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("`{text}` is not a duration ({e}); write e.g. `30s`, `5m`, `1h`, `30d`")
+/// The sections a file may have.
+const SECTIONS: &[&str] = &[
+    "daemon",
+    "server",
+    "store",
+    "outbox",
+    "routing",
+    "channels",
+    "targets",
+    "databases",
+    "scrapes",
+    "logs",
+    "rules",
+    "maintenance",
+    "dashboard",
+    "reports",
+];
+
+/// Validates the sections in a fixed order, each after the ones it refers to (routing and
+/// rules after channels, targets after databases, rules after logs and the store, reports
+/// after channels and rules). Problems are listed in that order too.
+fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Problems::new(text);
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            problems.push(e.span(), "", format!("invalid TOML: {}", e.message()));
+            return Err(problems.list);
+        }
+    };
+    let root_span = root.span();
+    let root = root.into_inner();
+
+    for key in root.keys() {
+        if !SECTIONS.contains(&key.get_ref().as_ref()) {
+            problems.push(
+                Some(key.span()),
+                key.get_ref().to_string(),
+                format!("unknown section; expected one of: {}", SECTIONS.join(", ")),
+            );
+        }
+    }
+
+    let section = |name: &str| root.get(name);
+    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let daemon = daemon::daemon(&mut problems, section("daemon"), &root_span);
+    let server = daemon::server(&mut problems, section("server"), &root_span, &base_dir);
+    let store = store::store(&mut problems, section("store"), &root_span);
+    let outbox = daemon::outbox(&mut problems, section("outbox"), &root_span);
+    // [routing] names channels: read here, in the order of the sections, and checked once
+    // the channels are known.
+    let routing =
+        single::<routing::RawRouting>(&mut problems, section("routing"), "routing", &root_span);
+    let dashboard = dashboard::dashboard(&mut problems, section("dashboard"), &root_span);
+
+    let (channel_names, channels) =
+        channels::channels(&mut problems, section("channels"), &base_dir);
+
+    let routing =
+        routing.map(|(raw, site)| routing::routing(&mut problems, raw, &site, &channel_names));
+
+    let databases = databases::databases(&mut problems, section("databases"), &base_dir);
+    let scrapes = scrapes::scrapes(&mut problems, section("scrapes"), &base_dir);
+
+    let logs = logs::logs(&mut problems, section("logs"), &base_dir);
+
+    let targets = targets::targets(&mut problems, section("targets"), &base_dir, &databases);
+
+    let rules = rules::rules(
+        &mut problems,
+        section("rules"),
+        &root_span,
+        &channel_names,
+        routing.as_ref(),
+        &logs,
+        &store,
+    );
+
+    let maintenance = maintenance::maintenance(&mut problems, section("maintenance"));
+    let reports = reports::reports(&mut problems, section("reports"), &channels, &rules);
+
+    if !problems.list.is_empty() {
+        return Err(problems.list);
+    }
+    Ok(Config {
+        maintenance,
+        reports,
+        path: file.to_path_buf(),
+        daemon,
+        server,
+        store,
+        outbox,
+        routing: routing.unwrap_or_default(),
+        channels,
+        targets,
+        databases,
+        scrapes,
+        logs,
+        rules,
+        dashboard,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use std::path::Path;
+
+    use super::testing::{config, expect};
+    use super::{
+        Config, DaemonConfig, DashboardConfig, LogFormat, OutboxConfig, Routing, ServerConfig,
+        StoreConfig, load,
+    };
+
+    #[test]
+    fn problems_of_the_file() {
+        expect(&[
+            (
+                "[[rules]]\nname = \"r\nkind = \"consecutive\"\n",
+                "",
+                2,
+                "invalid TOML: ",
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:9797\"\n\n[dameon]\nlog_level = \"info\"\n",
+                "dameon",
+                4,
+                "unknown section; expected one of: daemon, server, store, outbox, routing, channels, targets, databases, scrapes, logs, rules, maintenance, dashboard, reports",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read() {
+        let e = load(Path::new("/nonexistent/sloguard/config.toml")).unwrap_err();
+        assert_eq!(e.file, Path::new("/nonexistent/sloguard/config.toml"));
+        assert_eq!(e.problems.len(), 1);
+        assert_eq!(e.problems[0].line, None);
+        assert_eq!(e.problems[0].path, "");
+        assert!(
+            e.problems[0]
+                .message
+                .starts_with("cannot read the file: No such file or directory"),
+            "{:?}",
+            e.problems
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_every_default() {
+        let (s, m, h, d) = (1, 60, 3600, 86400);
+        let secs = Duration::from_secs;
+        assert_eq!(
+            config(""),
+            Config {
+                path: PathBuf::from("config.toml"),
+                daemon: DaemonConfig {
+                    data_dir: PathBuf::from("/var/lib/sloguard"),
+                    log_format: LogFormat::Text,
+                    log_level: "info".into(),
+                },
+                server: ServerConfig {
+                    listen: ([127, 0, 0, 1], 9797).into(),
+                    token: None,
+                    max_ingest_bytes: 20 << 20,
+                },
+                store: StoreConfig {
+                    raw_retention: secs(7 * d),
+                    distribution_interval: secs(10 * s),
+                    history_retention: secs(400 * d),
+                    compact_interval: secs(m),
+                    rollups: vec![(secs(m), secs(90 * d)), (secs(h), secs(730 * d))],
+                },
+                outbox: OutboxConfig {
+                    initial_backoff: secs(1),
+                    max_backoff: secs(5 * m),
+                    timeout: secs(10),
+                    give_up_after: secs(d),
+                },
+                routing: Routing::default(),
+                channels: Default::default(),
+                targets: Vec::new(),
+                databases: Vec::new(),
+                scrapes: Vec::new(),
+                logs: Vec::new(),
+                rules: Vec::new(),
+                maintenance: Vec::new(),
+                dashboard: DashboardConfig {
+                    title: "sloguard".into(),
+                    default_range: secs(d),
+                    refresh: Some(secs(m)),
+                    panels: Vec::new(),
+                },
+                reports: Vec::new(),
+            }
+        );
+    }
 }
