@@ -200,7 +200,19 @@ fn a_store_killed_at_random_moments_keeps_every_acknowledged_batch() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..120)));
+        // Let it acknowledge a random number of batches more (bounded), so that the rounds
+        // cover enough writes however fast this machine's disk syncs, then kill it at a
+        // random moment of the next one.
+        let first = acked.lock().unwrap().unwrap_or(0);
+        let more = rng.random_range(10..=20);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while acked.lock().unwrap().is_some_and(|n| n < first + more)
+            && Instant::now() < deadline
+            && !matches!(child.try_wait(), Ok(Some(_)))
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..15)));
         let _ = kill(pid, Signal::SIGKILL);
         let _ = child.wait();
         let _ = reader.join();
