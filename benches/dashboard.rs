@@ -245,8 +245,10 @@ fn main() {
         for _ in 0..runs {
             let t = Instant::now();
             let snap = store.snapshot().expect("snapshot");
-            let v = sloguard::rules::window_values(&errors, &snap, th, sloguard::clock::now_ms())
-                .expect("evaluate");
+            let now = sloguard::clock::now_ms();
+            let v =
+                sloguard::rules::window_values(&errors, &snap, th, now, &mut Default::default())
+                    .expect("evaluate");
             times.push(t.elapsed());
             values = v.len();
         }

@@ -108,8 +108,9 @@ pub fn run(
             let span = (to_ms - from_ms).max(0);
             let step = every.max(span / MAX_EVALUATIONS + 1);
             let mut t = from_ms;
+            let mut memory = crate::rules::WindowMemory::default();
             while t < to_ms {
-                let values = crate::rules::window_values(errors, snap, th, t)?;
+                let values = crate::rules::window_values(errors, snap, th, t, &mut memory)?;
                 let ts = engine.evaluate(&rule.name, &values, t);
                 record(&engine, ts, t);
                 evaluations += 1;

@@ -33,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::{Config, RuleKind};
-use crate::rules::{AlertState, AlertStatus, Engine, Transition, TransitionKind, window_values};
+use crate::rules::{
+    AlertState, AlertStatus, Engine, Transition, TransitionKind, WindowMemory, window_values,
+};
 use crate::series::Sample;
 use crate::silence::Silence;
 use crate::source::log::{Handover, LogBatch};
@@ -55,6 +57,12 @@ const MAX_LOG_BATCHES: usize = 16;
 pub(super) struct Pending {
     samples: Vec<Sample>,
     logs: Vec<LogBatch>,
+}
+
+/// When a window rule turns next, and what its last turn saw.
+struct RuleTurn {
+    at: i64,
+    memory: WindowMemory,
 }
 
 impl Pending {
@@ -143,7 +151,7 @@ impl Pipeline {
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // When each threshold rule is evaluated next.
-        let mut next_evaluation: HashMap<String, i64> = HashMap::new();
+        let mut turns: HashMap<String, RuleTurn> = HashMap::new();
         // Samples evaluated but not yet committed, and when the oldest of them arrived.
         let mut pending = Pending::default();
         // Log sources reading a backlog: their batch that catches up is committed at once.
@@ -240,7 +248,7 @@ impl Pipeline {
                     self.handle(cmd, &engine, &cfg, &mut fired).await?;
                 }
                 _ = tick.tick() => {
-                    let transitions = self.evaluate_thresholds(&cfg, &mut engine, &mut next_evaluation).await?;
+                    let transitions = self.evaluate_thresholds(&cfg, &mut engine, &mut turns).await?;
                     if !transitions.is_empty() {
                         self.count_alerts(&engine);
                         pending_since = None;
@@ -305,19 +313,23 @@ impl Pipeline {
         &self,
         cfg: &Config,
         engine: &mut Engine,
-        next: &mut HashMap<String, i64>,
+        turns: &mut HashMap<String, RuleTurn>,
     ) -> anyhow::Result<Vec<Transition>> {
         let now = now_ms();
-        next.retain(|name, _| cfg.rules.iter().any(|r| &r.name == name));
+        turns.retain(|name, _| cfg.rules.iter().any(|r| &r.name == name));
         let mut due = Vec::new();
         for rule in &cfg.rules {
             let RuleKind::Threshold(th) = &rule.kind else {
                 continue;
             };
-            let at = next.entry(rule.name.clone()).or_insert(now);
-            if *at <= now {
-                *at = now + th.every.as_millis().min(i64::MAX as u128) as i64;
-                due.push((rule.name.clone(), th.clone()));
+            let turn = turns.entry(rule.name.clone()).or_insert_with(|| RuleTurn {
+                at: now,
+                memory: WindowMemory::default(),
+            });
+            if turn.at <= now {
+                turn.at = now + th.every.as_millis().min(i64::MAX as u128) as i64;
+                let memory = std::mem::take(&mut turn.memory);
+                due.push((rule.name.clone(), th.clone(), memory));
             }
         }
         if due.is_empty() {
@@ -329,19 +341,26 @@ impl Pipeline {
             let snap = store.snapshot()?;
             let errors = store.errors()?;
             let mut out = Vec::new();
-            for (name, th) in due {
+            for (name, th, mut memory) in due {
                 // One rule that cannot be evaluated must not stop the others.
-                match window_values(&errors, &snap, &th, now) {
-                    Ok(values) => out.push((name, values)),
-                    Err(e) => tracing::error!(rule = %name, error = %e, "Cannot evaluate a rule"),
-                }
+                let values = window_values(&errors, &snap, &th, now, &mut memory)
+                    .inspect_err(
+                        |e| tracing::error!(rule = %name, error = %e, "Cannot evaluate a rule"),
+                    )
+                    .ok();
+                out.push((name, values, memory));
             }
             Ok(out)
         })
         .await??;
         let mut transitions = Vec::new();
-        for (name, values) in results {
-            transitions.extend(engine.evaluate(&name, &values, now));
+        for (name, values, memory) in results {
+            if let Some(turn) = turns.get_mut(&name) {
+                turn.memory = memory;
+            }
+            if let Some(values) = values {
+                transitions.extend(engine.evaluate(&name, &values, now));
+            }
         }
         self.metrics
             .rule_evaluation_seconds

@@ -8,4 +8,4 @@ mod engine;
 mod window;
 
 pub use engine::{AlertState, AlertStatus, Engine, Transition, TransitionKind, WindowValue};
-pub use window::{slo_error_ratio, window_values};
+pub use window::{WindowMemory, slo_error_ratio, window_values};

@@ -47,13 +47,24 @@ pub fn slo_error_ratio(
     })
 }
 
+/// What a rule's previous evaluation saw: for a growth rule between samples, the time of each
+/// series' newest point. The next evaluation weighs every pair of samples that came after it,
+/// so a jump followed by a flat report before the rule's next turn (a busy machine, a client
+/// that sends its reports in batches) still counts.
+#[derive(Debug, Default)]
+pub struct WindowMemory {
+    newest: std::collections::HashMap<crate::series::SeriesKey, i64>,
+}
+
 /// What a window rule sees at `now`, per label set. Counting aggregates of a window
-/// without data are 0 (no errors is zero errors); others are "no data".
+/// without data are 0 (no errors is zero errors); others are "no data". `memory` is this
+/// rule's own, kept from one evaluation to the next.
 pub fn window_values(
     errors: &crate::store::logs::Errors,
     snap: &crate::store::Snapshot,
     th: &crate::config::ThresholdRule,
     now: i64,
+    memory: &mut WindowMemory,
 ) -> anyhow::Result<Vec<super::WindowValue>> {
     use super::WindowValue;
     use crate::config::WindowInput;
@@ -90,6 +101,7 @@ pub fn window_values(
         } => {
             let from = now.saturating_sub(ms(*window)).max(0);
             let mut out = Vec::new();
+            let mut newest = std::collections::HashMap::new();
             for info in selector(metric, matchers).select(snap) {
                 // Two clients' values alternating in the overflow series are no growth.
                 if info.key.is_overflow() {
@@ -98,13 +110,18 @@ pub fn window_values(
                 let points = snap.points(info.id, from, now.saturating_add(1))?;
                 let grown = match (points.first(), points.len()) {
                     (Some(_), n) if n >= 2 && *per_sample => {
-                        Some(points[n - 1].1 - points[n - 2].1)
+                        let seen = memory.newest.get(&info.key).copied();
+                        Some(newest_growth(&points, seen))
                     }
                     (Some(first), n) if n >= 2 => Some(points[n - 1].1 - first.1),
                     _ => None,
                 };
+                if let Some(last) = points.last() {
+                    newest.insert(info.key.clone(), last.0);
+                }
                 out.push(value(info.key.labels.clone(), grown));
             }
+            memory.newest = newest;
             out
         }
         WindowInput::Stale {
@@ -309,6 +326,20 @@ pub fn window_values(
     Ok(values)
 }
 
+/// The growth between consecutive samples: the largest step among the pairs that came after
+/// `seen` (the newest point the previous evaluation saw), or the last step when none did or
+/// nothing was seen yet (a restart does not replay the window's old jumps).
+fn newest_growth(points: &[(i64, f64)], seen: Option<i64>) -> f64 {
+    let last = points[points.len() - 1].1 - points[points.len() - 2].1;
+    let Some(seen) = seen else { return last };
+    points
+        .windows(2)
+        .filter(|w| w[1].0 > seen)
+        .map(|w| w[1].1 - w[0].1)
+        .reduce(f64::max)
+        .unwrap_or(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,11 +399,18 @@ summary = "New error"
         }
         let (mut engine, _) = Engine::restore(cfg.rules.clone(), vec![], start);
         let mut log = Vec::new();
+        let mut memory = WindowMemory::default();
         for step in 0..16 {
             // Every 30 minutes from the first sighting on.
             let t = start + 120_000 + step * hour / 2;
-            let values =
-                window_values(&store.errors().unwrap(), &store.snapshot().unwrap(), th, t).unwrap();
+            let values = window_values(
+                &store.errors().unwrap(),
+                &store.snapshot().unwrap(),
+                th,
+                t,
+                &mut memory,
+            )
+            .unwrap();
             for tr in engine.evaluate("new_errors", &values, t) {
                 log.push((step, tr.kind));
             }
@@ -430,7 +468,14 @@ summary = "SLO"
             .collect();
         store.append(&samples).unwrap();
         let values = |at: i64| {
-            window_values(&store.errors().unwrap(), &store.snapshot().unwrap(), th, at).unwrap()
+            window_values(
+                &store.errors().unwrap(),
+                &store.snapshot().unwrap(),
+                th,
+                at,
+                &mut Default::default(),
+            )
+            .unwrap()
         };
         let slow = values(now);
         assert_eq!(slow[0].value, Some(1.0), "{slow:?}");
@@ -499,10 +544,79 @@ summary = "Heap grew"
             &store.snapshot().unwrap(),
             th,
             t0 + 10_000,
+            &mut Default::default(),
         )
         .unwrap();
         assert_eq!(values.len(), 1, "{values:?}");
         assert_eq!(values[0].labels["user"], "u1");
         assert_eq!(values[0].value, Some(1.0));
+    }
+
+    /// A jump followed by a flat report before the rule's next turn still fires; the turn
+    /// after, with no new report, keeps it, and the next report that does not grow resolves.
+    #[test]
+    fn a_growth_between_samples_counts_every_step_since_the_last_turn() {
+        let text = r#"
+[[rules]]
+name = "heap_growth"
+kind = "growth"
+metric = "heap_mb"
+between = "samples"
+window = "1h"
+condition = "> 50"
+severity = "info"
+summary = "Heap grew"
+"#;
+        let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+            panic!("a growth rule is a window rule")
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = SeriesKey::new("heap_mb", &[("user", "u1")]);
+        let t0 = crate::clock::now_ms() - 60_000;
+        let write = |at: i64, value: f64| {
+            let sample = Sample {
+                series: key.clone(),
+                ts_ms: t0 + at * 1000,
+                value,
+                note: None,
+            };
+            store.append(&[sample]).unwrap();
+        };
+        let mut memory = WindowMemory::default();
+        let mut at = |s: i64| {
+            let snap = store.snapshot().unwrap();
+            let v = window_values(
+                &store.errors().unwrap(),
+                &snap,
+                th,
+                t0 + s * 1000,
+                &mut memory,
+            );
+            v.unwrap()[0].value
+        };
+        write(0, 100.0);
+        write(1, 101.0);
+        assert_eq!(at(1), Some(1.0));
+        // Two reports before the next turn: the jump, then a flat one.
+        write(2, 182.0);
+        write(3, 182.0);
+        assert_eq!(at(3), Some(81.0));
+        // No new report: the newest step is still the jump's neighbour, flat.
+        assert_eq!(at(4), Some(0.0));
+        write(5, 190.0);
+        assert_eq!(at(5), Some(8.0));
+        // A fresh memory (a restart) weighs only the newest step, never the window's old jumps.
+        let snap = store.snapshot().unwrap();
+        let fresh = window_values(
+            &store.errors().unwrap(),
+            &snap,
+            th,
+            t0 + 6000,
+            &mut WindowMemory::default(),
+        )
+        .unwrap();
+        assert_eq!(fresh[0].value, Some(8.0));
     }
 }

@@ -271,10 +271,11 @@ fn window_run(cfg: &Config, rule: &sloguard::config::Rule, bad: bool) -> Vec<Tra
     }
     let (mut engine, _) = Engine::restore(vec![rule.clone()], vec![], now);
     let mut kinds = Vec::new();
+    let mut memory = sloguard::rules::WindowMemory::default();
     for te in times {
         let snap = store.snapshot().unwrap();
         let errors = store.errors().unwrap();
-        let values = sloguard::rules::window_values(&errors, &snap, th, te).unwrap();
+        let values = sloguard::rules::window_values(&errors, &snap, th, te, &mut memory).unwrap();
         kinds.extend(
             engine
                 .evaluate(&rule.name, &values, te)
