@@ -237,7 +237,7 @@ fn main() {
     let errors = store.errors().expect("errors");
     let mut round = Duration::ZERO;
     for rule in &cfg.rules {
-        let sloguard::config::RuleKind::Threshold(th) = &rule.kind else {
+        let sloguard::config::RuleKind::Window(th) = &rule.kind else {
             continue;
         };
         let mut times = Vec::with_capacity(runs);

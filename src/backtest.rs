@@ -15,7 +15,7 @@ use crate::query::{MatchOp, Matcher, Selector};
 use crate::rules::{Engine, TransitionKind};
 use crate::series::{Labels, Sample};
 use crate::store::Snapshot;
-use crate::store::logs::Errors;
+use crate::store::logs::ErrorSnapshot;
 
 /// The most window evaluations one backtest makes; a longer period is stepped coarser.
 pub const MAX_EVALUATIONS: i64 = 200_000;
@@ -54,7 +54,7 @@ pub struct Report {
 pub fn run(
     rule: &Rule,
     snap: &Snapshot,
-    errors: &Errors,
+    errors: &ErrorSnapshot,
     from_ms: i64,
     to_ms: i64,
 ) -> anyhow::Result<Report> {
@@ -103,7 +103,7 @@ pub fn run(
         }
     };
     let step_ms = match &rule.kind {
-        RuleKind::Threshold(th) => {
+        RuleKind::Window(th) => {
             let every = (th.every.as_millis() as i64).max(1_000);
             let span = (to_ms - from_ms).max(0);
             let step = every.max(span / MAX_EVALUATIONS + 1);

@@ -23,7 +23,7 @@ fn data_dir_of(data_dir: Option<PathBuf>, config: &Path) -> anyhow::Result<PathB
 /// writing once to recover it.
 fn read_store<T>(
     dir: &Path,
-    f: impl FnOnce(&crate::store::Snapshot, &crate::store::logs::Errors) -> anyhow::Result<T>,
+    f: impl FnOnce(&crate::store::Snapshot, &crate::store::logs::ErrorSnapshot) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let store = crate::store::Reader::open(dir)?;
     f(&store.snapshot()?, &store.errors()?)
@@ -198,7 +198,7 @@ pub(super) fn errors(
 }
 
 fn error_rows(
-    errors: &crate::store::logs::Errors,
+    errors: &crate::store::logs::ErrorSnapshot,
     source: Option<&str>,
     from_ms: i64,
     hour: i64,

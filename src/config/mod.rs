@@ -60,7 +60,7 @@ pub use secret::Secret;
 pub use slo::{Burn, SloEvents};
 pub use store::StoreConfig;
 pub use targets::{Check, HttpCheck, JsonAssert, SqlCheck, SqlParam, Target, TcpCheck, Timing};
-pub use window_rules::{Context, ThresholdRule, WindowInput};
+pub use window_rules::{Context, WindowInput, WindowRule};
 
 use problems::{Problems, single};
 

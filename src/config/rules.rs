@@ -17,8 +17,8 @@ use super::routing::{Routing, check_channel_refs};
 use super::slo::{RawSlo, slo};
 use super::store::StoreConfig;
 use super::window_rules::{
-    RawGrowth, RawNewErrorType, RawRatio, RawStale, RawThreshold, ThresholdRule, WindowInput,
-    growth, new_error_type, ratio, stale, threshold, window_checks,
+    RawGrowth, RawNewErrorType, RawRatio, RawStale, RawThreshold, WindowInput, WindowRule, growth,
+    new_error_type, ratio, stale, threshold, window_checks,
 };
 use crate::vocab::{Condition, Op};
 
@@ -83,7 +83,7 @@ pub(super) fn rules(
             None => None,
         };
         if let Some(r) = rule {
-            if let RuleKind::Threshold(th) = &r.kind {
+            if let RuleKind::Window(th) = &r.kind {
                 window_checks(problems, &site, th, logs, store);
             }
             depends_spans.insert(
@@ -217,7 +217,7 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleKind {
     Consecutive(ConsecutiveRule),
-    Threshold(ThresholdRule),
+    Window(WindowRule),
 }
 
 impl RuleKind {
@@ -226,7 +226,7 @@ impl RuleKind {
     pub fn selects(&self) -> Option<(&str, &BTreeMap<String, String>)> {
         match self {
             RuleKind::Consecutive(c) => Some((&c.metric, &c.matchers)),
-            RuleKind::Threshold(t) => match &t.input {
+            RuleKind::Window(t) => match &t.input {
                 WindowInput::Series {
                     metric, matchers, ..
                 }

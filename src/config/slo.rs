@@ -11,7 +11,7 @@ use super::fields::{MAX_DURATION, RawSelector, duration_field, nested_duration};
 use super::problems::{Problems, Site};
 use super::routing::Routing;
 use super::rules::{Rule, RuleHeader, RuleKind, rule};
-use super::window_rules::{ThresholdRule, WindowInput};
+use super::window_rules::{WindowInput, WindowRule};
 use crate::vocab::Condition;
 
 // Defaults; docs/rules.md lists the same.
@@ -285,7 +285,7 @@ pub(super) fn slo(
         _ => ("critical", level(1.0), None),
     };
     let kind = events.map(|events| {
-        RuleKind::Threshold(ThresholdRule {
+        RuleKind::Window(WindowRule {
             input: WindowInput::Slo {
                 events,
                 objective: raw.objective / 100.0,
@@ -347,7 +347,7 @@ summary = "API"
     fn defaults_and_levels() {
         let c = config(&format!("{ROUTED}{SLO}"));
         let rule = &c.rules[0];
-        let RuleKind::Threshold(t) = &rule.kind else {
+        let RuleKind::Window(t) = &rule.kind else {
             panic!("{rule:?}");
         };
         let (m, h) = (60, 3600);
@@ -395,7 +395,7 @@ summary = "API"
         let c = config(&format!(
             "{ROUTED}{SLO}burn = [{{ long = \"1h\", short = \"5m\", factor = 14.4, severity = \"critical\" }}]\n"
         ));
-        let RuleKind::Threshold(t) = &c.rules[0].kind else {
+        let RuleKind::Window(t) = &c.rules[0].kind else {
             panic!();
         };
         assert_eq!(c.rules[0].severity, Severity::Critical);
@@ -407,7 +407,7 @@ summary = "API"
                 "bad = { metric = \"errors\" }\ntotal = { metric = \"requests\" }"
             )
         ));
-        let RuleKind::Threshold(t) = &c.rules[0].kind else {
+        let RuleKind::Window(t) = &c.rules[0].kind else {
             panic!();
         };
         assert!(matches!(

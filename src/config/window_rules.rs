@@ -273,7 +273,7 @@ pub(super) struct RawNewErrorType {
 /// A rule evaluated every `every` over a window of the store: a value per label set,
 /// compared with `condition`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdRule {
+pub struct WindowRule {
     pub input: WindowInput,
     pub condition: Condition,
     /// A second, higher level: an alert whose value breaches it is critical (its severity
@@ -497,7 +497,7 @@ pub(super) fn threshold(
     );
     let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
     let kind = match (agg, tail) {
-        (Some(agg), Some(t)) => Some(RuleKind::Threshold(ThresholdRule {
+        (Some(agg), Some(t)) => Some(RuleKind::Window(WindowRule {
             input: WindowInput::Series {
                 metric: raw.metric,
                 matchers: raw.matchers,
@@ -565,7 +565,7 @@ pub(super) fn ratio(
     );
     let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
     let kind = match (agg, tail) {
-        (Some(agg), Some(t)) => Some(RuleKind::Threshold(ThresholdRule {
+        (Some(agg), Some(t)) => Some(RuleKind::Window(WindowRule {
             input: WindowInput::Ratio {
                 numerator: (raw.numerator.metric, raw.numerator.matchers),
                 denominator: (raw.denominator.metric, raw.denominator.matchers),
@@ -634,7 +634,7 @@ pub(super) fn growth(
     );
     let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
     let kind = tail.map(|t| {
-        RuleKind::Threshold(ThresholdRule {
+        RuleKind::Window(WindowRule {
             input: WindowInput::Growth {
                 metric: raw.metric,
                 matchers: raw.matchers,
@@ -679,7 +679,7 @@ pub(super) fn stale(
         threshold_every(),
         second,
     );
-    let kind = Some(RuleKind::Threshold(ThresholdRule {
+    let kind = Some(RuleKind::Window(WindowRule {
         input: WindowInput::Stale {
             metric: raw.metric,
             matchers: raw.matchers,
@@ -744,7 +744,7 @@ pub(super) fn new_error_type(
         threshold_every(),
         Duration::from_secs(1),
     );
-    let kind = Some(RuleKind::Threshold(ThresholdRule {
+    let kind = Some(RuleKind::Window(WindowRule {
         input: WindowInput::NewErrors {
             source: raw.source,
             window,
@@ -774,7 +774,7 @@ pub(super) fn new_error_type(
 pub(super) fn window_checks(
     problems: &mut Problems<'_>,
     site: &Site<'_, '_>,
-    th: &ThresholdRule,
+    th: &WindowRule,
     logs: &[LogSource],
     store: &StoreConfig,
 ) {
@@ -873,7 +873,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use super::{Context, ThresholdRule, WindowInput};
+    use super::{Context, WindowInput, WindowRule};
     use crate::config::RuleKind;
     use crate::config::testing::{config, expect};
     use crate::query::Agg;
@@ -911,10 +911,10 @@ kind = "counter"
 
 "#;
 
-    fn window_rule(text: &str) -> ThresholdRule {
+    fn window_rule(text: &str) -> WindowRule {
         let c = config(text);
         match &c.rules[0].kind {
-            RuleKind::Threshold(t) => t.clone(),
+            RuleKind::Window(t) => t.clone(),
             other => panic!("{other:?}"),
         }
     }
@@ -934,7 +934,7 @@ kind = "counter"
         ));
         assert_eq!(
             t,
-            ThresholdRule {
+            WindowRule {
                 input: WindowInput::Series {
                     metric: "http_ms".into(),
                     matchers: BTreeMap::new(),

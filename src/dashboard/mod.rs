@@ -308,7 +308,7 @@ pub fn build(
         .collect();
     let mut slos = Vec::new();
     for rule in &cfg.rules {
-        let RuleKind::Threshold(th) = &rule.kind else {
+        let RuleKind::Window(th) = &rule.kind else {
             continue;
         };
         let WindowInput::Slo {

@@ -35,7 +35,7 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
             if a.breaches == 1 { "" } else { "s" },
             c.fire_after
         ),
-        RuleKind::Threshold(th) => {
+        RuleKind::Window(th) => {
             use crate::config::WindowInput;
             let hold = if th.hold.is_zero() {
                 String::new()

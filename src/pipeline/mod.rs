@@ -248,7 +248,7 @@ impl Pipeline {
                     self.handle(cmd, &engine, &cfg, &mut fired).await?;
                 }
                 _ = tick.tick() => {
-                    let transitions = self.evaluate_thresholds(&cfg, &mut engine, &mut turns).await?;
+                    let transitions = self.evaluate_windows(&cfg, &mut engine, &mut turns).await?;
                     if !transitions.is_empty() {
                         self.count_alerts(&engine);
                         pending_since = None;
@@ -307,9 +307,9 @@ impl Pipeline {
         self.write(pending, plan).await
     }
 
-    /// Evaluates the threshold rules that are due against the store (what was committed;
+    /// Evaluates the window rules that are due against the store (what was committed;
     /// samples waiting for the group commit are at most half a second behind).
-    async fn evaluate_thresholds(
+    async fn evaluate_windows(
         &self,
         cfg: &Config,
         engine: &mut Engine,
@@ -319,7 +319,7 @@ impl Pipeline {
         turns.retain(|name, _| cfg.rules.iter().any(|r| &r.name == name));
         let mut due = Vec::new();
         for rule in &cfg.rules {
-            let RuleKind::Threshold(th) = &rule.kind else {
+            let RuleKind::Window(th) = &rule.kind else {
                 continue;
             };
             let turn = turns.entry(rule.name.clone()).or_insert_with(|| RuleTurn {

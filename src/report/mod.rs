@@ -261,7 +261,7 @@ fn slo_lines(
             .slos
             .as_ref()
             .is_none_or(|names| names.contains(&rule.name));
-        let RuleKind::Threshold(th) = &rule.kind else {
+        let RuleKind::Window(th) = &rule.kind else {
             continue;
         };
         let line = |measure: String,
@@ -743,7 +743,7 @@ fn charts(
     if has(ReportSection::Slo) {
         use crate::config::{Combine, SloEvents};
         for rule in &cfg.rules {
-            let RuleKind::Threshold(th) = &rule.kind else {
+            let RuleKind::Window(th) = &rule.kind else {
                 continue;
             };
             if report

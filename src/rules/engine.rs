@@ -164,7 +164,7 @@ impl Engine {
                     // An alert raised past the rule's critical level stays raised.
                     let two_levels = match &rule.kind {
                         RuleKind::Consecutive(c) => c.critical.is_some(),
-                        RuleKind::Threshold(t) => t.critical.is_some(),
+                        RuleKind::Window(t) => t.critical.is_some(),
                     };
                     if let Some(s) = self.states.get_mut(&fp) {
                         s.severity = if two_levels {
@@ -227,7 +227,7 @@ impl Engine {
         let Some(rule) = self.rules.iter().find(|r| r.name == rule_name) else {
             return out;
         };
-        let RuleKind::Threshold(th) = &rule.kind else {
+        let RuleKind::Window(th) = &rule.kind else {
             return out;
         };
         let hold_ms = th.hold.as_millis().min(i64::MAX as u128) as i64;
@@ -499,7 +499,7 @@ mod tests {
             dashboard_url: None,
             channels: None,
             depends_on: Vec::new(),
-            kind: RuleKind::Threshold(crate::config::ThresholdRule {
+            kind: RuleKind::Window(crate::config::WindowRule {
                 input: crate::config::WindowInput::Series {
                     metric: "error_ratio".into(),
                     matchers: Labels::new(),
@@ -576,7 +576,7 @@ mod tests {
     #[test]
     fn a_critical_level_raises_a_firing_alert_and_it_stays_raised_until_resolved() {
         let mut rule = threshold_rule("> 500", Some("< 400"), 0);
-        if let RuleKind::Threshold(th) = &mut rule.kind {
+        if let RuleKind::Window(th) = &mut rule.kind {
             th.critical = Some(Condition::parse("> 1000").unwrap());
         }
         let (mut e, _) = Engine::restore(vec![rule], vec![], 0);
@@ -600,7 +600,7 @@ mod tests {
     #[test]
     fn a_raised_alert_stays_critical_across_a_restart() {
         let mut rule = threshold_rule("> 500", Some("< 400"), 0);
-        if let RuleKind::Threshold(th) = &mut rule.kind {
+        if let RuleKind::Window(th) = &mut rule.kind {
             th.critical = Some(Condition::parse("> 1000").unwrap());
         }
         let (mut e, _) = Engine::restore(vec![rule.clone()], vec![], 0);
@@ -676,7 +676,7 @@ mod tests {
         e.evaluate("error_rate", &at(Some(9.0)), 3_000);
         let orphaned = e.evaluate("error_rate", &[], 4_000);
         assert_eq!(kinds(&orphaned), vec![TransitionKind::Resolved]);
-        // Samples do not drive threshold rules.
+        // Samples do not drive window rules.
         assert!(e.observe(&probe("web", 5_000, false), 5_000).is_empty());
     }
 

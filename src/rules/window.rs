@@ -60,9 +60,9 @@ pub struct WindowMemory {
 /// without data are 0 (no errors is zero errors); others are "no data". `memory` is this
 /// rule's own, kept from one evaluation to the next.
 pub fn window_values(
-    errors: &crate::store::logs::Errors,
+    errors: &crate::store::logs::ErrorSnapshot,
     snap: &crate::store::Snapshot,
-    th: &crate::config::ThresholdRule,
+    th: &crate::config::WindowRule,
     now: i64,
     memory: &mut WindowMemory,
 ) -> anyhow::Result<Vec<super::WindowValue>> {
@@ -371,7 +371,7 @@ severity = "warning"
 summary = "New error"
 "#;
         let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+        let RuleKind::Window(th) = &cfg.rules[0].kind else {
             panic!()
         };
         let dir = tempfile::tempdir().unwrap();
@@ -444,7 +444,7 @@ up = { metric = "probe_up", match = { target = "api" } }
 summary = "SLO"
 "#;
         let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+        let RuleKind::Window(th) = &cfg.rules[0].kind else {
             panic!()
         };
         let dir = tempfile::tempdir().unwrap();
@@ -516,7 +516,7 @@ severity = "info"
 summary = "Heap grew"
 "#;
         let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+        let RuleKind::Window(th) = &cfg.rules[0].kind else {
             panic!("a growth rule is a window rule")
         };
         let dir = tempfile::tempdir().unwrap();
@@ -568,7 +568,7 @@ severity = "info"
 summary = "Heap grew"
 "#;
         let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let RuleKind::Threshold(th) = &cfg.rules[0].kind else {
+        let RuleKind::Window(th) = &cfg.rules[0].kind else {
             panic!("a growth rule is a window rule")
         };
         let dir = tempfile::tempdir().unwrap();

@@ -235,9 +235,9 @@ pub(super) fn forget_sources(txn: &WriteTransaction, keep: &[String]) -> Result<
 }
 
 /// A consistent view of the error types (one read transaction).
-pub struct Errors(pub(super) ReadTransaction);
+pub struct ErrorSnapshot(pub(super) ReadTransaction);
 
-impl Errors {
+impl ErrorSnapshot {
     /// Every error type (of `source`, when given), most recently seen first.
     pub fn types(&self, source: Option<&str>) -> Result<Vec<ErrorType>, StoreError> {
         error_types(&self.0, source)

@@ -397,8 +397,8 @@ impl ReadOnlyStore {
     }
 
     /// The error types of log sources, as of the last commit.
-    pub fn errors(&self) -> Result<logs::Errors, StoreError> {
-        Ok(logs::Errors(self.db.begin_read()?))
+    pub fn errors(&self) -> Result<logs::ErrorSnapshot, StoreError> {
+        Ok(logs::ErrorSnapshot(self.db.begin_read()?))
     }
 
     /// Alert history since `since_ms`, oldest first, at most `limit` events.
@@ -450,7 +450,7 @@ impl Reader {
         }
     }
 
-    pub fn errors(&self) -> Result<logs::Errors, StoreError> {
+    pub fn errors(&self) -> Result<logs::ErrorSnapshot, StoreError> {
         match self {
             Reader::Shared(s) => s.errors(),
             Reader::Own(s) => s.errors(),
@@ -807,8 +807,8 @@ impl Store {
     }
 
     /// The error types of log sources, as of the last commit.
-    pub fn errors(&self) -> Result<logs::Errors, StoreError> {
-        Ok(logs::Errors(self.db.begin_read()?))
+    pub fn errors(&self) -> Result<logs::ErrorSnapshot, StoreError> {
+        Ok(logs::ErrorSnapshot(self.db.begin_read()?))
     }
 
     /// Every stored alert state.

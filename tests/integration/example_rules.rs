@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sloguard::config::{Config, LogMetricKind, RuleKind, ThresholdRule, WindowInput};
+use sloguard::config::{Config, LogMetricKind, RuleKind, WindowInput, WindowRule};
 use sloguard::query::Agg;
 use sloguard::rules::{Engine, TransitionKind};
 use sloguard::series::{Labels, Sample, SeriesKey};
@@ -82,7 +82,7 @@ fn events(key: &SeriesKey, at: i64, value: f64, n: u64) -> (SeriesKey, Bucket) {
 }
 
 /// Writes what a window rule should see at time `te`: breaching (`bad`) or not.
-fn write_for(cfg: &Config, store: &Store, th: &ThresholdRule, te: i64, bad: bool) {
+fn write_for(cfg: &Config, store: &Store, th: &WindowRule, te: i64, bad: bool) {
     let (bad_v, good_v) = breaching_and_clear(&th.condition);
     let v = if bad { bad_v } else { good_v };
     let mut samples = Vec::new();
@@ -255,7 +255,7 @@ fn write_for(cfg: &Config, store: &Store, th: &ThresholdRule, te: i64, bad: bool
 /// The transitions of `rule` evaluated at `now` and at `now + for`, over data written for
 /// both times.
 fn window_run(cfg: &Config, rule: &sloguard::config::Rule, bad: bool) -> Vec<TransitionKind> {
-    let RuleKind::Threshold(th) = &rule.kind else {
+    let RuleKind::Window(th) = &rule.kind else {
         unreachable!()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -332,7 +332,7 @@ fn every_rule_of_the_example_fires_on_its_trigger_and_not_otherwise() {
                     rule.name
                 );
             }
-            RuleKind::Threshold(th) => {
+            RuleKind::Window(th) => {
                 let fired = window_run(&cfg, rule, true);
                 assert!(
                     fired.contains(&TransitionKind::Firing),
