@@ -66,6 +66,9 @@ pub async fn run(
     let signals_handle = signals.handle();
 
     let config_path = config.path.clone();
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (samples_tx, samples_rx) = mpsc::channel::<Vec<crate::series::Sample>>(1024);
     let samples_rx = Arc::new(Mutex::new(samples_rx));
@@ -170,6 +173,7 @@ pub async fn run(
             metrics: metrics.clone(),
             ingest,
             heartbeat: heartbeat.clone(),
+            heavy: Arc::new(tokio::sync::Semaphore::new(crate::server::HEAVY_READS)),
         };
         let token = rest_stop.clone();
         let bound = opts.listener.clone();
@@ -293,6 +297,12 @@ fn reload(tx: &watch::Sender<Arc<Config>>, opts: &RunOptions, metrics: &crate::m
             }
             if new.server.listen != current.server.listen {
                 tracing::warn!("server.listen takes effect only after a restart");
+            }
+            if new.server.max_connections != current.server.max_connections {
+                tracing::warn!("server.max_connections takes effect only after a restart");
+            }
+            for warning in new.warnings() {
+                tracing::warn!("{warning}");
             }
             if new.daemon.log_format != current.daemon.log_format
                 || new.daemon.log_level != current.daemon.log_level

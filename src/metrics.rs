@@ -87,6 +87,7 @@ pub struct Metrics {
     pub log_command_restarts: Family<SourceLabels, Counter>,
     pub ingest_requests: Family<ResultLabels, Counter>,
     pub ingest_duplicates: Family<SourceLabels, Counter>,
+    pub connections_refused: Counter,
     pub store_commits: Counter,
     pub store_commit_seconds: Counter<f64, AtomicU64>,
 }
@@ -128,6 +129,7 @@ impl Metrics {
             log_command_restarts: Family::default(),
             ingest_requests: Family::default(),
             ingest_duplicates: Family::default(),
+            connections_refused: Counter::default(),
             store_commits: Counter::default(),
             store_commit_seconds: Counter::default(),
         };
@@ -205,8 +207,13 @@ impl Metrics {
         );
         r.register(
             "sloguard_ingest_requests",
-            "Requests to the PostHog-compatible capture endpoints by result: accepted, bad_request, unauthorized, too_large, unavailable",
+            "Requests to the PostHog-compatible capture endpoints by result: accepted, bad_request, unauthorized, too_large, rate_limited, timeout, unavailable",
             m.ingest_requests.clone(),
+        );
+        r.register(
+            "sloguard_http_connections_refused",
+            "Connections closed on arrival because [server].max_connections were open",
+            m.connections_refused.clone(),
         );
         r.register(
             "sloguard_store_compactions",

@@ -45,6 +45,33 @@ pub struct Api {
     pub ingest: Arc<crate::source::ingest::Ingest>,
     /// When the pipeline last turned (ms); `/healthz` is ready while it is recent.
     pub heartbeat: Arc<std::sync::atomic::AtomicI64>,
+    /// Turns for the reads that cost the most (dashboard, queries, history).
+    pub heavy: Arc<tokio::sync::Semaphore>,
+}
+
+/// Reads that cost the most (the dashboard, long-range queries, history) served at once;
+/// more wait for a turn, up to `HEAVY_WAIT`, then get a 503.
+pub const HEAVY_READS: usize = 2;
+const HEAVY_WAIT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers, and how long a kept-alive
+/// connection may sit idle before the next one: a connection that says nothing is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a capture body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long any other request may take, answer included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest request head (start line and headers).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Waits for a turn among the heavy reads.
+async fn heavy_turn(api: &Api) -> Result<tokio::sync::SemaphorePermit<'_>, Response> {
+    match tokio::time::timeout(HEAVY_WAIT, api.heavy.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many dashboard and query reads at once; try again",
+        )),
+    }
 }
 
 /// The pipeline is taken for stalled when it has not turned for this long.
@@ -93,11 +120,37 @@ async fn capture(
     let limit = api.ingest.limit();
     let refused = |r: crate::source::ingest::Refused| {
         let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        error(status, r.message())
+        let mut answer = error(status, r.message());
+        if let Some(wait) = r.retry_after() {
+            answer
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait.into());
+        }
+        answer
     };
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(e) => {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        // Refused before a byte of it is read.
+        let r = crate::source::ingest::Refused::TooLarge(format!(
+            "the body is larger than {limit} bytes ([server].max_ingest_bytes)"
+        ));
+        api.ingest.count(r.result());
+        return refused(r);
+    }
+    // A turn first: the bodies read at once are bounded, whatever number of clients send.
+    let turn = match api.ingest.turn().await {
+        Ok(t) => t,
+        Err(r) => {
+            api.ingest.count(r.result());
+            return refused(r);
+        }
+    };
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
             // The limit, or a body that broke off.
             let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             let mut too_large = false;
@@ -117,8 +170,15 @@ async fn capture(
             api.ingest.count(r.result());
             return refused(r);
         }
+        Err(_) => {
+            api.ingest.count("timeout");
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body took longer than {} s", BODY_TIMEOUT.as_secs()),
+            );
+        }
     };
-    match api.ingest.capture(bytes, info).await {
+    match api.ingest.capture(bytes, info, turn).await {
         Ok(_) => Json(serde_json::json!({ "status": 1 })).into_response(),
         Err(r) => {
             tracing::debug!(
@@ -301,6 +361,10 @@ async fn history(State(api): State<Api>, query: axum::extract::Query<HistoryQuer
     };
     let limit = query.limit.unwrap_or(1000).min(10_000);
     let from = crate::clock::now_ms() - since.as_millis() as i64;
+    let _turn = match heavy_turn(&api).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     let store = api.store.clone();
     match tokio::task::spawn_blocking(move || store.history::<crate::history::Event>(from, limit))
         .await
@@ -350,6 +414,10 @@ async fn query(State(api): State<Api>, raw: axum::extract::RawQuery) -> Response
     ) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let _turn = match heavy_turn(&api).await {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     let store = api.store.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -407,6 +475,7 @@ async fn dashboard_data(
             cfg.dashboard.default_range,
         ),
     };
+    let _turn = heavy_turn(api).await?;
     let alerts = ask(api, Command::Alerts).await?;
     let silences = ask(api, Command::Silences).await?;
     let store = api.store.clone();
@@ -533,8 +602,77 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/silences/{id}/expire", post(expire_silence))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), guard))
         .merge(capture_routes)
         .with_state(api)
+}
+
+/// Before every route but capture: the `Host` header must name this server (so a web page
+/// cannot reach a loopback dashboard through DNS rebinding), a write must carry the bearer
+/// token before its body is read, and no request may take longer than `REQUEST_TIMEOUT`.
+async fn guard(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(host) = host {
+        let allowed = api.config.borrow().server.allowed_hosts.clone();
+        if !host_allowed(&host, &allowed) {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "`{host}` is not a name of this server; add it to [server].allowed_hosts to serve it"
+                ),
+            );
+        }
+    }
+    let method = request.method();
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        let cfg = api.config.borrow().clone();
+        if let Err(r) = authorized(&cfg, request.headers()) {
+            return r;
+        }
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(r) => r,
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the answer took longer than {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}
+
+/// Whether a `Host` header names this server: an IP address (a DNS rebinding attack needs a
+/// name), `localhost`, or one of `[server].allowed_hosts`; with any port.
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]:9797`
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.');
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
 /// Serves the API until `stop`, on `bound` when given, else on `[server].listen`.
@@ -555,8 +693,45 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?,
     };
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await?;
+    let max_connections = api.config.borrow().server.max_connections;
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let metrics = api.metrics.clone();
+    let service = hyper_util::service::TowerToHyperService::new(router(api));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .max_headers(100);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was taken:
+                    // wait a moment rather than spin.
+                    tracing::warn!(error = %e, "Cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        // Over the cap a connection is closed at once: the ones held are served.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    // Requests under way get a moment to finish; idle connections are closed.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
     Ok(())
 }

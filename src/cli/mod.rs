@@ -367,6 +367,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `sloguard check`: the configuration's problems, or what it holds.
 fn check(config: &Path) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
+    for warning in cfg.warnings() {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "{}: OK ({} targets, {} rules, {} channels)",
         config.display(),

@@ -18,8 +18,11 @@ use super::problems::{Keyword, Problems, Site, keywords, single};
 
 const DATA_DIR: &str = "/var/lib/sloguard";
 const LISTEN: &str = "127.0.0.1:9797";
-/// PostHog's own limit for `/batch`.
-const MAX_INGEST_BYTES: usize = 20 << 20;
+/// PostHog's own limit for its one-event endpoints; the SDKs' batches are far smaller (see
+/// docs/security.md), and posthog-node halves its batch when answered 413.
+const MAX_INGEST_BYTES: usize = 2 << 20;
+/// Connections served at once; the unit's `LimitNOFILE` leaves room for them.
+const MAX_CONNECTIONS: usize = 4096;
 fn log_level() -> String {
     "info".to_string()
 }
@@ -60,6 +63,10 @@ struct RawServer {
     pub token_file: Option<String>,
     /// The largest body an ingest request may have, compressed and decompressed, in bytes.
     pub max_ingest_bytes: Option<usize>,
+    /// Connections served at once; more are closed as they come.
+    pub max_connections: Option<usize>,
+    /// Host names (besides IP addresses and `localhost`) the dashboard and API answer to.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// `[outbox]`: how notifications are retried.
@@ -99,6 +106,11 @@ pub struct ServerConfig {
     pub token: Option<Secret>,
     /// The largest ingest body, compressed and decompressed.
     pub max_ingest_bytes: usize,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Host names the routes other than capture answer to, besides IP addresses and
+    /// `localhost`.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +170,8 @@ fn default_server() -> ServerConfig {
             .unwrap_or_else(|_| ([127, 0, 0, 1], 9797).into()),
         token: None,
         max_ingest_bytes: MAX_INGEST_BYTES,
+        max_connections: MAX_CONNECTIONS,
+        allowed_hosts: Vec::new(),
     }
 }
 
@@ -245,7 +259,51 @@ fn server_config(
             );
         }
     }
+    if let Some(n) = raw.max_connections {
+        if (16..=1 << 20).contains(&n) {
+            cfg.max_connections = n;
+        } else {
+            problems.push(
+                Some(site.span_of("max_connections")),
+                site.field("max_connections"),
+                "must be between 16 and 1048576",
+            );
+        }
+    }
+    for (i, host) in raw
+        .allowed_hosts
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let valid = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+        if valid {
+            cfg.allowed_hosts
+                .push(host.trim_end_matches('.').to_string());
+        } else {
+            problems.push(
+                Some(site.span_of("allowed_hosts")),
+                format!("{}[{i}]", site.field("allowed_hosts")),
+                format!("`{host}` is not a host name (without port), e.g. `sloguard.example.com`"),
+            );
+        }
+    }
     cfg
+}
+
+/// `[server]`'s warnings: a listen address other than loopback publishes the dashboard and
+/// API (read-only without the token, but readable) along with the capture paths.
+pub(super) fn server_warnings(server: &ServerConfig) -> Vec<String> {
+    if server.listen.ip().is_loopback() {
+        return Vec::new();
+    }
+    vec![format!(
+        "server.listen: {} is not a loopback address: the dashboard, the API and /metrics are open to whoever reaches it; listen on 127.0.0.1 and publish only the capture paths through a proxy (docs/security.md)",
+        server.listen
+    )]
 }
 
 fn outbox_config(problems: &mut Problems<'_>, raw: RawOutbox, site: &Site<'_, '_>) -> OutboxConfig {

@@ -21,6 +21,11 @@ fn log_poll_interval() -> Duration {
 }
 const LOG_MAX_LINE_BYTES: usize = 64 * 1024;
 const LOG_MAX_SERIES: usize = 100;
+const INGEST_EVENTS_PER_SECOND: u32 = 1_000;
+const INGEST_BYTES_PER_SECOND: u64 = 1 << 20;
+fn ingest_max_event_age() -> Duration {
+    Duration::from_secs(3600)
+}
 
 keywords! {
     /// What a source with `ingest` receives.
@@ -81,6 +86,14 @@ struct RawLog {
     pub token: Option<String>,
     /// For `ingest`: a file whose content is the project token.
     pub token_file: Option<String>,
+    /// For `ingest`: events a second the source takes on average (bursts of ten seconds'
+    /// worth); more are answered 429 with `Retry-After`.
+    pub max_events_per_second: Option<u32>,
+    /// For `ingest`: decompressed body bytes a second, as `max_events_per_second`.
+    pub max_bytes_per_second: Option<u64>,
+    /// For `ingest`: an event dated further back than this before its arrival counts at its
+    /// arrival.
+    pub max_event_age: Option<String>,
     /// `json` (default) or `text`.
     pub format: Option<String>,
     /// For `text`: a regex whose named captures become the line's fields.
@@ -172,7 +185,29 @@ pub enum LogInput {
     /// Events posted to the PostHog-compatible capture endpoints with this project token.
     Posthog {
         token: Secret,
+        limits: IngestLimits,
     },
+}
+
+/// What one ingest source takes from its (public) clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestLimits {
+    /// Events a second on average; a client may burst ten seconds' worth.
+    pub events_per_second: u32,
+    /// Decompressed body bytes a second on average, bursts as for events.
+    pub bytes_per_second: u64,
+    /// An event dated further back than this before its arrival counts at its arrival.
+    pub max_event_age: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> IngestLimits {
+        IngestLimits {
+            events_per_second: INGEST_EVENTS_PER_SECOND,
+            bytes_per_second: INGEST_BYTES_PER_SECOND,
+            max_event_age: ingest_max_event_age(),
+        }
+    }
 }
 
 keywords! {
@@ -256,6 +291,47 @@ pub struct LogErrors {
     pub message: FieldPath,
 }
 
+/// An ingest source's rate limits and event age, checked.
+fn ingest_limits(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    raw: (Option<u32>, Option<u64>, Option<&String>),
+) -> IngestLimits {
+    let (events, bytes, age) = raw;
+    let mut limits = IngestLimits::default();
+    if let Some(n) = events {
+        if n == 0 {
+            problems.push(
+                Some(site.span_of("max_events_per_second")),
+                site.field("max_events_per_second"),
+                "must be at least 1",
+            );
+        } else {
+            limits.events_per_second = n;
+        }
+    }
+    if let Some(n) = bytes {
+        if !(1024..=1 << 30).contains(&n) {
+            problems.push(
+                Some(site.span_of("max_bytes_per_second")),
+                site.field("max_bytes_per_second"),
+                "must be between 1024 and 1073741824",
+            );
+        } else {
+            limits.bytes_per_second = n;
+        }
+    }
+    limits.max_event_age = duration_field(
+        problems,
+        site,
+        "max_event_age",
+        age,
+        ingest_max_event_age(),
+        Duration::from_secs(1),
+    );
+    limits
+}
+
 fn log_source(
     problems: &mut Problems<'_>,
     raw: RawLog,
@@ -266,7 +342,13 @@ fn log_source(
     check_name(problems, site, &raw.name);
     let has = |key: &str| site.table.is_some_and(|t| t.get(key).is_some());
     if raw.ingest.is_none() {
-        for key in ["token", "token_file"] {
+        for key in [
+            "token",
+            "token_file",
+            "max_events_per_second",
+            "max_bytes_per_second",
+            "max_event_age",
+        ] {
             if has(key) {
                 problems.push(
                     Some(site.key_span(key)),
@@ -320,8 +402,17 @@ fn log_source(
                     "the project token is empty",
                 );
             }
+            let limits = ingest_limits(
+                problems,
+                site,
+                (
+                    raw.max_events_per_second,
+                    raw.max_bytes_per_second,
+                    raw.max_event_age.as_ref(),
+                ),
+            );
             match protocol {
-                IngestProtocol::Posthog => LogInput::Posthog { token },
+                IngestProtocol::Posthog => LogInput::Posthog { token, limits },
             }
         }
         (Some(include), None, None) => {
@@ -694,7 +785,7 @@ fn ingest_tokens(
     };
     let mut seen: Vec<(&str, &str)> = Vec::new();
     for l in logs {
-        if let LogInput::Posthog { token } = &l.input {
+        if let LogInput::Posthog { token, .. } = &l.input {
             if let Some((_, other)) = seen.iter().find(|(t, _)| *t == token.expose()) {
                 let (span, path) = place(&l.name);
                 problems.push(
@@ -817,7 +908,8 @@ value = "ms"
             LogSource {
                 name: "ph".into(),
                 input: LogInput::Posthog {
-                    token: Secret::literal("phc_x")
+                    token: Secret::literal("phc_x"),
+                    limits: super::IngestLimits::default(),
                 },
                 parse: LineParse::Json,
                 json_in: None,

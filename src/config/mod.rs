@@ -48,8 +48,8 @@ pub use dashboard::{Combine, DashboardConfig, MAX_RANGE, Panel, PanelInput, Pane
 pub use databases::{Database, StatementMatcher, TlsMode};
 pub use fields::{CaFile, Pattern, parse_duration};
 pub use logs::{
-    FieldMatch, FieldPath, LineParse, LogErrors, LogInput, LogMetric, LogMetricKind, LogSource,
-    StartAt, TimeFormat,
+    FieldMatch, FieldPath, IngestLimits, LineParse, LogErrors, LogInput, LogMetric, LogMetricKind,
+    LogSource, StartAt, TimeFormat,
 };
 pub use problems::{ConfigError, Problem};
 pub use reports::{Distinct, Report, ReportSection, ReportWindow, UsageItem, UsageKind};
@@ -93,6 +93,14 @@ pub struct Config {
     pub maintenance: Vec<crate::silence::MaintenanceWindow>,
     pub dashboard: DashboardConfig,
     pub reports: Vec<Report>,
+}
+
+impl Config {
+    /// What is allowed but worth an operator's second look: `sloguard check` prints each as
+    /// `warning: …`, the daemon logs them when it starts and on reload.
+    pub fn warnings(&self) -> Vec<String> {
+        daemon::server_warnings(&self.server)
+    }
 }
 
 /// Reads and validates the configuration file at `path`.
@@ -284,7 +292,9 @@ mod tests {
                 server: ServerConfig {
                     listen: ([127, 0, 0, 1], 9797).into(),
                     token: None,
-                    max_ingest_bytes: 20 << 20,
+                    max_ingest_bytes: 2 << 20,
+                    max_connections: 4096,
+                    allowed_hosts: Vec::new(),
                 },
                 store: StoreConfig {
                     raw_retention: secs(7 * d),

@@ -24,7 +24,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{Config, LogInput, LogSource};
+use crate::config::{Config, IngestLimits, LogInput, LogSource};
 use crate::metrics::Reject;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::source::log::LogBatch;
@@ -33,6 +33,8 @@ use crate::source::log::extract::Extractor;
 /// How long a request waits for a turn and for its events to be committed, in all: less
 /// than the SDKs' own request timeout (10 s), so that they see the answer.
 const COMMIT_WAIT: Duration = Duration::from_secs(8);
+/// How long a request waits for a turn to be read.
+const TURN_WAIT: Duration = Duration::from_secs(4);
 /// PostHog cuts a distinct id to this many characters.
 const MAX_DISTINCT_ID_CHARS: usize = 200;
 /// The longest event `uuid` accepted. The SDKs send a UUID (36 characters); anything much
@@ -48,6 +50,8 @@ pub enum Refused {
     Unauthorized(String),
     /// 413: the body, or what it decompresses to, is larger than the limit.
     TooLarge(String),
+    /// 429: the source's rate limit; the client may retry after this long.
+    TooMany(String, Duration),
     /// 503: the pipeline did not commit in time; the SDKs retry.
     Unavailable(String),
 }
@@ -58,6 +62,7 @@ impl Refused {
             Refused::BadRequest(_) => 400,
             Refused::Unauthorized(_) => 401,
             Refused::TooLarge(_) => 413,
+            Refused::TooMany(..) => 429,
             Refused::Unavailable(_) => 503,
         }
     }
@@ -68,6 +73,7 @@ impl Refused {
             Refused::BadRequest(_) => "bad_request",
             Refused::Unauthorized(_) => "unauthorized",
             Refused::TooLarge(_) => "too_large",
+            Refused::TooMany(..) => "rate_limited",
             Refused::Unavailable(_) => "unavailable",
         }
     }
@@ -77,7 +83,16 @@ impl Refused {
             Refused::BadRequest(m)
             | Refused::Unauthorized(m)
             | Refused::TooLarge(m)
+            | Refused::TooMany(m, _)
             | Refused::Unavailable(m) => m,
+        }
+    }
+
+    /// The whole seconds a client should wait before it retries (`Retry-After`), for a 429.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Refused::TooMany(_, wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            _ => None,
         }
     }
 }
@@ -238,8 +253,14 @@ fn text_of(v: &Value) -> Option<String> {
     }
 }
 
-/// Reads the events of a decoded body. `now_ms` is the arrival time.
-pub fn parse_events(json: &[u8], info: &RequestInfo, now_ms: i64) -> Result<Vec<Event>, Refused> {
+/// Reads the events of a decoded body. `now_ms` is the arrival time; an event dated more than
+/// `max_age_ms` before it counts at its arrival.
+pub fn parse_events(
+    json: &[u8],
+    info: &RequestInfo,
+    now_ms: i64,
+    max_age_ms: i64,
+) -> Result<Vec<Event>, Refused> {
     let value: Value = serde_json::from_slice(json)
         .map_err(|e| Refused::BadRequest(format!("the body is not JSON: {e}")))?;
     let mut sent_at = info.sent_at_ms;
@@ -341,9 +362,10 @@ pub fn parse_events(json: &[u8], info: &RequestInfo, now_ms: i64) -> Result<Vec<
                 None => now_ms,
             },
         };
-        // Nothing happened after it arrived, nor before 1970: a client's clock that says so
-        // is wrong, and such a time would hold its series back or never expire.
-        let ts_ms = if (0..=now_ms).contains(&ts) {
+        // Nothing happened after it arrived: a client's clock that says so is wrong. Nor
+        // longer than `max_age` before: a client could otherwise rewrite the past that SLO
+        // windows and reports already read.
+        let ts_ms = if (now_ms.saturating_sub(max_age_ms).max(0)..=now_ms).contains(&ts) {
             ts
         } else {
             now_ms
@@ -358,6 +380,77 @@ pub fn parse_events(json: &[u8], info: &RequestInfo, now_ms: i64) -> Result<Vec<
         });
     }
     Ok(out)
+}
+
+/// Where a project token may sit at the top of a body or of its first event.
+#[derive(serde::Deserialize)]
+struct Head {
+    api_key: Option<String>,
+    token: Option<String>,
+    #[serde(rename = "$token")]
+    dollar_token: Option<String>,
+    properties: Option<HeadProperties>,
+    /// A batch's first event, for a batch without a top-level token.
+    #[serde(default, deserialize_with = "first_event")]
+    batch: Option<Box<Head>>,
+}
+
+fn first_event<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Box<Head>>, D::Error> {
+    Ok(de.deserialize_seq(First)?.map(Box::new))
+}
+
+#[derive(serde::Deserialize)]
+struct HeadProperties {
+    token: Option<String>,
+}
+
+impl Head {
+    fn token(self) -> Option<String> {
+        self.api_key
+            .or(self.token)
+            .or(self.dollar_token)
+            .or(self.properties.and_then(|p| p.token))
+            .or(self.batch.and_then(|b| b.token()))
+    }
+}
+
+/// The first element of an array, the rest skipped without being built.
+struct First;
+
+impl<'de> serde::de::Visitor<'de> for First {
+    type Value = Option<Head>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Head>, A::Error> {
+        let first = seq.next_element::<Head>()?;
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(first)
+    }
+}
+
+/// The project token of a decoded body, read without building its events: a request with a
+/// wrong token costs one pass over its bytes. The token of the body's top level or of its
+/// first event; `parse_events` and `request_token` check the others.
+pub fn peek_token(json: &[u8]) -> Result<String, Refused> {
+    use serde::Deserializer as _;
+    let bad = |e: serde_json::Error| {
+        Refused::BadRequest(format!("the body cannot be read as events: {e}"))
+    };
+    let first = json.iter().find(|b| !b.is_ascii_whitespace());
+    let head = if first == Some(&b'[') {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        de.deserialize_seq(First).map_err(bad)?
+    } else {
+        Some(serde_json::from_slice::<Head>(json).map_err(bad)?)
+    };
+    head.and_then(Head::token).ok_or_else(|| {
+        Refused::Unauthorized(
+            "no project token: send it as `api_key` or in `properties.token`".into(),
+        )
+    })
 }
 
 /// The one token of a request's events.
@@ -448,6 +541,7 @@ struct Shared {
     config: watch::Receiver<Arc<Config>>,
     slots: Mutex<HashMap<String, Slot>>,
     recent: Mutex<HashMap<String, Recent>>,
+    buckets: Mutex<HashMap<String, Buckets>>,
 }
 
 /// The capture endpoints' state.
@@ -479,6 +573,7 @@ impl Ingest {
                 config,
                 slots: Mutex::new(HashMap::new()),
                 recent: Mutex::new(HashMap::new()),
+                buckets: Mutex::new(HashMap::new()),
             }),
             tx,
             metrics,
@@ -500,13 +595,26 @@ impl Ingest {
             .inc();
     }
 
-    /// Decodes, checks and commits one request; counts its result. The events it accepts.
+    /// A turn to read and decode a request's body; a request that does not get one before
+    /// `TURN_WAIT` is answered 503 (the SDKs retry).
+    pub async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Refused> {
+        let unavailable =
+            || Refused::Unavailable("too many capture requests at once; retry".into());
+        tokio::time::timeout(TURN_WAIT, self.turns.acquire())
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|_| unavailable())
+    }
+
+    /// Decodes, checks and commits one request read during `turn`; counts its result. The
+    /// events it accepts.
     pub async fn capture(
         &self,
         body: axum::body::Bytes,
         info: RequestInfo,
+        turn: tokio::sync::SemaphorePermit<'_>,
     ) -> Result<usize, Refused> {
-        let result = self.capture_inner(body, info).await;
+        let result = self.capture_inner(body, info, turn).await;
         self.count(match &result {
             Ok(_) => "accepted",
             Err(r) => r.result(),
@@ -518,19 +626,18 @@ impl Ingest {
         &self,
         body: axum::body::Bytes,
         info: RequestInfo,
+        turn: tokio::sync::SemaphorePermit<'_>,
     ) -> Result<usize, Refused> {
         let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
         let unavailable =
             || Refused::Unavailable("the store did not take the events in time; retry".into());
-        let _turn = tokio::time::timeout_at(deadline, self.turns.acquire())
-            .await
-            .map_err(|_| unavailable())?
-            .map_err(|_| unavailable())?;
         // Decoding up to the limit, parsing and extraction are CPU work: off the async threads.
         let shared = self.shared.clone();
         let x = tokio::task::spawn_blocking(move || shared.extract(&body, &info))
             .await
             .map_err(|e| Refused::Unavailable(format!("the request could not be read: {e}")))??;
+        // The body is decoded and gone; the next request may be read while this one commits.
+        drop(turn);
         if x.duplicates > 0 {
             self.metrics
                 .ingest_duplicates
@@ -576,7 +683,9 @@ impl Ingest {
 }
 
 impl Shared {
-    /// Decodes a body and runs its events through their source's extractor.
+    /// Decodes a body and runs its events through their source's extractor. The work grows
+    /// with what the caller has shown: the token is checked before the events are built, the
+    /// source's byte budget before they are parsed, its event budget before they are extracted.
     fn extract(&self, body: &[u8], info: &RequestInfo) -> Result<Extracted, Refused> {
         let (limit, interval_ms) = {
             let cfg = self.config.borrow();
@@ -587,24 +696,18 @@ impl Shared {
         };
         let now = crate::clock::now_ms();
         let json = decode_body(body, info, limit)?;
-        let events = parse_events(&json, info, now)?;
-        let token = request_token(&events)?;
-        let source = {
-            let cfg = self.config.borrow();
-            let found = cfg.logs.iter().find(|l| match &l.input {
-                LogInput::Posthog { token: t } => t.matches(token),
-                _ => false,
-            });
-            match found {
-                Some(s) => s.clone(),
-                None => {
-                    return Err(Refused::Unauthorized(
-                        "the project token is not one of an ingest source in the configuration"
-                            .into(),
-                    ));
-                }
-            }
-        };
+        let token = peek_token(&json)?;
+        let (source, limits) = self.source_of(&token)?;
+        self.take(&source, |b| &b.bytes, json.len(), "bytes")?;
+        let max_age_ms = limits.max_event_age.as_millis().min(i64::MAX as u128) as i64;
+        let events = parse_events(&json, info, now, max_age_ms)?;
+        drop(json);
+        if request_token(&events)? != token {
+            return Err(Refused::Unauthorized(
+                "the events of one request carry different project tokens".into(),
+            ));
+        }
+        self.take(&source, |b| &b.events, events.len(), "events")?;
         let mut duplicates = 0;
         let mut uuids = Vec::new();
         let fresh: Vec<&Event> = {
@@ -623,18 +726,7 @@ impl Shared {
         };
         let data = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            let slot = slots.entry(source.name.clone()).or_insert_with(|| Slot {
-                extractor: Extractor::new(&source, interval_ms),
-                cfg: source.clone(),
-                interval_ms,
-            });
-            if slot.cfg != source || slot.interval_ms != interval_ms {
-                *slot = Slot {
-                    extractor: Extractor::new(&source, interval_ms),
-                    cfg: source.clone(),
-                    interval_ms,
-                };
-            }
+            let slot = slot(&mut slots, &source, interval_ms);
             for e in &fresh {
                 let doc = event_document(e);
                 if doc.len() > source.max_line_bytes {
@@ -656,6 +748,128 @@ impl Shared {
             duplicates,
         })
     }
+
+    /// The ingest source whose project token this is.
+    fn source_of(&self, token: &str) -> Result<(LogSource, IngestLimits), Refused> {
+        let cfg = self.config.borrow();
+        cfg.logs
+            .iter()
+            .find_map(|l| match &l.input {
+                LogInput::Posthog { token: t, limits } if t.matches(token) => {
+                    Some((l.clone(), limits.clone()))
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Refused::Unauthorized(
+                    "the project token is not one of an ingest source in the configuration".into(),
+                )
+            })
+    }
+
+    /// Takes `n` from one of the source's buckets: a 429 with the wait when it is empty, a
+    /// 413 when `n` is more than the bucket ever holds (the SDKs then send smaller batches).
+    fn take(
+        &self,
+        source: &LogSource,
+        bucket: impl Fn(&Buckets) -> &Limiter,
+        n: usize,
+        what: &str,
+    ) -> Result<(), Refused> {
+        use governor::clock::Clock as _;
+        let Some(n) = u32::try_from(n).ok().and_then(std::num::NonZeroU32::new) else {
+            return Ok(());
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = buckets_of(&mut buckets, source);
+        let (rate, burst) = match what {
+            "events" => (
+                u64::from(b.limits.events_per_second),
+                u64::from(b.limits.events_per_second) * BURST_SECONDS,
+            ),
+            _ => (
+                b.limits.bytes_per_second,
+                b.limits.bytes_per_second * BURST_SECONDS,
+            ),
+        };
+        match bucket(b).check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(until)) => Err(Refused::TooMany(
+                format!(
+                    "source `{}` takes {rate} {what} a second (bursts of {burst}); retry later",
+                    source.name
+                ),
+                until.wait_time_from(governor::clock::DefaultClock::default().now()),
+            )),
+            Err(_) => Err(Refused::TooLarge(format!(
+                "{n} {what} in one request is more than source `{}` takes at once ({burst}); send smaller batches",
+                source.name
+            ))),
+        }
+    }
+}
+
+/// A source's extractor, made again when its configuration changed.
+fn slot<'a>(
+    slots: &'a mut HashMap<String, Slot>,
+    source: &LogSource,
+    interval_ms: i64,
+) -> &'a mut Slot {
+    let slot = slots.entry(source.name.clone()).or_insert_with(|| Slot {
+        extractor: Extractor::new(source, interval_ms),
+        cfg: source.clone(),
+        interval_ms,
+    });
+    if slot.cfg != *source || slot.interval_ms != interval_ms {
+        *slot = Slot {
+            extractor: Extractor::new(source, interval_ms),
+            cfg: source.clone(),
+            interval_ms,
+        };
+    }
+    slot
+}
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// How many seconds' worth of its rate a source may send at once.
+const BURST_SECONDS: u64 = 10;
+
+/// A source's token buckets: events, and decompressed body bytes.
+struct Buckets {
+    limits: IngestLimits,
+    events: Limiter,
+    bytes: Limiter,
+}
+
+/// A bucket filling at `rate` a second and holding `BURST_SECONDS` of it.
+fn limiter(rate: u64) -> Limiter {
+    let nz = |n: u64| {
+        std::num::NonZeroU32::new(n.clamp(1, u64::from(u32::MAX)) as u32)
+            .unwrap_or(std::num::NonZeroU32::MIN)
+    };
+    let quota = governor::Quota::per_second(nz(rate)).allow_burst(nz(rate * BURST_SECONDS));
+    governor::RateLimiter::direct(quota)
+}
+
+/// The source's buckets, full when new and made again (full) when its limits changed.
+fn buckets_of<'a>(all: &'a mut HashMap<String, Buckets>, source: &LogSource) -> &'a mut Buckets {
+    let limits = match &source.input {
+        LogInput::Posthog { limits, .. } => limits.clone(),
+        _ => IngestLimits::default(),
+    };
+    let fresh = |limits: IngestLimits| Buckets {
+        events: limiter(u64::from(limits.events_per_second)),
+        bytes: limiter(limits.bytes_per_second),
+        limits,
+    };
+    let b = all
+        .entry(source.name.clone())
+        .or_insert_with(|| fresh(limits.clone()));
+    if b.limits != limits {
+        *b = fresh(limits);
+    }
+    b
 }
 
 #[cfg(test)]
@@ -671,24 +885,26 @@ mod tests {
 
     // 2027-01-15: after every time the bodies below carry.
     const NOW: i64 = 1_800_000_000_000;
+    const HOUR: i64 = 3_600_000;
 
     #[test]
     fn reads_the_three_body_shapes() {
         let info = RequestInfo::default();
         let batch = br#"{"api_key":"phc_a","batch":[{"event":"e1","distinct_id":"u1","properties":{"x":1}},{"event":"e2","distinct_id":7}]}"#;
-        let ev = parse_events(batch, &info, NOW).unwrap();
+        let ev = parse_events(batch, &info, NOW, HOUR).unwrap();
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[1].distinct_id, "7");
         assert_eq!(request_token(&ev).unwrap(), "phc_a");
         assert_eq!(ev[0].ts_ms, NOW);
 
         let array = br#"[{"event":"e","properties":{"token":"phc_b","distinct_id":"u"}}]"#;
-        let ev = parse_events(array, &info, NOW).unwrap();
+        let ev = parse_events(array, &info, NOW, HOUR).unwrap();
         assert_eq!(ev[0].distinct_id, "u");
         assert_eq!(request_token(&ev).unwrap(), "phc_b");
 
         let one = br#"{"token":"phc_c","event":"e","$distinct_id":"u","timestamp":"2026-11-26T10:00:00Z"}"#;
-        let ev = parse_events(one, &info, NOW).unwrap();
+        // Old, but within a `max_event_age` that reaches back to it.
+        let ev = parse_events(one, &info, NOW, i64::MAX).unwrap();
         assert_eq!(request_token(&ev).unwrap(), "phc_c");
         assert_eq!(
             ev[0].ts_ms,
@@ -705,14 +921,14 @@ mod tests {
         };
         let ok = "0192c0de-7d6f-7a1b-9c3e-4f5a6b7c8d9e";
         assert_eq!(
-            parse_events(body(ok).as_bytes(), &info, NOW).unwrap()[0]
+            parse_events(body(ok).as_bytes(), &info, NOW, HOUR).unwrap()[0]
                 .uuid
                 .as_deref(),
             Some(ok)
         );
-        assert!(parse_events(body(&"a".repeat(64)).as_bytes(), &info, NOW).is_ok());
+        assert!(parse_events(body(&"a".repeat(64)).as_bytes(), &info, NOW, HOUR).is_ok());
         let long = "a".repeat(65);
-        match parse_events(body(&long).as_bytes(), &info, NOW) {
+        match parse_events(body(&long).as_bytes(), &info, NOW, HOUR) {
             Err(Refused::BadRequest(why)) => {
                 assert!(why.contains("`uuid` of 65 bytes; at most 64"), "{why}")
             }
@@ -741,50 +957,100 @@ mod tests {
     fn corrects_the_clients_clock_with_sent_at() {
         // The client's clock is an hour ahead: the event happened 2 s before it was sent.
         let body = br#"{"api_key":"k","sent_at":"2026-11-26T11:00:02Z","batch":[{"event":"e","distinct_id":"u","timestamp":"2026-11-26T11:00:00Z"}]}"#;
-        let ev = parse_events(body, &RequestInfo::default(), NOW).unwrap();
+        let ev = parse_events(body, &RequestInfo::default(), NOW, HOUR).unwrap();
         assert_eq!(ev[0].ts_ms, NOW - 2000);
         let offset = br#"[{"event":"e","distinct_id":"u","offset":1500,"api_key":"k"}]"#;
-        let ev = parse_events(offset, &RequestInfo::default(), NOW).unwrap();
+        let ev = parse_events(offset, &RequestInfo::default(), NOW, HOUR).unwrap();
         assert_eq!(ev[0].ts_ms, NOW - 1500);
+    }
+
+    #[test]
+    fn an_event_older_than_max_event_age_counts_at_its_arrival() {
+        let info = RequestInfo::default();
+        let at = |ago: i64| {
+            let t = chrono::DateTime::from_timestamp_millis(NOW - ago).unwrap();
+            let body = format!(
+                r#"[{{"event":"e","distinct_id":"u","api_key":"k","timestamp":"{}"}}]"#,
+                t.to_rfc3339()
+            );
+            parse_events(body.as_bytes(), &info, NOW, HOUR).unwrap()[0].ts_ms
+        };
+        assert_eq!(
+            at(59 * 60_000),
+            NOW - 59 * 60_000,
+            "within the hour: its own time"
+        );
+        assert_eq!(at(30 * 24 * HOUR), NOW, "30 days back: at arrival");
+        assert_eq!(at(HOUR + 1), NOW);
+    }
+
+    #[test]
+    fn the_token_is_read_without_building_the_events() {
+        let batch = br#"{"batch":[{"event":"e","distinct_id":"u"}],"api_key":"phc_a"}"#;
+        assert_eq!(peek_token(batch).unwrap(), "phc_a");
+        let inner = br#"{"batch":[{"event":"e","distinct_id":"u","properties":{"token":"phc_b"}},{"x":[1,2,{"y":null}]}]}"#;
+        assert_eq!(peek_token(inner).unwrap(), "phc_b");
+        let array = br#" [{"event":"e","properties":{"token":"phc_c"}}, 5, "x"]"#;
+        assert_eq!(peek_token(array).unwrap(), "phc_c");
+        let one = br#"{"$token":"phc_d","event":"e","distinct_id":"u"}"#;
+        assert_eq!(peek_token(one).unwrap(), "phc_d");
+        let none = br#"{"batch":[{"event":"e","distinct_id":"u"}]}"#;
+        assert_eq!(peek_token(none).unwrap_err().status(), 401);
+        assert_eq!(peek_token(b"[]").unwrap_err().status(), 401);
+        assert_eq!(peek_token(b"{nope").unwrap_err().status(), 400);
+        assert_eq!(peek_token(b"42").unwrap_err().status(), 400);
     }
 
     #[test]
     fn a_time_after_arrival_or_before_1970_is_the_arrival() {
         let info = RequestInfo::default();
         let ahead = br#"[{"event":"e","distinct_id":"u","api_key":"k","timestamp":"2099-01-01T00:00:00Z"}]"#;
-        assert_eq!(parse_events(ahead, &info, NOW).unwrap()[0].ts_ms, NOW);
+        assert_eq!(parse_events(ahead, &info, NOW, HOUR).unwrap()[0].ts_ms, NOW);
         let skewed = RequestInfo {
             sent_at_ms: Some(i64::MIN),
             ..Default::default()
         };
         let body = br#"[{"event":"e","distinct_id":"u","api_key":"k","timestamp":"2026-11-26T10:00:00Z"}]"#;
-        assert_eq!(parse_events(body, &skewed, NOW).unwrap()[0].ts_ms, NOW);
+        assert_eq!(
+            parse_events(body, &skewed, NOW, HOUR).unwrap()[0].ts_ms,
+            NOW
+        );
         let old =
             br#"[{"event":"e","distinct_id":"u","api_key":"k","offset":9223372036854775807}]"#;
-        assert_eq!(parse_events(old, &info, NOW).unwrap()[0].ts_ms, NOW);
+        assert_eq!(parse_events(old, &info, NOW, HOUR).unwrap()[0].ts_ms, NOW);
     }
 
     #[test]
     fn refuses_what_posthog_refuses() {
         let info = RequestInfo::default();
         let no_name = br#"[{"distinct_id":"u","api_key":"k"}]"#;
-        assert_eq!(parse_events(no_name, &info, NOW).unwrap_err().status(), 400);
-        let no_id = br#"[{"event":"e","api_key":"k"}]"#;
-        assert_eq!(parse_events(no_id, &info, NOW).unwrap_err().status(), 400);
         assert_eq!(
-            parse_events(b"[]", &info, NOW).unwrap_err().status(),
+            parse_events(no_name, &info, NOW, HOUR)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let no_id = br#"[{"event":"e","api_key":"k"}]"#;
+        assert_eq!(
+            parse_events(no_id, &info, NOW, HOUR).unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            parse_events(b"[]", &info, NOW, HOUR).unwrap_err().status(),
             400,
             "an empty batch"
         );
         assert_eq!(
-            parse_events(b"{nope", &info, NOW).unwrap_err().status(),
+            parse_events(b"{nope", &info, NOW, HOUR)
+                .unwrap_err()
+                .status(),
             400
         );
         let mixed = br#"[{"event":"e","distinct_id":"u","api_key":"a"},{"event":"e","distinct_id":"u","api_key":"b"}]"#;
-        let ev = parse_events(mixed, &info, NOW).unwrap();
+        let ev = parse_events(mixed, &info, NOW, HOUR).unwrap();
         assert_eq!(request_token(&ev).unwrap_err().status(), 401);
         let none = br#"[{"event":"e","distinct_id":"u"}]"#;
-        let ev = parse_events(none, &info, NOW).unwrap();
+        let ev = parse_events(none, &info, NOW, HOUR).unwrap();
         assert_eq!(request_token(&ev).unwrap_err().status(), 401);
     }
 
