@@ -53,7 +53,7 @@ message = "properties.error_message"
     )
 }
 
-fn node_dir() -> PathBuf {
+pub fn node_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     assert!(
         dir.join("node_modules/posthog-node").exists(),

@@ -1,6 +1,7 @@
 //! Integration tests: a real `sloguard` child process against real HTTP servers on 127.0.0.1.
 
 mod ack;
+mod attacks;
 mod channels;
 mod check;
 mod crash;

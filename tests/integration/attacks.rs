@@ -1,0 +1,397 @@
+//! The public endpoints under attack, as docs/security.md bounds them: a real daemon child
+//! on loopback, requests a stranger holding the public project token (or none) could send,
+//! and what each one may cost: memory, time, stored data.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::util::{Daemon, free_port, query_agg, tempdir};
+
+const TOKEN: &str = "phc_sloguard_attack_project_01";
+
+fn config(port: u16, extra_source: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+allowed_hosts = ["sloguard.example.com"]
+
+[store]
+distribution_interval = "1s"
+
+[[logs]]
+name = "posthog"
+ingest = "posthog"
+token = "{TOKEN}"
+{extra_source}
+
+[[logs.metric]]
+name = "client_api_duration_ms"
+kind = "distribution"
+match = {{ event = "segmentation_api_success" }}
+value = "properties.duration_ms"
+
+[[logs.metric]]
+name = "client_js_heap_mb"
+kind = "gauge"
+match = {{ event = "segmentation_memory_snapshot" }}
+value = "properties.used_js_heap_mb"
+"#
+    )
+}
+
+/// A line of the daemon's `/proc/PID/status`, in KiB.
+fn status_kib(d: &Daemon, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {text}"))
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    w.write_all(bytes).unwrap();
+    w.finish().unwrap()
+}
+
+async fn metric(port: u16, line_start: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Huge uuids, and 50 parallel 20 MiB bodies with a wrong token (half declaring their
+/// length, half streamed without one): all refused, memory stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_and_uuids_are_refused_and_cost_little_memory() {
+    let dir = tempdir();
+    let port = free_port();
+    let mut d = Daemon::start(dir.path(), &config(port, ""), &[]).await;
+    let url = format!("http://127.0.0.1:{port}/batch/");
+    let http = reqwest::Client::new();
+    let before = status_kib(&d, "VmRSS:");
+
+    // 20 one-event requests whose uuid is 5 MiB: plain (413 unread) and gzip (5 KiB on the
+    // wire, 413 once it decompresses past the limit); one of 1 KiB fits the body and is 400.
+    let uuid = "a".repeat(5 << 20);
+    let body = format!(
+        r#"{{"api_key":"{TOKEN}","batch":[{{"event":"e","distinct_id":"u","uuid":"{uuid}"}}]}}"#
+    );
+    for i in 0..20 {
+        let b = if i % 2 == 0 {
+            body.clone().into_bytes()
+        } else {
+            gzip(body.as_bytes())
+        };
+        // Refused before the body is read, the connection is closed: a client still
+        // writing its body may see the close rather than the 413.
+        if let Ok(r) = http.post(&url).body(b).send().await {
+            assert_eq!(r.status(), 413, "request {i}");
+        }
+    }
+    assert_eq!(
+        metric(
+            port,
+            r#"sloguard_ingest_requests_total{result="too_large"}"#
+        )
+        .await,
+        Some(20.0)
+    );
+    let small = format!(
+        r#"{{"api_key":"{TOKEN}","batch":[{{"event":"e","distinct_id":"u","uuid":"{}"}}]}}"#,
+        "b".repeat(1024)
+    );
+    let r = http.post(&url).body(small).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let after = status_kib(&d, "VmRSS:");
+    assert!(
+        after < before + 20 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+
+    // 50 bodies of 20 MiB at once with a wrong token.
+    let big = format!(
+        r#"{{"api_key":"phc_wrong","batch":[{{"event":"e","distinct_id":"u","properties":{{"x":"{}"}}}}]}}"#,
+        "x".repeat(20 << 20)
+    );
+    let big = axum::body::Bytes::from(big);
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (http, url, big) = (http.clone(), url.clone(), big.clone());
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let r = http
+                    .post(&url)
+                    .timeout(Duration::from_secs(60))
+                    .body(big)
+                    .send()
+                    .await;
+                // The server may close the connection while the rest of the body is sent.
+                return r.ok().map(|r| r.status().as_u16());
+            }
+            // No Content-Length: chunks of 1 MiB, read until the limit.
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            let head =
+                "POST /batch/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+            s.write_all(head.as_bytes()).await.ok()?;
+            for chunk in big.chunks(1 << 20) {
+                let size = format!("{:x}\r\n", chunk.len());
+                if s.write_all(size.as_bytes()).await.is_err()
+                    || s.write_all(chunk).await.is_err()
+                    || s.write_all(b"\r\n").await.is_err()
+                {
+                    break;
+                }
+            }
+            let _ = s.write_all(b"0\r\n\r\n").await;
+            let mut answer = vec![0u8; 64];
+            let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut answer))
+                .await
+                .ok()?
+                .ok()?;
+            let head = String::from_utf8_lossy(&answer[..n]).to_string();
+            head.split(' ').nth(1).and_then(|c| c.parse().ok())
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        if let Some(status) = t.await.unwrap() {
+            assert!([401, 413, 429, 503].contains(&status), "answered {status}");
+            answered += 1;
+        }
+    }
+    assert!(answered >= 25, "only {answered} of 50 got an answer");
+    let peak = status_kib(&d, "VmHWM:");
+    assert!(peak < 150 * 1024, "peak RSS {peak} KiB");
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    d.stop().await;
+}
+
+/// A source over its rate gets 429 with `Retry-After`; posthog-node retries and, once the
+/// rate allows, every event is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_source_answers_429_and_posthog_node_delivers_everything() {
+    let dir = tempdir();
+    let port = free_port();
+    let cfg = config(port, "max_events_per_second = 5");
+    let mut d = Daemon::start(dir.path(), &cfg, &[]).await;
+    let host = format!("http://127.0.0.1:{port}");
+
+    // 100 events in batches of 10: the bucket holds 50, then refills 5 a second.
+    let node = crate::ingest::node_dir();
+    let out = std::process::Command::new("timeout")
+        .args(["90", "node"])
+        .arg(node.join("flood.mjs"))
+        .args([host.as_str(), TOKEN, "100"])
+        .current_dir(&node)
+        .output()
+        .expect("run node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "posthog-node gave up:\n{text}");
+    let limited = metric(
+        port,
+        r#"sloguard_ingest_requests_total{result="rate_limited"}"#,
+    )
+    .await
+    .unwrap_or(0.0);
+    assert!(limited >= 1.0, "no request was rate limited");
+    let data = dir.path().join("data");
+    let count = query_agg(
+        data.to_str().unwrap(),
+        "client_api_duration_ms",
+        "1h",
+        "count",
+        &[],
+    );
+    assert_eq!(count[0].1, 100.0, "every event once: {count:?}");
+
+    // What a raw client sees while the bucket is empty.
+    let event = |i: usize| {
+        format!(
+            r#"{{"api_key":"{TOKEN}","batch":[{}]}}"#,
+            (0..10)
+                .map(|j| format!(
+                    r#"{{"event":"segmentation_api_success","distinct_id":"u","properties":{{"duration_ms":{}}}}}"#,
+                    i * 10 + j
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let http = reqwest::Client::new();
+    let mut seen = None;
+    for i in 0..20 {
+        let r = http
+            .post(format!("{host}/batch/"))
+            .body(event(i))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            seen = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            break;
+        }
+    }
+    let wait = seen.expect("a 429 with a Retry-After of whole seconds");
+    assert!((1..=10).contains(&wait), "Retry-After: {wait}");
+    d.stop().await;
+}
+
+/// An event dated 30 days back counts at its arrival: it does not rewrite the past.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_dated_30_days_back_counts_at_arrival() {
+    let dir = tempdir();
+    let port = free_port();
+    let mut d = Daemon::start(dir.path(), &config(port, ""), &[]).await;
+    let old = chrono::Utc::now() - chrono::Duration::days(30);
+    let body = format!(
+        r#"{{"api_key":"{TOKEN}","batch":[{{"event":"segmentation_memory_snapshot","distinct_id":"u","timestamp":"{}","properties":{{"used_js_heap_mb":123}}}}]}}"#,
+        old.to_rfc3339()
+    );
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/batch/"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let data = dir.path().join("data");
+    let last = query_agg(
+        data.to_str().unwrap(),
+        "client_js_heap_mb",
+        "10m",
+        "last",
+        &[],
+    );
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0].1, 123.0);
+    d.stop().await;
+}
+
+/// 2 000 connections that never send a byte do not keep `/healthz` from answering, and the
+/// server closes them after its head-read timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_starve_the_server() {
+    // Room for 2 000 sockets on each side (the daemon inherits the limit, as under the unit).
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let want = 8192.min(hard);
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, hard).unwrap();
+    let dir = tempdir();
+    let port = free_port();
+    let mut d = Daemon::start(dir.path(), &config(port, ""), &[]).await;
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    let started = Instant::now();
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .expect("/healthz answers within 1 s");
+    assert!(r.status().is_success());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The head-read timeout (10 s) closes them: a read sees the end.
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(15), idle[0].read(&mut buf))
+        .await
+        .expect("closed within 15 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    drop(idle);
+    d.stop().await;
+}
+
+/// The dashboard answers only to this server's names (DNS rebinding), and a write without
+/// the token is refused before its body arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_and_a_tokenless_write_are_refused_early() {
+    let dir = tempdir();
+    let port = free_port();
+    let mut d = Daemon::start(dir.path(), &config(port, ""), &[]).await;
+    let http = reqwest::Client::new();
+    let get = |host: &str| {
+        http.get(format!("http://127.0.0.1:{port}/api/v1/alerts"))
+            .header("Host", host)
+            .send()
+    };
+    assert_eq!(
+        get("rebind.attacker.example:9797").await.unwrap().status(),
+        421
+    );
+    assert_eq!(
+        get(&format!("127.0.0.1:{port}")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(get("localhost").await.unwrap().status(), 200);
+    assert_eq!(get("[::1]:80").await.unwrap().status(), 200);
+    assert_eq!(get("sloguard.example.com").await.unwrap().status(), 200);
+    // Capture takes any host: the proxy in front names it.
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/batch/"))
+        .header("Host", "events.example.net")
+        .body(format!(
+            r#"{{"api_key":"{TOKEN}","batch":[{{"event":"e","distinct_id":"u"}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Headers that promise a body that never comes: the answer comes anyway.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "POST /api/v1/alerts/ack HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut answer))
+        .await
+        .expect("answered before the body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(
+        head.starts_with("HTTP/1.1 403") || head.starts_with("HTTP/1.1 401"),
+        "{head}"
+    );
+    d.stop().await;
+}
