@@ -176,7 +176,15 @@ pub async fn run(
             heavy: Arc::new(tokio::sync::Semaphore::new(crate::server::HEAVY_READS)),
         };
         let token = rest_stop.clone();
-        let bound = opts.listener.clone();
+        // Bound before "started" and READY, so that the API answers once they are said; a
+        // port taken by another process is retried by the server task while monitoring goes on.
+        let bound = opts.listener.clone().or_else(|| {
+            let listen = config_rx.borrow().server.listen;
+            std::net::TcpListener::bind(listen)
+                .inspect_err(|e| tracing::error!(address = %listen, error = %e, "Cannot listen yet; retrying"))
+                .ok()
+                .map(Arc::new)
+        });
         sup.spawn("server", rest_stop.clone(), move || {
             crate::server::run(api.clone(), bound.clone(), token.clone())
         });
