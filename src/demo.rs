@@ -475,6 +475,8 @@ condition = "> 50"
 every = "1s"
 severity = "critical"
 summary = "Client heap grew more than 50 MB in one refresh (user {{user}})"
+# Anyone with the public project token can send a heap: critical in Slack, never a page.
+channels = ["slack"]
 
 # From the PostHog events: a user's heap above 150 MB three reports in a row.
 [[rules]]

@@ -36,7 +36,7 @@ mod targets;
 pub(crate) mod testing;
 mod window_rules;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
@@ -194,14 +194,22 @@ fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> {
 
     let targets = targets::targets(&mut problems, section("targets"), &base_dir, &databases);
 
+    let paging: BTreeSet<String> = channels
+        .values()
+        .filter(|c| matches!(c.kind, ChannelKind::PagerDuty { .. }))
+        .map(|c| c.name.clone())
+        .collect();
     let rules = rules::rules(
         &mut problems,
         section("rules"),
         &root_span,
-        &channel_names,
-        routing.as_ref(),
-        &logs,
-        &store,
+        rules::Known {
+            channel_names: &channel_names,
+            paging: &paging,
+            routing: routing.as_ref(),
+            logs: &logs,
+            store: &store,
+        },
     );
 
     let maintenance = maintenance::maintenance(&mut problems, section("maintenance"));

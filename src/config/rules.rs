@@ -51,16 +51,31 @@ keywords! {
     }
 }
 
+/// What rules are checked against, from the sections read before them.
+pub(super) struct Known<'a> {
+    /// Every declared channel.
+    pub(super) channel_names: &'a BTreeSet<String>,
+    /// The PagerDuty channels.
+    pub(super) paging: &'a BTreeSet<String>,
+    pub(super) routing: Option<&'a Routing>,
+    pub(super) logs: &'a [LogSource],
+    pub(super) store: &'a StoreConfig,
+}
+
 /// `[[rules]]`, validated: each by its kind, then `depends_on` across them.
 pub(super) fn rules(
     problems: &mut Problems<'_>,
     value: Option<&Spanned<DeValue<'_>>>,
     root_span: &Range<usize>,
-    channel_names: &BTreeSet<String>,
-    routing: Option<&Routing>,
-    logs: &[LogSource],
-    store: &StoreConfig,
+    known: Known<'_>,
 ) -> Vec<Rule> {
+    let Known {
+        channel_names,
+        paging,
+        routing,
+        logs,
+        store,
+    } = known;
     let rule_names = declared_names(problems, value, "rules", "rule");
     let mut depends_spans = BTreeMap::new();
     let mut rules: Vec<Rule> = Vec::new();
@@ -86,6 +101,7 @@ pub(super) fn rules(
             if let RuleKind::Window(th) = &r.kind {
                 window_checks(problems, &site, th, logs, store);
             }
+            client_data_check(problems, &site, &r, logs, routing, paging);
             depends_spans.insert(
                 r.name.clone(),
                 (site.span_of("depends_on"), site.field("depends_on")),
@@ -122,6 +138,129 @@ pub(super) fn rules(
         }
     }
     rules
+}
+
+/// What of an ingest source a rule reads: the first metric (or error types) that anyone
+/// holding the source's public project token can send, and the source's name.
+pub fn client_data<'a>(rule: &'a Rule, logs: &'a [LogSource]) -> Option<(&'a str, &'a str)> {
+    let ingest = logs
+        .iter()
+        .filter(|l| matches!(l.input, super::LogInput::Posthog { .. }));
+    let mut metrics: Vec<&str> = Vec::new();
+    match &rule.kind {
+        RuleKind::Consecutive(c) => metrics.push(&c.metric),
+        RuleKind::Window(w) => match &w.input {
+            WindowInput::Series { metric, .. }
+            | WindowInput::Growth { metric, .. }
+            | WindowInput::Stale { metric, .. } => metrics.push(metric),
+            WindowInput::Ratio {
+                numerator,
+                denominator,
+                ..
+            } => metrics.extend([numerator.0.as_str(), denominator.0.as_str()]),
+            WindowInput::Slo { events, .. } => match events {
+                super::SloEvents::Ratio { bad, total } => {
+                    metrics.extend([bad.0.as_str(), total.0.as_str()])
+                }
+                super::SloEvents::Up { metric, .. } => metrics.push(metric),
+            },
+            WindowInput::NewErrors { source, .. } => {
+                return ingest
+                    .filter(|l| !l.errors.is_empty())
+                    .find(|l| source.as_ref().is_none_or(|s| s == &l.name))
+                    .map(|l| ("error types", l.name.as_str()));
+            }
+        },
+    }
+    for l in ingest {
+        if let Some(m) = l
+            .metrics
+            .iter()
+            .find(|m| metrics.contains(&m.name.as_str()))
+        {
+            return Some((&m.name, &l.name));
+        }
+    }
+    None
+}
+
+/// The severities a rule's alerts can have: its own, and critical when it has a critical
+/// level (a `critical` condition, or an SLO's critical burn).
+fn severities(rule: &Rule) -> Vec<Severity> {
+    let critical_level = match &rule.kind {
+        RuleKind::Consecutive(c) => c.critical.is_some(),
+        RuleKind::Window(w) => {
+            w.critical.is_some()
+                || matches!(&w.input, WindowInput::Slo { burns, .. } if burns.iter().any(|b| b.critical))
+        }
+    };
+    let mut out = vec![rule.severity];
+    if critical_level && rule.severity != Severity::Critical {
+        out.push(Severity::Critical);
+    }
+    out.retain(|s| *s != Severity::Info);
+    out
+}
+
+/// A rule over client-reported series must not page unless it says so: the project token is
+/// public, so whoever reads the app's JavaScript could otherwise wake on-call. Paging is
+/// PagerDuty anywhere on the rule's way (its channels, routes, escalation) or, for a rule
+/// routed by `[routing]`, the critical route.
+fn client_data_check(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    rule: &Rule,
+    logs: &[LogSource],
+    routing: Option<&Routing>,
+    paging: &BTreeSet<String>,
+) {
+    if rule.page_on_client_data {
+        return;
+    }
+    let Some((what, source)) = client_data(rule, logs) else {
+        return;
+    };
+    let severities = severities(rule);
+    let mut reached: Vec<&String> = Vec::new();
+    let mut critical_route = false;
+    match &rule.channels {
+        Some(list) => reached.extend(list),
+        None => {
+            if let Some(routing) = routing {
+                for s in &severities {
+                    reached.extend(routing.channels_for(*s));
+                    critical_route |= *s == Severity::Critical;
+                }
+                for r in &routing.routes {
+                    if r.severity.is_none_or(|s| severities.contains(&s)) {
+                        reached.extend(&r.channels);
+                    }
+                }
+            } else {
+                critical_route = severities.contains(&Severity::Critical);
+            }
+        }
+    }
+    if let Some(routing) = routing {
+        for step in &routing.escalation {
+            if severities.contains(&step.severity) {
+                reached.extend(&step.channels);
+            }
+        }
+    }
+    let pager = reached.iter().find(|c| paging.contains(c.as_str()));
+    let how = match (pager, critical_route) {
+        (Some(c), _) => format!("PagerDuty (channel `{c}`)"),
+        (None, true) => "the critical route".to_string(),
+        (None, false) => return,
+    };
+    problems.push(
+        Some(site.span_of("severity")),
+        site.field("severity"),
+        format!(
+            "reads client-reported data (`{what}` of ingest source `{source}`), which anyone with the public project token can send, and would page through {how}; send it to non-paging channels (`channels = [\"slack\"]`), or set `page_on_client_data = true` to accept that (docs/security.md)"
+        ),
+    );
 }
 
 /// `[[rules]]` with `kind = "consecutive"`: fire after N consecutive breaching samples,
@@ -161,6 +300,10 @@ struct RawConsecutive {
     /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Lets a rule over client-reported series (an ingest source's) page: reach PagerDuty
+    /// or the critical route. Off: `sloguard check` refuses such a rule.
+    #[serde(default)]
+    pub page_on_client_data: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +317,8 @@ pub struct Rule {
     pub channels: Option<Vec<String>>,
     /// While an alert of one of these rules fires, this rule's new alerts are inhibited.
     pub depends_on: Vec<String>,
+    /// The rule may page on client-reported series (`page_on_client_data`).
+    pub page_on_client_data: bool,
     pub kind: RuleKind,
 }
 
@@ -288,6 +433,7 @@ pub(super) struct RuleHeader {
     pub(super) dashboard_url: Option<String>,
     pub(super) channels: Option<Vec<String>>,
     pub(super) depends_on: Vec<String>,
+    pub(super) page_on_client_data: bool,
 }
 
 /// Checks the fields every rule kind has and makes the rule, if nothing was wrong with it.
@@ -309,6 +455,7 @@ pub(super) fn rule(
         dashboard_url,
         channels: rule_channels,
         depends_on,
+        page_on_client_data,
     } = header;
     check_name(problems, site, &name);
     let severity = match Severity::parse(&severity) {
@@ -399,6 +546,7 @@ pub(super) fn rule(
         dashboard_url,
         channels: rule_channels,
         depends_on,
+        page_on_client_data,
         kind: kind?,
     })
 }
@@ -467,6 +615,7 @@ fn consecutive(
         dashboard_url,
         channels: rule_channels,
         depends_on,
+        page_on_client_data,
     } = raw;
     let metric = metric.unwrap_or_else(|| consecutive_metric().to_string());
     metric_name(problems, site, &metric);
@@ -511,6 +660,7 @@ fn consecutive(
         dashboard_url,
         channels: rule_channels,
         depends_on,
+        page_on_client_data,
     };
     rule(problems, site, before, header, kind, channels, routing)
 }
@@ -581,6 +731,7 @@ webhook_url = "http://127.0.0.1:9/hook"
                 dashboard_url: None,
                 channels: None,
                 depends_on: Vec::new(),
+                page_on_client_data: false,
                 kind: RuleKind::Consecutive(ConsecutiveRule {
                     metric: "probe_up".into(),
                     matchers: BTreeMap::new(),
@@ -779,5 +930,85 @@ runbook_url = "https://runbooks.example.com/disk"
             "{CONSECUTIVE}depends_on = [\"web_slow\"]\n\n{second}depends_on = [\"web_down\"]\n"
         );
         assert_eq!(crate::config::testing::problems(&text).len(), 1);
+    }
+
+    /// A rule over an ingest source's data that would page is refused, unless it opts in or
+    /// goes to channels that do not page.
+    #[test]
+    fn a_rule_over_client_data_does_not_page_unless_it_says_so() {
+        let base = r#"[routing]
+warning = ["slack"]
+critical = ["slack", "pd"]
+
+[[channels]]
+name = "slack"
+type = "slack"
+webhook_url = "http://127.0.0.1:9/hook"
+
+[[channels]]
+name = "pd"
+type = "pagerduty"
+routing_key = "0123456789abcdef0123456789abcdef"
+
+[[logs]]
+name = "posthog"
+ingest = "posthog"
+token = "phc_x"
+
+[[logs.metric]]
+name = "heap_mb"
+kind = "gauge"
+value = "properties.heap"
+
+[[logs.errors]]
+message = "properties.message"
+
+"#;
+        let growth = |extra: &str| {
+            format!(
+                "{base}[[rules]]\nname = \"heap_growth\"\nkind = \"growth\"\nmetric = \"heap_mb\"\ncondition = \"> 50\"\nsummary = \"Heap grew\"\n{extra}"
+            )
+        };
+        let message = "reads client-reported data (`heap_mb` of ingest source `posthog`), which anyone with the public project token can send, and would page through PagerDuty (channel `pd`); send it to non-paging channels (`channels = [\"slack\"]`), or set `page_on_client_data = true` to accept that (docs/security.md)";
+        expect(&[
+            (
+                &growth("severity = \"critical\"\n"),
+                "rules[0].severity",
+                34,
+                message,
+            ),
+            // A warning with a critical level can become critical.
+            (
+                &growth("severity = \"warning\"\ncritical = \"> 100\"\n"),
+                "rules[0].severity",
+                34,
+                message,
+            ),
+            (
+                &growth("severity = \"warning\"\nchannels = [\"pd\"]\n"),
+                "rules[0].severity",
+                34,
+                message,
+            ),
+            (
+                &format!(
+                    "{base}[[rules]]\nname = \"new_errors\"\nkind = \"new_error_type\"\nseverity = \"critical\"\nsummary = \"New error\"\n"
+                ),
+                "rules[0].severity",
+                31,
+                &message.replace("`heap_mb`", "`error types`"),
+            ),
+        ]);
+        let ok = |text: &str| crate::config::testing::problems(text).is_empty();
+        assert!(
+            ok(&growth("severity = \"warning\"\n")),
+            "a warning to Slack"
+        );
+        assert!(ok(&growth(
+            "severity = \"critical\"\nchannels = [\"slack\"]\n"
+        )));
+        assert!(ok(&growth(
+            "severity = \"critical\"\npage_on_client_data = true\n"
+        )));
     }
 }

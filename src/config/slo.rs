@@ -99,6 +99,10 @@ pub(super) struct RawSlo {
     /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Lets a rule over client-reported series (an ingest source's) page: reach PagerDuty
+    /// or the critical route. Off: `sloguard check` refuses such a rule.
+    #[serde(default)]
+    pub page_on_client_data: bool,
 }
 
 /// What an SLO counts.
@@ -309,6 +313,7 @@ pub(super) fn slo(
         dashboard_url: raw.dashboard_url,
         channels: raw.channels,
         depends_on: raw.depends_on,
+        page_on_client_data: raw.page_on_client_data,
     };
     rule(problems, site, before, header, kind, channels, routing)
 }

@@ -90,6 +90,10 @@ pub(super) struct RawThreshold {
     /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Lets a rule over client-reported series (an ingest source's) page: reach PagerDuty
+    /// or the critical route. Off: `sloguard check` refuses such a rule.
+    #[serde(default)]
+    pub page_on_client_data: bool,
 }
 
 /// `[[rules]]` with `kind = "ratio"`: numerator / denominator over a window.
@@ -141,6 +145,10 @@ pub(super) struct RawRatio {
     /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Lets a rule over client-reported series (an ingest source's) page: reach PagerDuty
+    /// or the critical route. Off: `sloguard check` refuses such a rule.
+    #[serde(default)]
+    pub page_on_client_data: bool,
 }
 
 /// `[[rules]]` with `kind = "growth"`: how much a gauge grew.
@@ -188,6 +196,10 @@ pub(super) struct RawGrowth {
     /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Lets a rule over client-reported series (an ingest source's) page: reach PagerDuty
+    /// or the critical route. Off: `sloguard check` refuses such a rule.
+    #[serde(default)]
+    pub page_on_client_data: bool,
 }
 
 /// A figure an alert quotes: an aggregate of another series over the rule's window.
@@ -235,6 +247,10 @@ pub(super) struct RawStale {
     /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Lets a rule over client-reported series (an ingest source's) page: reach PagerDuty
+    /// or the critical route. Off: `sloguard check` refuses such a rule.
+    #[serde(default)]
+    pub page_on_client_data: bool,
 }
 
 /// `[[rules]]` with `kind = "new_error_type"`.
@@ -268,6 +284,10 @@ pub(super) struct RawNewErrorType {
     /// alerts notify no one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Lets a rule over client-reported series (an ingest source's) page: reach PagerDuty
+    /// or the critical route. Off: `sloguard check` refuses such a rule.
+    #[serde(default)]
+    pub page_on_client_data: bool,
 }
 
 /// A rule evaluated every `every` over a window of the store: a value per label set,
@@ -360,6 +380,7 @@ macro_rules! header {
             dashboard_url: $raw.dashboard_url,
             channels: $raw.channels,
             depends_on: $raw.depends_on,
+            page_on_client_data: $raw.page_on_client_data,
         }
     };
 }

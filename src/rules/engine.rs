@@ -470,6 +470,7 @@ mod tests {
             dashboard_url: None,
             channels: None,
             depends_on: Vec::new(),
+            page_on_client_data: false,
             kind: RuleKind::Consecutive(ConsecutiveRule {
                 metric: "probe_up".into(),
                 matchers: Labels::new(),
@@ -499,6 +500,7 @@ mod tests {
             dashboard_url: None,
             channels: None,
             depends_on: Vec::new(),
+            page_on_client_data: false,
             kind: RuleKind::Window(crate::config::WindowRule {
                 input: crate::config::WindowInput::Series {
                     metric: "error_ratio".into(),

@@ -189,7 +189,8 @@ pub fn window_values(
             groups
                 .into_iter()
                 .map(|(labels, (num, den))| {
-                    // Too few requests to judge: no value, so nothing fires (or stays firing).
+                    // Too few requests to judge: no value, so nothing fires, and a firing
+                    // alert resolves for want of data (as `and total > N` in PromQL).
                     let ratio = (den > 0.0 && den >= *min_volume).then(|| num / den);
                     WindowValue {
                         labels,
