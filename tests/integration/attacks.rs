@@ -2,11 +2,11 @@
 //! on loopback, requests a stranger holding the public project token (or none) could send,
 //! and what each one may cost: memory, time, stored data.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::ingest::{gzip, metric};
 use crate::util::{Daemon, free_port, query_agg, tempdir};
 
 const TOKEN: &str = "phc_sloguard_attack_project_01";
@@ -50,25 +50,6 @@ fn status_kib(d: &Daemon, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in {text}"))
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    w.write_all(bytes).unwrap();
-    w.finish().unwrap()
-}
-
-async fn metric(port: u16, line_start: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Huge uuids, and 50 parallel 20 MiB bodies with a wrong token (half declaring their

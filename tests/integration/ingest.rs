@@ -101,14 +101,14 @@ fn posthog_node(host: &str, token: &str) -> (i32, String) {
     }
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     w.write_all(bytes).unwrap();
     w.finish().unwrap()
 }
 
 /// The value of one sample line of `/metrics`.
-async fn metric(port: u16, line_start: &str) -> Option<f64> {
+pub async fn metric(port: u16, line_start: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .ok()?
