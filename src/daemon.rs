@@ -362,16 +362,20 @@ async fn compaction(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let store_cfg = config.borrow_and_update().store.clone();
+        let (store_cfg, error_horizon) = {
+            let cfg = config.borrow_and_update();
+            (cfg.store.clone(), cfg.error_type_horizon())
+        };
         let s = store.clone();
         let layout = store_cfg.layout();
         tokio::task::spawn_blocking(move || s.set_layout(layout)).await??;
         let s = store.clone();
         let history_before = now_ms() - store_cfg.history_retention.as_millis() as i64;
+        let errors_before = now_ms() - error_horizon.as_millis() as i64;
         let started = std::time::Instant::now();
         let (stats, history) = tokio::task::spawn_blocking(move || {
             let stats = s.compact(now_ms())?;
-            let history = s.prune_history(history_before)? + s.prune_errors(history_before)?;
+            let history = s.prune_history(history_before)? + s.prune_errors(errors_before)?;
             Ok::<_, crate::store::StoreError>((stats, history))
         })
         .await??;

@@ -17,6 +17,29 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
+/// How many characters of a client-reported string an alert quotes.
+pub const CLIENT_CHARS: usize = 64;
+
+/// A string a public client sent (a label value, an error message), as an alert quotes
+/// it: control characters as spaces (no forged lines), at most [`CLIENT_CHARS`]
+/// characters, with `…` where it was cut.
+pub fn client_text(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(CLIENT_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().nth(CLIENT_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A client-reported message as a note quotes it: cut, and marked as what it is.
+pub fn client_note(s: &str) -> String {
+    format!("{} (client-reported)", client_text(s))
+}
+
 /// `2026-02-06 14:32:00 UTC`.
 pub fn format_time(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)

@@ -13,7 +13,9 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::Secret;
-use super::fields::{check_name, duration_field, headers_field, secret_field};
+use super::fields::{
+    check_name, duration_field, headers_field, is_loopback_name, plaintext_refused, secret_field,
+};
 use super::problems::{Keyword, Problems, Site, declared_names, element, keywords, tables, tag};
 
 // Defaults; docs/configuration.md lists the same.
@@ -317,6 +319,17 @@ fn email(
             base_dir,
         ),
     };
+    if password.is_some() && tls == SmtpTls::None && !is_loopback_name(&raw.smtp_host) {
+        problems.push(
+            Some(site.span_of("tls")),
+            site.field("tls"),
+            format!(
+                "`tls = \"none\"` would send the password unencrypted to `{}`; use `starttls` \
+                 or `tls` (authentication without TLS is taken for a relay on this machine only)",
+                raw.smtp_host
+            ),
+        );
+    }
     if password.is_some() != raw.username.is_some() {
         problems.push(
             Some(site.span.clone()),
@@ -389,6 +402,15 @@ fn alertmanager(
             None
         }
     };
+    if let Some(u) = &url {
+        plaintext_refused(
+            problems,
+            site,
+            "url",
+            u,
+            "every alert (and any secret header)",
+        );
+    }
     let headers = headers_field(problems, site, raw.headers);
     let resend_interval = duration_field(
         problems,
@@ -439,6 +461,9 @@ fn pagerduty(
             None
         }
     };
+    if let Some(u) = &events_url {
+        plaintext_refused(problems, site, "events_url", u, "the routing key");
+    }
     if problems.list.len() > before {
         return None;
     }
@@ -477,7 +502,15 @@ fn secret_url(
         origin => format!("the URL from {origin}"),
     };
     match url::Url::parse(secret.expose()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => true,
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            !plaintext_refused(
+                problems,
+                site,
+                key,
+                &u,
+                "the URL (a secret) and every alert",
+            )
+        }
         Ok(_) => {
             problems.push(
                 Some(site.span_of(key)),
@@ -743,6 +776,77 @@ to = ["b@example.com"]
                 "`#slack` is not a valid name",
             ),
         ]);
+    }
+
+    /// A secret (a webhook URL, a routing key, a password) never crosses the network in
+    /// clear: plain http:// and SMTP without TLS are taken for this machine only.
+    #[test]
+    fn secrets_are_not_sent_in_clear_to_another_machine() {
+        let slack = "[[channels]]\nname = \"slack\"\ntype = \"slack\"\n";
+        let am = "[[channels]]\nname = \"am\"\ntype = \"alertmanager\"\n";
+        let pd = "[[channels]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"R\"\n";
+        let hook = "[[channels]]\nname = \"hook\"\ntype = \"webhook\"\n";
+        let relay = "tls = \"none\"\nusername = \"u\"\npassword = \"XSECRETX\"\n";
+        let why = |what: &str| {
+            format!(
+                "an http:// URL to another machine would send {what} unencrypted; use https:// \
+                 (plain http:// is taken for 127.0.0.1, ::1 and localhost only)"
+            )
+        };
+        expect(&[
+            (
+                &format!("{slack}webhook_url = \"http://hooks.slack.example/T/B/XSECRETX\"\n"),
+                "channels[0].webhook_url",
+                4,
+                &why("the URL (a secret) and every alert"),
+            ),
+            (
+                &format!("{hook}url = \"http://10.0.0.5/hook\"\n"),
+                "channels[0].url",
+                4,
+                &why("the URL (a secret) and every alert"),
+            ),
+            (
+                &format!("{am}url = \"http://alertmanager.internal:9093\"\n"),
+                "channels[0].url",
+                4,
+                &why("every alert (and any secret header)"),
+            ),
+            (
+                &format!("{pd}events_url = \"http://events.pagerduty.com\"\n"),
+                "channels[0].events_url",
+                5,
+                &why("the routing key"),
+            ),
+            (
+                &format!("{EMAIL}{relay}"),
+                "channels[0].tls",
+                7,
+                "`tls = \"none\"` would send the password unencrypted to `smtp.example.com`; use \
+                 `starttls` or `tls` (authentication without TLS is taken for a relay on this \
+                 machine only)",
+            ),
+        ]);
+        let all = format!(
+            "{:?}",
+            crate::config::testing::problems(&format!(
+                "{slack}webhook_url = \"http://hooks.slack.example/T/B/XSECRETX\"\n"
+            ))
+        );
+        assert!(!all.contains("XSECRETX"), "{all}");
+        // This machine, however it is named; and TLS anywhere.
+        for host in ["127.0.0.1", "[::1]", "localhost", "127.0.0.2"] {
+            config(&format!(
+                "{slack}webhook_url = \"http://{host}:9/x\"\n{am}url = \"http://{host}:9093\"\n\
+                 {pd}events_url = \"http://{host}:9\"\n"
+            ));
+        }
+        for host in ["127.0.0.1", "::1", "localhost"] {
+            config(&format!("{EMAIL}{relay}").replace("smtp.example.com", host));
+        }
+        config(&format!(
+            "{EMAIL}username = \"u\"\npassword = \"p\"\n{am}url = \"https://am.example:9093\"\n"
+        ));
     }
 
     /// A URL from a file or the environment is named by where it came from, never quoted.

@@ -192,6 +192,51 @@ pub(super) fn http_url(
     }
 }
 
+/// Whether `url` reaches this machine only: a loopback address or `localhost`.
+pub(super) fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => is_loopback_name(d),
+        None => false,
+    }
+}
+
+/// Whether a host name or address names this machine: a loopback address or `localhost`.
+pub(super) fn is_loopback_name(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let host = host.trim_end_matches('.').to_ascii_lowercase();
+            host == "localhost" || host.ends_with(".localhost")
+        }
+    }
+}
+
+/// Refuses an `http://` URL to another machine where what is sent carries a secret (the
+/// URL itself, a key, a password): it would cross the network unencrypted.
+pub(super) fn plaintext_refused(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    key: &str,
+    url: &url::Url,
+    what: &str,
+) -> bool {
+    if url.scheme() == "https" || is_loopback_url(url) {
+        return false;
+    }
+    problems.push(
+        Some(site.span_of(key)),
+        site.field(key),
+        format!(
+            "an http:// URL to another machine would send {what} unencrypted; use https:// \
+             (plain http:// is taken for 127.0.0.1, ::1 and localhost only)"
+        ),
+    );
+    true
+}
+
 /// Request headers whose values may be secrets (`env:NAME`).
 pub(super) fn headers_field(
     problems: &mut Problems<'_>,

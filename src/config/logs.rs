@@ -78,6 +78,8 @@ struct RawLog {
     pub start_at: Option<String>,
     /// How often files are checked for new lines, rotation and new matches of the globs.
     pub poll_interval: Option<String>,
+    /// Whether a matched path that is a symbolic link is read (default: skipped).
+    pub follow_symlinks: Option<bool>,
     /// A command (program and arguments) whose standard output is read line by line.
     pub command: Option<Vec<String>>,
     /// `posthog`: events the PostHog SDKs send to the daemon's capture endpoints.
@@ -106,6 +108,8 @@ struct RawLog {
     pub timestamp_format: Option<String>,
     /// Longer lines are counted and skipped.
     pub max_line_bytes: Option<usize>,
+    /// Error types stored for this source; the rest count as one `other` type.
+    pub max_error_types: Option<usize>,
     /// Series made from the lines (`[[logs.metric]]`).
     pub metric: Option<Vec<RawLogMetric>>,
     /// Error types kept from the lines (`[[logs.errors]]`).
@@ -167,6 +171,8 @@ pub struct LogSource {
     /// Where the event time comes from; the arrival time when `None`.
     pub timestamp: Option<(FieldPath, TimeFormat)>,
     pub max_line_bytes: usize,
+    /// Error types stored for this source; the rest count as one `other` type.
+    pub max_error_types: usize,
     pub metrics: Vec<LogMetric>,
     pub errors: Vec<LogErrors>,
 }
@@ -178,6 +184,8 @@ pub enum LogInput {
         exclude: Vec<String>,
         start_at: StartAt,
         poll_interval: Duration,
+        /// Whether a matched path that is a symbolic link is read.
+        follow_symlinks: bool,
     },
     Command {
         argv: Vec<String>,
@@ -373,6 +381,7 @@ fn log_source(
                 "exclude",
                 "start_at",
                 "poll_interval",
+                "follow_symlinks",
                 "format",
                 "pattern",
                 "json_in",
@@ -467,6 +476,7 @@ fn log_source(
                 exclude: raw.exclude.unwrap_or_default(),
                 start_at,
                 poll_interval,
+                follow_symlinks: raw.follow_symlinks.unwrap_or(false),
             }
         }
         (None, Some(argv), None) => {
@@ -477,7 +487,7 @@ fn log_source(
                     "needs a program, e.g. [\"journalctl\", \"-f\", \"-o\", \"json\"]",
                 );
             }
-            for key in ["exclude", "start_at", "poll_interval"] {
+            for key in ["exclude", "start_at", "poll_interval", "follow_symlinks"] {
                 if site.table.is_some_and(|t| t.get(key).is_some()) {
                     problems.push(
                         Some(site.key_span(key)),
@@ -590,6 +600,16 @@ fn log_source(
             "must be between 64 and 16777216",
         );
     }
+    let max_error_types = raw
+        .max_error_types
+        .unwrap_or(crate::store::logs::MAX_ERROR_TYPES);
+    if !(1..=100_000).contains(&max_error_types) {
+        problems.push(
+            Some(site.span_of("max_error_types")),
+            site.field("max_error_types"),
+            "must be between 1 and 100000",
+        );
+    }
     let mut metrics = Vec::new();
     let metric_sites = sub_sites(site, "metric");
     for (raw, msite) in raw
@@ -633,6 +653,7 @@ fn log_source(
         json_in,
         timestamp,
         max_line_bytes,
+        max_error_types,
         metrics,
         errors,
     })
@@ -915,6 +936,7 @@ value = "ms"
                 json_in: None,
                 timestamp: None,
                 max_line_bytes: 64 * 1024,
+                max_error_types: 1000,
                 metrics: vec![LogMetric {
                     name: "app_lines".into(),
                     kind: LogMetricKind::Counter,
@@ -965,6 +987,7 @@ value = "ms"
                 exclude: vec!["/var/log/nginx/*.gz".into()],
                 start_at: StartAt::Beginning,
                 poll_interval: Duration::from_secs(1),
+                follow_symlinks: false,
             }
         );
         assert!(
@@ -979,6 +1002,7 @@ value = "ms"
                 exclude: Vec::new(),
                 start_at: StartAt::End,
                 poll_interval: Duration::from_millis(250),
+                follow_symlinks: false,
             }
         );
     }

@@ -60,7 +60,7 @@ pub use secret::Secret;
 pub use slo::{Burn, SloEvents};
 pub use store::StoreConfig;
 pub use targets::{Check, HttpCheck, JsonAssert, SqlCheck, SqlParam, Target, TcpCheck, Timing};
-pub use window_rules::{Context, WindowInput, WindowRule};
+pub use window_rules::{Context, ErrorSource, WindowInput, WindowRule};
 
 use problems::{Problems, single};
 
@@ -96,6 +96,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// How long an error type not seen again is kept ([`window_rules::error_type_horizon`]).
+    pub fn error_type_horizon(&self) -> std::time::Duration {
+        window_rules::error_type_horizon(&self.rules, self.store.history_retention)
+    }
+
     /// What is allowed but worth an operator's second look: `sloguard check` prints each as
     /// `warning: …`, the daemon logs them when it starts and on reload.
     pub fn warnings(&self) -> Vec<String> {

@@ -84,7 +84,7 @@ pub(super) fn rules(
             Some(RuleTag::Threshold) => element::<RawThreshold>(problems, value, &site)
                 .and_then(|raw| threshold(problems, raw, &site, channel_names, routing)),
             Some(RuleTag::Ratio) => element::<RawRatio>(problems, value, &site)
-                .and_then(|raw| ratio(problems, raw, &site, channel_names, routing)),
+                .and_then(|raw| ratio(problems, raw, &site, channel_names, routing, logs)),
             Some(RuleTag::Slo) => element::<RawSlo>(problems, value, &site)
                 .and_then(|raw| slo(problems, raw, &site, channel_names, routing)),
             Some(RuleTag::Growth) => element::<RawGrowth>(problems, value, &site)
@@ -97,11 +97,12 @@ pub(super) fn rules(
                 .and_then(|raw| consecutive(problems, raw, &site, channel_names, routing)),
             None => None,
         };
-        if let Some(r) = rule {
+        if let Some(mut r) = rule {
             if let RuleKind::Window(th) = &r.kind {
                 window_checks(problems, &site, th, logs, store);
             }
             client_data_check(problems, &site, &r, logs, routing, paging);
+            r.client_reported = client_data(&r, logs).is_some();
             depends_spans.insert(
                 r.name.clone(),
                 (site.span_of("depends_on"), site.field("depends_on")),
@@ -319,6 +320,9 @@ pub struct Rule {
     pub depends_on: Vec<String>,
     /// The rule may page on client-reported series (`page_on_client_data`).
     pub page_on_client_data: bool,
+    /// The rule reads what clients of an ingest source reported: the strings its alerts
+    /// quote (label values, error messages) are cut and marked as client-reported.
+    pub client_reported: bool,
     pub kind: RuleKind,
 }
 
@@ -547,6 +551,7 @@ pub(super) fn rule(
         channels: rule_channels,
         depends_on,
         page_on_client_data,
+        client_reported: false,
         kind: kind?,
     })
 }
@@ -732,6 +737,7 @@ webhook_url = "http://127.0.0.1:9/hook"
                 channels: None,
                 depends_on: Vec::new(),
                 page_on_client_data: false,
+                client_reported: false,
                 kind: RuleKind::Consecutive(ConsecutiveRule {
                     metric: "probe_up".into(),
                     matchers: BTreeMap::new(),

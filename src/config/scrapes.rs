@@ -9,7 +9,9 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::Secret;
-use super::fields::{CaFile, Pattern, ca_file, check_name, duration_field, http_url, secret_field};
+use super::fields::{
+    CaFile, Pattern, ca_file, check_name, duration_field, http_url, plaintext_refused, secret_field,
+};
 use super::problems::{Problems, Site, named_elements};
 
 // Defaults; docs/configuration.md lists the same.
@@ -144,6 +146,11 @@ fn scrape(
         .unwrap_or(ScrapeAuth::None),
         (false, false) => ScrapeAuth::None,
     };
+    if let Some(u) = &url
+        && !matches!(auth, ScrapeAuth::None)
+    {
+        plaintext_refused(problems, site, "url", u, "the credentials");
+    }
     let mut keep = Vec::new();
     for (i, k) in raw.keep.unwrap_or_default().iter().enumerate() {
         match regex::Regex::new(&format!("^(?:{k})$")) {
@@ -281,6 +288,14 @@ mod tests {
                 "scrapes[0].url",
                 3,
                 "must be an http:// or https:// URL",
+            ),
+            (
+                "[[scrapes]]\nname = \"app\"\nurl = \"http://db.example:9187/metrics\"\n\
+                 bearer_token = \"t\"\n",
+                "scrapes[0].url",
+                3,
+                "an http:// URL to another machine would send the credentials unencrypted; use \
+                 https:// (plain http:// is taken for 127.0.0.1, ::1 and localhost only)",
             ),
         ]);
     }

@@ -316,6 +316,14 @@ pub struct Context {
     pub agg: crate::query::Agg,
 }
 
+/// A log source whose error messages a ratio rule quotes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorSource {
+    pub name: String,
+    /// An ingest source: its messages are client-reported.
+    pub client: bool,
+}
+
 /// What a window rule computes per label set.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WindowInput {
@@ -335,6 +343,9 @@ pub enum WindowInput {
         window: Duration,
         min_volume: f64,
         by: Vec<String>,
+        /// The log sources that produce the numerator or the denominator: the alert's
+        /// "last error" is theirs only, never another source's (a client's).
+        error_sources: Box<[ErrorSource]>,
     },
     /// `kind = "growth"`: how much each selected gauge series grew: between its two newest
     /// points (`per_sample`) or from its oldest to its newest point in the window.
@@ -365,7 +376,37 @@ pub enum WindowInput {
         source: Option<String>,
         window: Duration,
         quiet: Duration,
+        /// The ingest sources among those read: their types' messages and patterns are
+        /// client-reported.
+        client_sources: Vec<String>,
     },
+}
+
+/// How long an error type not seen again is kept: as long as a rule may still look at it
+/// (the longest `quiet + window` of the new-error-type rules, the longest ratio window), at
+/// least the defaults' week and an hour (what `sloguard errors` shows), at most
+/// `history_retention`. Junk types a client made up go when nothing can use them.
+pub fn error_type_horizon(rules: &[Rule], history_retention: Duration) -> Duration {
+    let mut horizon = new_error_quiet() + new_error_window();
+    for r in rules {
+        if let RuleKind::Window(w) = &r.kind {
+            match &w.input {
+                WindowInput::NewErrors { quiet, window, .. } => {
+                    horizon = horizon.max(*quiet + *window);
+                }
+                WindowInput::Ratio { window, .. } => horizon = horizon.max(*window),
+                _ => {}
+            }
+        }
+    }
+    horizon.min(history_retention)
+}
+
+/// The ingest sources (whose clients are anyone holding the public token) among `logs`.
+fn client_sources<'a>(logs: impl Iterator<Item = &'a LogSource>) -> Vec<String> {
+    logs.filter(|l| matches!(l.input, super::LogInput::Posthog { .. }))
+        .map(|l| l.name.clone())
+        .collect()
 }
 
 /// The fields every raw rule kind shares, moved into a [`RuleHeader`].
@@ -544,6 +585,7 @@ pub(super) fn ratio(
     site: &Site<'_, '_>,
     channels: &BTreeSet<String>,
     routing: Option<&Routing>,
+    logs: &[LogSource],
 ) -> Option<Rule> {
     let before = problems.list.len();
     for (key, sel) in [
@@ -585,9 +627,26 @@ pub(super) fn ratio(
         },
     );
     let critical_level = tail.as_ref().is_some_and(|t| t.critical.is_some());
+    let feeding: Vec<&LogSource> = logs
+        .iter()
+        .filter(|l| !l.errors.is_empty())
+        .filter(|l| {
+            l.metrics
+                .iter()
+                .any(|m| m.name == raw.numerator.metric || m.name == raw.denominator.metric)
+        })
+        .collect();
+    let error_sources = feeding
+        .iter()
+        .map(|l| ErrorSource {
+            name: l.name.clone(),
+            client: matches!(l.input, super::LogInput::Posthog { .. }),
+        })
+        .collect();
     let kind = match (agg, tail) {
         (Some(agg), Some(t)) => Some(RuleKind::Window(WindowRule {
             input: WindowInput::Ratio {
+                error_sources,
                 numerator: (raw.numerator.metric, raw.numerator.matchers),
                 denominator: (raw.denominator.metric, raw.denominator.matchers),
                 agg,
@@ -767,6 +826,10 @@ pub(super) fn new_error_type(
     );
     let kind = Some(RuleKind::Window(WindowRule {
         input: WindowInput::NewErrors {
+            client_sources: client_sources(
+                logs.iter()
+                    .filter(|l| raw.source.as_ref().is_none_or(|s| s == &l.name)),
+            ),
             source: raw.source,
             window,
             quiet,
@@ -996,6 +1059,7 @@ kind = "counter"
                 window: secs(300),
                 min_volume: 0.0,
                 by: vec!["route".into()],
+                error_sources: Box::default(),
             }
         );
         assert_eq!((r.hold, r.every), (secs(600), secs(60)));
@@ -1042,6 +1106,7 @@ kind = "counter"
                 source: None,
                 window: secs(3600),
                 quiet: secs(7 * 86400),
+                client_sources: Vec::new(),
             }
         );
         assert_eq!(

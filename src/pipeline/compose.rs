@@ -2,7 +2,7 @@
 //! in, the reason and the links.
 
 use crate::config::{Rule, RuleKind};
-use crate::format::format_value;
+use crate::format::{client_text, format_value};
 use crate::notify::{Notification, Status};
 use crate::rules::{Transition, TransitionKind};
 use crate::series::Labels;
@@ -103,6 +103,22 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
         }
     };
     let resolved = t.kind == TransitionKind::Resolved;
+    // What clients of a public endpoint reported is quoted cut, and said to be theirs.
+    let (summary, labels) = if rule.client_reported {
+        let mut labels: Labels = a
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), client_text(v)))
+            .collect();
+        let summary = format!(
+            "{} (client-reported data)",
+            render_summary(&rule.summary, &labels)
+        );
+        labels.insert("client_reported".into(), "true".into());
+        (summary, labels)
+    } else {
+        (render_summary(&rule.summary, &a.labels), a.labels.clone())
+    };
     Notification {
         status: if resolved {
             Status::Resolved
@@ -112,8 +128,8 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
         rule: rule.name.clone(),
         fingerprint: a.fingerprint(),
         severity: a.severity,
-        summary: render_summary(&rule.summary, &a.labels),
-        labels: a.labels.clone(),
+        summary,
+        labels,
         value_text,
         reason: a.note.clone(),
         note: t.reason.clone(),

@@ -398,6 +398,15 @@ impl Pipeline {
             errors.append(&mut b.data.errors);
         }
         let written = samples.len() as u64;
+        let max_error_types: Vec<(String, usize)> = if errors.is_empty() {
+            Vec::new()
+        } else {
+            let cfg = self.config.borrow();
+            cfg.logs
+                .iter()
+                .map(|l| (l.name.clone(), l.max_error_types))
+                .collect()
+        };
         let store = self.store.clone();
         let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
@@ -406,6 +415,7 @@ impl Pipeline {
                 events: &events,
                 errors: &errors,
                 checkpoints,
+                max_error_types,
                 ..Batch::default()
             };
             for (fp, rec) in &plan.put {

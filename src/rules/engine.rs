@@ -471,6 +471,7 @@ mod tests {
             channels: None,
             depends_on: Vec::new(),
             page_on_client_data: false,
+            client_reported: false,
             kind: RuleKind::Consecutive(ConsecutiveRule {
                 metric: "probe_up".into(),
                 matchers: Labels::new(),
@@ -501,6 +502,7 @@ mod tests {
             channels: None,
             depends_on: Vec::new(),
             page_on_client_data: false,
+            client_reported: false,
             kind: RuleKind::Window(crate::config::WindowRule {
                 input: crate::config::WindowInput::Series {
                     metric: "error_ratio".into(),

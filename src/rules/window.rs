@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::format::format_value;
+use crate::format::{client_note, client_text, format_value};
 use crate::query::equal_selector;
 use crate::series::Labels;
 
@@ -155,6 +155,7 @@ pub fn window_values(
             window,
             min_volume,
             by,
+            error_sources,
         } => {
             let from = now.saturating_sub(ms(*window)).max(0);
             // Sums per group of `by` labels.
@@ -175,17 +176,31 @@ pub fn window_values(
                     }
                 }
             }
-            // The newest error message of the logs in the window: what the errors say.
-            let mut newest = errors.newest(None)?;
+            // The newest error message in the window of the logs that feed this ratio: what
+            // its errors say (never another source's, whose clients may write anything).
+            let mut newest = Vec::new();
+            for source in error_sources {
+                newest.extend(errors.newest(Some(&source.name))?);
+            }
             if newest.iter().any(|t| t.last_ms > now) {
                 // A backtest's past: the newest sighting of today says nothing of it.
-                newest = errors.types(None)?;
+                newest.clear();
+                for source in error_sources {
+                    newest.extend(errors.types(Some(&source.name))?);
+                }
             }
+            let client = |name: &str| error_sources.iter().any(|s| s.name == name && s.client);
             let last_error = newest
                 .into_iter()
                 .filter(|t| t.last_ms >= from && t.last_ms <= now)
                 .max_by_key(|t| t.last_ms)
-                .map(|t| format!("last error: {}", t.last_message));
+                .map(|t| {
+                    if client(&t.source) {
+                        format!("last error: {}", client_note(&t.last_message))
+                    } else {
+                        format!("last error: {}", t.last_message)
+                    }
+                });
             groups
                 .into_iter()
                 .map(|(labels, (num, den))| {
@@ -248,6 +263,7 @@ pub fn window_values(
             source,
             window,
             quiet,
+            client_sources,
         } => {
             use crate::store::logs::WINDOW_MS;
             let hour = |t: i64| t.div_euclid(WINDOW_MS) * WINDOW_MS;
@@ -272,16 +288,23 @@ pub fn window_values(
                     continue;
                 }
                 let before = count(quiet_from, recent_from)?;
+                // A client's type is quoted cut and marked (its identity is `error_type`).
+                let client = client_sources.contains(&t.source);
+                let (pattern, note) = if client {
+                    (client_text(&t.pattern), client_note(&t.last_message))
+                } else {
+                    (t.pattern.clone(), t.last_message.clone())
+                };
                 let labels: Labels = [
                     ("source".to_string(), t.source.clone()),
                     ("error_type".to_string(), format!("{:016x}", t.id)),
-                    ("pattern".to_string(), t.pattern.clone()),
+                    ("pattern".to_string(), pattern),
                 ]
                 .into();
                 out.push(WindowValue {
                     labels,
                     value: Some(if before == 0 { 2.0 } else { 1.0 }),
-                    note: (t.last_ms <= now).then(|| t.last_message.clone()),
+                    note: (t.last_ms <= now).then_some(note),
                 });
             }
             out

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ingest::{gzip, metric};
-use crate::util::{Daemon, free_port, query_agg, tempdir};
+use crate::util::{Daemon, Receiver, free_port, query_agg, tempdir};
 
 const TOKEN: &str = "phc_sloguard_attack_project_01";
 
@@ -375,4 +375,257 @@ async fn a_foreign_host_and_a_tokenless_write_are_refused_early() {
         "{head}"
     );
     d.stop().await;
+}
+
+/// `config.toml.example` as a daemon on loopback runs it: Slack and the webhook to `slack`,
+/// PagerDuty to `pagerduty`, email to a loopback port where nothing listens, the PostHog
+/// source with [`TOKEN`] and room for a flood (the rate limit is not what is tested), the
+/// app's log files in `dir`, every rule evaluated each second, and no targets, databases or
+/// scrapes (they name other machines).
+fn example_on_loopback(
+    dir: &std::path::Path,
+    port: u16,
+    slack: &Receiver,
+    pagerduty: &Receiver,
+) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example");
+    let mut doc: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    for section in ["targets", "databases", "scrapes"] {
+        doc.remove(section);
+    }
+    let table = |v: &mut toml::Value| v.as_table_mut().unwrap().clone();
+    let mut server = table(&mut doc["server"]);
+    server.insert("listen".into(), format!("127.0.0.1:{port}").into());
+    doc.insert("server".into(), server.into());
+    let closed = free_port() as i64;
+    for ch in doc["channels"].as_array_mut().unwrap() {
+        let ch = ch.as_table_mut().unwrap();
+        match ch["type"].as_str().unwrap() {
+            "slack" => {
+                ch.insert("webhook_url".into(), slack.url("/slack").into());
+            }
+            "webhook" => {
+                ch.insert("url".into(), slack.url("/hook").into());
+            }
+            "pagerduty" => {
+                ch.insert("events_url".into(), pagerduty.url("").into());
+            }
+            "email" => {
+                ch.insert("smtp_host".into(), "127.0.0.1".into());
+                ch.insert("smtp_port".into(), closed.into());
+            }
+            other => panic!("a channel type this test does not place on loopback: {other}"),
+        }
+    }
+    for l in doc["logs"].as_array_mut().unwrap() {
+        let l = l.as_table_mut().unwrap();
+        if l.contains_key("files") {
+            let files = toml::Value::Array(vec![format!("{}/app.log*", dir.display()).into()]);
+            l.insert("files".into(), files);
+            l.remove("exclude");
+        } else {
+            l.insert("max_events_per_second".into(), 1_000_000.into());
+            l.insert("max_bytes_per_second".into(), (1i64 << 30).into());
+        }
+    }
+    for r in doc["rules"].as_array_mut().unwrap() {
+        let r = r.as_table_mut().unwrap();
+        if r.contains_key("every") {
+            r.insert("every".into(), "1s".into());
+        }
+    }
+    toml::to_string(&doc).unwrap()
+}
+
+/// The environment the example's `env:` secrets read.
+const EXAMPLE_ENV: &[(&str, &str)] = &[
+    ("SLOGUARD_API_TOKEN", "0123456789abcdef0123456789abcdef"),
+    ("SLACK_WEBHOOK_URL", "unused: replaced by the test"),
+    ("SMTP_PASSWORD", "password"),
+    ("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000001"),
+    ("OPS_WEBHOOK_TOKEN", "token"),
+    ("POSTHOG_PROJECT_TOKEN", TOKEN),
+];
+
+/// Posts one batch of events to the capture path; the answer's status.
+async fn post_batch(http: &reqwest::Client, port: u16, events: &[serde_json::Value]) -> u16 {
+    let body = serde_json::json!({ "api_key": TOKEN, "batch": events });
+    http.post(format!("http://127.0.0.1:{port}/batch/"))
+        .header("Content-Encoding", "gzip")
+        .body(gzip(body.to_string().as_bytes()))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// 500 made-up users whose heap jumps, against the example's rules: the growth and the
+/// heap-high alerts reach Slack, cut and marked as client-reported, and PagerDuty hears
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_users_with_heap_jumps_never_page() {
+    let dir = tempdir();
+    let port = free_port();
+    let slack = Receiver::start().await;
+    let pagerduty = Receiver::start().await;
+    let text = example_on_loopback(dir.path(), port, &slack, &pagerduty);
+    let mut d = Daemon::start(dir.path(), &text, EXAMPLE_ENV).await;
+    let http = reqwest::Client::new();
+    let long = "x".repeat(200);
+    for heap in [10, 100, 200, 300, 400] {
+        let events: Vec<serde_json::Value> = (0..500)
+            .map(|i| {
+                serde_json::json!({
+                    "event": "segmentation_memory_snapshot",
+                    "distinct_id": format!("made-up-{i}-{long}"),
+                    "properties": { "used_js_heap_mb": heap },
+                })
+            })
+            .collect();
+        assert_eq!(post_batch(&http, port, &events).await, 200);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    // The growth rule fires (critical), the heap-high rule too (warning): both to Slack.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut texts = Vec::new();
+    while Instant::now() < deadline {
+        texts = slack
+            .delivered()
+            .iter()
+            .map(crate::util::slack_text)
+            .collect();
+        if ["client_heap_growth", "client_heap_high"]
+            .iter()
+            .all(|r| texts.iter().any(|t| t.contains(r)))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all = texts.join("\n---\n");
+    assert!(
+        all.contains("client_heap_growth") && all.contains("client_heap_high"),
+        "both heap rules reach Slack:\n{all}\n{}",
+        d.log_text()
+    );
+    // Marked in every message, one alert or a group.
+    assert!(all.contains("client_reported=true"), "{all}");
+    assert!(!all.contains(&long), "client strings are cut:\n{all}");
+    // A few more turns for anything that could still page.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let paged = pagerduty.received();
+    assert!(
+        paged.is_empty(),
+        "PagerDuty was sent {} events: {:?}",
+        paged.len(),
+        paged.first().map(|r| &r.body)
+    );
+    d.stop().await;
+}
+
+/// 100 000 made-up error messages from one token holder: the source keeps at most its cap of
+/// types, `/healthz` answers throughout, and the example's window rules then evaluate over
+/// the store in under 50 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_made_up_errors_is_capped_and_cheap_to_evaluate() {
+    use rand::Rng;
+    let dir = tempdir();
+    let port = free_port();
+    let slack = Receiver::start().await;
+    let pagerduty = Receiver::start().await;
+    let text = example_on_loopback(dir.path(), port, &slack, &pagerduty);
+    let mut d = Daemon::start(dir.path(), &text, EXAMPLE_ENV).await;
+    let http = reqwest::Client::new();
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let done = tokio_util::sync::CancellationToken::new();
+    let watch = {
+        let (healthy, done, http) = (healthy.clone(), done.clone(), http.clone());
+        tokio::spawn(async move {
+            let mut checks = 0u32;
+            while !done.is_cancelled() {
+                let ok = http
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if !ok {
+                    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+                checks += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            checks
+        })
+    };
+    let word = |rng: &mut rand::rngs::ThreadRng| -> String {
+        (0..30)
+            .map(|_| rng.random_range(b'a'..=b'z') as char)
+            .collect()
+    };
+    for _ in 0..100 {
+        let events: Vec<serde_json::Value> = {
+            let mut rng = rand::rng();
+            (0..1000)
+                .map(|_| {
+                    serde_json::json!({
+                        "event": "segmentation_error_occurred",
+                        "distinct_id": "attacker",
+                        "properties": { "error_message": format!("{} {}", word(&mut rng), word(&mut rng)) },
+                    })
+                })
+                .collect()
+        };
+        assert_eq!(post_batch(&http, port, &events).await, 200);
+    }
+    done.cancel();
+    let checks = watch.await.unwrap();
+    assert!(checks > 0);
+    assert!(
+        healthy.load(std::sync::atomic::Ordering::SeqCst),
+        "/healthz failed or took over 1 s during the flood\n{}",
+        d.log_text()
+    );
+    d.stop().await;
+
+    let data = dir.path().join("data");
+    let store = sloguard::store::Store::open(&data).unwrap();
+    let errors = store.errors().unwrap();
+    let types = errors.types(Some("posthog")).unwrap();
+    assert!(
+        types.len() <= 1001,
+        "{} types kept, the cap is 1 000 and `other`",
+        types.len()
+    );
+    let other = types
+        .iter()
+        .find(|t| t.id == sloguard::store::logs::OTHER_ID)
+        .expect("the types past the cap count as `other`");
+    assert!(other.count >= 90_000, "{}", other.count);
+
+    // Every window rule of the example, as the daemon evaluates them, over that store.
+    let mut literal = text.clone();
+    for (name, value) in EXAMPLE_ENV {
+        literal = literal.replace(&format!("\"env:{name}\""), &format!("\"{value}\""));
+    }
+    let cfg = sloguard::config::parse(&literal, &dir.path().join("config.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = sloguard::clock::now_ms();
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let snap = store.snapshot().unwrap();
+        let errors = store.errors().unwrap();
+        for rule in &cfg.rules {
+            if let sloguard::config::RuleKind::Window(w) = &rule.kind {
+                let mut memory = sloguard::rules::WindowMemory::default();
+                sloguard::rules::window_values(&errors, &snap, w, now, &mut memory).unwrap();
+            }
+        }
+        best = best.min(started.elapsed());
+    }
+    assert!(
+        best < Duration::from_millis(50),
+        "the example's window rules took {best:?}"
+    );
 }

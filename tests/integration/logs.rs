@@ -311,6 +311,44 @@ async fn a_file_that_is_deleted_and_comes_back_is_followed() {
     d.stop().await;
 }
 
+/// A link planted among the log files (`app.log.1 -> another file`) is not read unless the
+/// source says `follow_symlinks = true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symbolic_link_among_the_log_files_is_not_read_unless_asked() {
+    let dir = tempdir();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Outside the globs: what the link would expose.
+    let elsewhere = dir.path().join("elsewhere.log");
+    let mut w = Written::default();
+    append(&elsewhere, &w.lines(50));
+    std::os::unix::fs::symlink(&elsewhere, logs.join("app.log.1")).unwrap();
+    append(&logs.join("app.log"), &w.lines(20));
+    let port = free_port();
+    let mut d = Daemon::start(dir.path(), &config(&logs, port), &[]).await;
+    wait_total(&d, 20, "the real file only").await;
+    assert!(
+        d.wait_log("is a symbolic link; not read", Duration::from_secs(10))
+            .await,
+        "the skipped link is named in the log\n{}",
+        d.all_logs()
+    );
+    // Still not read a few polls later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_total(&d, 20, "the link stays unread").await;
+    d.stop().await;
+
+    // Asked for: the link's lines are read too.
+    let followed = config(&logs, port).replace(
+        "poll_interval = \"50ms\"",
+        "poll_interval = \"50ms\"\nfollow_symlinks = true",
+    );
+    assert_ne!(followed, config(&logs, port));
+    let mut d = Daemon::start(dir.path(), &followed, &[]).await;
+    wait_total(&d, 70, "the link followed when asked").await;
+    d.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_source_reads_journald_lines_and_is_restarted_when_it_exits() {
     let dir = tempdir();

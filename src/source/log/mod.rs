@@ -222,6 +222,7 @@ fn follow_files(
         exclude,
         start_at,
         poll_interval,
+        follow_symlinks,
     } = &cfg.input
     else {
         return Ok(());
@@ -260,6 +261,7 @@ fn follow_files(
             include,
             exclude,
             *start_at,
+            *follow_symlinks,
             cfg.max_line_bytes,
             handed.positions.clone(),
         );

@@ -106,6 +106,7 @@ pub struct Tailer {
     include: Vec<String>,
     exclude: Vec<glob::Pattern>,
     start_at: StartAt,
+    follow_symlinks: bool,
     max_line_bytes: usize,
     files: BTreeMap<FileId, Tracked>,
     /// Checkpoints this tailer started from, still to be matched to their files.
@@ -121,6 +122,8 @@ pub struct Tailer {
     pub events: TailEvents,
     /// Paths that could not be opened (warned about once).
     unreadable: BTreeSet<PathBuf>,
+    /// Symbolic links matched and not followed (warned about once).
+    links: BTreeSet<PathBuf>,
     buf: Vec<u8>,
 }
 
@@ -129,6 +132,7 @@ impl Tailer {
         include: &[String],
         exclude: &[String],
         start_at: StartAt,
+        follow_symlinks: bool,
         max_line_bytes: usize,
         mut checkpoints: BTreeMap<FileId, Checkpoint>,
     ) -> Tailer {
@@ -141,6 +145,7 @@ impl Tailer {
                 .filter_map(|g| glob::Pattern::new(g).ok())
                 .collect(),
             start_at,
+            follow_symlinks,
             max_line_bytes,
             files: BTreeMap::new(),
             resumed,
@@ -151,6 +156,7 @@ impl Tailer {
             truncated: Vec::new(),
             events: TailEvents::default(),
             unreadable: BTreeSet::new(),
+            links: BTreeSet::new(),
             buf: vec![0; READ_BYTES],
         }
     }
@@ -192,6 +198,16 @@ impl Tailer {
             };
             for path in paths.flatten() {
                 if self.exclude.iter().any(|e| e.matches_path(&path)) {
+                    continue;
+                }
+                // A link planted where the application writes its logs could make us read
+                // any file the daemon may read; links are followed only when asked.
+                if !self.follow_symlinks
+                    && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
+                {
+                    if self.links.insert(path.clone()) {
+                        tracing::warn!(path = %path.display(), "A matched log path is a symbolic link; not read (set follow_symlinks = true to read it)");
+                    }
                     continue;
                 }
                 let Ok(meta) = std::fs::metadata(&path) else {
