@@ -375,7 +375,9 @@ async fn compaction(
         let started = std::time::Instant::now();
         let (stats, history) = tokio::task::spawn_blocking(move || {
             let stats = s.compact(now_ms())?;
-            let history = s.prune_history(history_before)? + s.prune_errors(errors_before)?;
+            let history = s.prune_history(history_before)?
+                + s.prune_errors(errors_before)?
+                + s.prune_distinct(history_before)?;
             Ok::<_, crate::store::StoreError>((stats, history))
         })
         .await??;

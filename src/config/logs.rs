@@ -291,6 +291,9 @@ pub struct LogMetric {
     /// (label name, field).
     pub labels: Vec<(String, FieldPath)>,
     pub max_series: usize,
+    /// Labels (places in `labels`) whose distinct values are sketched per hour, for the
+    /// reports that count them: set from `[[reports.usage]]`, not written by the operator.
+    pub sketch: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -728,6 +731,7 @@ fn log_metric(
         value,
         labels,
         max_series,
+        sketch: Vec::new(),
     })
 }
 
@@ -944,6 +948,7 @@ value = "ms"
                     value: None,
                     labels: Vec::new(),
                     max_series: 100,
+                    sketch: Vec::new(),
                 }],
                 errors: Vec::new(),
             }

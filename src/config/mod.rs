@@ -195,7 +195,7 @@ fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> {
     let databases = databases::databases(&mut problems, section("databases"), &base_dir);
     let scrapes = scrapes::scrapes(&mut problems, section("scrapes"), &base_dir);
 
-    let logs = logs::logs(&mut problems, section("logs"), &base_dir);
+    let mut logs = logs::logs(&mut problems, section("logs"), &base_dir);
 
     let targets = targets::targets(&mut problems, section("targets"), &base_dir, &databases);
 
@@ -219,6 +219,7 @@ fn validate(text: &str, file: &Path) -> Result<Config, Vec<Problem>> {
 
     let maintenance = maintenance::maintenance(&mut problems, section("maintenance"));
     let reports = reports::reports(&mut problems, section("reports"), &channels, &rules);
+    reports::sketch_labels(&reports, &mut logs);
 
     if !problems.list.is_empty() {
         return Err(problems.list);

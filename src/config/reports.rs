@@ -180,6 +180,32 @@ pub struct Distinct {
     pub label: String,
 }
 
+/// Marks the log metric labels whose distinct values a report counts (`distinct`, `per`,
+/// without `match`), so that their sources sketch them: the count then covers every value,
+/// not only those that kept a series under `max_series`.
+pub(super) fn sketch_labels(reports: &[Report], logs: &mut [super::LogSource]) {
+    let counted = reports
+        .iter()
+        .flat_map(|r| &r.usage)
+        .filter_map(|u| match &u.kind {
+            UsageKind::Distinct(d) => Some(d),
+            UsageKind::Count { per, .. } => per.as_ref(),
+        });
+    for d in counted.filter(|d| d.matchers.is_empty()) {
+        for m in logs
+            .iter_mut()
+            .flat_map(|l| &mut l.metrics)
+            .filter(|m| m.name == d.metric)
+        {
+            if let Some(i) = m.labels.iter().position(|(name, _)| *name == d.label)
+                && !m.sketch.contains(&i)
+            {
+                m.sketch.push(i);
+            }
+        }
+    }
+}
+
 fn report(
     problems: &mut Problems<'_>,
     raw: RawReport,

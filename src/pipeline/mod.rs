@@ -386,6 +386,7 @@ impl Pipeline {
         let Pending { mut samples, logs } = pending;
         let mut events = Vec::new();
         let mut errors = Vec::new();
+        let mut distinct = Vec::new();
         let mut checkpoints = Vec::new();
         let mut committed = Vec::new();
         let mut counted = Vec::new();
@@ -396,6 +397,7 @@ impl Pipeline {
             samples.append(&mut b.data.gauges);
             events.append(&mut b.data.events);
             errors.append(&mut b.data.errors);
+            distinct.append(&mut b.data.distinct);
         }
         let written = samples.len() as u64;
         let max_error_types: Vec<(String, usize)> = if errors.is_empty() {
@@ -414,6 +416,7 @@ impl Pipeline {
                 samples: &samples,
                 events: &events,
                 errors: &errors,
+                distinct: &distinct,
                 checkpoints,
                 max_error_types,
                 ..Batch::default()

@@ -477,8 +477,18 @@ pub fn alert_stats(
     stats
 }
 
-/// How many distinct values `d.label` had among the series with data in `span`.
+/// How many distinct values `d.label` had in `span`: from the hourly sketches its log source
+/// keeps (every value, however many, over the hours of the span), else, for a metric that
+/// has none (not a log metric, a `match`, data from before the sketches), from the series
+/// with data in the span.
 fn distinct(snap: &Snapshot, d: &Distinct, span: Span) -> Result<usize, QueryError> {
+    if d.matchers.is_empty()
+        && let Some(n) = snap
+            .distinct(&d.metric, &d.label, span.from_ms, span.to_ms)
+            .map_err(QueryError::from)?
+    {
+        return Ok(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     let mut seen = std::collections::BTreeSet::new();
     for v in aggregate(
         snap,

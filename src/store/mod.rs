@@ -14,6 +14,7 @@
 
 pub mod bucket;
 pub mod chunk;
+pub mod distinct;
 pub mod logs;
 pub mod tsdb;
 
@@ -153,6 +154,8 @@ pub struct Batch<'a> {
     pub report_runs: Vec<(String, i64)>,
     /// Error types kept per log source, where not `logs::MAX_ERROR_TYPES`.
     pub max_error_types: Vec<(String, usize)>,
+    /// Sketches of the distinct values of labels, merged into the stored hours.
+    pub distinct: &'a [distinct::DistinctSeen],
 }
 
 impl Batch<'_> {
@@ -520,6 +523,7 @@ impl Store {
             txn.open_table(HISTORY)?;
             txn.open_table(REPORT_RUNS)?;
             logs::create_tables(&txn)?;
+            distinct::create_table(&txn)?;
         }
         txn.commit()?;
         let heads = Heads::load(&db.begin_read()?)?;
@@ -657,6 +661,7 @@ impl Store {
             crate::clock::now_ms(),
         )?;
         logs::write(&txn, batch)?;
+        distinct::write(&txn, batch.distinct)?;
         let ids = write_records(&txn, batch)?;
         txn.commit()?;
         Ok(ids)
@@ -752,6 +757,12 @@ impl Store {
         }
         txn.commit()?;
         Ok(removed)
+    }
+
+    /// Deletes the distinct-value sketches of hours before `before_ms`, in small
+    /// transactions; returns how many.
+    pub fn prune_distinct(&self, before_ms: i64) -> Result<u64, StoreError> {
+        distinct::prune(&self.db, before_ms)
     }
 
     /// Deletes error counts and error types older than `before_ms`; returns how many.

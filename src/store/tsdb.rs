@@ -413,6 +413,8 @@ pub struct Snapshot {
     dists: ReadOnlyTable<(u64, i64), &'static [u8]>,
     rollups: ReadOnlyTable<(u64, u64, i64), &'static [u8]>,
     watermarks: ReadOnlyTable<(u64, u64), i64>,
+    /// Distinct-value sketches; `None` in a file without any yet.
+    distinct: Option<super::distinct::Table>,
 }
 
 impl Snapshot {
@@ -433,7 +435,23 @@ impl Snapshot {
             dists: txn.open_table(DISTS)?,
             rollups: txn.open_table(ROLLUPS)?,
             watermarks: txn.open_table(WATERMARKS)?,
+            distinct: super::distinct::open(txn)?,
         })
+    }
+
+    /// How many distinct values `label` of `metric` had over the hours of `[from_ms, to_ms)`,
+    /// from the sketches a log source keeps; `None` when there are none for that span.
+    pub fn distinct(
+        &self,
+        metric: &str,
+        label: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        match &self.distinct {
+            Some(t) => super::distinct::count(t, metric, label, from_ms, to_ms),
+            None => Ok(None),
+        }
     }
 
     /// Bytes held by each table of series data: (table, keys and values, index and

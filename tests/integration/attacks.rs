@@ -629,3 +629,101 @@ async fn a_flood_of_made_up_errors_is_capped_and_cheap_to_evaluate() {
         "the example's window rules took {best:?}"
     );
 }
+
+/// 3 000 users, against a metric that keeps 20 series: the report still counts every one,
+/// from the hourly sketch, not from the few dozen series that were kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_counts_more_users_than_the_metric_keeps_series() {
+    let dir = tempdir();
+    let port = free_port();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[[channels]]
+name = "mail"
+type = "email"
+smtp_host = "127.0.0.1"
+smtp_port = {closed}
+tls = "none"
+from = "sloguard <alerts@example.com>"
+to = ["product@example.com"]
+
+[[logs]]
+name = "posthog"
+ingest = "posthog"
+token = "{TOKEN}"
+
+[[logs.metric]]
+name = "client_js_heap_mb"
+kind = "gauge"
+match = {{ event = "segmentation_memory_snapshot" }}
+value = "properties.used_js_heap_mb"
+labels = {{ user = "distinct_id" }}
+max_series = 20
+
+[[reports]]
+name = "daily"
+schedule = "0 9 * * *"
+channel = "mail"
+window = "24h"
+sections = ["usage"]
+
+[[reports.usage]]
+title = "Active users"
+distinct = {{ metric = "client_js_heap_mb", label = "user" }}
+"#,
+        closed = free_port()
+    );
+    let mut d = Daemon::start(dir.path(), &text, &[]).await;
+    let http = reqwest::Client::new();
+    for batch in 0..3 {
+        let events: Vec<serde_json::Value> = (0..1000)
+            .map(|i| {
+                serde_json::json!({
+                    "event": "segmentation_memory_snapshot",
+                    "distinct_id": format!("user-{batch}-{i}"),
+                    "properties": { "used_js_heap_mb": 50 },
+                })
+            })
+            .collect();
+        assert_eq!(post_batch(&http, port, &events).await, 200);
+    }
+    let data = dir.path().join("data");
+    let series = query_agg(
+        data.to_str().unwrap(),
+        "client_js_heap_mb",
+        "1h",
+        "last",
+        &[],
+    );
+    // The label sets that kept a series (20 at a time, the rest evicted or overflowed):
+    // counting them would say a few dozen.
+    assert!(series.len() < 100, "{} series kept", series.len());
+    let out = crate::util::sloguard(
+        &[
+            "report",
+            "--config",
+            d.config.to_str().unwrap(),
+            "--name",
+            "daily",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let users = r["usage"][0]["value"].as_f64().unwrap();
+    assert!(
+        (users - 3000.0).abs() <= 30.0,
+        "{users} active users counted, 3 000 sent"
+    );
+    d.stop().await;
+}

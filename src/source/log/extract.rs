@@ -19,6 +19,7 @@ use crate::config::{
 use crate::metrics::{LogCounts, Reject};
 use crate::series::{Labels, OVERFLOW, Sample, SeriesKey};
 use crate::store::bucket::Bucket;
+use crate::store::distinct::{DistinctSeen, HOUR_MS, Sketch};
 
 /// An error sighting is dated at most this far after the line's arrival (the store refuses
 /// points further ahead too).
@@ -34,12 +35,17 @@ pub struct Extracted {
     /// The newest value of each gauge series.
     pub gauges: Vec<Sample>,
     pub errors: Vec<ErrorSeen>,
+    /// The distinct values of sketched labels, per hour.
+    pub distinct: Vec<DistinctSeen>,
     pub counts: LogCounts,
 }
 
 impl Extracted {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.gauges.is_empty() && self.errors.is_empty()
+        self.events.is_empty()
+            && self.gauges.is_empty()
+            && self.errors.is_empty()
+            && self.distinct.is_empty()
     }
 }
 
@@ -453,6 +459,9 @@ pub struct Extractor {
     /// Series with something to flush.
     dirty: Vec<usize>,
     errors: FxHashMap<Box<str>, ErrorSeen>,
+    /// Sketches of labels' distinct values since the last flush: (metric, label's place
+    /// among the metric's labels, hour start).
+    sketches: FxHashMap<(usize, usize, i64), Sketch>,
     counts: LogCounts,
     scratch: String,
     time_cache: TimeCache,
@@ -493,6 +502,7 @@ impl Extractor {
             series: Vec::new(),
             dirty: Vec::new(),
             errors: FxHashMap::default(),
+            sketches: FxHashMap::default(),
             counts: LogCounts::default(),
             scratch: String::new(),
             time_cache: TimeCache::default(),
@@ -525,6 +535,7 @@ impl Extractor {
             series,
             dirty,
             errors,
+            sketches,
             counts,
             scratch,
             time_cache,
@@ -620,6 +631,15 @@ impl Extractor {
                 build_key(&mut view, &planned.labels, scratch);
                 built_for = Some(&planned.labels[..]);
             }
+            // Every value of a label a report counts, whether or not it keeps a series.
+            if !metric.sketch.is_empty() {
+                let hour = ts.div_euclid(HOUR_MS) * HOUR_MS;
+                for &i in &metric.sketch {
+                    if let Some(v) = scratch.split('\u{0}').nth(i).filter(|v| !v.is_empty()) {
+                        sketches.entry((m, i, hour)).or_default().insert(v);
+                    }
+                }
+            }
             let state = &mut states[m];
             let slot = match &mut state.last {
                 Some((key, slot)) if key == scratch => {
@@ -712,6 +732,15 @@ impl Extractor {
             }
         }
         out.errors = self.errors.drain().map(|(_, e)| e).collect();
+        for ((m, i, hour_ms), sketch) in self.sketches.drain() {
+            let metric = &self.cfg.metrics[m];
+            out.distinct.push(DistinctSeen {
+                metric: metric.name.clone(),
+                label: metric.labels[i].0.clone(),
+                hour_ms,
+                sketch,
+            });
+        }
         out.counts = std::mem::take(&mut self.counts);
         if self.newest_ms.saturating_sub(self.swept_ms) >= SWEEP_EVERY_MS {
             self.swept_ms = self.newest_ms;
