@@ -196,23 +196,36 @@ impl Pipeline {
                     }
                     let now = now_ms();
                     let mut transitions = Vec::new();
-                    for s in &batch.data.gauges {
-                        transitions.extend(engine.observe(s, now));
+                    // A capture client waits for its batch's commit (it is answered then):
+                    // that batch is committed at once, with the batches queued behind it,
+                    // instead of after the group-commit wait. A trickle of lines waits for
+                    // the group commit like probe results; the end of a backlog is committed
+                    // at once.
+                    let waited = batch.committed.is_some();
+                    let mut done_catching_up = false;
+                    let mut next = Some(batch);
+                    while let Some(batch) = next.take() {
+                        if batch.generation.is_none_or(|g| g == generation) {
+                            for s in &batch.data.gauges {
+                                transitions.extend(engine.observe(s, now));
+                            }
+                            done_catching_up |= if batch.caught_up {
+                                catching_up.remove(&batch.source)
+                            } else {
+                                catching_up.insert(batch.source.clone());
+                                false
+                            };
+                            pending.logs.push(batch);
+                        }
+                        if waited && !pending.is_full() {
+                            next = logs.try_recv().ok();
+                        }
                     }
                     if !transitions.is_empty() {
                         self.count_alerts(&engine);
                     }
-                    // A trickle of lines waits for the group commit like probe results; the
-                    // end of a backlog is committed at once.
-                    let done_catching_up = if batch.caught_up {
-                        catching_up.remove(&batch.source)
-                    } else {
-                        catching_up.insert(batch.source.clone());
-                        false
-                    };
-                    pending.logs.push(batch);
                     pending_since.get_or_insert_with(Instant::now);
-                    if !transitions.is_empty() || done_catching_up || pending.is_full() {
+                    if !transitions.is_empty() || done_catching_up || waited || pending.is_full() {
                         pending_since = None;
                         self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
                     }
