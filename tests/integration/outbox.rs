@@ -171,3 +171,69 @@ async fn sigterm_right_after_an_alert_fires_still_delivers_it_before_exiting() {
     assert_eq!(slack.delivered().len(), 1, "log:\n{}", daemon.log_text());
     assert_eq!(hook.delivered().len(), 1, "log:\n{}", daemon.log_text());
 }
+
+/// A receiver answers a warning `429` with `Retry-After: 86400`: that wait holds the warning
+/// (capped at `max_retry_after`), never a critical alert that fires afterwards on the same
+/// channel, which goes out within 2 s of firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_warning_does_not_hold_back_a_critical_alert() {
+    let dir = tempdir();
+    let mut web = Target::start().await;
+    let mut api = Target::start().await;
+    let slack = Receiver::start().await;
+    let hook = Receiver::start().await;
+    hook.script(&[(429, Some("86400"))]);
+    let cfg = base_config(&web, &slack.url("/slack"), &hook.url("/hook"))
+        .replace("warning = [\"slack\"]", "warning = [\"ops-webhook\"]")
+        .replace("critical = [\"slack\", \"ops-webhook\"]", "critical = [\"ops-webhook\"]")
+        + &format!(
+            r#"
+[[targets]]
+name = "api"
+url = "{api}"
+interval = "1s"
+timeout = "1s"
+
+[[rules]]
+name = "api_down"
+kind = "consecutive"
+match = {{ target = "api" }}
+fire_after = 1
+resolve_after = 2
+severity = "warning"
+summary = "API down"
+"#,
+            api = api.url()
+        );
+    let daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+
+    api.answer(500).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while hook.received().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = hook.received();
+    assert_eq!(first.len(), 1, "the warning was tried once\n{}", daemon.log_text());
+    assert_eq!(first[0].answered, 429);
+    assert_eq!(first[0].body["severity"], "warning");
+
+    web.answer(500).await;
+    let got = hook.wait_delivered(1, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 1, "the critical alert was held back\n{}", daemon.log_text());
+    let critical = &got[0];
+    assert_eq!(critical.body["severity"], "critical", "{}", critical.body);
+    let fired = chrono::DateTime::parse_from_rfc3339(critical.body["fired_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let arrived = chrono::Utc::now() - critical.at.elapsed();
+    let late = (arrived - fired).num_milliseconds();
+    assert!(late <= 2000, "delivered {late} ms after it fired");
+    // The warning still waits for its (capped) Retry-After.
+    assert!(
+        hook.delivered()
+            .iter()
+            .all(|r| r.body["severity"] != "warning"),
+        "the warning went before its wait"
+    );
+    drop(daemon);
+}
