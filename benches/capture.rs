@@ -74,8 +74,9 @@ async fn posthog_js_sizes(burst: usize) -> Option<Vec<(usize, usize)>> {
         println!("posthog-js: skipped, /usr/bin/chromium is missing");
         return None;
     }
-    let sdk = std::fs::read_to_string(node_dir().join("node_modules/posthog-js/dist/array.full.js"))
-        .ok()?;
+    let sdk =
+        std::fs::read_to_string(node_dir().join("node_modules/posthog-js/dist/array.full.js"))
+            .ok()?;
     let sizes: Sizes = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -120,7 +121,13 @@ document.body.setAttribute('data-captured', 'yes');
     let url = format!("http://127.0.0.1:{port}/");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("timeout")
-            .args(["60", "/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu"])
+            .args([
+                "60",
+                "/usr/bin/chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+            ])
             .args(["--no-first-run", "--disable-background-networking"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(["--virtual-time-budget=15000", "--dump-dom"])

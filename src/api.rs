@@ -115,8 +115,8 @@ pub struct DeadLetter {
     /// Why the last attempt failed; `null` when none was recorded.
     pub error: Option<String>,
     pub id: u64,
-    /// What the notification announced.
-    pub status: Status,
+    /// What the notification announced; `null` for a record that could not be read.
+    pub status: Option<Status>,
 }
 
 impl DeadLetter {
@@ -128,7 +128,21 @@ impl DeadLetter {
             created_at: crate::format::rfc3339(e.created_ms),
             error: e.last_error.clone(),
             id,
-            status: e.notification.status,
+            status: Some(e.notification.status),
+        }
+    }
+
+    /// A dead letter whose record could not be read (written by another version): its id
+    /// and why.
+    pub fn unreadable(id: u64, reason: &str) -> DeadLetter {
+        DeadLetter {
+            alert: String::new(),
+            attempts: 0,
+            channel: String::new(),
+            created_at: String::new(),
+            error: Some(format!("unreadable record: {reason}")),
+            id,
+            status: None,
         }
     }
 }
@@ -166,7 +180,7 @@ mod tests {
             created_at: "2026-12-05T12:55:00.191Z".into(),
             error: Some("HTTP 404: no_service".into()),
             id: 1,
-            status: Status::Firing,
+            status: Some(Status::Firing),
         };
         assert_eq!(
             serde_json::to_string(&vec![letter.clone()]).unwrap(),
@@ -201,7 +215,7 @@ mod tests {
     fn answers_read_back_as_they_were_written() {
         let wire = r#"[{"alert":"a","attempts":3,"channel":"pd","created_at":"t","error":null,"id":7,"status":"resolved"}]"#;
         let letters: Vec<DeadLetter> = serde_json::from_str(wire).unwrap();
-        assert_eq!(letters[0].status, Status::Resolved);
+        assert_eq!(letters[0].status, Some(Status::Resolved));
         assert_eq!(letters[0].error, None);
         assert_eq!(serde_json::to_string(&letters).unwrap(), wire);
     }

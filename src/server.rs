@@ -443,7 +443,13 @@ async fn dead_letters(State(api): State<Api>) -> Response {
             .await;
     match result {
         Ok(Ok(list)) => {
-            let out: Vec<DeadLetter> = list.iter().map(|(id, e)| DeadLetter::new(*id, e)).collect();
+            let out: Vec<DeadLetter> = list
+                .iter()
+                .map(|(id, e)| match e {
+                    Ok(e) => DeadLetter::new(*id, e),
+                    Err(reason) => DeadLetter::unreadable(*id, reason),
+                })
+                .collect();
             Json(out).into_response()
         }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

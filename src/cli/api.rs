@@ -316,7 +316,7 @@ pub(super) fn dead_letters(config: &Path) -> anyhow::Result<ExitCode> {
                 l.id,
                 l.created_at.get(..19).unwrap_or_default().replace('T', " "),
                 l.channel,
-                l.status.as_str(),
+                l.status.map_or("unreadable", |s| s.as_str()),
                 l.alert,
                 l.attempts,
                 l.error.as_deref().unwrap_or("no error recorded")

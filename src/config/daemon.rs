@@ -38,6 +38,9 @@ fn outbox_timeout() -> Duration {
 fn outbox_give_up_after() -> Duration {
     Duration::from_secs(24 * 3600)
 }
+fn outbox_max_retry_after() -> Duration {
+    Duration::from_secs(60)
+}
 
 /// `[daemon]`: process-wide settings.
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +84,8 @@ struct RawOutbox {
     pub timeout: Option<String>,
     /// How long a retryable notification keeps being retried before it is given up.
     pub give_up_after: Option<String>,
+    /// The longest `Retry-After` of a receiver that is honoured.
+    pub max_retry_after: Option<String>,
 }
 
 keywords! {
@@ -119,6 +124,9 @@ pub struct OutboxConfig {
     pub max_backoff: Duration,
     pub timeout: Duration,
     pub give_up_after: Duration,
+    /// A receiver's `Retry-After` is honoured up to this; a longer one (a day, say) would
+    /// hold the entry, and only it, that long.
+    pub max_retry_after: Duration,
 }
 
 /// `[daemon]`, validated; the defaults when it is absent (or broken, with a problem).
@@ -181,6 +189,7 @@ fn default_outbox() -> OutboxConfig {
         max_backoff: outbox_max_backoff(),
         timeout: outbox_timeout(),
         give_up_after: outbox_give_up_after(),
+        max_retry_after: outbox_max_retry_after(),
     }
 }
 
@@ -341,6 +350,14 @@ fn outbox_config(problems: &mut Problems<'_>, raw: RawOutbox, site: &Site<'_, '_
             outbox_give_up_after(),
             Duration::from_secs(1),
         ),
+        max_retry_after: duration_field(
+            problems,
+            site,
+            "max_retry_after",
+            raw.max_retry_after.as_ref(),
+            outbox_max_retry_after(),
+            Duration::from_secs(1),
+        ),
     };
     if cfg.max_backoff < cfg.initial_backoff {
         problems.push(
@@ -400,6 +417,7 @@ give_up_after = "1h"
                 max_backoff: ms(10),
                 timeout: ms(1000),
                 give_up_after: ms(3_600_000),
+                max_retry_after: ms(60_000),
             }
         );
     }

@@ -322,6 +322,7 @@ mod tests {
                     max_backoff: secs(5 * m),
                     timeout: secs(10),
                     give_up_after: secs(d),
+                    max_retry_after: secs(m),
                 },
                 routing: Routing::default(),
                 channels: Default::default(),

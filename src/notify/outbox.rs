@@ -1,8 +1,9 @@
 //! The durable outbox: every notification is committed to the store (in the same transaction
 //! as the alert transition that caused it) before anything is sent; one worker per channel
-//! delivers its entries in order, retrying with exponential backoff and jitter, honouring
-//! `Retry-After`, and deleting an entry only after the channel accepted it. What is pending at
-//! a restart is delivered after it.
+//! delivers its entries, each alert's in order but the most severe due entry first, retrying
+//! with exponential backoff and jitter, honouring `Retry-After` (up to `max_retry_after`)
+//! for that entry alone, and deleting an entry only after the channel accepted it. What is
+//! pending at a restart is delivered after it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,7 +54,8 @@ impl Entry {
 }
 
 /// The delay before retry number `attempt` (1-based): exponential with ±20 % jitter, capped
-/// at `max_backoff`, and never shorter than the channel's `Retry-After`.
+/// at `max_backoff`, and never shorter than the channel's `Retry-After` (itself honoured up
+/// to `max_retry_after`).
 pub fn backoff(
     cfg: &OutboxConfig,
     attempt: u32,
@@ -65,7 +67,7 @@ pub fn backoff(
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
     let jittered = exp.mul_f64((1.0 + jitter.clamp(-0.2, 0.2)).max(0.0));
     let base = jittered.min(cfg.max_backoff);
-    match retry_after {
+    match retry_after.map(|ra| ra.min(cfg.max_retry_after)) {
         Some(ra) if ra > base => ra,
         _ => base,
     }
@@ -206,7 +208,9 @@ pub async fn run(
 /// Entries for a channel that no longer exists can never be delivered: keep them as dead
 /// letters and say so, rather than retry forever or drop them silently.
 fn bury_orphans(store: &Store, cfg: &Config) -> Result<(), crate::store::StoreError> {
-    for (id, mut entry) in store.outbox::<Entry>()? {
+    // Rows that cannot be read are the workers' to bury (`channel_entries`).
+    for (id, entry) in store.outbox_rows::<Entry>()? {
+        let Ok(mut entry) = entry else { continue };
         if !cfg.channels.contains_key(&entry.channel) {
             tracing::error!(
                 channel = %entry.channel,
@@ -218,6 +222,78 @@ fn bury_orphans(store: &Store, cfg: &Config) -> Result<(), crate::store::StoreEr
         }
     }
     Ok(())
+}
+
+/// The entries of `channel`, in outbox order. A row that cannot be read (written by another
+/// version) goes to the dead letters as it is, with its reason in the log: it holds up no
+/// channel.
+fn channel_entries(
+    store: &Store,
+    channel: &str,
+) -> Result<Vec<(u64, Entry)>, crate::store::StoreError> {
+    let mut mine = Vec::new();
+    for (id, row) in store.outbox_rows::<Entry>()? {
+        match row {
+            Ok(e) if e.channel == channel => mine.push((id, e)),
+            Ok(_) => {}
+            Err(reason) => {
+                if store.outbox_bury_raw(id)? {
+                    tracing::error!(
+                        id,
+                        error = %reason,
+                        "An outbox entry cannot be read (written by another version?); moved to dead letters"
+                    );
+                }
+            }
+        }
+    }
+    Ok(mine)
+}
+
+/// What a channel's worker does next.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// Deliver the entry at this place in the list now.
+    Send(usize),
+    /// Nothing can go before this time (ms since the epoch).
+    Wait(i64),
+    /// Nothing to deliver.
+    Idle,
+}
+
+/// Picks the entry a channel sends next. Each alert's messages go in order (an entry waits
+/// while an earlier message of one of its alerts is still in the outbox), but a wait (a
+/// receiver's `Retry-After`, a backoff) holds only that alert's messages, never another
+/// alert's. Among the entries due, the most severe goes first, then the oldest.
+fn next(entries: &[(u64, Entry)], now_ms: i64) -> Next {
+    let mut seen = std::collections::HashSet::new();
+    let mut best: Option<(usize, crate::vocab::Severity)> = None;
+    let mut soonest: Option<i64> = None;
+    for (i, (_, e)) in entries.iter().enumerate() {
+        let n = &e.notification;
+        let alerts: Vec<&str> = if n.grouped.is_empty() {
+            vec![n.fingerprint.as_str()]
+        } else {
+            n.grouped.iter().map(|m| m.fingerprint.as_str()).collect()
+        };
+        let blocked = alerts.iter().any(|a| seen.contains(a));
+        seen.extend(alerts);
+        if blocked {
+            continue;
+        }
+        if e.next_attempt_ms <= now_ms {
+            if best.is_none_or(|(_, b)| n.severity > b) {
+                best = Some((i, n.severity));
+            }
+        } else {
+            soonest = Some(soonest.map_or(e.next_attempt_ms, |t| t.min(e.next_attempt_ms)));
+        }
+    }
+    match (best, soonest) {
+        (Some((i, _)), _) => Next::Send(i),
+        (None, Some(at)) => Next::Wait(at),
+        (None, None) => Next::Idle,
+    }
 }
 
 struct Worker {
@@ -319,43 +395,40 @@ impl Worker {
                 }
             }
             let me = name.clone();
-            let head = on_store(&self.store, move |s| {
-                Ok(s.outbox::<Entry>()?
-                    .into_iter()
-                    .find(|(_, e)| e.channel == me))
-            })
-            .await;
-            let (id, mut entry) = match head {
-                Ok(Some(head)) => head,
-                Ok(None) => {
-                    if draining {
-                        break;
-                    }
-                    tokio::select! {
-                        _ = &mut notified => {}
-                        _ = self.shutdown.cancelled() => {}
-                        _ = self.replaced.cancelled() => {}
-                        // Re-read the store now and then in case a wake was missed.
-                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                    }
-                    continue;
-                }
+            let mine = on_store(&self.store, move |s| channel_entries(s, &me)).await;
+            let mine = match mine {
+                Ok(mine) => mine,
                 Err(e) => {
                     tracing::error!(channel = %name, error = format!("{e:#}"), "Cannot read the outbox");
                     self.pause(STORE_ERROR_PAUSE, draining).await;
                     continue;
                 }
             };
-            let wait_ms = entry.next_attempt_ms - now_ms();
-            if wait_ms > 0 {
-                if draining {
-                    // Not due before the daemon stops; it stays in the outbox for the next start.
+            let wait = match next(&mine, now_ms()) {
+                Next::Send(i) => Err(i),
+                Next::Wait(at) => Ok(Duration::from_millis((at - now_ms()).max(1) as u64)),
+                Next::Idle => Ok(Duration::from_secs(30)),
+            };
+            let i = match wait {
+                Err(i) => i,
+                Ok(_) if draining => {
+                    // Nothing due before the daemon stops; what waits stays in the outbox for
+                    // the next start.
                     break;
                 }
-                self.pause(Duration::from_millis(wait_ms as u64), false)
-                    .await;
-                continue;
-            }
+                Ok(wait) => {
+                    // Until the first waiting entry is due, a new entry arrives (woken), or,
+                    // in case a wake was missed, a while.
+                    tokio::select! {
+                        _ = &mut notified => {}
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.cancelled() => {}
+                        _ = self.replaced.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let (id, mut entry) = mine.into_iter().nth(i).expect("picked from the list");
             // Grouping: a first attempt waits `group_wait` for alerts of the same rule, then
             // takes them along in one message.
             if self.groups()
@@ -377,7 +450,8 @@ impl Worker {
                     // one alert's firing and resolve keep their order.
                     let mut seen = std::collections::BTreeSet::from([head.fingerprint.clone()]);
                     let mut taken = Vec::new();
-                    for (other, e) in s.outbox::<Entry>()? {
+                    for (other, e) in s.outbox_rows::<Entry>()? {
+                        let Ok(e) = e else { continue };
                         if other == id || e.channel != me {
                             continue;
                         }
@@ -577,7 +651,92 @@ mod tests {
             max_backoff: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
             give_up_after: Duration::from_secs(3600),
+            max_retry_after: Duration::from_secs(60),
         }
+    }
+
+    /// An entry of alert `alert` at `severity`, due at `due_ms`.
+    fn entry(alert: &str, severity: crate::vocab::Severity, due_ms: i64) -> Entry {
+        let mut n = crate::notify::Notification::test("hook", 0);
+        n.fingerprint = alert.into();
+        n.severity = severity;
+        let mut e = Entry::new("hook", n, 0);
+        e.next_attempt_ms = due_ms;
+        e
+    }
+
+    #[test]
+    fn a_wait_holds_only_its_alert_and_the_most_severe_due_entry_goes_first() {
+        use crate::vocab::Severity::{Critical, Warning};
+        let list = |es: Vec<Entry>| -> Vec<(u64, Entry)> {
+            es.into_iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64, e))
+                .collect()
+        };
+        // A warning throttled for a minute, its resolve behind it, then a critical alert.
+        let throttled = list(vec![
+            entry("w", Warning, 60_000),
+            entry("w", Warning, 0),
+            entry("c", Critical, 0),
+        ]);
+        assert_eq!(next(&throttled, 1000), Next::Send(2));
+        // The critical alert is gone: the resolve waits for the firing before it.
+        assert_eq!(next(&throttled[..2], 1000), Next::Wait(60_000));
+        // Both due: critical before an older warning; equals in order.
+        let due = list(vec![entry("a", Warning, 0), entry("b", Critical, 0)]);
+        assert_eq!(next(&due, 1000), Next::Send(1));
+        let same = list(vec![entry("a", Warning, 0), entry("b", Warning, 0)]);
+        assert_eq!(next(&same, 1000), Next::Send(0));
+        assert_eq!(next(&[], 1000), Next::Idle);
+        // A grouped message holds the later messages of each of its alerts.
+        let mut group = entry("g", Warning, 60_000);
+        group.notification.grouped = ["x", "y"]
+            .iter()
+            .map(|f| {
+                let mut m = crate::notify::Member::of(&group.notification);
+                m.fingerprint = f.to_string();
+                m
+            })
+            .collect();
+        let grouped = list(vec![group, entry("y", Critical, 0), entry("z", Warning, 0)]);
+        assert_eq!(next(&grouped, 1000), Next::Send(2));
+    }
+
+    /// A row written by another version blocks no channel: it goes to the dead letters as
+    /// it is, and the entries around it are delivered.
+    #[test]
+    fn an_unreadable_row_goes_to_dead_letters_and_blocks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = crate::store::Batch {
+            outbox: vec![b"\x09{from a newer version}".to_vec()],
+            ..Default::default()
+        };
+        batch.push_outbox(&entry("a", crate::vocab::Severity::Critical, 0));
+        store.write(&batch).unwrap();
+        let mine = channel_entries(&store, "hook").unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].1.notification.fingerprint, "a");
+        assert_eq!(store.outbox_rows::<Entry>().unwrap().len(), 1);
+        let dead = store.dead_letters::<Entry>().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dead[0].1.as_ref().is_err_and(|e| e.contains("version")),
+            "{dead:?}"
+        );
+        // Once is enough: the next look finds the same one entry and nothing more to move.
+        assert_eq!(channel_entries(&store, "hook").unwrap().len(), 1);
+        assert_eq!(store.dead_letters::<Entry>().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_long_retry_after_is_honoured_up_to_max_retry_after() {
+        let c = cfg();
+        assert_eq!(
+            backoff(&c, 1, Some(Duration::from_secs(86_400)), 0.0),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

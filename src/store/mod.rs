@@ -110,6 +110,9 @@ impl From<redb::CommitError> for StoreError {
     }
 }
 
+/// Records by id, each decoded on its own: a row that cannot be read is its reason.
+pub type Rows<T> = Vec<(u64, Result<T, String>)>;
+
 /// Encodes a record as its version byte and JSON.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![RECORD_VERSION];
@@ -846,6 +849,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Every outbox entry in order, each decoded on its own: a row that cannot be read (one
+    /// written by a newer version, say) is an `Err` with the reason, and stops no other.
+    pub fn outbox_rows<T: DeserializeOwned>(&self) -> Result<Rows<T>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value(), decode(v.value()).map_err(|e| e.to_string())));
+        }
+        Ok(out)
+    }
+
+    /// Moves outbox row `id` to the dead letters as it is (it cannot be read); whether it
+    /// was still there.
+    pub fn outbox_bury_raw(&self, id: u64) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let moved = {
+            let mut table = txn.open_table(OUTBOX)?;
+            let raw = table.remove(id)?.map(|v| v.value().to_vec());
+            if let Some(raw) = &raw {
+                txn.open_table(DEAD_LETTERS)?.insert(id, raw.as_slice())?;
+            }
+            raw.is_some()
+        };
+        txn.commit()?;
+        Ok(moved)
+    }
+
     /// How many entries the outbox holds, without reading them (a report's entry carries
     /// its charts).
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
@@ -987,13 +1019,13 @@ impl Store {
     }
 
     /// Every dead letter, oldest first.
-    pub fn dead_letters<T: DeserializeOwned>(&self) -> Result<Vec<(u64, T)>, StoreError> {
+    pub fn dead_letters<T: DeserializeOwned>(&self) -> Result<Rows<T>, StoreError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(DEAD_LETTERS)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
-            out.push((k.value(), decode(v.value())?));
+            out.push((k.value(), decode(v.value()).map_err(|e| e.to_string())));
         }
         Ok(out)
     }

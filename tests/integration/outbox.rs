@@ -185,7 +185,10 @@ async fn a_throttled_warning_does_not_hold_back_a_critical_alert() {
     hook.script(&[(429, Some("86400"))]);
     let cfg = base_config(&web, &slack.url("/slack"), &hook.url("/hook"))
         .replace("warning = [\"slack\"]", "warning = [\"ops-webhook\"]")
-        .replace("critical = [\"slack\", \"ops-webhook\"]", "critical = [\"ops-webhook\"]")
+        .replace(
+            "critical = [\"slack\", \"ops-webhook\"]",
+            "critical = [\"ops-webhook\"]",
+        )
         + &format!(
             r#"
 [[targets]]
@@ -213,13 +216,23 @@ summary = "API down"
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let first = hook.received();
-    assert_eq!(first.len(), 1, "the warning was tried once\n{}", daemon.log_text());
+    assert_eq!(
+        first.len(),
+        1,
+        "the warning was tried once\n{}",
+        daemon.log_text()
+    );
     assert_eq!(first[0].answered, 429);
     assert_eq!(first[0].body["severity"], "warning");
 
     web.answer(500).await;
     let got = hook.wait_delivered(1, Duration::from_secs(15)).await;
-    assert_eq!(got.len(), 1, "the critical alert was held back\n{}", daemon.log_text());
+    assert_eq!(
+        got.len(),
+        1,
+        "the critical alert was held back\n{}",
+        daemon.log_text()
+    );
     let critical = &got[0];
     assert_eq!(critical.body["severity"], "critical", "{}", critical.body);
     let fired = chrono::DateTime::parse_from_rfc3339(critical.body["fired_at"].as_str().unwrap())
