@@ -85,22 +85,20 @@ impl Schedule {
         })
     }
 
-    /// The latest occurrence at or before `t`, looking back at most `within`. Walks backwards
-    /// from `t`, so it costs one step however dense the schedule is.
+    /// The latest occurrence at or before `t`, looking back at most `within`.
     pub fn latest_before(
         &self,
         t: DateTime<Utc>,
         within: chrono::Duration,
     ) -> Option<DateTime<Utc>> {
-        let latest = self
-            .schedule
-            .after(&(t + chrono::Duration::seconds(1)))
-            .next_back()?;
-        (latest <= t && latest >= t - within).then_some(latest)
+        self.latest_in(&t, within)
     }
 
     /// The latest occurrence at or before `t`, in `t`'s time zone (so `0 9 * * MON` is 09:00
-    /// there, whatever the offset that day), looking back at most `within`.
+    /// there, whatever the offset that day), looking back at most `within`. Walks backwards
+    /// from a second after `t` (occurrences are whole seconds, `t` may not be), past the
+    /// occurrence in that second if there is one, so it costs a step or two however dense the
+    /// schedule is.
     pub fn latest_in<Tz: chrono::TimeZone>(
         &self,
         t: &DateTime<Tz>,
@@ -109,8 +107,10 @@ impl Schedule {
         let latest = self
             .schedule
             .after(&(t.clone() + chrono::Duration::seconds(1)))
-            .next_back()?;
-        (latest <= *t && latest >= t.clone() - within).then_some(latest)
+            .rev()
+            .take(2)
+            .find(|o| o <= t)?;
+        (latest >= t.clone() - within).then_some(latest)
     }
 
     /// The next occurrence after `t`, in `t`'s time zone.
@@ -225,6 +225,28 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .timestamp_millis()
+    }
+
+    /// In the last second before an occurrence, the one before is still the latest: a window
+    /// opening every minute for two minutes is open then too.
+    #[test]
+    fn the_latest_occurrence_in_the_second_before_the_next() {
+        let every_minute = Schedule::parse("* * * * *").unwrap();
+        let t = DateTime::parse_from_rfc3339("2026-12-05T22:10:59.570Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let start = DateTime::parse_from_rfc3339("2026-12-05T22:10:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            every_minute.latest_before(t, chrono::Duration::minutes(2)),
+            Some(start)
+        );
+        // An occurrence exactly at `t` is the latest.
+        assert_eq!(
+            every_minute.latest_before(start, chrono::Duration::minutes(2)),
+            Some(start)
+        );
     }
 
     #[test]
