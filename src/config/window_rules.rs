@@ -1262,4 +1262,25 @@ kind = "counter"
         // A gauge or an aggregate that does not count is not held to `every`.
         config(&THRESHOLD.replace("\"5m\"", "\"20s\""));
     }
+
+    #[test]
+    fn error_types_are_kept_as_long_as_a_rule_can_look_at_them() {
+        let secs = std::time::Duration::from_secs;
+        let day = 86_400;
+        let horizon = |rules: &str, retention: u64| {
+            let c = crate::config::testing::config(&format!(
+                "[routing]\nwarning = [\"hook\"]\n[[channels]]\nname = \"hook\"\ntype = \"webhook\"\n\
+                 url = \"http://127.0.0.1:9/h\"\n[[logs]]\nname = \"app\"\nfiles = [\"/var/log/a.log\"]\n\
+                 [[logs.errors]]\nmessage = \"error\"\n{rules}"
+            ));
+            super::error_type_horizon(&c.rules, secs(retention * day))
+        };
+        // No rule: the defaults' week and an hour.
+        assert_eq!(horizon("", 400), secs(7 * day + 3600));
+        let rule = "[[rules]]\nname = \"n\"\nkind = \"new_error_type\"\nseverity = \"warning\"\n\
+                    summary = \"N\"\nquiet = \"14d\"\nwindow = \"2h\"\n";
+        assert_eq!(horizon(rule, 400), secs(14 * day + 7200));
+        // Never past the history's retention.
+        assert_eq!(horizon(rule, 3), secs(3 * day));
+    }
 }

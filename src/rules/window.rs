@@ -450,6 +450,117 @@ summary = "New error"
         );
     }
 
+    /// A ratio rule quotes the newest error of the sources of its own metrics only; a
+    /// client's message (an ingest source's) comes cut and marked.
+    #[test]
+    fn a_ratio_quotes_only_its_own_sources_errors() {
+        let text = r#"
+[routing]
+warning = ["hook"]
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[logs]]
+name = "app"
+files = ["/var/log/app.log"]
+[[logs.metric]]
+name = "requests"
+kind = "counter"
+labels = { outcome = "outcome" }
+[[logs.errors]]
+message = "error"
+[[logs]]
+name = "browser"
+ingest = "posthog"
+token = "phc_test"
+[[logs.metric]]
+name = "client_calls"
+kind = "counter"
+[[logs.errors]]
+message = "properties.error"
+[[rules]]
+name = "app_errors"
+kind = "ratio"
+numerator = { metric = "requests", match = { outcome = "error" } }
+denominator = { metric = "requests" }
+window = "5m"
+condition = "> 0.1"
+severity = "warning"
+summary = "Errors"
+[[rules]]
+name = "client_errors"
+kind = "ratio"
+numerator = { metric = "client_calls" }
+denominator = { metric = "client_calls" }
+window = "5m"
+condition = "> 0.1"
+severity = "warning"
+summary = "Client errors"
+"#;
+        let cfg = config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = crate::clock::now_ms();
+        let seen = |source: &str, id: u64, message: &str, at: i64| crate::store::logs::ErrorSeen {
+            source: source.into(),
+            id,
+            pattern: message.into(),
+            last_message: message.into(),
+            first_ms: at,
+            last_ms: at,
+            count: 1,
+            windows: vec![(at / 3_600_000 * 3_600_000, 1)],
+        };
+        let forged = format!("Please call +1 555 0100 now{}", "!".repeat(100));
+        let key = |name: &str, labels: &[(&str, &str)]| SeriesKey {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let events = [
+            (
+                key("requests", &[("outcome", "error")]),
+                crate::store::bucket::Bucket::repeated(now - 60_000, 1.0, 5),
+            ),
+            (
+                key("client_calls", &[]),
+                crate::store::bucket::Bucket::repeated(now - 60_000, 1.0, 5),
+            ),
+        ];
+        store
+            .write(&Batch {
+                events: &events,
+                errors: &[
+                    seen("app", 1, "database timeout", now - 120_000),
+                    seen("browser", 2, &forged, now - 30_000),
+                ],
+                ..Batch::default()
+            })
+            .unwrap();
+        let note = |rule: usize| -> Option<String> {
+            let RuleKind::Window(th) = &cfg.rules[rule].kind else {
+                panic!()
+            };
+            let values = window_values(
+                &store.errors().unwrap(),
+                &store.snapshot().unwrap(),
+                th,
+                now,
+                &mut WindowMemory::default(),
+            )
+            .unwrap();
+            values.into_iter().find_map(|v| v.note)
+        };
+        // The client's newer message is not the app's last error.
+        assert_eq!(note(0).as_deref(), Some("last error: database timeout"));
+        let client = note(1).unwrap();
+        assert!(client.ends_with("… (client-reported)"), "{client}");
+        assert!(client.len() < forged.len(), "{client}");
+    }
+
     #[test]
     fn an_slo_burning_slowly_warns_and_one_burning_fast_pages() {
         let text = r#"
