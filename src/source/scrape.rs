@@ -118,6 +118,12 @@ fn classify<'t>(name: &'t str, types: &HashMap<&str, Family>) -> (&'t str, Optio
 /// The previous value of every counter series, to make rates.
 type Previous = HashMap<SeriesKey, (f64, Instant)>;
 
+/// Parses an exposition as a scrape of `sc` does, without a previous scrape; how many samples
+/// it keeps. For the fuzz target (`fuzz/`): the parse a peer's answer goes through.
+pub fn parse_exposition(sc: &Scrape, text: &str) -> Result<usize, String> {
+    to_samples(sc, text, 0, Instant::now(), &mut Previous::new()).map(|(s, _)| s.len())
+}
+
 /// Parses an exposition into samples at `ts`, keeping `sc.keep` families, rating counters
 /// against `previous`.
 fn to_samples(

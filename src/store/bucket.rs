@@ -454,4 +454,22 @@ mod tests {
             }
         }
     }
+
+    /// Found by the `chunk` fuzz target: a block whose sketch makes the DDSketch decoder
+    /// panic. The panic is caught and the record is corrupt.
+    #[test]
+    fn a_sketch_that_panics_its_decoder_is_a_corrupt_record() {
+        let bytes = include_bytes!("../../tests/fixtures/fuzz/chunk/ddsketch-panic-caught");
+        let results = [
+            decode_block(bytes).map(|_| ()),
+            decode_block_in(bytes, 0, i64::MAX).map(|_| ()),
+            Bucket::decode_single(1_700_000_000_000, bytes).map(|_| ()),
+        ];
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(BucketError::Corrupt))),
+            "{results:?}"
+        );
+    }
 }

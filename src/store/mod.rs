@@ -121,7 +121,9 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes a record written by [`encode`]; any bytes give a record or an error, never a
+/// panic (the fuzz target `records` holds it to that).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, json)) => {
             serde_json::from_slice(json).map_err(|e| StoreError::Record(e.to_string()))
