@@ -22,30 +22,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common/mod.rs"]
+mod common;
+
 const TOKEN: &str = "phc_capture_bench_token_01";
 
 fn node_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
-fn proc_stat(pid: u32) -> (f64, u64) {
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    ((utime + stime) / ticks, hwm)
 }
 
 /// What the stand-in host received: (bytes as sent, bytes decompressed) per request.
@@ -242,7 +225,7 @@ async fn main() {
         assert!(Instant::now() < deadline, "the daemon did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (cpu_before, _) = proc_stat(pid);
+    let cpu_before = common::cpu_seconds(pid);
     let out = Command::new("taskset")
         .args(["-c", "1", "node"])
         .arg(node_dir().join("throughput.mjs"))
@@ -251,7 +234,10 @@ async fn main() {
         .arg(events.to_string())
         .output()
         .expect("node and tests/node (tests/run.sh installs them)");
-    let (cpu_after, hwm_kib) = proc_stat(pid);
+    let (cpu_after, hwm_kib) = (
+        common::cpu_seconds(pid),
+        common::status_kib(&pid.to_string(), "VmHWM:"),
+    );
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = daemon.wait();
     let line = String::from_utf8_lossy(&out.stdout);

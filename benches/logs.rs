@@ -18,6 +18,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/mod.rs"]
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sloguard");
 
 fn lines() -> u64 {
@@ -25,16 +28,6 @@ fn lines() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000)
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Writes `n` lines spread over the last hour; returns the file's size.
@@ -188,14 +181,14 @@ message = "error"
     let mut got = 0.0;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        rss.push(status_kib(pid, "VmRSS:"));
+        rss.push(common::status_kib(&pid.to_string(), "VmRSS:"));
         got = stored(&data);
         if got >= n as f64 {
             break;
         }
     }
     let took = started.elapsed();
-    let hwm = status_kib(pid, "VmHWM:");
+    let hwm = common::status_kib(&pid.to_string(), "VmHWM:");
     let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let _ = Command::new("kill").arg(pid.to_string()).status();
     let _ = child.wait();

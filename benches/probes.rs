@@ -22,6 +22,9 @@ use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+#[path = "common/mod.rs"]
+mod common;
+
 const TARGETS: usize = 200;
 /// Flips per kind; `SLOGUARD_BENCH_FLIPS=0` measures only the steady state.
 fn flips() -> usize {
@@ -79,27 +82,6 @@ async fn wait_event(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     None
-}
-
-fn proc_stat(pid: u32) -> (f64, u64) {
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which ends with ')'.
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    ((utime + stime) / ticks, rss_kb)
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -178,13 +160,16 @@ summary = "{{target}} down"
 
     // 1. Steady probing: memory and CPU over 60 s, after 10 s of warm-up.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (cpu0, _) = proc_stat(pid);
+    let cpu0 = common::cpu_seconds(pid);
     let mut rss_max = 0;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        rss_max = rss_max.max(proc_stat(pid).1);
+        rss_max = rss_max.max(common::status_kib(&pid.to_string(), "VmRSS:"));
     }
-    let (cpu1, rss_end) = proc_stat(pid);
+    let (cpu1, rss_end) = (
+        common::cpu_seconds(pid),
+        common::status_kib(&pid.to_string(), "VmRSS:"),
+    );
     println!("probes bench: {TARGETS} targets, interval 5 s, retry 1 s, timeout 3 s");
     println!(
         "  steady state: {:.2} CPU-seconds per minute, resident memory {:.1} MiB at the end, {:.1} MiB at most",

@@ -24,6 +24,9 @@ use sloguard::query::{Agg, Selector, aggregate};
 use sloguard::series::{Sample, SeriesKey};
 use sloguard::store::{Batch, Layout, Store};
 
+#[path = "common/mod.rs"]
+mod common;
+
 const STEP: i64 = 10_000;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -35,16 +38,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn status_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -231,8 +224,8 @@ fn run(workload: Workload, series: usize, days: usize, end: i64) -> Measured {
     let size_before_compaction = file_size(&store);
     println!(
         "  this process after ingest: VmRSS {} KiB, VmHWM {} KiB",
-        status_kib("self", "VmRSS:"),
-        status_kib("self", "VmHWM:")
+        common::status_kib("self", "VmRSS:"),
+        common::status_kib("self", "VmHWM:")
     );
     if workload == Workload::Latency {
         queries(&store, series, end, "raw data only, before compaction");
@@ -249,8 +242,8 @@ fn run(workload: Workload, series: usize, days: usize, end: i64) -> Measured {
         queries(&store, series, end, "with rollups");
         println!(
             "  this process after compaction and queries: VmRSS {} KiB, VmHWM {} KiB (the hour of samples it builds included)",
-            status_kib("self", "VmRSS:"),
-            status_kib("self", "VmHWM:")
+            common::status_kib("self", "VmRSS:"),
+            common::status_kib("self", "VmHWM:")
         );
     }
     store.shrink().expect("shrink");
@@ -366,8 +359,8 @@ fn daemon_rss(dir: &std::path::Path, series: usize, end: i64) {
     std::thread::sleep(Duration::from_secs(2));
     println!(
         "daemon with the latency file open, after 20 rounds of both queries over HTTP (median {m:.1} ms a round, {n} of {series} series): VmRSS {} KiB, VmHWM {} KiB",
-        status_kib(&pid, "VmRSS:"),
-        status_kib(&pid, "VmHWM:")
+        common::status_kib(&pid, "VmRSS:"),
+        common::status_kib(&pid, "VmHWM:")
     );
     let _ = child.kill();
     let _ = child.wait();
