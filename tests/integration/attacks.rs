@@ -276,8 +276,8 @@ async fn an_event_dated_30_days_back_counts_at_arrival() {
     d.stop().await;
 }
 
-/// 2 000 connections that never send a byte do not keep `/healthz` from answering, and the
-/// server closes them after its head-read timeout.
+/// 2 000 connections that never send a byte do not keep `/healthz` from answering or the
+/// probes from probing, and the server closes them after its head-read timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_do_not_starve_the_server() {
     // Room for 2 000 sockets on each side (the daemon inherits the limit, as under the unit).
@@ -287,7 +287,13 @@ async fn idle_connections_do_not_starve_the_server() {
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, hard).unwrap();
     let dir = tempdir();
     let port = free_port();
-    let mut d = Daemon::start(dir.path(), &config(port, ""), &[]).await;
+    let target = crate::util::Target::start().await;
+    let text = format!(
+        "{}\n[[targets]]\nname = \"web\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+        config(port, ""),
+        target.url()
+    );
+    let mut d = Daemon::start(dir.path(), &text, &[]).await;
     let mut idle = Vec::new();
     for _ in 0..2000 {
         idle.push(
@@ -305,6 +311,17 @@ async fn idle_connections_do_not_starve_the_server() {
         .expect("/healthz answers within 1 s");
     assert!(r.status().is_success());
     assert!(started.elapsed() < Duration::from_secs(1));
+    // The probes go on meanwhile: a success a second (the connections are still held).
+    let data = dir.path().join("data");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let probes = query_agg(data.to_str().unwrap(), "probe_up", "3s", "count", &[]);
+    let ups = query_agg(data.to_str().unwrap(), "probe_up", "3s", "min", &[]);
+    assert!(
+        probes.first().is_some_and(|(_, n)| *n >= 2.0)
+            && ups.first().is_some_and(|(_, v)| *v == 1.0),
+        "probes while 2 000 connections idle: {probes:?} {ups:?}\n{}",
+        d.log_text()
+    );
     // The head-read timeout (10 s) closes them: a read sees the end.
     let mut buf = [0u8; 1];
     let n = tokio::time::timeout(Duration::from_secs(15), idle[0].read(&mut buf))
