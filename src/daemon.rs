@@ -39,6 +39,9 @@ fn sd_notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
+/// How much longer systemd is asked to wait, again and again, while the data file opens.
+const OPEN_EXTEND: Duration = Duration::from_secs(30);
+
 /// Runs the daemon with `config` until SIGTERM, SIGINT or `shutdown`.
 pub async fn run(
     config: Config,
@@ -49,17 +52,29 @@ pub async fn run(
         .data_dir
         .clone()
         .unwrap_or_else(|| config.daemon.data_dir.clone());
+    // Opening the data file after an unclean stop repairs it, which reads the whole file:
+    // meanwhile systemd is told every 10 s that start-up goes on, so that a large file's
+    // repair is not cut short by the unit's start timeout.
+    let opening = tokio::spawn(async {
+        loop {
+            sd_notify(&[
+                sd_notify::NotifyState::ExtendTimeoutUsec(OPEN_EXTEND.as_micros() as u32),
+                sd_notify::NotifyState::Status("opening the data file"),
+            ]);
+            tokio::time::sleep(OPEN_EXTEND / 3).await;
+        }
+    });
     let store = {
         let dir = data_dir.clone();
         let layout = config.store.layout();
-        Arc::new(
-            tokio::task::spawn_blocking(move || {
-                let store = Store::open(&dir)?;
-                store.set_layout(layout)?;
-                Ok::<_, crate::store::StoreError>(store)
-            })
-            .await??,
-        )
+        let opened = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&dir)?;
+            store.set_layout(layout)?;
+            Ok::<_, crate::store::StoreError>(store)
+        })
+        .await;
+        opening.abort();
+        Arc::new(opened??)
     };
     // Install the signal handlers before READY: an early SIGHUP must reload, not kill.
     let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;

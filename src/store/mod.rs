@@ -500,7 +500,15 @@ impl Store {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let db = builder().create(&path).map_err(|e| open_error(&path, e))?;
+        let mut b = builder();
+        // After an unclean stop the file is repaired first (its whole length is read).
+        b.set_repair_callback(|session| {
+            tracing::warn!(
+                progress = format!("{:.0} %", session.progress() * 100.0),
+                "Repairing the data file after an unclean stop"
+            );
+        });
+        let db = b.create(&path).map_err(|e| open_error(&path, e))?;
         let txn = db.begin_write()?;
         let mut convert = false;
         {

@@ -72,3 +72,39 @@ async fn notifies_ready_reloading_watchdog_and_stopping() {
     seen.extend(drain(&sock));
     assert!(seen.iter().any(|m| m.contains("STOPPING=1")), "{seen:?}");
 }
+
+/// A start after SIGKILL repairs the data file, says so, and asks systemd for more time
+/// before READY (so that a large file's repair outlasts the unit's start timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_after_sigkill_repairs_the_data_file_with_more_time_asked() {
+    let dir = tempdir();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let target = Target::start().await;
+    let slack = Receiver::start().await;
+    let cfg = base_config(&target, &slack.url("/slack"), &slack.url("/hook"));
+    let notify = path.to_str().unwrap().to_string();
+    let mut daemon = Daemon::start(dir.path(), &cfg, &[("NOTIFY_SOCKET", &notify)]).await;
+    let mut seen = Vec::new();
+    assert!(wait_for(&sock, &mut seen, "READY=1").await, "{seen:?}");
+    daemon.kill9();
+
+    seen.clear();
+    daemon.spawn().await;
+    assert!(wait_for(&sock, &mut seen, "READY=1").await, "{seen:?}");
+    let extend = seen
+        .iter()
+        .position(|m| m.contains("EXTEND_TIMEOUT_USEC=30000000"))
+        .unwrap_or_else(|| panic!("no EXTEND_TIMEOUT_USEC in {seen:?}"));
+    let ready = seen.iter().position(|m| m.contains("READY=1")).unwrap();
+    assert!(extend < ready, "{seen:?}");
+    assert!(
+        daemon
+            .log_text()
+            .contains("Repairing the data file after an unclean stop"),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.stop().await;
+}
