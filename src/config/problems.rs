@@ -378,10 +378,51 @@ pub(super) fn element<T: DeserializeOwned>(
             if is_secret_field(&path) {
                 message = redact_quoted(&message);
             }
+            if is_duration_field(&path)
+                && message.starts_with("invalid type: integer")
+                && message.ends_with("expected a string")
+            {
+                message.push_str("; a duration is written in quotes with its unit, e.g. \"30s\"");
+            }
             problems.push(Some(span), path, message);
             None
         }
     }
+}
+
+/// Fields that hold a duration (`"30s"`, `"5m"`), for the hint a bare number gets.
+fn is_duration_field(path: &str) -> bool {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    matches!(
+        field,
+        "interval"
+            | "retry_interval"
+            | "timeout"
+            | "window"
+            | "every"
+            | "for"
+            | "quiet"
+            | "max_age"
+            | "poll_interval"
+            | "max_event_age"
+            | "after"
+            | "duration"
+            | "period"
+            | "long"
+            | "short"
+            | "initial_backoff"
+            | "max_backoff"
+            | "give_up_after"
+            | "max_retry_after"
+            | "resend_interval"
+            | "repeat_interval"
+            | "group_wait"
+            | "raw_retention"
+            | "history_retention"
+            | "distribution_interval"
+            | "compact_interval"
+            | "false_positive_within"
+    )
 }
 
 /// Fields whose values may be secrets, so that no message quotes them.
@@ -547,6 +588,13 @@ url = "http://127.0.0.1:9/metrics"
                 "server.max_ingest_bytes",
                 2,
                 "invalid value: integer `-1`, expected usize",
+            ),
+            // A bare number where a duration goes says how to write one.
+            (
+                &format!("{target}interval = 5\n"),
+                "targets[0].interval",
+                4,
+                "invalid type: integer `5`, expected a string; a duration is written in quotes with its unit, e.g. \"30s\"",
             ),
         ]);
     }
