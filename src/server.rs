@@ -447,7 +447,7 @@ async fn dead_letters(State(api): State<Api>) -> Response {
                 .iter()
                 .map(|(id, e)| match e {
                     Ok(e) => DeadLetter::new(*id, e),
-                    Err(reason) => DeadLetter::unreadable(*id, reason),
+                    Err(reason) => DeadLetter::unreadable(*id, &reason.to_string()),
                 })
                 .collect();
             Json(out).into_response()

@@ -404,19 +404,16 @@ impl Worker {
                     continue;
                 }
             };
-            let wait = match next(&mine, now_ms()) {
-                Next::Send(i) => Err(i),
-                Next::Wait(at) => Ok(Duration::from_millis((at - now_ms()).max(1) as u64)),
-                Next::Idle => Ok(Duration::from_secs(30)),
-            };
-            let i = match wait {
-                Err(i) => i,
-                Ok(_) if draining => {
-                    // Nothing due before the daemon stops; what waits stays in the outbox for
-                    // the next start.
-                    break;
-                }
-                Ok(wait) => {
+            let i = match next(&mine, now_ms()) {
+                Next::Send(i) => i,
+                // Nothing due before the daemon stops; what waits stays in the outbox for the
+                // next start.
+                _ if draining => break,
+                waiting => {
+                    let wait = match waiting {
+                        Next::Wait(at) => Duration::from_millis((at - now_ms()).max(1) as u64),
+                        _ => Duration::from_secs(30),
+                    };
                     // Until the first waiting entry is due, a new entry arrives (woken), or,
                     // in case a wake was missed, a while.
                     tokio::select! {
@@ -722,7 +719,10 @@ mod tests {
         let dead = store.dead_letters::<Entry>().unwrap();
         assert_eq!(dead.len(), 1);
         assert!(
-            dead[0].1.as_ref().is_err_and(|e| e.contains("version")),
+            dead[0]
+                .1
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("version")),
             "{dead:?}"
         );
         // Once is enough: the next look finds the same one entry and nothing more to move.

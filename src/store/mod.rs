@@ -111,7 +111,7 @@ impl From<redb::CommitError> for StoreError {
 }
 
 /// Records by id, each decoded on its own: a row that cannot be read is its reason.
-pub type Rows<T> = Vec<(u64, Result<T, String>)>;
+pub type Rows<T> = Vec<(u64, Result<T, StoreError>)>;
 
 /// Encodes a record as its version byte and JSON.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -849,27 +849,16 @@ impl Store {
 
     /// Every pending outbox entry, oldest first.
     pub fn outbox<T: DeserializeOwned>(&self) -> Result<Vec<(u64, T)>, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(OUTBOX)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            out.push((k.value(), decode(v.value())?));
-        }
-        Ok(out)
+        self.outbox_rows()?
+            .into_iter()
+            .map(|(id, row)| row.map(|t| (id, t)))
+            .collect()
     }
 
     /// Every outbox entry in order, each decoded on its own: a row that cannot be read (one
     /// written by a newer version, say) is an `Err` with the reason, and stops no other.
     pub fn outbox_rows<T: DeserializeOwned>(&self) -> Result<Rows<T>, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(OUTBOX)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            out.push((k.value(), decode(v.value()).map_err(|e| e.to_string())));
-        }
-        Ok(out)
+        self.rows(OUTBOX)
     }
 
     /// Moves outbox row `id` to the dead letters as it is (it cannot be read); whether it
@@ -1030,12 +1019,20 @@ impl Store {
 
     /// Every dead letter, oldest first.
     pub fn dead_letters<T: DeserializeOwned>(&self) -> Result<Rows<T>, StoreError> {
+        self.rows(DEAD_LETTERS)
+    }
+
+    /// Every record of a table keyed by id, in order, each decoded on its own.
+    fn rows<T: DeserializeOwned>(
+        &self,
+        definition: TableDefinition<u64, &[u8]>,
+    ) -> Result<Rows<T>, StoreError> {
         let read = self.db.begin_read()?;
-        let table = read.open_table(DEAD_LETTERS)?;
+        let table = read.open_table(definition)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
-            out.push((k.value(), decode(v.value()).map_err(|e| e.to_string())));
+            out.push((k.value(), decode(v.value())));
         }
         Ok(out)
     }
