@@ -200,11 +200,15 @@ pub async fn run(duration: Duration, keep: bool) -> anyhow::Result<()> {
                     .replace("&lt;", "<")
                     .replace("&gt;", ">")
                     .replace("&amp;", "&");
-                println!("\n┌── Slack message received ─────────────────────────");
+                // One write, so that the PagerDuty stand-in's line, printed from another
+                // task, never lands inside the message.
+                let mut block =
+                    String::from("\n┌── Slack message received ─────────────────────────\n");
                 for line in text.lines() {
-                    println!("│ {line}");
+                    block.push_str(&format!("│ {line}\n"));
                 }
-                println!("└───────────────────────────────────────────────────\n");
+                block.push_str("└───────────────────────────────────────────────────\n");
+                println!("{block}");
                 "ok"
             }),
         );
