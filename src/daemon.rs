@@ -161,6 +161,7 @@ pub async fn run(
             metrics: metrics.clone(),
             silences: Arc::new(Mutex::new(Vec::new())),
             heartbeat: heartbeat.clone(),
+            degraded: Default::default(),
             shutdown: pipeline_stop.clone(),
         });
         sup.spawn("pipeline", pipeline_stop.clone(), move || {

@@ -90,6 +90,10 @@ pub struct Metrics {
     pub connections_refused: Counter,
     pub store_commits: Counter,
     pub store_commit_seconds: Counter<f64, AtomicU64>,
+    pub store_write_errors: Counter,
+    pub store_writable: Gauge,
+    pub store_unsaved_records: Gauge,
+    pub store_records_lost: Counter,
 }
 
 impl Default for Metrics {
@@ -132,6 +136,10 @@ impl Metrics {
             connections_refused: Counter::default(),
             store_commits: Counter::default(),
             store_commit_seconds: Counter::default(),
+            store_write_errors: Counter::default(),
+            store_writable: Gauge::default(),
+            store_unsaved_records: Gauge::default(),
+            store_records_lost: Counter::default(),
         };
         // Metrics are handles onto shared values: the registry holds clones, the fields stay
         // usable for updates.
@@ -187,8 +195,28 @@ impl Metrics {
         );
         r.register(
             "sloguard_store_samples_dropped",
-            "Samples the store did not keep: out_of_order (not newer than the series' last point) or invalid (NaN observation, or a series written as the other kind)",
+            "Samples the store did not keep: out_of_order (not newer than the series' last point), invalid (NaN observation, or a series written as the other kind), corrupt, future, or unwritable (held back while the data file could not be written, the oldest dropped past 100000)",
             m.store_dropped.clone(),
+        );
+        r.register(
+            "sloguard_store_write_errors",
+            "Store operations that failed with an I/O error (a full disk); after one the data file is opened again",
+            m.store_write_errors.clone(),
+        );
+        r.register(
+            "sloguard_store_writable",
+            "1 while the data file can be written, 0 while it cannot (see /healthz for the reason)",
+            m.store_writable.clone(),
+        );
+        r.register(
+            "sloguard_store_unsaved_records",
+            "Alert states, notifications and history events kept in memory because the data file could not be written",
+            m.store_unsaved_records.clone(),
+        );
+        r.register(
+            "sloguard_store_records_lost",
+            "Notifications and history events dropped because the data file could not be written and the memory bound was reached",
+            m.store_records_lost.clone(),
         );
         r.register(
             "sloguard_ingest_duplicate_events",

@@ -77,8 +77,8 @@ async fn heavy_turn(api: &Api) -> Result<tokio::sync::SemaphorePermit<'_>, Respo
 /// The pipeline is taken for stalled when it has not turned for this long.
 const STALLED_MS: i64 = 30_000;
 
-/// `GET /healthz`: 200 `ok` while the pipeline turns (it does at least once a second), 503
-/// with the reason otherwise.
+/// `GET /healthz`: 200 `ok` while the pipeline turns (it does at least once a second) and
+/// the data file can be written, 503 with the reason otherwise.
 async fn healthz(State(api): State<Api>) -> Response {
     let age = crate::clock::now_ms() - api.heartbeat.load(std::sync::atomic::Ordering::Relaxed);
     if age > STALLED_MS {
@@ -87,6 +87,16 @@ async fn healthz(State(api): State<Api>) -> Response {
             format!(
                 "not ready: the pipeline has not turned for {} s\n",
                 age / 1000
+            ),
+        )
+            .into_response();
+    }
+    if let Some((reason, since)) = api.store.write_state().failing {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: cannot write the data file since {}: {reason}\n",
+                crate::format::rfc3339(since)
             ),
         )
             .into_response();
@@ -539,10 +549,21 @@ async fn metrics(State(api): State<Api>) -> Response {
     let counted = tokio::task::spawn_blocking(move || {
         let pending = store.outbox_len();
         let size = std::fs::metadata(store.path()).map(|m| m.len());
-        (pending, size, store.dropped())
+        (pending, size, store.dropped(), store.write_state())
     })
     .await;
-    if let Ok((pending, size, dropped)) = counted {
+    if let Ok((pending, size, dropped, writes)) = counted {
+        let m = &api.metrics;
+        m.store_write_errors
+            .inc_by(writes.errors.saturating_sub(m.store_write_errors.get()));
+        m.store_records_lost.inc_by(
+            writes
+                .unsaved
+                .lost
+                .saturating_sub(m.store_records_lost.get()),
+        );
+        m.store_writable.set(i64::from(writes.failing.is_none()));
+        m.store_unsaved_records.set(writes.unsaved.records as i64);
         for (reason, n) in [
             ("out_of_order", dropped.out_of_order),
             ("invalid", dropped.invalid),

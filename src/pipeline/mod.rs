@@ -12,11 +12,13 @@
 
 mod command;
 mod compose;
+mod degraded;
 mod plan;
 mod record;
 
 pub use command::{AlertView, Command};
 pub use compose::notification;
+pub use degraded::{Degraded, STORE_ALERT};
 pub use plan::{Plan, plan, tick_plan, upgrade_plan};
 pub use record::{Ack, Fired, StoredAlert};
 
@@ -39,7 +41,8 @@ use crate::rules::{
 use crate::series::Sample;
 use crate::silence::Silence;
 use crate::source::log::{Handover, LogBatch};
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Store, StoreError};
+use degraded::Flat;
 
 /// The most samples committed in one transaction.
 const MAX_BATCH: usize = 10_000;
@@ -93,6 +96,8 @@ pub struct Pipeline {
     pub silences: Arc<Mutex<Vec<Silence>>>,
     /// Milliseconds since the epoch of the pipeline's last loop turn, for the watchdog.
     pub heartbeat: Arc<AtomicI64>,
+    /// What is held while the store cannot write its file.
+    pub degraded: std::sync::Mutex<Degraded>,
     pub shutdown: CancellationToken,
 }
 
@@ -190,7 +195,7 @@ impl Pipeline {
                         self.commit(&cfg, &mut fired, std::mem::take(&mut pending), transitions).await?;
                     }
                 }
-                Some(batch) = logs.recv() => {
+                Some(batch) = logs.recv(), if self.degraded().takes_logs() => {
                     if batch.generation.is_some_and(|g| g != generation) {
                         continue;
                     }
@@ -261,6 +266,7 @@ impl Pipeline {
                     self.handle(cmd, &engine, &cfg, &mut fired).await?;
                 }
                 _ = tick.tick() => {
+                    self.retry_unwritten().await?;
                     let transitions = self.evaluate_windows(&cfg, &mut engine, &mut turns).await?;
                     if !transitions.is_empty() {
                         self.count_alerts(&engine);
@@ -351,8 +357,22 @@ impl Pipeline {
         let store = self.store.clone();
         let started = std::time::Instant::now();
         let results = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<_>> {
-            let snap = store.snapshot()?;
-            let errors = store.errors()?;
+            let read = store
+                .snapshot()
+                .and_then(|snap| Ok((snap, store.errors()?)));
+            let (snap, errors) = match read {
+                Ok(read) => read,
+                // The file cannot be read now (it is being opened again after an I/O
+                // error): the rules keep their state and are evaluated at their next turn.
+                Err(e @ StoreError::Unavailable { .. }) => {
+                    tracing::debug!(error = %e, "Window rules not evaluated this turn");
+                    return Ok(due
+                        .into_iter()
+                        .map(|(name, _, memory)| (name, None, memory))
+                        .collect());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let mut out = Vec::new();
             for (name, th, mut memory) in due {
                 // One rule that cannot be evaluated must not stop the others.
@@ -391,29 +411,44 @@ impl Pipeline {
         self.metrics.set_alerts(all - firing, firing);
     }
 
+    fn degraded(&self) -> std::sync::MutexGuard<'_, Degraded> {
+        self.degraded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Commits `pending` and `plan`, with the data kept from commits that failed before.
+    /// While the store cannot write its file, the plan's records are kept by the store and
+    /// delivered from memory; the data is kept here (bounded), and capture clients waiting
+    /// for it are answered that it was not stored.
     pub(super) async fn write(&self, pending: Pending, plan: Plan) -> anyhow::Result<()> {
-        if pending.samples.is_empty() && pending.logs.is_empty() && plan.is_empty() {
+        let kept = std::mem::take(&mut self.degraded().kept);
+        if kept.is_empty()
+            && pending.samples.is_empty()
+            && pending.logs.is_empty()
+            && plan.is_empty()
+        {
             return Ok(());
         }
         let notified = plan.outbox.len();
-        let Pending { mut samples, logs } = pending;
-        let mut events = Vec::new();
-        let mut errors = Vec::new();
-        let mut distinct = Vec::new();
-        let mut checkpoints = Vec::new();
+        let Pending { samples, logs } = pending;
+        let mut flat = Flat {
+            samples,
+            ..Flat::default()
+        };
         let mut committed = Vec::new();
-        let mut counted = Vec::new();
         for mut b in logs {
             committed.extend(b.committed.take());
-            counted.push((b.source.clone(), std::mem::take(&mut b.data.counts)));
-            checkpoints.extend(b.checkpoint_records());
-            samples.append(&mut b.data.gauges);
-            events.append(&mut b.data.events);
-            errors.append(&mut b.data.errors);
-            distinct.append(&mut b.data.distinct);
+            flat.counted
+                .push((b.source.clone(), std::mem::take(&mut b.data.counts)));
+            flat.checkpoints.extend(b.checkpoint_records());
+            flat.samples.append(&mut b.data.gauges);
+            flat.events.append(&mut b.data.events);
+            flat.errors.append(&mut b.data.errors);
+            flat.distinct.append(&mut b.data.distinct);
         }
-        let written = samples.len() as u64;
-        let max_error_types: Vec<(String, usize)> = if errors.is_empty() {
+        let mut all = kept;
+        all.append(flat);
+        let flat = all;
+        let max_error_types: Vec<(String, usize)> = if flat.errors.is_empty() {
             Vec::new()
         } else {
             let cfg = self.config.borrow();
@@ -424,13 +459,13 @@ impl Pipeline {
         };
         let store = self.store.clone();
         let started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || {
+        let (result, flat) = tokio::task::spawn_blocking(move || {
             let mut batch = Batch {
-                samples: &samples,
-                events: &events,
-                errors: &errors,
-                distinct: &distinct,
-                checkpoints,
+                samples: &flat.samples,
+                events: &flat.events,
+                errors: &flat.errors,
+                distinct: &flat.distinct,
+                checkpoints: flat.checkpoints.clone(),
                 max_error_types,
                 ..Batch::default()
             };
@@ -444,25 +479,157 @@ impl Pipeline {
             for h in &plan.history {
                 batch.push_history(h.at_ms, h);
             }
-            store.write(&batch)
+            let result = store.write(&batch);
+            drop(batch);
+            (result, flat)
         })
-        .await??;
-        self.metrics.store_commits.inc();
-        self.metrics
-            .store_commit_seconds
-            .inc_by(started.elapsed().as_secs_f64());
-        // Lines are counted once committed: a batch dropped for a new generation is read
-        // again, and counted then.
-        for (source, counts) in &counted {
-            self.metrics.log_counts(source, counts);
+        .await?;
+        match result {
+            Ok(_) => {
+                self.metrics.store_commits.inc();
+                self.metrics
+                    .store_commit_seconds
+                    .inc_by(started.elapsed().as_secs_f64());
+                // Lines are counted once committed: a batch dropped for a new generation is
+                // read again, and counted then.
+                for (source, counts) in &flat.counted {
+                    self.metrics.log_counts(source, counts);
+                }
+                for tell in committed {
+                    let _ = tell.send(());
+                }
+                self.metrics.samples.inc_by(flat.samples.len() as u64);
+            }
+            Err(StoreError::Unavailable { .. }) => {
+                // Capture clients are answered 503 (`committed` dropped) and send again.
+                drop(committed);
+                let dropped = self.degraded().keep(flat);
+                if dropped > 0 {
+                    self.metrics
+                        .store_dropped
+                        .get_or_create(&crate::metrics::ReasonLabels {
+                            reason: "unwritable".into(),
+                        })
+                        .inc_by(dropped);
+                }
+            }
+            Err(e) => return Err(e.into()),
         }
-        for tell in committed {
-            let _ = tell.send(());
-        }
-        self.metrics.samples.inc_by(written);
+        self.tell_critical_route().await?;
         if notified > 0 {
             self.wake.notify_waiters();
         }
+        Ok(())
+    }
+
+    /// Once a second while the store cannot write its file, or holds records in memory: tries
+    /// again (the store opens the file again when its wait is over).
+    async fn retry_unwritten(&self) -> anyhow::Result<()> {
+        if !self.degraded().kept.is_empty() {
+            return self.write(Pending::default(), Plan::default()).await;
+        }
+        let state = self.store.write_state();
+        if state.failing.is_none() && state.unsaved.records == 0 && self.degraded().alert.is_none()
+        {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush()).await?;
+        self.wake.notify_waiters();
+        self.tell_critical_route().await
+    }
+
+    /// Fires the built-in alert when the store cannot write its file, straight to the
+    /// critical route, and resolves it once the file took everything kept meanwhile.
+    async fn tell_critical_route(&self) -> anyhow::Result<()> {
+        let state = self.store.write_state();
+        let now = now_ms();
+        let path = self.store.path().display().to_string();
+        let plan = {
+            let mut d = self.degraded();
+            match (&state.failing, d.alert.take()) {
+                (Some((reason, since)), None) => {
+                    let n = degraded::store_alert(&path, reason, *since, now);
+                    let cfg = self.config.borrow();
+                    let channels: Vec<String> = cfg
+                        .routing
+                        .channels_for(crate::vocab::Severity::Critical)
+                        .iter()
+                        .filter(|c| cfg.channels.contains_key(*c))
+                        .cloned()
+                        .collect();
+                    tracing::error!(
+                        rule = degraded::STORE_ALERT,
+                        reason = %reason,
+                        channels = %channels.join(","),
+                        "Alert firing"
+                    );
+                    let plan = Plan {
+                        outbox: channels
+                            .iter()
+                            .map(|c| crate::notify::outbox::Entry::new(c, n.clone(), now))
+                            .collect(),
+                        history: vec![
+                            crate::history::Event::new(
+                                now,
+                                &n.fingerprint,
+                                degraded::STORE_ALERT,
+                                crate::history::EventKind::Firing,
+                            )
+                            .detail(reason)
+                            .severity(crate::vocab::Severity::Critical),
+                        ],
+                        ..Plan::default()
+                    };
+                    d.alert = Some((n, channels));
+                    plan
+                }
+                (None, Some((mut n, channels))) if d.kept.is_empty() => {
+                    n.status = crate::notify::Status::Resolved;
+                    n.ended_at_ms = Some(now);
+                    n.value_text = format!(
+                        "Data file {path} writable again; what was kept in memory is stored"
+                    );
+                    tracing::info!(rule = degraded::STORE_ALERT, channels = %channels.join(","), "Alert resolved");
+                    Plan {
+                        outbox: channels
+                            .iter()
+                            .map(|c| crate::notify::outbox::Entry::new(c, n.clone(), now))
+                            .collect(),
+                        history: vec![
+                            crate::history::Event::new(
+                                now,
+                                &n.fingerprint,
+                                degraded::STORE_ALERT,
+                                crate::history::EventKind::Resolved,
+                            )
+                            .detail(format!(
+                                "lasted {}",
+                                crate::format::format_span(now - n.fired_at_ms)
+                            )),
+                        ],
+                        ..Plan::default()
+                    }
+                }
+                (_, alert) => {
+                    d.alert = alert;
+                    return Ok(());
+                }
+            }
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut batch = Batch::default();
+            for e in &plan.outbox {
+                batch.push_outbox(e);
+            }
+            for h in &plan.history {
+                batch.push_history(h.at_ms, h);
+            }
+            store.write(&batch)
+        })
+        .await??;
+        self.wake.notify_waiters();
         Ok(())
     }
 

@@ -17,9 +17,12 @@ pub mod chunk;
 pub mod distinct;
 pub mod logs;
 pub mod tsdb;
+mod unsaved;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{
     Builder, ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable,
@@ -31,6 +34,8 @@ use serde::de::DeserializeOwned;
 use crate::series::{Sample, SeriesKey};
 use tsdb::{CHUNKS, DISTS, HEADS, Heads, ROLLUPS, SERIES, SERIES_IDS, WATERMARKS};
 pub use tsdb::{CompactStats, Dropped, Kind, Layout, SeriesInfo, Snapshot, Tier};
+pub use unsaved::UnsavedCounts;
+use unsaved::{Change, Records, Unsaved};
 
 /// The data file's name inside the data directory.
 pub const FILE_NAME: &str = "sloguard.redb";
@@ -87,6 +92,24 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("a stored record cannot be read: {0}")]
     Record(String),
+    #[error(
+        "the data file {path} cannot be written ({reason}); alerts and notifications are kept in memory until it can"
+    )]
+    Unavailable { path: PathBuf, reason: String },
+}
+
+impl StoreError {
+    /// The reason, when this error means the file cannot be written or read (a full disk, an
+    /// I/O error): the handle has to be opened again before it can.
+    fn io_reason(&self) -> Option<String> {
+        match self {
+            StoreError::Db(redb::Error::Io(e)) => Some(e.to_string()),
+            StoreError::Db(redb::Error::PreviousIo | redb::Error::DatabaseClosed) => {
+                Some("an earlier write failed".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 impl From<redb::TransactionError> for StoreError {
@@ -173,6 +196,16 @@ impl Batch<'_> {
     pub fn push_history<T: Serialize>(&mut self, at_ms: i64, event: &T) {
         self.history.push((at_ms, encode(event)));
     }
+    /// Whether the batch carries series data, log positions or error types (anything besides
+    /// records).
+    pub fn carries_data(&self) -> bool {
+        !(self.samples.is_empty()
+            && self.observations.is_empty()
+            && self.events.is_empty()
+            && self.checkpoints.is_empty()
+            && self.errors.is_empty()
+            && self.distinct.is_empty())
+    }
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
             && self.observations.is_empty()
@@ -186,7 +219,9 @@ impl Batch<'_> {
 }
 
 /// The next sequence number of a history event (it orders events of the same millisecond).
-fn next_history_seq(meta: &redb::Table<&str, &[u8]>) -> Result<u64, StoreError> {
+fn next_history_seq(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StoreError> {
     Ok(match meta.get("next_history_seq")? {
         Some(v) => <[u8; 8]>::try_from(v.value())
             .map(u64::from_le_bytes)
@@ -234,50 +269,6 @@ fn read_layout(
 }
 
 /// Writes the alert, outbox and history parts of `batch`; returns the new outbox ids.
-fn write_records(txn: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
-    let mut outbox_ids = Vec::with_capacity(batch.outbox.len());
-    let mut alerts = txn.open_table(ALERTS)?;
-    for fp in &batch.delete_alerts {
-        alerts.remove(fp.as_str())?;
-    }
-    for (fp, rec) in &batch.put_alerts {
-        alerts.insert(fp.as_str(), rec.as_slice())?;
-    }
-    let mut outbox = txn.open_table(OUTBOX)?;
-    let mut meta = txn.open_table(META)?;
-    // A counter, not `last() + 1`: an id is never reused, even after its entry is gone.
-    let mut next = match meta.get("next_outbox_id")? {
-        Some(v) => <[u8; 8]>::try_from(v.value())
-            .map(u64::from_le_bytes)
-            .unwrap_or(1),
-        None => 1,
-    };
-    for rec in &batch.outbox {
-        outbox.insert(next, rec.as_slice())?;
-        outbox_ids.push(next);
-        next += 1;
-    }
-    if !batch.outbox.is_empty() {
-        meta.insert("next_outbox_id", next.to_le_bytes().as_slice())?;
-    }
-    if !batch.history.is_empty() {
-        let mut history = txn.open_table(HISTORY)?;
-        let mut seq = next_history_seq(&meta)?;
-        for (at, rec) in &batch.history {
-            history.insert((*at, seq), rec.as_slice())?;
-            seq += 1;
-        }
-        meta.insert("next_history_seq", seq.to_le_bytes().as_slice())?;
-    }
-    if !batch.report_runs.is_empty() {
-        let mut runs = txn.open_table(REPORT_RUNS)?;
-        for (name, at) in &batch.report_runs {
-            runs.insert(name.as_str(), *at)?;
-        }
-    }
-    Ok(outbox_ids)
-}
-
 /// Creates the data directory (0700) and an empty data file (0600) where they do not exist,
 /// whatever the umask: the file holds alert texts, client data and notification payloads.
 /// Existing ones keep their modes (an operator's or a package's choice).
@@ -326,6 +317,22 @@ fn history_in<T: DeserializeOwned>(
     limit: usize,
     newest_first: bool,
 ) -> Result<Vec<T>, StoreError> {
+    history_raw(read, since_ms, limit, newest_first)?
+        .iter()
+        .map(|(_, v)| decode(v))
+        .collect()
+}
+
+/// A history event as stored: (time, sequence number) and its record.
+type HistoryRow = ((i64, u64), Vec<u8>);
+
+/// History events at or after `since_ms` as stored, with their keys, at most `limit`.
+fn history_raw(
+    read: &redb::ReadTransaction,
+    since_ms: i64,
+    limit: usize,
+    newest_first: bool,
+) -> Result<Vec<HistoryRow>, StoreError> {
     let table = read.open_table(HISTORY)?;
     let range = table.range((since_ms, 0u64)..)?;
     let entries: Box<dyn Iterator<Item = _>> = if newest_first {
@@ -335,8 +342,8 @@ fn history_in<T: DeserializeOwned>(
     };
     let mut out = Vec::new();
     for entry in entries {
-        let (_, v) = entry?;
-        out.push(decode(v.value())?);
+        let (k, v) = entry?;
+        out.push((k.value(), v.value().to_vec()));
         if out.len() >= limit {
             break;
         }
@@ -478,17 +485,83 @@ impl Reader {
     }
 }
 
+/// The first wait before the file is opened again after an I/O error; it doubles with each
+/// failure, up to [`REOPEN_MAX`].
+const REOPEN_FIRST: Duration = Duration::from_secs(1);
+const REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// Why the file cannot be written, since when, and when to open it again.
+#[derive(Debug, Clone)]
+struct Failure {
+    reason: String,
+    since_ms: i64,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// The store's view of its file, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteState {
+    /// Why the file cannot be written, and since when (ms); `None` while it can.
+    pub failing: Option<(String, i64)>,
+    /// Operations that failed with an I/O error since the store was opened.
+    pub errors: u64,
+    /// What is kept in memory meanwhile.
+    pub unsaved: UnsavedCounts,
+}
+
 /// A handle to the data file; cheap to share behind an `Arc`.
+///
+/// After an I/O error (a full disk) redb refuses every later operation on the handle, so the
+/// store drops it and opens the file again, after a wait that doubles from [`REOPEN_FIRST`] to
+/// [`REOPEN_MAX`]. Meanwhile record changes (alert states, the outbox, history) are kept in
+/// memory (`unsaved`) and read with the file's; series data is refused, and its writer keeps it.
 pub struct Store {
-    db: Database,
+    /// The open handle; `None` after an I/O error until it is opened again.
+    db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
     heads: Mutex<Heads>,
+    unsaved: Mutex<Unsaved>,
+    failure: Mutex<Option<Failure>>,
+    /// Held by the one thread opening the file again.
+    reopening: Mutex<()>,
+    io_errors: AtomicU64,
+    /// `unsaved`'s counts, readable while a commit holds it.
+    unsaved_records: AtomicU64,
+    records_lost: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
     }
+}
+
+/// Opens (or creates) the file at `path` as the single writer, repairing it after an
+/// unclean stop.
+fn open_writer(path: &Path) -> Result<Database, StoreError> {
+    let mut b = builder();
+    // After an unclean stop the file is repaired first (its whole length is read).
+    b.set_repair_callback(|session| {
+        tracing::warn!(
+            progress = format!("{:.0} %", session.progress() * 100.0),
+            "Repairing the data file: it was not closed cleanly"
+        );
+    });
+    b.create(path).map_err(|e| open_error(path, e))
+}
+
+/// The id counters kept in the file.
+fn read_counters(db: &Database) -> Result<(u64, u64), StoreError> {
+    let read = db.begin_read()?;
+    let meta = read.open_table(META)?;
+    let outbox = match meta.get("next_outbox_id")? {
+        Some(v) => <[u8; 8]>::try_from(v.value())
+            .map(u64::from_le_bytes)
+            .unwrap_or(1),
+        None => 1,
+    };
+    Ok((outbox.max(1), next_history_seq(&meta)?))
 }
 
 impl Store {
@@ -500,15 +573,7 @@ impl Store {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let mut b = builder();
-        // After an unclean stop the file is repaired first (its whole length is read).
-        b.set_repair_callback(|session| {
-            tracing::warn!(
-                progress = format!("{:.0} %", session.progress() * 100.0),
-                "Repairing the data file after an unclean stop"
-            );
-        });
-        let db = b.create(&path).map_err(|e| open_error(&path, e))?;
+        let db = open_writer(&path)?;
         let txn = db.begin_write()?;
         let mut convert = false;
         {
@@ -540,16 +605,23 @@ impl Store {
         }
         txn.commit()?;
         let heads = Heads::load(&db.begin_read()?)?;
+        let (next_outbox_id, next_history_seq) = read_counters(&db)?;
         let store = Store {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
             path,
             heads: Mutex::new(heads),
+            unsaved: Mutex::new(Unsaved::new(next_outbox_id, next_history_seq)),
+            failure: Mutex::new(None),
+            reopening: Mutex::new(()),
+            io_errors: AtomicU64::new(0),
+            unsaved_records: AtomicU64::new(0),
+            records_lost: AtomicU64::new(0),
         };
         if convert {
             store.convert_v1()?;
         }
         {
-            let read = store.db.begin_read()?;
+            let read = store.db()?.begin_read()?;
             let layout = read_layout(&read.open_table(META)?)?;
             store.lock().layout = layout;
         }
@@ -560,10 +632,185 @@ impl Store {
         self.heads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_unsaved(&self) -> std::sync::MutexGuard<'_, Unsaved> {
+        self.unsaved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of what is kept in memory, taken before the file is read: a commit in between
+    /// only puts the same changes in the file, so the two read together miss nothing.
+    /// Readers do not wait for commits; the copy is empty (and free) but after an I/O error.
+    fn kept(&self) -> Unsaved {
+        self.lock_unsaved().copy()
+    }
+
+    fn lock_failure(&self) -> std::sync::MutexGuard<'_, Option<Failure>> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open handle, or the file opened again when an I/O error closed it and its wait is
+    /// over; `Unavailable` meanwhile.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        if let Some(db) = self.db.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(db.clone());
+        }
+        self.reopen()
+    }
+
+    fn unavailable(&self) -> StoreError {
+        let reason = self
+            .lock_failure()
+            .as_ref()
+            .map(|f| f.reason.clone())
+            .unwrap_or_else(|| "it is being opened again".into());
+        StoreError::Unavailable {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    fn reopen(&self) -> Result<Arc<Database>, StoreError> {
+        let due = self
+            .lock_failure()
+            .as_ref()
+            .is_none_or(|f| Instant::now() >= f.retry_at);
+        if !due {
+            return Err(self.unavailable());
+        }
+        // One thread opens; the others are told the file is unavailable rather than wait
+        // (a repair reads the whole file).
+        let Ok(_opening) = self.reopening.try_lock() else {
+            return Err(self.unavailable());
+        };
+        if let Some(db) = self.db.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(db.clone());
+        }
+        // The id counters need no reading: they only grow in memory, and the file has the
+        // values of its last commit.
+        match open_writer(&self.path) {
+            Ok(db) => {
+                tracing::info!(path = %self.path.display(), "Opened the data file again after an I/O error");
+                let db = Arc::new(db);
+                *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db.clone());
+                Ok(db)
+            }
+            Err(e) => {
+                let reason = match &e {
+                    StoreError::Open { source, .. } => source.to_string(),
+                    e => e.io_reason().unwrap_or_else(|| e.to_string()),
+                };
+                let mut failure = self.lock_failure();
+                let f = failure.get_or_insert_with(|| Failure {
+                    reason: reason.clone(),
+                    since_ms: crate::clock::now_ms(),
+                    retry_at: Instant::now(),
+                    backoff: REOPEN_FIRST,
+                });
+                f.backoff = (f.backoff * 2).min(REOPEN_MAX);
+                f.retry_at = Instant::now() + f.backoff;
+                tracing::warn!(
+                    path = %self.path.display(),
+                    error = %reason,
+                    retry_in_s = f.backoff.as_secs(),
+                    "Cannot open the data file again"
+                );
+                Err(self.unavailable_locked(&failure))
+            }
+        }
+    }
+
+    fn unavailable_locked(&self, failure: &Option<Failure>) -> StoreError {
+        StoreError::Unavailable {
+            path: self.path.clone(),
+            reason: failure
+                .as_ref()
+                .map(|f| f.reason.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Notes the outcome of an operation: an I/O error closes the handle (it is opened again
+    /// after a wait); a commit that succeeded ends a failure.
+    fn note<T>(&self, result: &Result<T, StoreError>, committed: bool) {
+        match result {
+            Ok(_) if committed => {
+                if let Some(f) = self.lock_failure().take() {
+                    tracing::info!(
+                        path = %self.path.display(),
+                        after = %crate::format::format_span(crate::clock::now_ms() - f.since_ms),
+                        "The data file can be written again"
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let Some(reason) = e.io_reason() else { return };
+                self.io_errors.fetch_add(1, Ordering::Relaxed);
+                self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+                let mut failure = self.lock_failure();
+                match failure.as_mut() {
+                    // A later error after opening again: wait longer; the first reason stays
+                    // unless this one says more.
+                    Some(f) => {
+                        if matches!(e, StoreError::Db(redb::Error::Io(_))) {
+                            f.reason = reason;
+                        }
+                        f.backoff = (f.backoff * 2).min(REOPEN_MAX);
+                        f.retry_at = Instant::now() + f.backoff;
+                    }
+                    None => {
+                        tracing::error!(
+                            path = %self.path.display(),
+                            error = %reason,
+                            "Cannot write the data file; keeping alerts and notifications in memory and opening it again shortly"
+                        );
+                        *failure = Some(Failure {
+                            reason,
+                            since_ms: crate::clock::now_ms(),
+                            retry_at: Instant::now() + REOPEN_FIRST,
+                            backoff: REOPEN_FIRST,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a read on the handle.
+    fn read<T>(&self, f: impl FnOnce(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let result = self.db().and_then(|db| f(&db));
+        self.note(&result, false);
+        result
+    }
+
+    /// Runs a write on the handle: `f` commits.
+    fn commit<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = self.db().and_then(|db| f(&db));
+        self.note(&result, true);
+        result
+    }
+
+    /// Whether the file can be written, what failed, and what is kept in memory meanwhile.
+    pub fn write_state(&self) -> WriteState {
+        WriteState {
+            failing: self
+                .lock_failure()
+                .as_ref()
+                .map(|f| (f.reason.clone(), f.since_ms)),
+            errors: self.io_errors.load(Ordering::Relaxed),
+            unsaved: UnsavedCounts {
+                records: self.unsaved_records.load(Ordering::Relaxed),
+                lost: self.records_lost.load(Ordering::Relaxed),
+            },
+        }
+    }
+
     /// Moves format version 1's one-row-per-point table into chunks, in one transaction.
     fn convert_v1(&self) -> Result<(), StoreError> {
         let mut heads = self.lock();
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         let mut samples = Vec::new();
         {
             let points = txn.open_table(V1_POINTS)?;
@@ -601,8 +848,14 @@ impl Store {
     /// Rewrites the file without its free pages (redb's compaction), so that it takes no more
     /// disk than its data needs; for offline use, as it needs the only handle.
     pub fn shrink(&mut self) -> Result<bool, StoreError> {
-        self.db
-            .compact()
+        let slot = self.db.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(db) = slot.as_mut().and_then(Arc::get_mut) else {
+            return Err(StoreError::Unavailable {
+                path: self.path.clone(),
+                reason: "the file is in use".into(),
+            });
+        };
+        db.compact()
             .map_err(|e| StoreError::Db(redb::Error::from(e)))
     }
 
@@ -618,10 +871,13 @@ impl Store {
         if heads.layout == layout {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?
-            .insert("layout", encode(&layout).as_slice())?;
-        txn.commit()?;
+        self.commit(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?
+                .insert("layout", encode(&layout).as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })?;
         heads.layout = layout;
         Ok(())
     }
@@ -637,26 +893,122 @@ impl Store {
     }
 
     /// Commits `batch` in one durable transaction and returns the ids of its outbox entries.
+    ///
+    /// When the file cannot be written, the batch's records (alert states, outbox entries,
+    /// history, report runs) are kept in memory and committed by the next write that succeeds;
+    /// its series data, log positions and error types are not kept: a batch that carries any
+    /// is answered `Unavailable`, and its writer keeps that data to write it again. A batch of
+    /// records only is answered as written.
     pub fn write(&self, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
         let mut heads = self.lock();
-        if heads.stale {
-            self.reload_heads(&mut heads)?;
+        let mut unsaved = self.lock_unsaved();
+        let mut records = Records {
+            alerts: batch
+                .delete_alerts
+                .iter()
+                .map(|fp| (fp.clone(), None))
+                .chain(
+                    batch
+                        .put_alerts
+                        .iter()
+                        .map(|(fp, rec)| (fp.clone(), Some(rec.clone()))),
+                )
+                .collect(),
+            report_runs: batch.report_runs.clone(),
+            ..Records::default()
+        };
+        let mut ids = Vec::with_capacity(batch.outbox.len());
+        for rec in &batch.outbox {
+            let id = unsaved.outbox_id();
+            ids.push(id);
+            records.outbox.push((id, Change::Put(rec.clone())));
         }
-        let result = self.write_locked(&mut heads, batch);
-        if result.is_err() {
-            // The transaction was dropped uncommitted: what the cache took from it (open
-            // chunks, new series) is not in the file. Read it all again, or make sure the
-            // next write does.
-            if self.reload_heads(&mut heads).is_err() {
-                heads.stale = true;
+        for (at, rec) in &batch.history {
+            records
+                .history
+                .push((unsaved.history_key(*at), rec.clone()));
+        }
+        if heads.stale {
+            // Read what a failed write left out of the cache; without the file, no data.
+            if let Err(e) = self.read(|db| self.reload_heads(db, &mut heads)) {
+                return self
+                    .keep_records(&mut unsaved, records, batch, e)
+                    .map(|()| ids);
             }
         }
-        result
+        let result = self.commit(|db| self.write_locked(db, &mut heads, &unsaved, &records, batch));
+        match result {
+            Ok(()) => {
+                unsaved.clear();
+                self.publish(&unsaved);
+                Ok(ids)
+            }
+            Err(e) => {
+                // The transaction was dropped uncommitted: what the cache took from it (open
+                // chunks, new series) is not in the file. Read it all again, or make sure the
+                // next write does.
+                heads.stale = true;
+                if e.io_reason().is_none() {
+                    let _ = self.read(|db| self.reload_heads(db, &mut heads));
+                }
+                self.keep_records(&mut unsaved, records, batch, e)
+                    .map(|()| ids)
+            }
+        }
     }
 
-    fn reload_heads(&self, heads: &mut Heads) -> Result<(), StoreError> {
+    /// After a failed write: keeps its records in memory when the file cannot be written (and
+    /// answers `Unavailable` if the batch carried data); passes any other error on.
+    fn keep_records(
+        &self,
+        unsaved: &mut Unsaved,
+        records: Records,
+        batch: &Batch<'_>,
+        e: StoreError,
+    ) -> Result<(), StoreError> {
+        if !matches!(e, StoreError::Unavailable { .. }) && e.io_reason().is_none() {
+            return Err(e);
+        }
+        unsaved.keep(records);
+        self.publish(unsaved);
+        if batch.carries_data() {
+            Err(self.unavailable())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Makes what is kept in memory readable without the lock (which a commit holds).
+    fn publish(&self, unsaved: &Unsaved) {
+        let counts = unsaved.counts();
+        self.unsaved_records
+            .store(counts.records, Ordering::Relaxed);
+        self.records_lost.store(counts.lost, Ordering::Relaxed);
+    }
+
+    /// Applies record changes: committed with whatever is kept in memory, or kept in memory
+    /// with it when the file cannot be written.
+    fn change(&self, records: Records) -> Result<(), StoreError> {
+        let mut unsaved = self.lock_unsaved();
+        let result = self.commit(|db| {
+            let txn = db.begin_write()?;
+            unsaved.write(&txn, &records)?;
+            txn.commit()?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                unsaved.clear();
+                self.publish(&unsaved);
+                Ok(())
+            }
+            Err(e) => self.keep_records(&mut unsaved, records, &Batch::default(), e),
+        }
+    }
+
+    fn reload_heads(&self, db: &Database, heads: &mut Heads) -> Result<(), StoreError> {
         heads.stale = true;
-        let read = self.db.begin_read()?;
+        let read = db.begin_read()?;
         let mut fresh = Heads::load(&read)?;
         fresh.layout = heads.layout.clone();
         fresh.dropped = heads.dropped;
@@ -664,8 +1016,15 @@ impl Store {
         Ok(())
     }
 
-    fn write_locked(&self, heads: &mut Heads, batch: &Batch<'_>) -> Result<Vec<u64>, StoreError> {
-        let txn = self.db.begin_write()?;
+    fn write_locked(
+        &self,
+        db: &Database,
+        heads: &mut Heads,
+        unsaved: &Unsaved,
+        records: &Records,
+        batch: &Batch<'_>,
+    ) -> Result<(), StoreError> {
+        let txn = db.begin_write()?;
         heads.write(
             &txn,
             batch.samples,
@@ -675,16 +1034,28 @@ impl Store {
         )?;
         logs::write(&txn, batch)?;
         distinct::write(&txn, batch.distinct)?;
-        let ids = write_records(&txn, batch)?;
+        unsaved.write(&txn, records)?;
         txn.commit()?;
-        Ok(ids)
+        Ok(())
+    }
+
+    /// Commits what is kept in memory, if anything, or, while the file cannot be written,
+    /// tries it again when its wait is over; whether the file can be written now.
+    pub fn flush(&self) -> bool {
+        let failing = self.lock_failure().is_some();
+        if failing || self.unsaved_records.load(Ordering::Relaxed) > 0 {
+            let _ = self.change(Records::default());
+        }
+        self.lock_failure().is_none()
     }
 
     /// A consistent view of the series data as of the last commit.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let heads = self.lock();
-        let txn = self.db.begin_read()?;
-        Snapshot::new(&txn, Some(heads.infos.clone()), heads.layout.clone())
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            Snapshot::new(&txn, Some(heads.infos.clone()), heads.layout.clone())
+        })
     }
 
     /// Rolls up closed intervals and deletes what is past retention, a few series per
@@ -693,35 +1064,41 @@ impl Store {
         let snap = self.snapshot()?;
         let mut stats = CompactStats::default();
         for group in snap.series().chunks(tsdb::COMPACT_GROUP_SIZE) {
-            let txn = self.db.begin_write()?;
-            tsdb::compact_group(&txn, &snap, group, now_ms, &mut stats)?;
-            txn.commit()?;
+            self.commit(|db| {
+                let txn = db.begin_write()?;
+                tsdb::compact_group(&txn, &snap, group, now_ms, &mut stats)?;
+                txn.commit()?;
+                Ok(())
+            })?;
         }
         // A gauge series that stopped long ago: its open chunk is past retention too.
         let cutoff = now_ms - snap.layout().raw_retention_ms;
         drop(snap);
         let mut heads = self.lock();
-        let txn = self.db.begin_write()?;
-        let mut stale = Vec::new();
-        {
-            let mut table = txn.open_table(HEADS)?;
-            let mut old = Vec::new();
-            for entry in table.iter()? {
-                let (k, v) = entry?;
-                let last = chunk::decode(v.value())
-                    .map_err(|e| StoreError::Record(e.to_string()))?
-                    .last()
-                    .map(|p| p.0);
-                if last.is_some_and(|t| t < cutoff) {
-                    old.push(k.value());
+        let stale = self.commit(|db| {
+            let txn = db.begin_write()?;
+            let mut stale = Vec::new();
+            {
+                let mut table = txn.open_table(HEADS)?;
+                let mut old = Vec::new();
+                for entry in table.iter()? {
+                    let (k, v) = entry?;
+                    let last = chunk::decode(v.value())
+                        .map_err(|e| StoreError::Record(e.to_string()))?
+                        .last()
+                        .map(|p| p.0);
+                    if last.is_some_and(|t| t < cutoff) {
+                        old.push(k.value());
+                    }
+                }
+                for id in old {
+                    table.remove(id)?;
+                    stale.push(id);
                 }
             }
-            for id in old {
-                table.remove(id)?;
-                stale.push(id);
-            }
-        }
-        txn.commit()?;
+            txn.commit()?;
+            Ok(stale)
+        })?;
         heads.forget(&stale);
         stats.heads_removed = stale.len() as u64;
         Ok(stats)
@@ -759,23 +1136,25 @@ impl Store {
 
     /// Deletes history events older than `before_ms`; returns how many were removed.
     pub fn prune_history(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let mut removed = 0u64;
-        {
-            let mut history = txn.open_table(HISTORY)?;
-            history.retain_in((i64::MIN, 0u64)..(before_ms, 0u64), |_, _| {
-                removed += 1;
-                false
-            })?;
-        }
-        txn.commit()?;
-        Ok(removed)
+        self.commit(|db| {
+            let txn = db.begin_write()?;
+            let mut removed = 0u64;
+            {
+                let mut history = txn.open_table(HISTORY)?;
+                history.retain_in((i64::MIN, 0u64)..(before_ms, 0u64), |_, _| {
+                    removed += 1;
+                    false
+                })?;
+            }
+            txn.commit()?;
+            Ok(removed)
+        })
     }
 
     /// Deletes the distinct-value sketches of hours before `before_ms`, in small
     /// transactions; returns how many.
     pub fn prune_distinct(&self, before_ms: i64) -> Result<u64, StoreError> {
-        distinct::prune(&self.db, before_ms)
+        self.commit(|db| distinct::prune(db, before_ms))
     }
 
     /// Deletes error counts and error types older than `before_ms`; returns how many.
@@ -783,13 +1162,16 @@ impl Store {
     pub fn prune_errors(&self, before_ms: i64) -> Result<u64, StoreError> {
         let mut removed = 0;
         loop {
-            let found = logs::expired(&self.db.begin_read()?, before_ms)?;
+            let found = self.read(|db| logs::expired(&db.begin_read()?, before_ms))?;
             let Some(expired) = found else {
                 return Ok(removed);
             };
-            let txn = self.db.begin_write()?;
-            let n = logs::prune(&txn, &expired)?;
-            txn.commit()?;
+            let n = self.commit(|db| {
+                let txn = db.begin_write()?;
+                let n = logs::prune(&txn, &expired)?;
+                txn.commit()?;
+                Ok(n)
+            })?;
             removed += n;
             if n == 0 {
                 // Found but already gone (a concurrent prune): nothing more to do now.
@@ -801,10 +1183,12 @@ impl Store {
     /// Forgets the file positions of log sources other than `keep` (sources no longer
     /// configured); returns how many were deleted.
     pub fn forget_log_sources(&self, keep: &[String]) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let removed = logs::forget_sources(&txn, keep)?;
-        txn.commit()?;
-        Ok(removed)
+        self.commit(|db| {
+            let txn = db.begin_write()?;
+            let removed = logs::forget_sources(&txn, keep)?;
+            txn.commit()?;
+            Ok(removed)
+        })
     }
 
     /// The stored positions of log source `source`'s files: ((device, inode), record).
@@ -812,9 +1196,9 @@ impl Store {
         &self,
         source: &str,
     ) -> Result<Vec<(logs::FileKey, T)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let rows = self.read(|db| logs::checkpoints(&db.begin_read()?, source))?;
         let mut out = Vec::new();
-        for (k, v) in logs::checkpoints(&txn, source)? {
+        for (k, v) in rows {
             match decode(&v) {
                 Ok(cp) => out.push((k, cp)),
                 // Without it the file is read as a new one; better than not at all.
@@ -832,19 +1216,27 @@ impl Store {
 
     /// The error types of log sources, as of the last commit.
     pub fn errors(&self) -> Result<logs::ErrorSnapshot, StoreError> {
-        Ok(logs::ErrorSnapshot(self.db.begin_read()?))
+        self.read(|db| Ok(logs::ErrorSnapshot(db.begin_read()?)))
     }
 
-    /// Every stored alert state.
+    /// Every alert state: the file's, with the changes kept in memory applied.
     pub fn alerts<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(ALERTS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, v) = entry?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        let unsaved = self.kept();
+        let file = self.read(|db| {
+            let read = db.begin_read()?;
+            let table = read.open_table(ALERTS)?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })?;
+        unsaved
+            .alerts_view(file)
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect()
     }
 
     /// Every pending outbox entry, oldest first.
@@ -857,42 +1249,58 @@ impl Store {
 
     /// Every outbox entry in order, each decoded on its own: a row that cannot be read (one
     /// written by a newer version, say) is an `Err` with the reason, and stops no other.
+    /// While the file cannot be read, the entries kept in memory (a page that fired since)
+    /// are still answered.
     pub fn outbox_rows<T: DeserializeOwned>(&self) -> Result<Rows<T>, StoreError> {
-        self.rows(OUTBOX)
+        let unsaved = self.kept();
+        let file = match self.read(|db| raw_rows(db, OUTBOX)) {
+            Ok(rows) => Some(rows),
+            Err(e) if unsaved.is_empty() => return Err(e),
+            Err(_) => None,
+        };
+        Ok(unsaved
+            .outbox_view(file)
+            .into_iter()
+            .map(|(id, bytes)| (id, decode(&bytes)))
+            .collect())
     }
 
     /// Moves outbox row `id` to the dead letters as it is (it cannot be read); whether it
     /// was still there.
     pub fn outbox_bury_raw(&self, id: u64) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let moved = {
-            let mut table = txn.open_table(OUTBOX)?;
-            let raw = table.remove(id)?.map(|v| v.value().to_vec());
-            if let Some(raw) = &raw {
-                txn.open_table(DEAD_LETTERS)?.insert(id, raw.as_slice())?;
-            }
-            raw.is_some()
-        };
-        txn.commit()?;
-        Ok(moved)
+        let there = self.read(|db| Ok(db.begin_read()?.open_table(OUTBOX)?.get(id)?.is_some()))?;
+        if there {
+            self.change(Records {
+                outbox: vec![(id, Change::BuryRaw)],
+                ..Records::default()
+            })?;
+        }
+        Ok(there)
     }
 
     /// How many entries the outbox holds, without reading them (a report's entry carries
     /// its charts).
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
-        let read = self.db.begin_read()?;
-        Ok(redb::ReadableTableMetadata::len(&read.open_table(OUTBOX)?)?)
+        let unsaved = self.kept();
+        if !unsaved.is_empty() {
+            let ids = match self.read(|db| raw_ids(db, OUTBOX)) {
+                Ok(ids) => Some(ids.into_iter().map(|id| (id, Vec::new())).collect()),
+                Err(_) => None,
+            };
+            return Ok(unsaved.outbox_view(ids).len() as u64);
+        }
+        self.read(|db| {
+            let read = db.begin_read()?;
+            Ok(redb::ReadableTableMetadata::len(&read.open_table(OUTBOX)?)?)
+        })
     }
 
     /// Replaces outbox entry `id` (after a failed attempt).
     pub fn outbox_update<T: Serialize>(&self, id: u64, entry: &T) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(OUTBOX)?;
-            table.insert(id, encode(entry).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
+        self.change(Records {
+            outbox: vec![(id, Change::Put(encode(entry)))],
+            ..Records::default()
+        })
     }
 
     /// Replaces entry `id` and removes `others` in one transaction: several entries become
@@ -903,40 +1311,28 @@ impl Store {
         entry: &T,
         others: &[u64],
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(OUTBOX)?;
-            table.insert(id, encode(entry).as_slice())?;
-            for o in others {
-                table.remove(*o)?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
+        let mut outbox = vec![(id, Change::Put(encode(entry)))];
+        outbox.extend(others.iter().map(|o| (*o, Change::Remove)));
+        self.change(Records {
+            outbox,
+            ..Records::default()
+        })
     }
 
     /// Removes a delivered outbox entry.
     pub fn outbox_remove(&self, id: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(OUTBOX)?;
-            table.remove(id)?;
-        }
-        txn.commit()?;
-        Ok(())
+        self.change(Records {
+            outbox: vec![(id, Change::Remove)],
+            ..Records::default()
+        })
     }
 
     /// Moves an outbox entry that cannot be delivered to the dead letters, kept for the operator.
     pub fn outbox_bury<T: Serialize>(&self, id: u64, entry: &T) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(OUTBOX)?;
-            table.remove(id)?;
-            let mut dead = txn.open_table(DEAD_LETTERS)?;
-            dead.insert(id, encode(entry).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
+        self.change(Records {
+            outbox: vec![(id, Change::Bury(encode(entry)))],
+            ..Records::default()
+        })
     }
 
     /// Stores a silence under a new id, which it returns.
@@ -944,45 +1340,47 @@ impl Store {
         &self,
         make: impl FnOnce(u64) -> T,
     ) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
-        let id;
-        {
-            let mut table = txn.open_table(SILENCES)?;
-            id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            table.insert(id, encode(&make(id)).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(id)
+        self.commit(|db| {
+            let txn = db.begin_write()?;
+            let id;
+            {
+                let mut table = txn.open_table(SILENCES)?;
+                id = table.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+                table.insert(id, encode(&make(id)).as_slice())?;
+            }
+            txn.commit()?;
+            Ok(id)
+        })
     }
 
     /// Replaces silence `id` (to expire it).
     pub fn put_silence<T: Serialize>(&self, id: u64, silence: &T) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(SILENCES)?;
-            table.insert(id, encode(silence).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
+        self.commit(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(SILENCES)?;
+                table.insert(id, encode(silence).as_slice())?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Every silence, oldest first.
     pub fn silences<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(SILENCES)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, v) = entry?;
-            out.push(decode(v.value())?);
-        }
-        Ok(out)
+        self.read(|db| raw_rows(db, SILENCES))?
+            .iter()
+            .map(|(_, v)| decode(v))
+            .collect()
     }
 
     /// Appends one history event (outside a pipeline batch).
     pub fn append_history<T: Serialize>(&self, at_ms: i64, event: &T) -> Result<(), StoreError> {
-        let mut batch = Batch::default();
-        batch.push_history(at_ms, event);
-        self.write(&batch).map(|_| ())
+        let key = self.lock_unsaved().history_key(at_ms);
+        self.change(Records {
+            history: vec![(key, encode(event))],
+            ..Records::default()
+        })
     }
 
     /// History events at or after `since_ms`, oldest first, at most `limit`.
@@ -996,7 +1394,9 @@ impl Store {
 
     /// When each report last ran (its scheduled time, ms).
     pub fn report_runs(&self) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
-        report_runs_in(&self.db.begin_read()?)
+        let unsaved = self.kept();
+        let file = self.read(|db| report_runs_in(&db.begin_read()?))?;
+        Ok(unsaved.report_runs_view(file))
     }
 
     /// The newest `limit` history events since `since_ms`, newest first.
@@ -1014,28 +1414,69 @@ impl Store {
         limit: usize,
         newest_first: bool,
     ) -> Result<Vec<T>, StoreError> {
-        history_in(&self.db.begin_read()?, since_ms, limit, newest_first)
+        let unsaved = self.kept();
+        let file = self.read(|db| history_raw(&db.begin_read()?, since_ms, limit, newest_first))?;
+        let kept = unsaved.history_since(since_ms);
+        let kept: Vec<((i64, u64), &[u8])> = if newest_first {
+            kept.rev()
+                .take(limit)
+                .map(|(k, v)| (*k, v.as_slice()))
+                .collect()
+        } else {
+            kept.take(limit).map(|(k, v)| (*k, v.as_slice())).collect()
+        };
+        let mut all: Vec<((i64, u64), &[u8])> = file
+            .iter()
+            .map(|(k, v)| (*k, v.as_slice()))
+            .chain(kept)
+            .collect();
+        all.sort_by_key(|(k, _)| *k);
+        if newest_first {
+            all.reverse();
+        }
+        all.dedup_by_key(|(k, _)| *k);
+        all.into_iter()
+            .take(limit)
+            .map(|(_, v)| decode(v))
+            .collect()
     }
 
     /// Every dead letter, oldest first.
     pub fn dead_letters<T: DeserializeOwned>(&self) -> Result<Rows<T>, StoreError> {
-        self.rows(DEAD_LETTERS)
+        let unsaved = self.kept();
+        let file = self.read(|db| raw_rows(db, DEAD_LETTERS))?;
+        Ok(unsaved
+            .dead_view(file)
+            .into_iter()
+            .map(|(id, bytes)| (id, decode(&bytes)))
+            .collect())
     }
+}
 
-    /// Every record of a table keyed by id, in order, each decoded on its own.
-    fn rows<T: DeserializeOwned>(
-        &self,
-        definition: TableDefinition<u64, &[u8]>,
-    ) -> Result<Rows<T>, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(definition)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            out.push((k.value(), decode(v.value())));
-        }
-        Ok(out)
+/// Every row of a table keyed by id, in order, as stored.
+fn raw_rows(
+    db: &Database,
+    definition: TableDefinition<u64, &[u8]>,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let read = db.begin_read()?;
+    let table = read.open_table(definition)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        out.push((k.value(), v.value().to_vec()));
     }
+    Ok(out)
+}
+
+/// The ids of a table keyed by id.
+fn raw_ids(db: &Database, definition: TableDefinition<u64, &[u8]>) -> Result<Vec<u64>, StoreError> {
+    let read = db.begin_read()?;
+    let table = read.open_table(definition)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        out.push(entry?.0.value());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1632,7 +2073,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            let txn = store.db.begin_write().unwrap();
+            let txn = store.db().unwrap().begin_write().unwrap();
             txn.open_table(META)
                 .unwrap()
                 .insert("format_version", 99u32.to_le_bytes().as_slice())

@@ -7,6 +7,7 @@ mod check;
 mod crash;
 mod dashboard;
 mod demo;
+mod disk_full;
 mod e2e;
 mod example_rules;
 mod fixture;

@@ -102,7 +102,7 @@ async fn a_start_after_sigkill_repairs_the_data_file_with_more_time_asked() {
     assert!(
         daemon
             .log_text()
-            .contains("Repairing the data file after an unclean stop"),
+            .contains("Repairing the data file: it was not closed cleanly"),
         "{}",
         daemon.log_text()
     );
