@@ -110,6 +110,24 @@ pub(super) fn store_alert(path: &str, reason: &str, since_ms: i64, now: i64) -> 
     }
 }
 
+/// What the built-in alert's firing or resolve writes: one outbox entry per channel, and its
+/// history event.
+pub(super) fn store_alert_plan(
+    n: &Notification,
+    channels: &[String],
+    event: crate::history::Event,
+    now: i64,
+) -> super::Plan {
+    super::Plan {
+        outbox: channels
+            .iter()
+            .map(|c| crate::notify::outbox::Entry::new(c, n.clone(), now))
+            .collect(),
+        history: vec![event],
+        ..super::Plan::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -564,23 +564,15 @@ impl Pipeline {
                         channels = %channels.join(","),
                         "Alert firing"
                     );
-                    let plan = Plan {
-                        outbox: channels
-                            .iter()
-                            .map(|c| crate::notify::outbox::Entry::new(c, n.clone(), now))
-                            .collect(),
-                        history: vec![
-                            crate::history::Event::new(
-                                now,
-                                &n.fingerprint,
-                                degraded::STORE_ALERT,
-                                crate::history::EventKind::Firing,
-                            )
-                            .detail(reason)
-                            .severity(crate::vocab::Severity::Critical),
-                        ],
-                        ..Plan::default()
-                    };
+                    let event = crate::history::Event::new(
+                        now,
+                        &n.fingerprint,
+                        degraded::STORE_ALERT,
+                        crate::history::EventKind::Firing,
+                    )
+                    .detail(reason)
+                    .severity(crate::vocab::Severity::Critical);
+                    let plan = degraded::store_alert_plan(&n, &channels, event, now);
                     d.alert = Some((n, channels));
                     plan
                 }
@@ -591,25 +583,17 @@ impl Pipeline {
                         "Data file {path} writable again; what was kept in memory is stored"
                     );
                     tracing::info!(rule = degraded::STORE_ALERT, channels = %channels.join(","), "Alert resolved");
-                    Plan {
-                        outbox: channels
-                            .iter()
-                            .map(|c| crate::notify::outbox::Entry::new(c, n.clone(), now))
-                            .collect(),
-                        history: vec![
-                            crate::history::Event::new(
-                                now,
-                                &n.fingerprint,
-                                degraded::STORE_ALERT,
-                                crate::history::EventKind::Resolved,
-                            )
-                            .detail(format!(
-                                "lasted {}",
-                                crate::format::format_span(now - n.fired_at_ms)
-                            )),
-                        ],
-                        ..Plan::default()
-                    }
+                    let event = crate::history::Event::new(
+                        now,
+                        &n.fingerprint,
+                        degraded::STORE_ALERT,
+                        crate::history::EventKind::Resolved,
+                    )
+                    .detail(format!(
+                        "lasted {}",
+                        crate::format::format_span(now - n.fired_at_ms)
+                    ));
+                    degraded::store_alert_plan(&n, &channels, event, now)
                 }
                 (_, alert) => {
                     d.alert = alert;
