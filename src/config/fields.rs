@@ -335,6 +335,33 @@ pub(super) fn condition_field(
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+    use std::time::Duration;
+
+    /// The forms docs/configuration.md lists, and what they mean.
+    #[test]
+    fn the_documented_duration_forms_parse_as_documented() {
+        let s = Duration::from_secs;
+        for (text, want) in [
+            ("500ms", Duration::from_millis(500)),
+            ("500 msec", Duration::from_millis(500)),
+            ("30s", s(30)),
+            ("5 sec", s(5)),
+            ("5 seconds", s(5)),
+            ("5m", s(300)),
+            ("5 mins", s(300)),
+            ("1h30m", s(5400)),
+            ("1h 30m", s(5400)),
+            ("2 hrs", s(7200)),
+            ("30d", s(30 * 86_400)),
+            ("2 weeks", s(14 * 86_400)),
+            ("1M", s(2_630_016)),
+            ("1y", s(31_557_600)),
+        ] {
+            assert_eq!(super::parse_duration(text), Ok(want), "{text}");
+        }
+        assert!(super::parse_duration("5").is_err());
+        assert!(super::parse_duration("five minutes").is_err());
+    }
 
     use crate::config::testing::{expect, expect_one};
 
