@@ -370,14 +370,28 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
     for warning in cfg.warnings() {
         eprintln!("warning: {warning}");
     }
-    println!(
-        "{}: OK ({} targets, {} rules, {} channels)",
-        config.display(),
-        cfg.targets.len(),
-        cfg.rules.len(),
-        cfg.channels.len()
-    );
+    println!("{}: OK ({})", config.display(), summary(&cfg));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a configuration holds, in words: targets, rules and channels always, the other
+/// sections when there are any (`1 target, 2 log sources, …`).
+fn summary(cfg: &crate::config::Config) -> String {
+    let counts = [
+        (cfg.targets.len(), "target", true),
+        (cfg.databases.len(), "database", false),
+        (cfg.scrapes.len(), "scrape", false),
+        (cfg.logs.len(), "log source", false),
+        (cfg.rules.len(), "rule", true),
+        (cfg.channels.len(), "channel", true),
+        (cfg.reports.len(), "report", false),
+    ];
+    counts
+        .iter()
+        .filter(|(n, _, always)| *always || *n > 0)
+        .map(|(n, what, _)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `sloguard run`: the daemon, until a signal stops it.

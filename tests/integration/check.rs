@@ -72,7 +72,7 @@ fn a_valid_file_passes() {
     assert_eq!(c.code, Some(0), "{}", c.stderr);
     assert_eq!(
         c.stdout,
-        format!("{}: OK (1 targets, 1 rules, 1 channels)\n", c.file)
+        format!("{}: OK (1 target, 1 rule, 1 channel)\n", c.file)
     );
     assert_eq!(c.stderr, "");
 }
@@ -219,5 +219,12 @@ fn the_example_config_is_valid() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Every section it fills is counted, in the singular where there is one.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{path}: OK (5 targets, 1 database, 1 scrape, 2 log sources, 19 rules, 5 channels, 2 reports)\n"
+        )
     );
 }
