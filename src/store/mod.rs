@@ -657,15 +657,7 @@ impl Store {
     }
 
     fn unavailable(&self) -> StoreError {
-        let reason = self
-            .lock_failure()
-            .as_ref()
-            .map(|f| f.reason.clone())
-            .unwrap_or_else(|| "it is being opened again".into());
-        StoreError::Unavailable {
-            path: self.path.clone(),
-            reason,
-        }
+        self.unavailable_locked(&self.lock_failure())
     }
 
     fn reopen(&self) -> Result<Arc<Database>, StoreError> {
@@ -724,7 +716,7 @@ impl Store {
             reason: failure
                 .as_ref()
                 .map(|f| f.reason.clone())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| "it is being opened again".into()),
         }
     }
 

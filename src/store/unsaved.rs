@@ -41,6 +41,15 @@ pub(super) struct Records {
     pub report_runs: Vec<(String, i64)>,
 }
 
+impl Records {
+    fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+            && self.outbox.is_empty()
+            && self.history.is_empty()
+            && self.report_runs.is_empty()
+    }
+}
+
 /// Counts of what is kept in memory, for `/metrics` and the logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UnsavedCounts {
@@ -159,6 +168,10 @@ impl Unsaved {
 
     /// Writes what is kept, then `records`, in `txn`, with the id counters.
     pub fn write(&self, txn: &redb::WriteTransaction, records: &Records) -> Result<(), StoreError> {
+        // Most commits carry samples only: they open no record table.
+        if self.is_empty() && records.is_empty() {
+            return Ok(());
+        }
         let mut alerts = txn.open_table(ALERTS)?;
         let alert_changes = self
             .alerts
@@ -212,15 +225,23 @@ impl Unsaved {
         for (name, at) in run_changes {
             runs.insert(name.as_str(), *at)?;
         }
-        let mut meta = txn.open_table(META)?;
-        meta.insert(
-            "next_outbox_id",
-            self.next_outbox_id.to_le_bytes().as_slice(),
-        )?;
-        meta.insert(
-            "next_history_seq",
-            self.next_history_seq.to_le_bytes().as_slice(),
-        )?;
+        // The counters go with the rows that took ids from them (the file's counter is then
+        // past every id in it).
+        if !(self.outbox.is_empty()
+            && records.outbox.is_empty()
+            && self.history.is_empty()
+            && records.history.is_empty())
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(
+                "next_outbox_id",
+                self.next_outbox_id.to_le_bytes().as_slice(),
+            )?;
+            meta.insert(
+                "next_history_seq",
+                self.next_history_seq.to_le_bytes().as_slice(),
+            )?;
+        }
         Ok(())
     }
 
