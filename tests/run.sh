@@ -16,7 +16,7 @@ fi
 # Real parts the tests run: an SMTP server (Debian's aiosmtpd), a Prometheus server, a
 # PostgreSQL server with pg_stat_statements (the tests start their own private clusters),
 # PgBouncer (a transaction-mode pooler, standing in for Supavisor), Node.js for the official
-# posthog-node client, and Chromium.
+# posthog-node client, Chromium, and libfaketime.
 missing=()
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
@@ -30,6 +30,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Headless Chromium opens the dashboard.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# libfaketime steps the daemon's wall clock in the chaos run.
+ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing+=(faketime)
 if ((${#missing[@]})); then
     if command -v apt-get >/dev/null 2>&1; then
         echo "==> installing ${missing[*]}"

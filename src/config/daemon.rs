@@ -129,6 +129,16 @@ pub struct OutboxConfig {
     pub max_retry_after: Duration,
 }
 
+impl OutboxConfig {
+    /// The longest an entry is ever held back before its next attempt: the longest backoff
+    /// (with its jitter) or `Retry-After`.
+    pub fn longest_wait(&self) -> Duration {
+        self.max_backoff
+            .max(self.max_retry_after)
+            .saturating_add(Duration::from_secs(1))
+    }
+}
+
 /// `[daemon]`, validated; the defaults when it is absent (or broken, with a problem).
 pub(super) fn daemon(
     problems: &mut Problems<'_>,

@@ -265,7 +265,11 @@ enum Next {
 /// while an earlier message of one of its alerts is still in the outbox), but a wait (a
 /// receiver's `Retry-After`, a backoff) holds only that alert's messages, never another
 /// alert's. Among the entries due, the most severe goes first, then the oldest.
-fn next(entries: &[(u64, Entry)], now_ms: i64) -> Next {
+///
+/// Due times are wall-clock (they outlive the process). An entry due more than `horizon_ms`
+/// ahead, the longest wait the outbox ever sets, was scheduled before the clock stepped back:
+/// it is due now, not in an hour.
+fn next(entries: &[(u64, Entry)], now_ms: i64, horizon_ms: i64) -> Next {
     let mut seen = std::collections::HashSet::new();
     let mut best: Option<(usize, crate::vocab::Severity)> = None;
     let mut soonest: Option<i64> = None;
@@ -281,7 +285,7 @@ fn next(entries: &[(u64, Entry)], now_ms: i64) -> Next {
         if blocked {
             continue;
         }
-        if e.next_attempt_ms <= now_ms {
+        if e.next_attempt_ms <= now_ms || e.next_attempt_ms > now_ms.saturating_add(horizon_ms) {
             if best.is_none_or(|(_, b)| n.severity > b) {
                 best = Some((i, n.severity));
             }
@@ -404,7 +408,7 @@ impl Worker {
                     continue;
                 }
             };
-            let i = match next(&mine, now_ms()) {
+            let i = match next(&mine, now_ms(), self.cfg.longest_wait().as_millis() as i64) {
                 Next::Send(i) => i,
                 // Nothing due before the daemon stops; what waits stays in the outbox for the
                 // next start.
@@ -436,7 +440,8 @@ impl Worker {
             {
                 let due = entry.created_ms + self.group_wait.as_millis() as i64;
                 let wait = due - now_ms();
-                if wait > 0 && !draining {
+                // Longer than `group_wait`: the clock stepped back since; do not wait for it.
+                if wait > 0 && wait <= self.group_wait.as_millis() as i64 && !draining {
                     self.pause(Duration::from_millis(wait as u64), false).await;
                     continue;
                 }
@@ -652,6 +657,9 @@ mod tests {
         }
     }
 
+    /// The longest wait of the tests' outbox: its `max_retry_after` and a second.
+    const HORIZON: i64 = 61_000;
+
     /// An entry of alert `alert` at `severity`, due at `due_ms`.
     fn entry(alert: &str, severity: crate::vocab::Severity, due_ms: i64) -> Entry {
         let mut n = crate::notify::Notification::test("hook", 0);
@@ -677,15 +685,15 @@ mod tests {
             entry("w", Warning, 0),
             entry("c", Critical, 0),
         ]);
-        assert_eq!(next(&throttled, 1000), Next::Send(2));
+        assert_eq!(next(&throttled, 1000, HORIZON), Next::Send(2));
         // The critical alert is gone: the resolve waits for the firing before it.
-        assert_eq!(next(&throttled[..2], 1000), Next::Wait(60_000));
+        assert_eq!(next(&throttled[..2], 1000, HORIZON), Next::Wait(60_000));
         // Both due: critical before an older warning; equals in order.
         let due = list(vec![entry("a", Warning, 0), entry("b", Critical, 0)]);
-        assert_eq!(next(&due, 1000), Next::Send(1));
+        assert_eq!(next(&due, 1000, HORIZON), Next::Send(1));
         let same = list(vec![entry("a", Warning, 0), entry("b", Warning, 0)]);
-        assert_eq!(next(&same, 1000), Next::Send(0));
-        assert_eq!(next(&[], 1000), Next::Idle);
+        assert_eq!(next(&same, 1000, HORIZON), Next::Send(0));
+        assert_eq!(next(&[], 1000, HORIZON), Next::Idle);
         // A grouped message holds the later messages of each of its alerts.
         let mut group = entry("g", Warning, 60_000);
         group.notification.grouped = ["x", "y"]
@@ -697,7 +705,20 @@ mod tests {
             })
             .collect();
         let grouped = list(vec![group, entry("y", Critical, 0), entry("z", Warning, 0)]);
-        assert_eq!(next(&grouped, 1000), Next::Send(2));
+        assert_eq!(next(&grouped, 1000, HORIZON), Next::Send(2));
+    }
+
+    /// The wall clock stepped an hour back after entries were scheduled: they are due now,
+    /// not an hour later; a wait within the horizon still holds.
+    #[test]
+    fn entries_scheduled_before_the_clock_stepped_back_are_due_at_once() {
+        use crate::vocab::Severity::Warning;
+        let hour = 3_600_000;
+        let back = vec![(0, entry("a", Warning, 1000 + hour))];
+        assert_eq!(next(&back, 1000, HORIZON), Next::Send(0));
+        let waiting = vec![(0, entry("a", Warning, 1000 + HORIZON))];
+        assert_eq!(next(&waiting, 1000, HORIZON), Next::Wait(1000 + HORIZON));
+        assert_eq!(cfg().longest_wait(), Duration::from_secs(61));
     }
 
     /// A row written by another version blocks no channel: it goes to the dead letters as

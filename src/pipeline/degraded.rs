@@ -35,7 +35,50 @@ pub(super) struct Flat {
     pub counted: Vec<(String, LogCounts)>,
 }
 
+/// Where a [`Flat`]'s data ended at one moment, to take back what was appended after it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mark {
+    samples: usize,
+    events: usize,
+    errors: usize,
+    distinct: usize,
+    checkpoints: usize,
+    counted: usize,
+}
+
 impl Flat {
+    /// Moves a log batch's data here.
+    pub fn take_batch(&mut self, b: &mut crate::source::log::LogBatch) {
+        self.counted
+            .push((b.source.clone(), std::mem::take(&mut b.data.counts)));
+        self.checkpoints.extend(b.checkpoint_records());
+        self.samples.append(&mut b.data.gauges);
+        self.events.append(&mut b.data.events);
+        self.errors.append(&mut b.data.errors);
+        self.distinct.append(&mut b.data.distinct);
+    }
+
+    pub fn mark(&self) -> Mark {
+        Mark {
+            samples: self.samples.len(),
+            events: self.events.len(),
+            errors: self.errors.len(),
+            distinct: self.distinct.len(),
+            checkpoints: self.checkpoints.len(),
+            counted: self.counted.len(),
+        }
+    }
+
+    /// Drops everything appended after `mark` was taken.
+    pub fn truncate(&mut self, mark: Mark) {
+        self.samples.truncate(mark.samples);
+        self.events.truncate(mark.events);
+        self.errors.truncate(mark.errors);
+        self.distinct.truncate(mark.distinct);
+        self.checkpoints.truncate(mark.checkpoints);
+        self.counted.truncate(mark.counted);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty() && self.log_items() == 0 && self.counted.is_empty()
     }
@@ -158,5 +201,30 @@ mod tests {
         assert_eq!(d.kept.samples[0].ts_ms, 10);
         assert_eq!(d.kept.samples.last().map(|s| s.ts_ms), Some(1_000_009));
         assert!(d.takes_logs());
+    }
+
+    /// Data appended after a mark (capture requests told to send again) is taken back whole;
+    /// what came before it stays.
+    #[test]
+    fn truncating_at_a_mark_takes_back_only_what_came_after() {
+        let mut flat = Flat {
+            samples: vec![sample(1)],
+            counted: vec![("app".into(), LogCounts::default())],
+            ..Flat::default()
+        };
+        let mark = flat.mark();
+        flat.append(Flat {
+            samples: vec![sample(2), sample(3)],
+            counted: vec![("posthog".into(), LogCounts::default())],
+            ..Flat::default()
+        });
+        assert_eq!(flat.samples.len(), 3);
+        flat.truncate(mark);
+        assert_eq!(
+            flat.samples.iter().map(|s| s.ts_ms).collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!(flat.counted.len(), 1);
+        assert_eq!(flat.counted[0].0, "app");
     }
 }

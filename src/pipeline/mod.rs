@@ -434,19 +434,23 @@ impl Pipeline {
             samples,
             ..Flat::default()
         };
+        // Capture requests wait for this commit; their data goes last, so that it can be
+        // taken back if the commit fails.
         let mut committed = Vec::new();
+        let mut captured = Flat::default();
         for mut b in logs {
-            committed.extend(b.committed.take());
-            flat.counted
-                .push((b.source.clone(), std::mem::take(&mut b.data.counts)));
-            flat.checkpoints.extend(b.checkpoint_records());
-            flat.samples.append(&mut b.data.gauges);
-            flat.events.append(&mut b.data.events);
-            flat.errors.append(&mut b.data.errors);
-            flat.distinct.append(&mut b.data.distinct);
+            match b.committed.take() {
+                Some(tell) => {
+                    committed.push(tell);
+                    captured.take_batch(&mut b);
+                }
+                None => flat.take_batch(&mut b),
+            }
         }
         let mut all = kept;
         all.append(flat);
+        let before_capture = all.mark();
+        all.append(captured);
         let flat = all;
         let max_error_types: Vec<(String, usize)> = if flat.errors.is_empty() {
             Vec::new()
@@ -501,8 +505,11 @@ impl Pipeline {
                 self.metrics.samples.inc_by(flat.samples.len() as u64);
             }
             Err(StoreError::Unavailable { .. }) => {
-                // Capture clients are answered 503 (`committed` dropped) and send again.
+                // Capture clients are answered 503 (`committed` dropped) and send again, so
+                // their events are not kept: kept, they would count twice.
                 drop(committed);
+                let mut flat = flat;
+                flat.truncate(before_capture);
                 let dropped = self.degraded().keep(flat);
                 if dropped > 0 {
                     self.metrics

@@ -2,66 +2,10 @@
 //! critical route), keeps paging from memory, and when there is room again stores what it
 //! held and carries on. The data directory is a small tmpfs (the test command runs as root).
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::base_config;
-use crate::util::{Daemon, Receiver, Target, free_port, slack_text, sloguard, tempdir};
-
-/// A tmpfs mounted for the test's life, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let out = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs and needs root (the test command runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(at.to_path_buf())
-    }
-
-    /// Writes a file until the filesystem is full; returns its path.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write as _;
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let block = vec![0xa5u8; 64 * 1024];
-        loop {
-            match f.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break,
-                Err(e) => panic!("filling the tmpfs: {e}"),
-            }
-        }
-        // Whatever is left is less than a block; take it too.
-        let small = [0u8; 512];
-        while f.write(&small).is_ok_and(|n| n > 0) {}
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
+use crate::util::{Daemon, Receiver, Target, Tmpfs, free_port, slack_text, sloguard, tempdir};
 
 async fn get(url: &str) -> (u16, String) {
     match reqwest::get(url).await {

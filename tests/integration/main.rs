@@ -3,6 +3,7 @@
 mod ack;
 mod attacks;
 mod channels;
+mod chaos;
 mod check;
 mod crash;
 mod dashboard;

@@ -208,7 +208,7 @@ struct ReceiverState {
 pub struct Receiver {
     pub addr: SocketAddr,
     state: Arc<Mutex<ReceiverState>>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 /// A scripted status of 0 means: answer nothing for 30 s (the sender times out).
@@ -239,7 +239,9 @@ async fn receive(
     } else {
         status
     };
+    // `Connection: close` on every answer, so that refusing connections takes effect at once.
     let mut headers = HeaderMap::new();
+    headers.insert("connection", "close".parse().unwrap());
     if let Some(ra) = retry_after {
         headers.insert("retry-after", ra.parse().unwrap());
     }
@@ -258,13 +260,42 @@ impl Receiver {
             default_status: 200,
             ..Default::default()
         }));
-        let app = Router::new().fallback(receive).with_state(state.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
+        let mut r = Receiver {
+            addr,
+            state,
+            task: None,
+        };
+        r.serve(listener);
+        r
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let app = Router::new()
+            .fallback(receive)
+            .with_state(self.state.clone());
+        self.task = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
-        });
-        Receiver { addr, state, task }
+        }));
+    }
+
+    /// Stops listening: connections are refused, as when the receiver is down.
+    pub async fn refuse(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// Listens again on the same port after [`Receiver::refuse`].
+    pub async fn listen(&mut self) {
+        if self.task.is_none() {
+            let listener = TcpListener::bind(self.addr)
+                .await
+                .expect("rebind receiver port");
+            self.serve(listener);
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -311,7 +342,9 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
     }
 }
 
@@ -405,6 +438,61 @@ impl Drop for Target {
         if let Some(t) = self.task.take() {
             t.abort();
         }
+    }
+}
+
+/// A tmpfs mounted for the test's life, unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a tmpfs and needs root (the test command runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// Writes a file until the filesystem is full; returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0xa5u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        // Whatever is left is less than a block; take it too.
+        let small = [0u8; 512];
+        while f.write(&small).is_ok_and(|n| n > 0) {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -766,6 +854,8 @@ impl Postgres {
         if let Some((uid, gid)) = pg_user() {
             cmd.uid(uid).gid(gid);
         }
+        // A process group of its own, so that `hang` reaches every backend.
+        cmd.process_group(0);
         self.child = Some(cmd.spawn().expect("start postgres"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -781,8 +871,26 @@ impl Postgres {
         }
     }
 
+    /// Freezes the server and every backend (SIGSTOP to its process group): connections are
+    /// accepted by the kernel and then nothing answers, as with a hung host.
+    pub fn hang(&self) {
+        self.signal_group(Signal::SIGSTOP);
+    }
+
+    /// Lets a server frozen by [`Postgres::hang`] run again.
+    pub fn resume(&self) {
+        self.signal_group(Signal::SIGCONT);
+    }
+
+    fn signal_group(&self, sig: Signal) {
+        if let Some(child) = &self.child {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), sig);
+        }
+    }
+
     /// Stops the postmaster (fast shutdown) and waits for it to exit.
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut child) = self.child.take() {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
