@@ -9,7 +9,9 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::Secret;
-use super::fields::{CaFile, Pattern, ca_file, check_name, duration_field, secret_field};
+use super::fields::{
+    CaFile, Pattern, ca_file, check_name, duration_field, nested_duration, secret_field,
+};
 use super::problems::{Keyword, Problems, Site, keywords, named_elements};
 
 // Defaults; docs/configuration.md lists the same. `tls` defaults to `verify-full`.
@@ -26,6 +28,15 @@ fn statements_schema() -> &'static str {
 fn statements_top() -> u32 {
     10
 }
+fn sql_metric_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+fn sql_metric_max_rows() -> u32 {
+    1000
+}
+
+/// The most rows a `[[databases.metric]]` may allow.
+pub const MAX_SQL_METRIC_ROWS: u32 = 100_000;
 
 /// `[[databases]]`, validated.
 pub(super) fn databases(
@@ -70,6 +81,30 @@ struct RawDatabase {
     pub database_stats: Option<bool>,
     /// Named queries of `pg_stat_statements`, each a series of its own.
     pub query: Option<Vec<RawStatementMatcher>>,
+    /// Labelled series from the app's own tables.
+    pub metric: Option<Vec<RawSqlMetric>>,
+}
+
+/// `[[databases.metric]]`: a query whose rows become series, one per row and value column.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSqlMetric {
+    /// The metric name (with `values`, the prefix of each column's).
+    pub name: String,
+    /// One `SELECT`, run read-only.
+    pub sql: String,
+    /// Columns whose text becomes a label of the same name.
+    pub labels: Option<Vec<String>>,
+    /// The one column holding the value (the series is `name`).
+    pub value: Option<String>,
+    /// Several value columns: one series `name_COLUMN` each.
+    pub values: Option<Vec<String>>,
+    /// Time between runs.
+    pub interval: Option<String>,
+    /// The statement's time limit (`statement_timeout`); the database's `timeout` if unset.
+    pub timeout: Option<String>,
+    /// Rows read at most; beyond them the answer is cut and that is reported.
+    pub max_rows: Option<u32>,
 }
 
 /// `[[databases.query]]`: statements selected by their text or id.
@@ -114,6 +149,41 @@ pub struct Database {
     pub top: u32,
     pub database_stats: bool,
     pub queries: Vec<StatementMatcher>,
+    pub metrics: Vec<SqlMetric>,
+}
+
+/// A `[[databases.metric]]`: rows of a query as labelled series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlMetric {
+    pub name: String,
+    /// The statement as written, without a trailing `;`.
+    pub sql: String,
+    pub labels: Vec<String>,
+    pub values: SqlValues,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_rows: u32,
+}
+
+/// Which columns of a `[[databases.metric]]` hold values, and how their series are named.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValues {
+    /// Neither `value` nor `values`: the one column that is not a label, as `name`.
+    Rest,
+    /// `value = "col"`: that column, as `name`.
+    One(String),
+    /// `values = [...]`: each column `c` as `name_c`.
+    Each(Vec<String>),
+}
+
+impl SqlMetric {
+    /// The series name of value column `column`.
+    pub fn series_name(&self, column: &str) -> String {
+        match &self.values {
+            SqlValues::Each(_) => format!("{}_{column}", self.name),
+            _ => self.name.clone(),
+        }
+    }
 }
 
 /// Statements of `pg_stat_statements` that make one `query` series.
@@ -310,6 +380,21 @@ fn database(
             queryid: q.queryid,
         });
     }
+    let mut metrics: Vec<SqlMetric> = Vec::new();
+    for (i, m) in raw.metric.unwrap_or_default().into_iter().enumerate() {
+        let Some(m) = sql_metric(problems, site, i, m, timeout) else {
+            continue;
+        };
+        if metrics.iter().any(|o| o.name == m.name) {
+            problems.push(
+                Some(site.span_of("metric")),
+                site.field(&format!("metric[{i}].name")),
+                format!("`{}` is used twice", m.name),
+            );
+            continue;
+        }
+        metrics.push(m);
+    }
     if problems.list.len() > before {
         return None;
     }
@@ -324,6 +409,143 @@ fn database(
         top: raw.top.unwrap_or(statements_top()),
         database_stats: raw.database_stats.unwrap_or(true),
         queries,
+        metrics,
+    })
+}
+
+/// A label name: letters, digits and `_`, not starting with a digit or `__`.
+fn valid_label(name: &str) -> bool {
+    crate::series::valid_metric_name(name) && !name.contains(':') && !name.starts_with("__")
+}
+
+/// One `[[databases.metric]]`, validated; problems are reported at the array's line.
+fn sql_metric(
+    problems: &mut Problems<'_>,
+    site: &Site<'_, '_>,
+    i: usize,
+    raw: RawSqlMetric,
+    db_timeout: Duration,
+) -> Option<SqlMetric> {
+    let before = problems.list.len();
+    let field = |key: &str| site.field(&format!("metric[{i}].{key}"));
+    let mut problem = |key: &str, text: String| {
+        problems.push(Some(site.span_of("metric")), field(key), text);
+    };
+    if !crate::series::valid_metric_name(&raw.name) {
+        problem(
+            "name",
+            format!(
+                "`{}` is not a metric name (letters, digits, `_` and `:`)",
+                raw.name
+            ),
+        );
+    }
+    let sql = raw.sql.trim().trim_end_matches(';').trim_end().to_string();
+    if sql.is_empty() {
+        problem("sql", "is empty: write one SELECT".into());
+    } else if sql.contains(';') {
+        problem(
+            "sql",
+            "holds more than one statement: write one SELECT (it runs as a subquery)".into(),
+        );
+    }
+    let labels = raw.labels.unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    for l in &labels {
+        if !valid_label(l) {
+            problem(
+                "labels",
+                format!("`{l}` is not a valid label name; use letters, digits and `_`"),
+            );
+        } else if l == "database" {
+            problem(
+                "labels",
+                "`database` is the label sloguard sets to the database's name; rename the column (`AS db_name`)".into(),
+            );
+        } else if !seen.insert(l.as_str()) {
+            problem("labels", format!("`{l}` is listed twice"));
+        }
+    }
+    let values = match (raw.value, raw.values) {
+        (Some(_), Some(_)) => {
+            problem(
+                "value",
+                "give `value` (one column) or `values` (several), not both".into(),
+            );
+            SqlValues::Rest
+        }
+        (Some(v), None) => SqlValues::One(v),
+        (None, Some(vs)) if vs.is_empty() => {
+            problem("values", "is empty: name the value columns".into());
+            SqlValues::Rest
+        }
+        (None, Some(vs)) => SqlValues::Each(vs),
+        (None, None) => SqlValues::Rest,
+    };
+    let columns: Vec<&String> = match &values {
+        SqlValues::Rest => Vec::new(),
+        SqlValues::One(v) => vec![v],
+        SqlValues::Each(vs) => vs.iter().collect(),
+    };
+    for c in columns {
+        let key = if matches!(values, SqlValues::One(_)) {
+            "value"
+        } else {
+            "values"
+        };
+        if !valid_label(c) {
+            problem(
+                key,
+                format!("`{c}` is not a column name sloguard can use (letters, digits and `_`)"),
+            );
+        } else if labels.contains(c) {
+            problem(key, format!("`{c}` is a label column too"));
+        }
+    }
+    let max_rows = raw.max_rows.unwrap_or(sql_metric_max_rows());
+    if !(1..=MAX_SQL_METRIC_ROWS).contains(&max_rows) {
+        problem(
+            "max_rows",
+            format!("must be between 1 and {MAX_SQL_METRIC_ROWS}"),
+        );
+    }
+    let duration = |problems: &mut Problems<'_>, key: &str, text: Option<&String>, default, min| {
+        let Some(text) = text else { return default };
+        nested_duration(
+            problems,
+            site,
+            ("metric", &format!("metric[{i}].{key}")),
+            text,
+            min..=Duration::from_secs(3650 * 86_400),
+            &format!("must be at least {}", humantime::format_duration(min)),
+        )
+        .unwrap_or(default)
+    };
+    let interval = duration(
+        problems,
+        "interval",
+        raw.interval.as_ref(),
+        sql_metric_interval(),
+        Duration::from_secs(1),
+    );
+    let timeout = duration(
+        problems,
+        "timeout",
+        raw.timeout.as_ref(),
+        db_timeout,
+        Duration::from_millis(10),
+    );
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(SqlMetric {
+        name: raw.name,
+        sql,
+        labels,
+        values,
+        interval,
+        timeout,
+        max_rows,
     })
 }
 
@@ -332,7 +554,7 @@ mod tests {
     use std::io::Write;
     use std::time::Duration;
 
-    use super::{Database, StatementMatcher, TlsMode};
+    use super::{Database, SqlMetric, SqlValues, StatementMatcher, TlsMode};
     use crate::config::Secret;
     use crate::config::testing::{config, expect, expect_one};
 
@@ -354,6 +576,7 @@ mod tests {
                 top: 10,
                 database_stats: true,
                 queries: Vec::new(),
+                metrics: Vec::new(),
             }]
         );
         // `sslmode` in the connection string is taken out of it and becomes the mode.
@@ -494,6 +717,130 @@ queryid = -42
                     "{DB}\n[[databases.query]]\nname = \"x\"\nqueryid = 1\n\n[[databases.query]]\nname = \"x\"\nqueryid = 2\n"
                 ),
                 "databases[0].query[1].name",
+                5,
+                "`x` is used twice",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn sql_metrics_as_written_with_their_defaults() {
+        let c = config(&format!(
+            r#"{DB}timeout = "7s"
+
+[[databases.metric]]
+name = "app_tier"
+sql = """
+SELECT tier, count(*) AS customers, sum(revenue) AS revenue_usd
+FROM customers GROUP BY tier;
+"""
+labels = ["tier"]
+values = ["customers", "revenue_usd"]
+interval = "15m"
+timeout = "30s"
+max_rows = 50
+
+[[databases.metric]]
+name = "app_agencies"
+sql = "SELECT count(*) FROM agencies"
+"#
+        ));
+        let m = &c.databases[0].metrics;
+        assert_eq!(
+            m[0],
+            SqlMetric {
+                name: "app_tier".into(),
+                sql: "SELECT tier, count(*) AS customers, sum(revenue) AS revenue_usd\nFROM customers GROUP BY tier".into(),
+                labels: vec!["tier".into()],
+                values: SqlValues::Each(vec!["customers".into(), "revenue_usd".into()]),
+                interval: Duration::from_secs(900),
+                timeout: Duration::from_secs(30),
+                max_rows: 50,
+            }
+        );
+        assert_eq!(m[0].series_name("customers"), "app_tier_customers");
+        // Defaults: hourly, the database's timeout, 1 000 rows, the one other column.
+        assert_eq!(
+            (m[1].interval, m[1].timeout, m[1].max_rows, &m[1].values),
+            (
+                Duration::from_secs(3600),
+                Duration::from_secs(7),
+                1000,
+                &SqlValues::Rest
+            )
+        );
+        assert_eq!(m[1].series_name("count"), "app_agencies");
+    }
+
+    #[test]
+    fn sql_metric_problems() {
+        let metric = |body: &str| format!("{DB}\n[[databases.metric]]\n{body}");
+        let sql = "sql = \"SELECT 1\"\n";
+        expect(&[
+            (
+                &metric(&format!("name = \"app tier\"\n{sql}")),
+                "databases[0].metric[0].name",
+                5,
+                "`app tier` is not a metric name (letters, digits, `_` and `:`)",
+            ),
+            (
+                &metric("name = \"x\"\nsql = \"SELECT 1; DELETE FROM t\"\n"),
+                "databases[0].metric[0].sql",
+                5,
+                "holds more than one statement: write one SELECT (it runs as a subquery)",
+            ),
+            (
+                &metric("name = \"x\"\nsql = \" ; \"\n"),
+                "databases[0].metric[0].sql",
+                5,
+                "is empty: write one SELECT",
+            ),
+            (
+                &metric(&format!("name = \"x\"\n{sql}labels = [\"database\"]\n")),
+                "databases[0].metric[0].labels",
+                5,
+                "`database` is the label sloguard sets to the database's name; rename the column (`AS db_name`)",
+            ),
+            (
+                &metric(&format!("name = \"x\"\n{sql}labels = [\"a\", \"a\"]\n")),
+                "databases[0].metric[0].labels",
+                5,
+                "`a` is listed twice",
+            ),
+            (
+                &metric(&format!(
+                    "name = \"x\"\n{sql}labels = [\"tier\"]\nvalue = \"tier\"\n"
+                )),
+                "databases[0].metric[0].value",
+                5,
+                "`tier` is a label column too",
+            ),
+            (
+                &metric(&format!(
+                    "name = \"x\"\n{sql}value = \"a\"\nvalues = [\"b\"]\n"
+                )),
+                "databases[0].metric[0].value",
+                5,
+                "give `value` (one column) or `values` (several), not both",
+            ),
+            (
+                &metric(&format!("name = \"x\"\n{sql}max_rows = 0\n")),
+                "databases[0].metric[0].max_rows",
+                5,
+                "must be between 1 and 100000",
+            ),
+            (
+                &metric(&format!("name = \"x\"\n{sql}interval = \"10ms\"\n")),
+                "databases[0].metric[0].interval",
+                5,
+                "must be at least 1s",
+            ),
+            (
+                &format!(
+                    "{}\n[[databases.metric]]\nname = \"x\"\n{sql}",
+                    metric(&format!("name = \"x\"\n{sql}"))
+                ),
+                "databases[0].metric[1].name",
                 5,
                 "`x` is used twice",
             ),

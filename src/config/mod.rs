@@ -45,7 +45,7 @@ pub use crate::vocab::Severity;
 pub use channels::{Channel, ChannelKind, EmailChannel, SmtpTls};
 pub use daemon::{DaemonConfig, LogFormat, OutboxConfig, ServerConfig};
 pub use dashboard::{Combine, DashboardConfig, MAX_RANGE, Panel, PanelInput, PanelSeries};
-pub use databases::{Database, StatementMatcher, TlsMode};
+pub use databases::{Database, SqlMetric, SqlValues, StatementMatcher, TlsMode};
 pub use fields::{CaFile, Pattern, parse_duration};
 pub use logs::{
     FieldMatch, FieldPath, IngestLimits, LineParse, LogErrors, LogInput, LogMetric, LogMetricKind,

@@ -12,6 +12,13 @@
 //!   labelled `query=<name>`;
 //! - the top statements by execution time in the interval: `pg_statement_exec_ms` and
 //!   `pg_statement_calls`, labelled `queryid` and `query` (the text, cut at 200 characters).
+//!
+//! Beside it, when the entry has `[[databases.metric]]`s, a second task runs each on its own
+//! interval over a connection of its own, opened for the run and closed after it (an hourly
+//! query must not hold a pooler's connection all hour): one series per row and value column,
+//! labelled `database` and the label columns, and per metric `pg_metric_up` (0 with the
+//! reason when it failed), `pg_metric_rows` and `pg_metric_rows_cut` (1 when the answer had
+//! more than `max_rows` rows).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +46,13 @@ pub async fn run(
             .collect()
     };
     let start = |_: &str, db: &Database, token: CancellationToken| {
-        Some(collect_loop(db.clone(), tx.clone(), token))
+        let (db, tx) = (db.clone(), tx.clone());
+        Some(async move {
+            tokio::join!(
+                collect_loop(db.clone(), tx.clone(), token.clone()),
+                metrics_loop(db, tx, token)
+            );
+        })
     };
     super::manager::run_keyed("database", config, shutdown, plans, start).await
 }
@@ -147,4 +160,112 @@ async fn collect_once(
     }
     let c = conn.as_ref().ok_or("not connected")?;
     postgres::collect(db, c, state, ts).await
+}
+
+/// Runs the entry's `[[databases.metric]]`s, each on its own interval (the first runs within
+/// five seconds of the start).
+async fn metrics_loop(db: Database, tx: mpsc::Sender<Vec<Sample>>, stop: CancellationToken) {
+    if db.metrics.is_empty() {
+        return;
+    }
+    let start = Instant::now();
+    let mut next: Vec<Instant> = db
+        .metrics
+        .iter()
+        .map(|_| start + std::time::Duration::from_millis(rand::rng().random_range(0..=5000)))
+        .collect();
+    let mut cut_before: Vec<bool> = vec![false; db.metrics.len()];
+    loop {
+        let Some(soonest) = next.iter().min().copied() else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(soonest) => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = Instant::now();
+        let due: Vec<usize> = (0..next.len()).filter(|i| next[*i] <= now).collect();
+        for i in &due {
+            next[*i] = now + db.metrics[*i].interval;
+        }
+        let samples = tokio::select! {
+            s = run_metrics(&db, &due, &mut cut_before) => s,
+            _ = stop.cancelled() => return,
+        };
+        if tx.send(samples).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One run of the metrics `due`, over one connection (connected again after a failure, whose
+/// transaction is left aborted).
+async fn run_metrics(db: &Database, due: &[usize], cut_before: &mut [bool]) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut conn: Option<Connection> = None;
+    for &i in due {
+        let m = &db.metrics[i];
+        let ts = now_ms();
+        let started = Instant::now();
+        let labels = [("database", db.name.as_str()), ("metric", m.name.as_str())];
+        let outcome = async {
+            if conn.as_ref().is_none_or(|c| c.is_closed()) {
+                conn = Some(postgres::connect(db).await?);
+            }
+            let c = conn.as_ref().ok_or("not connected")?;
+            postgres::query_metric(c, m).await
+        }
+        .await;
+        let meta = |name: &str, value: f64| Sample {
+            series: SeriesKey::new(name, &labels),
+            ts_ms: ts,
+            value,
+            note: None,
+        };
+        match outcome {
+            Ok(answer) => {
+                if answer.cut && !cut_before[i] {
+                    tracing::warn!(
+                        database = %db.name,
+                        metric = %m.name,
+                        max_rows = m.max_rows,
+                        "The metric's query answers more rows than max_rows; the rest are left out"
+                    );
+                }
+                cut_before[i] = answer.cut;
+                samples.push(meta("pg_metric_rows", answer.rows.len() as f64));
+                samples.push(meta("pg_metric_rows_cut", f64::from(u8::from(answer.cut))));
+                for row in answer.rows {
+                    let mut row_labels: Vec<(&str, &str)> = vec![("database", db.name.as_str())];
+                    row_labels.extend(
+                        m.labels
+                            .iter()
+                            .map(String::as_str)
+                            .zip(row.labels.iter().map(String::as_str)),
+                    );
+                    for (series, value) in row.values {
+                        samples.push(Sample {
+                            series: SeriesKey::new(&series, &row_labels),
+                            ts_ms: ts,
+                            value,
+                            note: None,
+                        });
+                    }
+                }
+                samples.push(meta("pg_metric_up", 1.0));
+            }
+            Err(reason) => {
+                conn = None;
+                tracing::warn!(database = %db.name, metric = %m.name, %reason, "The metric's query failed");
+                let mut up = meta("pg_metric_up", 0.0);
+                up.note = Some(Arc::from(reason.as_str()));
+                samples.push(up);
+            }
+        }
+        samples.push(meta(
+            "pg_metric_duration_seconds",
+            started.elapsed().as_secs_f64(),
+        ));
+    }
+    samples
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::config::{Database, SqlCheck, SqlParam, TlsMode};
+use crate::config::{Database, SqlCheck, SqlMetric, SqlParam, SqlValues, TlsMode};
 use crate::series::{Sample, SeriesKey};
 
 /// An open connection; the connection task ends when this is dropped.
@@ -501,6 +501,177 @@ pub async fn collect(
     Ok(Collected { samples, top })
 }
 
+/// One row of a `[[databases.metric]]` answer.
+#[derive(Debug, PartialEq)]
+pub struct MetricRow {
+    /// The label values, in the order of `labels`.
+    pub labels: Vec<String>,
+    /// (series name, value) per value column that was not NULL.
+    pub values: Vec<(String, f64)>,
+}
+
+/// The answer of a `[[databases.metric]]` query.
+#[derive(Debug, Default, PartialEq)]
+pub struct MetricRows {
+    pub rows: Vec<MetricRow>,
+    /// The answer had more rows than `max_rows`; the rest were not read.
+    pub cut: bool,
+    /// Values that were NULL (or NaN), left out.
+    pub nulls: u64,
+}
+
+/// The longest label value kept from a row; longer ones are cut.
+const MAX_LABEL_CHARS: usize = 200;
+
+/// Runs a `[[databases.metric]]` query on `conn`: read-only, within `statement_timeout`, as a
+/// subquery (so one `SELECT` and nothing else), at most `max_rows` rows read. After an error
+/// the connection is in an aborted transaction: the caller drops it.
+pub async fn query_metric(conn: &Connection, m: &SqlMetric) -> Result<MetricRows, String> {
+    let sql = format!(
+        "BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = {}; \
+         SELECT * FROM ({}\n) AS sloguard_metric LIMIT {}; COMMIT",
+        m.timeout.as_millis().max(1),
+        m.sql,
+        u64::from(m.max_rows) + 1
+    );
+    // The server stops the statement at its timeout; this only guards against a server that
+    // does not answer at all.
+    let guard = m.timeout + Duration::from_secs(2);
+    let messages = match tokio::time::timeout(guard, conn.client.simple_query(&sql)).await {
+        Ok(r) => r.map_err(|e| reason(&e))?,
+        Err(_) => {
+            conn.cancel();
+            return Err(format!(
+                "timeout after {}",
+                humantime::format_duration(m.timeout)
+            ));
+        }
+    };
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for msg in messages {
+        match msg {
+            SimpleQueryMessage::RowDescription(cols) => {
+                columns = cols.iter().map(|c| c.name().to_string()).collect();
+            }
+            SimpleQueryMessage::Row(row) => rows.push(row),
+            _ => {}
+        }
+    }
+    metric_rows(
+        m,
+        &columns,
+        rows.iter().map(|r| {
+            (0..r.len())
+                .map(|i| r.get(i))
+                .collect::<Vec<Option<&str>>>()
+        }),
+    )
+}
+
+/// Turns the text rows of a metric's answer into labels and values.
+fn metric_rows<'a>(
+    m: &SqlMetric,
+    columns: &[String],
+    rows: impl Iterator<Item = Vec<Option<&'a str>>>,
+) -> Result<MetricRows, String> {
+    let index = |name: &str| -> Result<usize, String> {
+        columns.iter().position(|c| c == name).ok_or_else(|| {
+            format!(
+                "the answer has no column `{name}` (it has {})",
+                columns
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    };
+    let labels: Vec<usize> = m
+        .labels
+        .iter()
+        .map(|l| index(l))
+        .collect::<Result<_, _>>()?;
+    let values: Vec<(usize, String)> = match &m.values {
+        SqlValues::One(c) => vec![(index(c)?, m.series_name(c))],
+        SqlValues::Each(cs) => cs
+            .iter()
+            .map(|c| Ok((index(c)?, m.series_name(c))))
+            .collect::<Result<_, String>>()?,
+        SqlValues::Rest => {
+            let rest: Vec<usize> = (0..columns.len()).filter(|i| !labels.contains(i)).collect();
+            match rest.as_slice() {
+                [one] => vec![(*one, m.name.clone())],
+                _ => {
+                    return Err(format!(
+                        "the answer has {} columns besides its labels ({}); name the value column with `value`, or several with `values`",
+                        rest.len(),
+                        rest.iter()
+                            .map(|i| format!("`{}`", columns[*i]))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    let mut out = MetricRows::default();
+    let mut seen = std::collections::HashSet::new();
+    for (n, row) in rows.enumerate() {
+        if n >= m.max_rows as usize {
+            out.cut = true;
+            break;
+        }
+        let label_values: Vec<String> = labels
+            .iter()
+            .map(|i| {
+                let v = row.get(*i).copied().flatten().unwrap_or("");
+                match v.char_indices().nth(MAX_LABEL_CHARS) {
+                    Some((cut, _)) => v[..cut].to_string(),
+                    None => v.to_string(),
+                }
+            })
+            .collect();
+        if !seen.insert(label_values.clone()) {
+            let shown: Vec<String> = m
+                .labels
+                .iter()
+                .zip(&label_values)
+                .map(|(l, v)| format!("{l}={v}"))
+                .collect();
+            return Err(format!(
+                "two rows have the same labels ({}): add the column that tells them apart to `labels`",
+                shown.join(", ")
+            ));
+        }
+        let mut numbers = Vec::new();
+        for (i, series) in &values {
+            let text = row.get(*i).copied().flatten();
+            let v = match text {
+                None => None,
+                Some("t") => Some(1.0),
+                Some("f") => Some(0.0),
+                Some(t) => Some(t.trim().parse::<f64>().map_err(|_| {
+                    format!(
+                        "column `{}` is not a number: `{}`",
+                        columns[*i],
+                        t.chars().take(40).collect::<String>()
+                    )
+                })?),
+            };
+            match v {
+                Some(v) if v.is_finite() => numbers.push((series.clone(), v)),
+                _ => out.nulls += 1,
+            }
+        }
+        out.rows.push(MetricRow {
+            labels: label_values,
+            values: numbers,
+        });
+    }
+    Ok(out)
+}
+
 /// The outcome of one SQL probe.
 pub struct SqlResult {
     pub rows: usize,
@@ -586,6 +757,114 @@ pub async fn run_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metric(labels: &[&str], values: SqlValues, max_rows: u32) -> SqlMetric {
+        SqlMetric {
+            name: "app_tier".into(),
+            sql: "SELECT 1".into(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            values,
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            max_rows,
+        }
+    }
+
+    fn answer(
+        m: &SqlMetric,
+        columns: &[&str],
+        rows: &[&[Option<&'static str>]],
+    ) -> Result<MetricRows, String> {
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        metric_rows(m, &columns, rows.iter().map(|r| r.to_vec()))
+    }
+
+    #[test]
+    fn metric_rows_become_labelled_values() {
+        let each = SqlValues::Each(vec!["customers".into(), "revenue".into()]);
+        let m = metric(&["tier"], each, 10);
+        let got = answer(
+            &m,
+            &["tier", "customers", "revenue"],
+            &[
+                &[Some("gold"), Some("12"), Some("3400.50")],
+                &[None, Some("3"), None],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            MetricRows {
+                rows: vec![
+                    MetricRow {
+                        labels: vec!["gold".into()],
+                        values: vec![
+                            ("app_tier_customers".into(), 12.0),
+                            ("app_tier_revenue".into(), 3400.5)
+                        ]
+                    },
+                    MetricRow {
+                        labels: vec!["".into()],
+                        values: vec![("app_tier_customers".into(), 3.0)]
+                    },
+                ],
+                cut: false,
+                nulls: 1,
+            }
+        );
+        // The one column besides the labels; booleans as 1 and 0.
+        let m = metric(&["tier"], SqlValues::Rest, 10);
+        let got = answer(&m, &["tier", "active"], &[&[Some("gold"), Some("t")]]).unwrap();
+        assert_eq!(got.rows[0].values, [("app_tier".to_string(), 1.0)]);
+    }
+
+    #[test]
+    fn metric_answers_that_cannot_be_read_say_why() {
+        let m = metric(&["tier"], SqlValues::Rest, 10);
+        assert_eq!(
+            answer(&m, &["tier", "a", "b"], &[]),
+            Err("the answer has 2 columns besides its labels (`a`, `b`); name the value column with `value`, or several with `values`".into())
+        );
+        assert_eq!(
+            answer(&m, &["segment", "n"], &[]),
+            Err("the answer has no column `tier` (it has `segment`, `n`)".into())
+        );
+        assert_eq!(
+            answer(&m, &["tier", "n"], &[&[Some("gold"), Some("many")]]),
+            Err("column `n` is not a number: `many`".into())
+        );
+        assert_eq!(
+            answer(
+                &m,
+                &["tier", "n"],
+                &[&[Some("gold"), Some("1")], &[Some("gold"), Some("2")]]
+            ),
+            Err("two rows have the same labels (tier=gold): add the column that tells them apart to `labels`".into())
+        );
+    }
+
+    #[test]
+    fn metric_answers_are_cut_at_max_rows() {
+        let m = metric(&["n"], SqlValues::One("v".into()), 2);
+        let rows: Vec<[Option<&str>; 2]> = ["1", "2", "3"]
+            .iter()
+            .map(|n| [Some(*n), Some("1")])
+            .collect();
+        let rows: Vec<&[Option<&str>]> = rows.iter().map(|r| r.as_slice()).collect();
+        let got = answer(&m, &["n", "v"], &rows).unwrap();
+        assert_eq!(got.rows.len(), 2);
+        assert!(got.cut);
+        let long = "x".repeat(300);
+        let m = metric(&["n"], SqlValues::One("v".into()), 2);
+        let columns = vec!["n".to_string(), "v".to_string()];
+        let got = metric_rows(
+            &m,
+            &columns,
+            std::iter::once(vec![Some(long.as_str()), Some("1")]),
+        )
+        .unwrap();
+        assert_eq!(got.rows[0].labels[0].chars().count(), MAX_LABEL_CHARS);
+    }
 
     fn view(entries: &[(&str, i64, f64, f64)]) -> HashMap<(String, i64), (Counters, String)> {
         entries

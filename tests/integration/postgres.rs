@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::util::{Daemon, Postgres, Receiver, query_values, sloguard, tempdir};
+use crate::util::{Daemon, Postgres, Receiver, query_agg, query_values, sloguard, tempdir};
 
 /// The seed's table: 1 000 rows for each of three agencies.
 async fn seed(pg: &Postgres) {
@@ -418,4 +418,188 @@ timeout = "2s"
     );
     let rows = query_values(data, "probe_rows", &["target=lookup"]);
     assert!(rows.iter().all(|r| *r == 1000.0), "{rows:?}");
+}
+
+/// `[[databases.metric]]` against the sample schema of docs/configuration.md: each row a
+/// series with its labels, exactly; a query that cannot finish in time, one that writes, and
+/// one that answers 100 000 rows are each cut or failed and say why, and the others of the
+/// same run still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_metrics_become_labelled_series_read_only_bounded_and_timed() {
+    let dir = tempdir();
+    let pg = Postgres::start(dir.path(), false).await;
+    pg.admin()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE ROLE monitor LOGIN PASSWORD 'monitor-secret' IN ROLE pg_monitor;
+             CREATE TABLE agencies (id bigint PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE customer_insights (
+                 id bigserial PRIMARY KEY, agency_id bigint NOT NULL REFERENCES agencies,
+                 segment text NOT NULL, service_tier text NOT NULL,
+                 annual_revenue numeric, satisfaction numeric,
+                 updated_at timestamptz NOT NULL DEFAULT now());
+             INSERT INTO agencies VALUES (1, 'North'), (2, 'South'), (3, 'East');
+             INSERT INTO customer_insights
+                 (agency_id, segment, service_tier, annual_revenue, satisfaction) VALUES
+                 (1, 'Elite', 'white-glove', 1000, 5), (2, 'Elite', 'white-glove', 2000.5, 4),
+                 (1, 'Premium', 'priority', 500, 3),
+                 (3, 'Entry', 'self-service', NULL, NULL), (3, 'Entry', 'self-service', NULL, NULL),
+                 (2, 'Entry', 'self-service', 100, NULL);
+             CREATE SEQUENCE ticket;
+             GRANT SELECT ON agencies, customer_insights TO monitor;
+             GRANT USAGE ON SEQUENCE ticket TO monitor;",
+        )
+        .await
+        .unwrap();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[databases]]
+name = "app"
+url = "{url}"
+tls = "disable"
+interval = "1s"
+timeout = "2s"
+statements = false
+
+# Failing first: the runs after them in the same turn connect again and work.
+[[databases.metric]]
+name = "app_slow"
+sql = "SELECT 1 AS v FROM pg_sleep(10)"
+interval = "1s"
+timeout = "300ms"
+
+[[databases.metric]]
+name = "app_ticket"
+sql = "SELECT nextval('ticket')"
+interval = "1s"
+
+[[databases.metric]]
+name = "app_big"
+sql = "SELECT g AS n, 1 AS v FROM generate_series(1, 100000) g"
+labels = ["n"]
+value = "v"
+max_rows = 100
+interval = "1s"
+
+[[databases.metric]]
+name = "app_agencies"
+sql = "SELECT count(*) FROM agencies;"
+interval = "1s"
+
+[[databases.metric]]
+name = "app_segment"
+sql = """
+SELECT segment, count(*) AS customers,
+       coalesce(sum(annual_revenue), 0) AS revenue_usd,
+       avg(satisfaction) AS satisfaction
+FROM customer_insights GROUP BY segment
+"""
+labels = ["segment"]
+values = ["customers", "revenue_usd", "satisfaction"]
+interval = "1s"
+"#,
+        url = pg.url("monitor", "monitor-secret")
+    );
+    let daemon = Daemon::start(dir.path(), &config, &[]).await;
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let last = |metric: &str| -> std::collections::BTreeMap<String, f64> {
+        query_agg(data, metric, "1h", "last", &[])
+            .into_iter()
+            .collect()
+    };
+    // Every metric has run at least once (the first runs come within 5 s of the start).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while last("pg_metric_up").len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every metric ran: {:?}\n{}",
+            last("pg_metric_up"),
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let labels = |metric: &str| format!(r#"{{"database":"app","metric":"{metric}"}}"#);
+    let up = last("pg_metric_up");
+    for (metric, want) in [
+        ("app_slow", 0.0),
+        ("app_ticket", 0.0),
+        ("app_big", 1.0),
+        ("app_agencies", 1.0),
+        ("app_segment", 1.0),
+    ] {
+        assert_eq!(up.get(&labels(metric)), Some(&want), "{metric}: {up:?}");
+    }
+    let log = daemon.log_text();
+    for reason in [
+        "metric=app_slow reason=ERROR: canceling statement due to statement timeout",
+        "metric=app_ticket reason=ERROR: cannot execute nextval() in a read-only transaction",
+    ] {
+        assert!(log.contains(reason), "{reason} not logged:\n{log}");
+    }
+
+    // Exactly the rows, labelled by their label columns; NULL averages left out.
+    let segment = |s: &str| format!(r#"{{"database":"app","segment":"{s}"}}"#);
+    let expect = |pairs: &[(&str, f64)]| -> std::collections::BTreeMap<String, f64> {
+        pairs.iter().map(|(s, v)| (segment(s), *v)).collect()
+    };
+    assert_eq!(
+        last("app_segment_customers"),
+        expect(&[("Elite", 2.0), ("Entry", 3.0), ("Premium", 1.0)])
+    );
+    assert_eq!(
+        last("app_segment_revenue_usd"),
+        expect(&[("Elite", 3000.5), ("Entry", 100.0), ("Premium", 500.0)])
+    );
+    assert_eq!(
+        last("app_segment_satisfaction"),
+        expect(&[("Elite", 4.5), ("Premium", 3.0)])
+    );
+    assert_eq!(
+        last("app_agencies"),
+        [(r#"{"database":"app"}"#.to_string(), 3.0)].into()
+    );
+    assert!(
+        last("app_ticket").is_empty(),
+        "a read-only run wrote a value"
+    );
+    assert!(last("app_slow").is_empty());
+
+    // 100 000 rows: the first 100 read, the cut reported.
+    assert_eq!(last("app_big").len(), 100);
+    assert_eq!(last("pg_metric_rows").get(&labels("app_big")), Some(&100.0));
+    assert_eq!(
+        last("pg_metric_rows_cut"),
+        [
+            (labels("app_agencies"), 0.0),
+            (labels("app_big"), 1.0),
+            (labels("app_segment"), 0.0)
+        ]
+        .into()
+    );
+    assert_eq!(
+        log.matches("answers more rows than max_rows").count(),
+        1,
+        "the cut is logged once, not at every run"
+    );
+
+    // Nothing of the monitor's is left running on the server.
+    let running: i64 = pg
+        .admin()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(10)%' AND state = 'active' AND usename = 'monitor'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(running <= 1, "{running} slow metric queries still running");
 }
