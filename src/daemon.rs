@@ -149,6 +149,13 @@ pub async fn run(
         logs_tx,
         metrics.clone(),
     ));
+    let sessions_done = {
+        let (i, token) = (ingest.clone(), probes_stop.clone());
+        sup.spawn("ingest-sessions", probes_stop.clone(), move || {
+            let (i, token) = (i.clone(), token.clone());
+            async move { i.end_idle_sessions(token).await }
+        })
+    };
     let pipeline_done = {
         let pipeline = Arc::new(Pipeline {
             store: store.clone(),
@@ -271,6 +278,7 @@ pub async fn run(
     wait_done(scrapes_done, Duration::from_secs(5), "scrapes").await;
     wait_done(logs_done, Duration::from_secs(5), "logs").await;
     wait_done(heartbeat_done, Duration::from_secs(5), "heartbeat").await;
+    wait_done(sessions_done, Duration::from_secs(5), "ingest-sessions").await;
     pipeline_stop.cancel();
     wait_done(pipeline_done, Duration::from_secs(10), "pipeline").await;
     outbox_stop.cancel();

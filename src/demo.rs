@@ -101,15 +101,20 @@ async fn send_client_events(
         };
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let segments = ["Champions", "Loyal", "At risk", "Hibernating"];
+        // Each user's browser tab lives 10 s (a new `$session_id` then), so that the demo's
+        // sessions end while it runs (its `idle` is 5 s).
+        let user = n % 3;
+        let session = |u: u64| format!("demo-session-{u}-{}", n / 10);
         let mut batch = vec![
             serde_json::json!({"event": "segmentation_memory_snapshot", "distinct_id": "demo-user",
                 "timestamp": now, "properties": {"used_js_heap_mb": heap, "total_js_heap_mb": heap + 40, "$lib": "web"}}),
-            serde_json::json!({"event": "segmentation_dashboard_viewed", "distinct_id": format!("user-{}", n % 3),
-                "timestamp": now, "properties": {"data_mode": if n.is_multiple_of(4) { "demo" } else { "live" }, "segment_count": 4}}),
+            serde_json::json!({"event": "segmentation_dashboard_viewed", "distinct_id": format!("user-{user}"),
+                "timestamp": now, "properties": {"data_mode": if n.is_multiple_of(4) { "demo" } else { "live" }, "segment_count": 4,
+                "$session_id": session(user)}}),
         ];
         if n.is_multiple_of(2) {
-            batch.push(serde_json::json!({"event": "segmentation_segment_clicked", "distinct_id": "demo-user",
-                "timestamp": now, "properties": {"segment_name": segments[(n as usize / 2) % 4]}}));
+            batch.push(serde_json::json!({"event": "segmentation_segment_clicked", "distinct_id": format!("user-{user}"),
+                "timestamp": now, "properties": {"segment_name": segments[(n as usize / 2) % 4], "$session_id": session(user)}}));
         }
         let body = serde_json::json!({"api_key": POSTHOG_TOKEN, "batch": batch, "sent_at": now});
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -350,6 +355,15 @@ name = "posthog"
 ingest = "posthog"
 token = "{POSTHOG_TOKEN}"
 
+# Sessions by `$session_id`; idle 5 s here (30 minutes, PostHog's rule, by default).
+[logs.sessions]
+name = "client_sessions"
+idle = "5s"
+
+[[logs.sessions.count]]
+name = "segment_clicks"
+match = {{ event = "segmentation_segment_clicked" }}
+
 [[logs.metric]]
 name = "client_js_heap_mb"
 kind = "gauge"
@@ -409,6 +423,20 @@ by = "segment"
 [[reports.usage]]
 title = "Users"
 distinct = {{ metric = "client_js_heap_mb", label = "user" }}
+
+[[reports.usage]]
+title = "Sessions"
+metric = "client_sessions"
+
+[[reports.usage]]
+title = "Average session duration (s)"
+metric = "client_sessions_duration_seconds"
+agg = "avg"
+
+[[reports.usage]]
+title = "Segment clicks per session"
+metric = "client_sessions_segment_clicks"
+agg = "avg"
 
 [[rules]]
 name = "segmentation_api_down"

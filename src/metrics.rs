@@ -82,6 +82,8 @@ pub struct Metrics {
     pub log_field_errors: Family<SourceReasonLabels, Counter>,
     pub log_series_overflow: Family<SourceLabels, Counter>,
     pub log_series_evicted: Family<SourceLabels, Counter>,
+    pub log_sessions_evicted: Family<SourceLabels, Counter>,
+    pub log_sessions_open: Family<SourceLabels, Gauge>,
     pub log_files: Family<SourceLabels, Gauge>,
     pub log_rotations: Family<SourceReasonLabels, Counter>,
     pub log_command_restarts: Family<SourceLabels, Counter>,
@@ -128,6 +130,8 @@ impl Metrics {
             log_field_errors: Family::default(),
             log_series_overflow: Family::default(),
             log_series_evicted: Family::default(),
+            log_sessions_evicted: Family::default(),
+            log_sessions_open: Family::default(),
             log_files: Family::default(),
             log_rotations: Family::default(),
             log_command_restarts: Family::default(),
@@ -304,6 +308,16 @@ impl Metrics {
             m.log_series_evicted.clone(),
         );
         r.register(
+            "sloguard_log_sessions_evicted",
+            "Sessions ended early, least recently active first, because a source followed max_open at once",
+            m.log_sessions_evicted.clone(),
+        );
+        r.register(
+            "sloguard_log_sessions_open",
+            "Sessions a log source follows now",
+            m.log_sessions_open.clone(),
+        );
+        r.register(
             "sloguard_log_files",
             "Files a log source follows",
             m.log_files.clone(),
@@ -422,6 +436,10 @@ pub struct LogCounts {
     pub evicted: u64,
     /// Occurrences of error types not kept because a flush had too many distinct ones.
     pub errors_dropped: u64,
+    /// Sessions ended early because the source followed `max_open` at once.
+    pub sessions_evicted: u64,
+    /// Sessions open at the flush, for a source with `[logs.sessions]`.
+    pub sessions_open: Option<u64>,
 }
 
 impl LogCounts {
@@ -474,6 +492,16 @@ impl Metrics {
             self.log_series_evicted
                 .get_or_create(&src)
                 .inc_by(c.evicted);
+        }
+        if c.sessions_evicted > 0 {
+            self.log_sessions_evicted
+                .get_or_create(&src)
+                .inc_by(c.sessions_evicted);
+        }
+        if let Some(open) = c.sessions_open {
+            self.log_sessions_open
+                .get_or_create(&src)
+                .set(open.min(i64::MAX as u64) as i64);
         }
     }
 }

@@ -114,6 +114,37 @@ struct RawLog {
     pub metric: Option<Vec<RawLogMetric>>,
     /// Error types kept from the lines (`[[logs.errors]]`).
     pub errors: Option<Vec<RawLogErrors>>,
+    /// Sessions of the events (`[logs.sessions]`).
+    pub sessions: Option<RawSessions>,
+}
+
+/// `[logs.sessions]`: events grouped into sessions by a session id field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessions {
+    /// The metric name of the session count, and the prefix of the other series.
+    pub name: String,
+    /// The field holding the session id; `properties.$session_id` for `ingest` sources.
+    pub id: Option<String>,
+    /// A session ends after this long without an event of it.
+    pub idle: Option<String>,
+    /// A session is cut at this length (a new one starts with its next event).
+    pub max_length: Option<String>,
+    /// Sessions followed at once; beyond it the least recently active ends early.
+    pub max_open: Option<usize>,
+    /// Events of a kind counted per session (`[[logs.sessions.count]]`).
+    pub count: Option<Vec<RawSessionCount>>,
+}
+
+/// `[[logs.sessions.count]]`: the events of a session that match, counted per session.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessionCount {
+    /// The series is `SESSIONS_NAME_NAME` (`app_sessions_refreshes`).
+    pub name: String,
+    #[serde(rename = "match")]
+    pub equals: Option<BTreeMap<String, RawMatchValue>>,
+    pub match_regex: Option<BTreeMap<String, String>>,
 }
 
 /// A value a field is compared with: strings, numbers and booleans compare as text.
@@ -175,6 +206,45 @@ pub struct LogSource {
     pub max_error_types: usize,
     pub metrics: Vec<LogMetric>,
     pub errors: Vec<LogErrors>,
+    pub sessions: Option<Sessions>,
+}
+
+/// `[logs.sessions]`, validated: what a session is and what is recorded when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sessions {
+    /// The count of ended sessions; `NAME_duration_seconds`, `NAME_events` and
+    /// `NAME_COUNT` are distributions with one observation per session.
+    pub name: String,
+    pub id: FieldPath,
+    pub idle: Duration,
+    pub max_length: Duration,
+    pub max_open: usize,
+    pub counts: Vec<SessionCount>,
+}
+
+/// Events of a kind counted per session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionCount {
+    pub name: String,
+    pub matches: Vec<FieldMatch>,
+}
+
+impl Sessions {
+    /// The series names a session's end writes: the count, its duration, its events, and
+    /// each `count`.
+    pub fn series_names(&self) -> Vec<String> {
+        let mut names = vec![
+            self.name.clone(),
+            format!("{}_duration_seconds", self.name),
+            format!("{}_events", self.name),
+        ];
+        names.extend(
+            self.counts
+                .iter()
+                .map(|c| format!("{}_{}", self.name, c.name)),
+        );
+        names
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -639,11 +709,19 @@ fn log_source(
         let message = field_path(problems, esite, "message", &raw.message);
         errors.push(LogErrors { matches, message });
     }
-    if metrics.is_empty() && errors.is_empty() && problems.list.len() == before {
+    let ingest = matches!(input, LogInput::Posthog { .. });
+    let sessions = raw
+        .sessions
+        .and_then(|r| sessions(problems, r, &sub_site(site, "sessions"), ingest));
+    if metrics.is_empty()
+        && errors.is_empty()
+        && sessions.is_none()
+        && problems.list.len() == before
+    {
         problems.push(
             Some(site.span.clone()),
             site.field("metric"),
-            "a log source needs at least one `[[logs.metric]]` or `[[logs.errors]]`",
+            "a log source needs at least one `[[logs.metric]]`, `[[logs.errors]]` or `[logs.sessions]`",
         );
     }
     if problems.list.len() > before {
@@ -659,6 +737,122 @@ fn log_source(
         max_error_types,
         metrics,
         errors,
+        sessions,
+    })
+}
+
+/// A nested table's site (`logs[0].sessions`).
+fn sub_site<'a, 'i>(site: &Site<'a, 'i>, key: &str) -> Site<'a, 'i> {
+    let value = site.table.and_then(|t| t.get(key));
+    Site {
+        path: site.field(key),
+        span: value.map(|v| v.span()).unwrap_or_else(|| site.span.clone()),
+        table: value.and_then(|v| v.get_ref().as_table()),
+    }
+}
+
+/// The most sessions a source may follow at once.
+const MAX_OPEN_SESSIONS: usize = 1_000_000;
+
+/// `[logs.sessions]`, validated.
+fn sessions(
+    problems: &mut Problems<'_>,
+    raw: RawSessions,
+    site: &Site<'_, '_>,
+    ingest: bool,
+) -> Option<Sessions> {
+    let before = problems.list.len();
+    if !crate::series::valid_metric_name(&raw.name) {
+        problems.push(
+            Some(site.span_of("name")),
+            site.field("name"),
+            format!(
+                "`{}` is not a valid metric name; use letters, digits, `_` and `:`",
+                raw.name
+            ),
+        );
+    }
+    let id = match (raw.id, ingest) {
+        (Some(id), _) => field_path(problems, site, "id", &id),
+        (None, true) => FieldPath(vec!["properties".into(), "$session_id".into()]),
+        (None, false) => {
+            problems.push(
+                Some(site.span.clone()),
+                site.field("id"),
+                "missing: the field holding the session id, like `session_id`",
+            );
+            FieldPath(Vec::new())
+        }
+    };
+    let minute = Duration::from_secs(60);
+    let idle = duration_field(
+        problems,
+        site,
+        "idle",
+        raw.idle.as_ref(),
+        30 * minute,
+        Duration::from_secs(1),
+    );
+    let max_length = duration_field(
+        problems,
+        site,
+        "max_length",
+        raw.max_length.as_ref(),
+        24 * 60 * minute,
+        Duration::from_secs(1),
+    );
+    let max_open = raw.max_open.unwrap_or(10_000);
+    if !(1..=MAX_OPEN_SESSIONS).contains(&max_open) {
+        problems.push(
+            Some(site.span_of("max_open")),
+            site.field("max_open"),
+            format!("must be between 1 and {MAX_OPEN_SESSIONS}"),
+        );
+    }
+    let mut counts: Vec<SessionCount> = Vec::new();
+    let count_sites = sub_sites(site, "count");
+    for (raw, csite) in raw.count.unwrap_or_default().into_iter().zip(&count_sites) {
+        if !crate::series::valid_metric_name(&raw.name) || raw.name.contains(':') {
+            problems.push(
+                Some(csite.span_of("name")),
+                csite.field("name"),
+                format!(
+                    "`{}` is not a valid name; use letters, digits and `_`",
+                    raw.name
+                ),
+            );
+        } else if ["duration_seconds", "events"].contains(&raw.name.as_str())
+            || counts.iter().any(|c| c.name == raw.name)
+        {
+            problems.push(
+                Some(csite.span_of("name")),
+                csite.field("name"),
+                format!("`{}` is used already", raw.name),
+            );
+        }
+        let matches = field_matches(problems, csite, raw.equals, raw.match_regex);
+        if matches.is_empty() {
+            problems.push(
+                Some(csite.span.clone()),
+                csite.field("match"),
+                "missing: `match` or `match_regex`, the events to count",
+            );
+        }
+        counts.push(SessionCount {
+            name: raw.name,
+            matches,
+        });
+    }
+    if problems.list.len() > before {
+        return None;
+    }
+    Some(Sessions {
+        name: raw.name,
+        id,
+        idle,
+        max_length,
+        max_open,
+        counts,
     })
 }
 
@@ -852,6 +1046,21 @@ fn log_metric_kinds(
             }
         }
     }
+    // Session series are counters and distributions too.
+    for (i, l) in logs.iter().enumerate() {
+        let Some(s) = &l.sessions else { continue };
+        for name in s.series_names() {
+            if kinds.get(name.as_str()) == Some(&LogMetricKind::Gauge) {
+                problems.push(
+                    value.map(|v| v.span()),
+                    format!("logs[{i}].sessions"),
+                    format!(
+                        "`{name}` is a session series and a gauge of `[[logs.metric]]`; give them different names"
+                    ),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -860,7 +1069,7 @@ mod tests {
 
     use super::{
         FieldMatch, FieldPath, LineParse, LogErrors, LogInput, LogMetric, LogMetricKind, LogSource,
-        StartAt, TimeFormat,
+        SessionCount, Sessions, StartAt, TimeFormat,
     };
     use crate::config::Secret;
     use crate::config::testing::{config, expect};
@@ -881,6 +1090,96 @@ mod tests {
 
     fn path(p: &str) -> FieldPath {
         FieldPath(p.split('.').map(str::to_string).collect())
+    }
+
+    #[test]
+    fn sessions_as_written_with_their_defaults() {
+        // An ingest source: the session id is PostHog's `$session_id` unless given.
+        let c = config(
+            "[[logs]]\nname = \"ph\"\ningest = \"posthog\"\ntoken = \"phc_x\"\n\n\
+             [logs.sessions]\nname = \"app_sessions\"\n\n\
+             [[logs.sessions.count]]\nname = \"refreshes\"\nmatch = { event = \"refresh\" }\n",
+        );
+        assert_eq!(
+            c.logs[0].sessions,
+            Some(Sessions {
+                name: "app_sessions".into(),
+                id: path("properties.$session_id"),
+                idle: Duration::from_secs(1800),
+                max_length: Duration::from_secs(86_400),
+                max_open: 10_000,
+                counts: vec![SessionCount {
+                    name: "refreshes".into(),
+                    matches: vec![FieldMatch::Equals(path("event"), "refresh".into())],
+                }],
+            })
+        );
+        assert_eq!(
+            c.logs[0].sessions.as_ref().unwrap().series_names(),
+            [
+                "app_sessions",
+                "app_sessions_duration_seconds",
+                "app_sessions_events",
+                "app_sessions_refreshes"
+            ]
+        );
+        let c = config(&files(
+            "[logs.sessions]\nname = \"s\"\nid = \"session\"\nidle = \"10m\"\nmax_length = \"2h\"\nmax_open = 5\n",
+        ));
+        let s = c.logs[0].sessions.as_ref().unwrap();
+        assert_eq!(
+            (&s.id, s.idle, s.max_length, s.max_open),
+            (
+                &path("session"),
+                Duration::from_secs(600),
+                Duration::from_secs(7200),
+                5
+            )
+        );
+    }
+
+    #[test]
+    fn problems_of_sessions() {
+        expect(&[
+            (
+                &files("[logs.sessions]\nname = \"s\"\n"),
+                "logs[0].sessions.id",
+                4,
+                "missing: the field holding the session id, like `session_id`",
+            ),
+            (
+                &ingest("[logs.sessions]\nname = \"app sessions\"\n"),
+                "logs[0].sessions.name",
+                6,
+                "`app sessions` is not a valid metric name",
+            ),
+            (
+                &ingest("[logs.sessions]\nname = \"s\"\nmax_open = 0\n"),
+                "logs[0].sessions.max_open",
+                7,
+                "must be between 1 and 1000000",
+            ),
+            (
+                &ingest("[logs.sessions]\nname = \"s\"\nidle = \"soon\"\n"),
+                "logs[0].sessions.idle",
+                7,
+                "",
+            ),
+            (
+                &ingest(
+                    "[logs.sessions]\nname = \"s\"\n[[logs.sessions.count]]\nname = \"events\"\nmatch = { event = \"x\" }\n",
+                ),
+                "logs[0].sessions.count[0].name",
+                8,
+                "`events` is used already",
+            ),
+            (
+                &ingest("[logs.sessions]\nname = \"s\"\n[[logs.sessions.count]]\nname = \"r\"\n"),
+                "logs[0].sessions.count[0].match",
+                7,
+                "missing: `match` or `match_regex`, the events to count",
+            ),
+        ]);
     }
 
     #[test]
@@ -951,6 +1250,7 @@ value = "ms"
                     sketch: Vec::new(),
                 }],
                 errors: Vec::new(),
+                sessions: None,
             }
         );
         assert_eq!(
@@ -1177,7 +1477,7 @@ value = "ms"
                 "[[logs]]\nname = \"app\"\nfiles = [\"/var/log/app.log\"]\n",
                 "logs[0].metric",
                 1,
-                "a log source needs at least one `[[logs.metric]]` or `[[logs.errors]]`",
+                "a log source needs at least one `[[logs.metric]]`, `[[logs.errors]]` or `[logs.sessions]`",
             ),
         ]);
     }

@@ -49,7 +49,7 @@ pub use databases::{Database, SqlMetric, SqlValues, StatementMatcher, TlsMode};
 pub use fields::{CaFile, Pattern, parse_duration};
 pub use logs::{
     FieldMatch, FieldPath, IngestLimits, LineParse, LogErrors, LogInput, LogMetric, LogMetricKind,
-    LogSource, StartAt, TimeFormat,
+    LogSource, SessionCount, Sessions, StartAt, TimeFormat,
 };
 pub use problems::{ConfigError, Problem};
 pub use reports::{Distinct, Report, ReportSection, ReportWindow, UsageItem, UsageKind};

@@ -533,6 +533,8 @@ impl Recent {
 
 /// Event uuids remembered per source.
 const RECENT_UUIDS: usize = 100_000;
+/// How often ingest sources' sessions are looked over for ones that went idle.
+const SESSION_TICK: std::time::Duration = std::time::Duration::from_secs(60);
 /// Capture requests decoded at once; more wait for a turn (or get a 503 at the deadline).
 const CONCURRENT_REQUESTS: usize = 4;
 
@@ -578,6 +580,45 @@ impl Ingest {
             tx,
             metrics,
             turns: tokio::sync::Semaphore::new(CONCURRENT_REQUESTS),
+        }
+    }
+
+    /// Once a minute, ends the sessions of ingest sources that have had no event for their
+    /// idle time, and hands what they recorded to the pipeline.
+    pub async fn end_idle_sessions(
+        &self,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut every = tokio::time::interval(SESSION_TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.cancelled() => return Ok(()),
+            }
+            let now = crate::clock::now_ms();
+            let batches: Vec<LogBatch> = {
+                let mut slots = self.shared.slots.lock().unwrap_or_else(|p| p.into_inner());
+                slots
+                    .iter_mut()
+                    .filter_map(|(name, slot)| {
+                        slot.extractor.tick(now);
+                        slot.extractor.has_pending().then(|| LogBatch {
+                            source: name.clone(),
+                            generation: None,
+                            data: slot.extractor.flush(),
+                            checkpoints: Vec::new(),
+                            caught_up: false,
+                            committed: None,
+                        })
+                    })
+                    .collect()
+            };
+            for b in batches {
+                if self.tx.send(b).await.is_err() {
+                    return Ok(());
+                }
+            }
         }
     }
 

@@ -66,11 +66,15 @@ pub fn node_dir() -> PathBuf {
 /// Runs the posthog-node script against `host` with `token`, bounded by 60 s; its exit code
 /// and what it printed.
 fn posthog_node(host: &str, token: &str) -> (i32, String) {
+    node_script("capture.mjs", &[host, token])
+}
+
+/// Runs a script of `tests/node` with `args`, bounded by 60 s; its exit code and output.
+fn node_script(script: &str, args: &[&str]) -> (i32, String) {
     let dir = node_dir();
     let child = Command::new("node")
-        .arg(dir.join("capture.mjs"))
-        .arg(host)
-        .arg(token)
+        .arg(dir.join(script))
+        .args(args)
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -96,7 +100,7 @@ fn posthog_node(host: &str, token: &str) -> (i32, String) {
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            panic!("posthog-node did not finish within 60 s");
+            panic!("node {script} did not finish within 60 s");
         }
     }
 }
@@ -431,4 +435,98 @@ document.body.setAttribute('data-captured', 'yes');
     }
     server.abort();
     d.stop().await;
+}
+
+/// Sessions from posthog-node's `$session_id`s over two simulated days (tests/node/sessions.mjs):
+/// six sessions end, one of them split by 40 idle minutes; their count, durations, events and
+/// refreshes exactly; the seventh is still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_from_posthog_node_have_exact_counts_and_durations() {
+    let dir = tempdir();
+    let port = free_port();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[[logs]]
+name = "posthog"
+ingest = "posthog"
+token = "{TOKEN}"
+max_event_age = "4d"
+
+[logs.sessions]
+name = "app_sessions"
+
+[[logs.sessions.count]]
+name = "refreshes"
+match = {{ event = "segmentation_data_refreshed" }}
+"#
+    );
+    let d = Daemon::start(dir.path(), &config, &[]).await;
+    // 01:00 UTC of a day two or three days back, so that the simulated days are calendar
+    // days (the per-day query below) whatever the time of day now.
+    let day = 86_400_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let start = (now - 49 * 3_600_000).div_euclid(day) * day + 3_600_000;
+    let host = format!("http://127.0.0.1:{port}");
+    let (code, out) = node_script("sessions.mjs", &[&host, TOKEN, &start.to_string()]);
+    assert_eq!(code, 0, "posthog-node reported an error:\n{out}");
+
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let total = |metric: &str, agg: &str| -> f64 {
+        let v = query_agg(data, metric, "4d", agg, &[]);
+        assert_eq!(v.len(), 1, "{metric}: {v:?}");
+        v[0].1
+    };
+    assert_eq!(total("app_sessions", "sum"), 6.0);
+    // 20 + 10 + 10 + 15 + 29 + 0 minutes.
+    assert_eq!(total("app_sessions_duration_seconds", "count"), 6.0);
+    assert_eq!(total("app_sessions_duration_seconds", "sum"), 5040.0);
+    assert_eq!(total("app_sessions_duration_seconds", "max"), 1740.0);
+    assert_eq!(total("app_sessions_events", "sum"), 14.0);
+    assert_eq!(total("app_sessions_refreshes", "sum"), 5.0);
+    assert_eq!(total("app_sessions_refreshes", "count"), 6.0);
+    assert_eq!(
+        metric(port, r#"sloguard_log_sessions_open{source="posthog"}"#).await,
+        Some(1.0)
+    );
+    // Per day: four sessions ended on the first, two on the second.
+    let out = sloguard(
+        &[
+            "query",
+            "app_sessions",
+            "--data-dir",
+            data,
+            "--since",
+            "4d",
+            "--agg",
+            "sum",
+            "--step",
+            "1d",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let days: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut per_day: Vec<f64> = days[0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p[1].as_f64())
+        .filter(|v| *v > 0.0)
+        .collect();
+    per_day.sort_by(f64::total_cmp);
+    drop(d);
+    assert_eq!(per_day, [2.0, 4.0], "{days}");
 }

@@ -21,6 +21,8 @@ use crate::series::{Labels, OVERFLOW, Sample, SeriesKey};
 use crate::store::bucket::Bucket;
 use crate::store::distinct::{DistinctSeen, HOUR_MS, Sketch};
 
+use super::sessions::SessionState;
+
 /// An error sighting is dated at most this far after the line's arrival (the store refuses
 /// points further ahead too).
 const MAX_AHEAD_MS: i64 = 3_600_000;
@@ -286,6 +288,8 @@ struct Plan {
     /// (conditions, message field) of each `[[logs.errors]]`.
     errors: Vec<(Vec<usize>, usize)>,
     timestamp: Option<(usize, TimeFormat)>,
+    /// `[logs.sessions]`: the session id field, and the conditions of each `count`.
+    sessions: Option<(usize, Vec<Vec<usize>>)>,
 }
 
 impl Plan {
@@ -296,6 +300,7 @@ impl Plan {
             metrics: Vec::new(),
             errors: Vec::new(),
             timestamp: None,
+            sessions: None,
         };
         for m in &cfg.metrics {
             let conds = plan.conds_of(&m.matches);
@@ -313,6 +318,11 @@ impl Plan {
             plan.errors.push((conds, message));
         }
         plan.timestamp = cfg.timestamp.as_ref().map(|(p, f)| (plan.path(p), *f));
+        if let Some(s) = &cfg.sessions {
+            let id = plan.path(&s.id);
+            let counts = s.counts.iter().map(|c| plan.conds_of(&c.matches)).collect();
+            plan.sessions = Some((id, counts));
+        }
         plan
     }
 
@@ -470,6 +480,7 @@ pub struct Extractor {
     /// The newest arrival time seen, and when idle label sets were last looked for.
     newest_ms: i64,
     swept_ms: i64,
+    sessions: Option<SessionState>,
 }
 
 impl Extractor {
@@ -509,12 +520,29 @@ impl Extractor {
             free: Vec::new(),
             newest_ms: 0,
             swept_ms: 0,
+            sessions: cfg
+                .sessions
+                .as_ref()
+                .map(|s| SessionState::new(s, interval_ms)),
         }
     }
 
     /// Lines since the last flush.
     pub fn pending_lines(&self) -> u64 {
         self.counts.lines
+    }
+
+    /// Whether a flush would hand over anything: lines, or sessions that ended.
+    pub fn has_pending(&self) -> bool {
+        self.counts.lines > 0 || self.sessions.as_ref().is_some_and(SessionState::has_ended)
+    }
+
+    /// Ends the sessions idle by the wall clock `now`, once the source has had no line for
+    /// their idle time; the next flush writes them.
+    pub fn tick(&mut self, now: i64) {
+        if let Some(s) = &mut self.sessions {
+            s.tick(now, self.newest_ms);
+        }
     }
 
     pub fn reject(&mut self, why: Reject) {
@@ -542,6 +570,7 @@ impl Extractor {
             free,
             newest_ms,
             swept_ms: _,
+            sessions,
         } = self;
         counts.lines += 1;
         *newest_ms = (*newest_ms).max(arrival_ms);
@@ -687,6 +716,13 @@ impl Extractor {
                 dirty.push(slot);
             }
         }
+        if let (Some(state), Some((id, count_conds))) = (sessions.as_mut(), &plan.sessions)
+            && let Some(session) = view.text(*id).filter(|s| !s.is_empty())
+        {
+            let session = cut(&session, MAX_LABEL_BYTES).to_string();
+            let hits: Vec<bool> = count_conds.iter().map(|c| view.holds(plan, c)).collect();
+            state.event(&session, ts, &hits, counts);
+        }
         for (conds, message) in &plan.errors {
             if !view.holds(plan, conds) {
                 continue;
@@ -740,6 +776,9 @@ impl Extractor {
                 hour_ms,
                 sketch,
             });
+        }
+        if let Some(sessions) = &mut self.sessions {
+            self.counts.sessions_open = Some(sessions.flush(&mut out.events));
         }
         out.counts = std::mem::take(&mut self.counts);
         if self.newest_ms.saturating_sub(self.swept_ms) >= SWEEP_EVERY_MS {

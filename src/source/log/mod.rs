@@ -12,6 +12,7 @@
 
 pub mod errors;
 pub mod extract;
+pub mod sessions;
 pub mod tail;
 
 use std::collections::{BTreeMap, HashMap};
@@ -287,6 +288,7 @@ fn follow_files(
                         // positions instead of reading on.
                         continue 'generation;
                     }
+                    x.tick(now_ms());
                     let data = x.flush();
                     let mut checkpoints: Vec<(FileId, Option<Checkpoint>)> = tailer
                         .checkpoints()
@@ -461,6 +463,7 @@ async fn run_command(
                 _ = token.cancelled() => break true,
             }
             if x.pending_lines() >= FLUSH_LINES || last_flush.elapsed() >= FLUSH_EVERY {
+                x.tick(now_ms());
                 if !send(&cfg.name, &mut x, &tx).await {
                     return;
                 }
@@ -516,7 +519,7 @@ fn next_backoff(b: Duration) -> Duration {
 
 /// Hands over what `x` gathered; false when the pipeline is gone.
 async fn send(source: &str, x: &mut Extractor, tx: &mpsc::Sender<LogBatch>) -> bool {
-    if x.pending_lines() == 0 {
+    if !x.has_pending() {
         return true;
     }
     let data = x.flush();
