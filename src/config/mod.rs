@@ -52,7 +52,7 @@ pub use logs::{
     LogSource, SessionCount, Sessions, StartAt, TimeFormat,
 };
 pub use problems::{ConfigError, Problem};
-pub use reports::{Distinct, Report, ReportSection, ReportWindow, UsageItem, UsageKind};
+pub use reports::{Distinct, Figure, Report, ReportSection, ReportWindow, UsageItem, UsageKind};
 pub use routing::{EscalationStep, Route, Routing};
 pub use rules::{ConsecutiveRule, Rule, RuleKind};
 pub use scrapes::{Scrape, ScrapeAuth};

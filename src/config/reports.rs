@@ -12,6 +12,7 @@ use super::channels::{Channel, ChannelKind};
 use super::fields::{agg_field, check_name, duration_field, metric_name, parse_duration};
 use super::problems::{Keyword, Problems, Site, keywords, named_elements, sub_sites};
 use super::rules::Rule;
+use crate::vocab::Condition;
 
 // Defaults; docs/configuration.md lists the same. A report covers every section, every
 // `slo`, percentile `threshold` and `ratio` rule, and goes to its channel's recipients.
@@ -88,6 +89,27 @@ struct RawUsage {
     pub per: Option<RawDistinct>,
     /// Instead of `metric`: how many distinct values a label had in the window.
     pub distinct: Option<RawDistinct>,
+    /// With `by`: the line's value is this label value's share of the total, in percent.
+    pub share: Option<String>,
+    /// Divide the figure by another metric's, summed over its series (agencies in total).
+    pub divide_by: Option<RawFigure>,
+    /// Show the figure times 100, as a percentage.
+    pub percent: Option<bool>,
+    /// A condition the figure should meet (`> 80 %`, `>= 0.5`), marked met or missed.
+    pub target: Option<String>,
+    /// How the series' figures make the line's: `sum` (default) or `avg`.
+    pub combine: Option<String>,
+}
+
+/// Another metric's figure over the window: `agg` per series, summed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFigure {
+    pub metric: String,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// `last` by default: the newest value (a total read from the app's database).
+    pub agg: Option<String>,
 }
 
 /// Distinct values of `label` among the series of `metric` with data in the window.
@@ -156,6 +178,32 @@ impl ReportSection {
 pub struct UsageItem {
     pub title: String,
     pub kind: UsageKind,
+    /// With `by`: the value is this label value's share of the total, in percent.
+    pub share: Option<String>,
+    /// The figure is divided by this one.
+    pub divide_by: Option<Figure>,
+    /// The figure is shown times 100, with `%`.
+    pub percent: bool,
+    /// A condition the figure should meet; its text as written.
+    pub target: Option<(Condition, String)>,
+    /// The line's figure is the average of its series' (a satisfaction score by segment),
+    /// not their sum.
+    pub average: bool,
+}
+
+impl UsageItem {
+    /// Whether the line's value is in percent.
+    pub fn in_percent(&self) -> bool {
+        self.percent || self.share.is_some()
+    }
+}
+
+/// A metric's figure over a window: `agg` per series, summed over the series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub metric: String,
+    pub matchers: BTreeMap<String, String>,
+    pub agg: crate::query::Agg,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -412,12 +460,77 @@ fn usage_item(
             return None;
         }
     };
+    let by = match &kind {
+        UsageKind::Count { by, .. } => by.clone(),
+        UsageKind::Distinct(_) => None,
+    };
+    if raw.share.is_some() && by.is_none() {
+        problems.push(
+            Some(site.span_of("share")),
+            site.field("share"),
+            "a share is of a breakdown: set `by` too (`by = \"data_mode\"`, `share = \"live\"`)",
+        );
+    }
+    if raw.share.is_some() && raw.divide_by.is_some() {
+        problems.push(
+            Some(site.span_of("divide_by")),
+            site.field("divide_by"),
+            "a share is divided by its own total already; leave out `divide_by`",
+        );
+    }
+    let divide_by = raw.divide_by.map(|f| {
+        metric_name(problems, site, &f.metric);
+        let agg = match f.agg.as_deref().map(str::parse::<crate::query::Agg>) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                problems.push(
+                    Some(site.span_of("divide_by")),
+                    site.field("divide_by.agg"),
+                    e.to_string(),
+                );
+                crate::query::Agg::Last
+            }
+            None => crate::query::Agg::Last,
+        };
+        Figure {
+            metric: f.metric,
+            matchers: f.matchers,
+            agg,
+        }
+    });
+    let target = raw.target.and_then(|text| {
+        let bare = text.trim().trim_end_matches('%');
+        match Condition::parse(bare) {
+            Ok(c) => Some((c, text.trim().to_string())),
+            Err(e) => {
+                problems.push(Some(site.span_of("target")), site.field("target"), e);
+                None
+            }
+        }
+    });
+    let average = match raw.combine.as_deref() {
+        None | Some("sum") => false,
+        Some("avg") => true,
+        Some(other) => {
+            problems.push(
+                Some(site.span_of("combine")),
+                site.field("combine"),
+                format!("`{other}` is not a way to combine series; use `sum` or `avg`"),
+            );
+            false
+        }
+    };
     if problems.list.len() > before {
         return None;
     }
     Some(UsageItem {
         title: raw.title,
         kind,
+        average,
+        share: raw.share,
+        divide_by,
+        percent: raw.percent.unwrap_or(false),
+        target,
     })
 }
 
@@ -501,6 +614,11 @@ usage = [
                         by: Some("plan".into()),
                         per: Some(sessions),
                     },
+                    share: None,
+                    divide_by: None,
+                    percent: false,
+                    target: None,
+                    average: false,
                 },
                 UsageItem {
                     title: "Users".into(),
@@ -509,6 +627,11 @@ usage = [
                         matchers: BTreeMap::new(),
                         label: "user".into(),
                     }),
+                    share: None,
+                    divide_by: None,
+                    percent: false,
+                    target: None,
+                    average: false,
                 },
             ]
         );
@@ -586,6 +709,26 @@ usage = [
                 "reports[0].usage[0].by",
                 24,
                 "`plan:tier` is not a label name",
+            ),
+            (
+                &usage("{ title = \"Live\", metric = \"views\", share = \"live\" }"),
+                "reports[0].usage[0].share",
+                24,
+                "a share is of a breakdown: set `by` too",
+            ),
+            (
+                &usage("{ title = \"Live\", metric = \"views\", target = \"more than 80 %\" }"),
+                "reports[0].usage[0].target",
+                24,
+                "is not a condition",
+            ),
+            (
+                &usage(
+                    "{ title = \"Adoption\", distinct = { metric = \"heap\", label = \"user\" }, divide_by = { metric = \"agencies\", agg = \"mean\" } }",
+                ),
+                "reports[0].usage[0].divide_by.agg",
+                24,
+                "mean",
             ),
             (
                 &usage(

@@ -158,6 +158,17 @@ pub struct UsageLine {
     pub breakdown: Vec<(String, f64)>,
     /// The label of the breakdown.
     pub by: Option<String>,
+    /// The breakdown of the period before, by label value.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub breakdown_before: Vec<(String, f64)>,
+    /// `%` when the figures are percentages (a share, or `percent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The target as written (`> 80 %`), and whether the value meets it (none without data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub met: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -514,16 +525,18 @@ fn usage_lines(
 ) -> Result<Vec<UsageLine>, QueryError> {
     let mut out = Vec::new();
     for item in &report.usage {
-        match &item.kind {
-            UsageKind::Count {
-                metric,
-                matchers,
-                agg,
-                by,
-                per,
-            } => {
-                let count = |s: Span| -> Result<(Option<f64>, BTreeMap<String, f64>), QueryError> {
+        // The figure and its breakdown over a span, before shares, ratios and percent.
+        let raw = |s: Span| -> Result<(Option<f64>, BTreeMap<String, f64>), QueryError> {
+            match &item.kind {
+                UsageKind::Count {
+                    metric,
+                    matchers,
+                    agg,
+                    by,
+                    per,
+                } => {
                     let mut total = None;
+                    let mut series = 0u32;
                     let mut groups: BTreeMap<String, f64> = BTreeMap::new();
                     for v in aggregate(
                         snap,
@@ -534,6 +547,7 @@ fn usage_lines(
                     )? {
                         let Some(x) = v.value else { continue };
                         *total.get_or_insert(0.0) += x;
+                        series += 1;
                         if let Some(label) = by {
                             let key = v
                                 .series
@@ -543,6 +557,9 @@ fn usage_lines(
                                 .unwrap_or_else(|| "(none)".into());
                             *groups.entry(key).or_default() += x;
                         }
+                    }
+                    if item.average && series > 0 {
+                        total = total.map(|t| t / f64::from(series));
                     }
                     if let Some(p) = per {
                         let n = distinct(snap, p, s)?;
@@ -554,29 +571,88 @@ fn usage_lines(
                         groups.retain(|_, g| g.is_finite());
                     }
                     Ok((total, groups))
-                };
-                let (value, groups) = count(window)?;
-                let (previous, _) = count(previous)?;
-                let mut breakdown: Vec<(String, f64)> = groups.into_iter().collect();
-                breakdown.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                out.push(UsageLine {
-                    title: item.title.clone(),
-                    value,
-                    previous,
-                    breakdown,
-                    by: by.clone(),
-                });
+                }
+                UsageKind::Distinct(d) => Ok((Some(distinct(snap, d, s)? as f64), BTreeMap::new())),
             }
-            UsageKind::Distinct(d) => out.push(UsageLine {
-                title: item.title.clone(),
-                value: Some(distinct(snap, d, window)? as f64),
-                previous: Some(distinct(snap, d, previous)? as f64),
-                breakdown: Vec::new(),
-                by: None,
-            }),
-        }
+        };
+        let figure = |s: Span| -> Result<(Option<f64>, BTreeMap<String, f64>), QueryError> {
+            let (mut total, mut groups) = raw(s)?;
+            if let Some(share) = &item.share {
+                // Each label value's share of the whole breakdown.
+                let sum: f64 = groups.values().sum();
+                if sum > 0.0 {
+                    total = Some(groups.get(share).copied().unwrap_or(0.0) / sum * 100.0);
+                    for g in groups.values_mut() {
+                        *g = *g / sum * 100.0;
+                    }
+                } else {
+                    total = None;
+                    groups.clear();
+                }
+                return Ok((total, groups));
+            }
+            if let Some(f) = &item.divide_by {
+                let d = sum_figure(snap, f, s)?.filter(|d| *d != 0.0);
+                total = match d {
+                    Some(d) => total.map(|t| t / d),
+                    None => None,
+                };
+                match d {
+                    Some(d) => groups.values_mut().for_each(|g| *g /= d),
+                    None => groups.clear(),
+                }
+            }
+            if item.percent {
+                total = total.map(|t| t * 100.0);
+                groups.values_mut().for_each(|g| *g *= 100.0);
+            }
+            Ok((total, groups))
+        };
+        let (value, groups) = figure(window)?;
+        let (before, groups_before) = figure(previous)?;
+        let mut breakdown: Vec<(String, f64)> = groups.into_iter().collect();
+        breakdown.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let by = match &item.kind {
+            UsageKind::Count { by, .. } => by.clone(),
+            UsageKind::Distinct(_) => None,
+        };
+        out.push(UsageLine {
+            title: item.title.clone(),
+            value,
+            previous: before,
+            breakdown,
+            by,
+            breakdown_before: groups_before.into_iter().collect(),
+            unit: item.in_percent().then(|| "%".to_string()),
+            target: item.target.as_ref().map(|(_, text)| text.clone()),
+            met: item
+                .target
+                .as_ref()
+                .and_then(|(c, _)| value.map(|v| c.breached(v))),
+        });
     }
     Ok(out)
+}
+
+/// A [`Figure`] over a span: its `agg` per series, summed; none without data.
+fn sum_figure(
+    snap: &Snapshot,
+    f: &crate::config::Figure,
+    s: Span,
+) -> Result<Option<f64>, QueryError> {
+    let mut total = None;
+    for v in aggregate(
+        snap,
+        &equal_selector(&f.metric, &f.matchers),
+        f.agg,
+        s.from_ms,
+        s.to_ms,
+    )? {
+        if let Some(x) = v.value {
+            *total.get_or_insert(0.0) += x;
+        }
+    }
+    Ok(total)
 }
 
 /// The named queries of every database, by total execution time in the window.

@@ -75,6 +75,59 @@ fn change(now: Option<f64>, before: Option<f64>) -> String {
     }
 }
 
+/// The unit a usage line's figures carry (`%` or none).
+fn unit_of(u: &crate::report::UsageLine) -> &str {
+    u.unit.as_deref().unwrap_or("")
+}
+
+/// A usage line's change: in percentage points for percentages, else relative.
+fn usage_change(u: &crate::report::UsageLine, now: Option<f64>, before: Option<f64>) -> String {
+    if u.unit.as_deref() != Some("%") {
+        return change(now, before);
+    }
+    match (now, before) {
+        (Some(n), Some(b)) if (n - b).abs() < 0.05 => "unchanged".to_string(),
+        (Some(n), Some(b)) => format!("{}{:.1} pp", if n > b { "+" } else { "−" }, (n - b).abs()),
+        _ => String::new(),
+    }
+}
+
+/// ` (target > 80 %: met)`, or nothing without a target.
+fn target_text(u: &crate::report::UsageLine) -> String {
+    match (&u.target, u.met) {
+        (Some(t), Some(true)) => format!(" (target {t}: met)"),
+        (Some(t), Some(false)) => format!(" (target {t}: MISSED)"),
+        (Some(t), None) => format!(" (target {t}: no data)"),
+        (None, _) => String::new(),
+    }
+}
+
+/// `live 76.7 %, demo 23.3 %`, each with its change from the period before when there is one.
+fn breakdown_text(u: &crate::report::UsageLine) -> String {
+    u.breakdown
+        .iter()
+        .take(10)
+        .map(|(k, v)| {
+            let before = u
+                .breakdown_before
+                .iter()
+                .find(|(b, _)| b == k)
+                .map(|(_, b)| *b);
+            let ch = usage_change(u, Some(*v), before);
+            let value = match unit_of(u) {
+                "" => short(*v),
+                unit => format!("{} {unit}", short(*v)),
+            };
+            if ch.is_empty() || ch == "unchanged" || before.is_none() {
+                format!("{k} {value}")
+            } else {
+                format!("{k} {value} ({ch})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Percent with the precision an SLO needs (99.95 %, not 100 %).
 fn percent(v: f64) -> String {
     if (99.0..100.0).contains(&v) {
@@ -192,13 +245,14 @@ pub fn text(r: &ReportData) -> String {
                     let _ = writeln!(t, "  No usage lines configured.");
                 }
                 for u in &r.usage {
-                    let ch = change(u.value, u.previous);
+                    let ch = usage_change(u, u.value, u.previous);
                     let _ = writeln!(
                         t,
-                        "  {}: {} (before: {}{})",
+                        "  {}: {}{} (before: {}{})",
                         u.title,
-                        opt(u.value, ""),
-                        opt(u.previous, ""),
+                        opt(u.value, unit_of(u)),
+                        target_text(u),
+                        opt(u.previous, unit_of(u)),
                         if ch.is_empty() {
                             String::new()
                         } else {
@@ -206,17 +260,11 @@ pub fn text(r: &ReportData) -> String {
                         }
                     );
                     if !u.breakdown.is_empty() {
-                        let parts: Vec<String> = u
-                            .breakdown
-                            .iter()
-                            .take(10)
-                            .map(|(k, v)| format!("{k} {}", short(*v)))
-                            .collect();
                         let _ = writeln!(
                             t,
                             "    by {}: {}",
                             u.by.as_deref().unwrap_or(""),
-                            parts.join(", ")
+                            breakdown_text(u)
                         );
                     }
                 }
@@ -474,22 +522,17 @@ pub fn html(r: &ReportData, images: &[Image], src: impl Fn(&Image) -> String) ->
                         format!(
                             "<br><small>by {}: {}</small>",
                             esc(u.by.as_deref().unwrap_or("")),
-                            esc(&u
-                                .breakdown
-                                .iter()
-                                .take(10)
-                                .map(|(k, v)| format!("{k} {}", short(*v)))
-                                .collect::<Vec<_>>()
-                                .join(", "))
+                            esc(&breakdown_text(u))
                         )
                     };
                     let _ = write!(
                         h,
-                        "<tr><td {TD}>{}{breakdown}</td><td {TD}><b>{}</b></td><td {TD}>{}</td><td {TD}>{}</td></tr>",
+                        "<tr><td {TD}>{}{breakdown}</td><td {TD}><b>{}</b>{}</td><td {TD}>{}</td><td {TD}>{}</td></tr>",
                         esc(&u.title),
-                        esc(&opt(u.value, "")),
-                        esc(&opt(u.previous, "")),
-                        esc(&change(u.value, u.previous))
+                        esc(&opt(u.value, unit_of(u))),
+                        esc(&target_text(u)),
+                        esc(&opt(u.previous, unit_of(u))),
+                        esc(&usage_change(u, u.value, u.previous))
                     );
                 }
                 h.push_str("</table>");

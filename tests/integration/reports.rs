@@ -106,6 +106,32 @@ per = {{ metric = "client_refreshes", label = "session" }}
 title = "Users"
 distinct = {{ metric = "client_js_heap_mb", label = "user" }}
 
+[[reports.usage]]
+title = "Live data share"
+metric = "client_dashboard_views"
+by = "data_mode"
+share = "live"
+target = "> 80 %"
+
+[[reports.usage]]
+title = "Adoption (users of all agencies)"
+distinct = {{ metric = "client_js_heap_mb", label = "user" }}
+divide_by = {{ metric = "app_agencies" }}
+percent = true
+target = "> 50 %"
+
+[[reports.usage]]
+title = "Revenue by segment (USD)"
+metric = "app_segment_revenue_usd"
+agg = "last"
+by = "segment"
+
+[[reports.usage]]
+title = "Revenue per segment, on average (USD)"
+metric = "app_segment_revenue_usd"
+agg = "last"
+combine = "avg"
+
 [[reports]]
 name = "monthly"
 schedule = "0 8 1 * *"
@@ -220,6 +246,22 @@ fn fill(data: &std::path::Path) {
                 prev + 4 * DAY + u * MIN,
                 110.0,
             ));
+        }
+    }
+    // From the app's database, hourly: 8 agencies; revenue by segment, Elite up from 2 500 to
+    // 3 000 this week.
+    for (start, elite) in [(prev, 2500.0), (w, 3000.0)] {
+        for h in 0..(7 * 24) {
+            let at = start + h * HOUR + 30 * MIN;
+            samples.push(sample("app_agencies", &[("database", "app")], at, 8.0));
+            for (segment, usd) in [("Elite", elite), ("Premium", 500.0)] {
+                samples.push(sample(
+                    "app_segment_revenue_usd",
+                    &[("database", "app"), ("segment", segment)],
+                    at,
+                    usd,
+                ));
+            }
         }
     }
     // A named query: 12 000 ms in 400 calls this week, 8 000 ms in 400 the week before.
@@ -388,6 +430,31 @@ fn a_report_over_known_data_has_exact_figures() {
     assert_eq!(u[1]["value"], 3.0, "6 refreshes in 2 sessions");
     assert_eq!(u[2]["value"], 5.0);
     assert_eq!(u[2]["previous"], 3.0);
+    // Shares and targets: 30 of 42 views live (71.4 %, below the 80 % target), all 20 the
+    // week before; 5 users of 8 agencies (62.5 %, above 50 %), 3 of 8 before.
+    assert_eq!(u[3]["unit"], "%");
+    assert!(near(&u[3]["value"], 30.0 / 42.0 * 100.0, 1e-9), "{}", u[3]);
+    assert_eq!(u[3]["previous"], 100.0);
+    assert_eq!(u[3]["target"], "> 80 %");
+    assert_eq!(u[3]["met"], false);
+    assert!(near(&u[3]["breakdown"][1][1], 12.0 / 42.0 * 100.0, 1e-9));
+    assert_eq!(u[4]["value"], 62.5);
+    assert_eq!(u[4]["previous"], 37.5);
+    assert_eq!(u[4]["met"], true);
+    // Revenue by segment from SQL metrics, with the week before per segment.
+    assert_eq!(u[5]["value"], 3500.0);
+    assert_eq!(u[5]["previous"], 3000.0);
+    assert_eq!(
+        u[5]["breakdown"],
+        serde_json::json!([["Elite", 3000.0], ["Premium", 500.0]])
+    );
+    assert_eq!(
+        u[5]["breakdown_before"],
+        serde_json::json!([["Elite", 2500.0], ["Premium", 500.0]])
+    );
+    assert_eq!(u[6]["value"], 1750.0);
+    assert_eq!(u[6]["previous"], 1500.0);
+    assert!(u[0].get("unit").is_none() && u[0].get("target").is_none());
 
     // Database.
     let q = &r["database"][0];
@@ -501,7 +568,12 @@ fn a_report_over_known_data_has_exact_figures() {
         "acknowledged: 1 of 5, after 4 min on average",
         "false-positive candidates (resolved within 5 min, nobody acknowledged): 1",
         "Dashboard views: 42 (before: 20, +110 %)",
-        "by data_mode: live 30, demo 12",
+        "by data_mode: live 30 (+50 %), demo 12",
+        "Live data share: 71.4 % (target > 80 %: MISSED) (before: 100 %, −28.6 pp)",
+        "by data_mode: live 71.4 % (−28.6 pp), demo 28.6 %",
+        "Adoption (users of all agencies): 62.5 % (target > 50 %: met) (before: 37.5 %, +25.0 pp)",
+        "Revenue by segment (USD): 3500 (before: 3000, +17 %)",
+        "by segment: Elite 3000 (+20 %), Premium 500",
         "supabase/customer_insights_by_agency: total 12 s in 400 calls, mean 30 ms (before: 20 ms, +50 %)",
         "sloguard was down 1 time, 1 h 0 min in all",
     ] {
