@@ -1931,6 +1931,82 @@ mod tests {
         assert!(five.iter().all(|b| b.count == 30.0));
     }
 
+    /// Observations that arrive after their interval was rolled up (a backlog, a client that
+    /// was offline, a session dated at its last event, a clock that stepped back) count in every
+    /// tier, and once: a long window, read from the rollups, sees them.
+    #[test]
+    fn late_observations_are_merged_into_the_rollups_they_belong_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_layout(Layout {
+                raw_retention_ms: 30 * DAY,
+                distribution_interval_ms: 10_000,
+                tiers: vec![
+                    Tier {
+                        step_ms: MIN,
+                        retention_ms: 30 * DAY,
+                    },
+                    Tier {
+                        step_ms: 60 * MIN,
+                        retention_ms: 30 * DAY,
+                    },
+                ],
+            })
+            .unwrap();
+        let obs = |ts: i64| Sample {
+            series: SeriesKey::new("lat", &[]),
+            ts_ms: ts,
+            value: 10.0,
+            note: None,
+        };
+        let write = |o: Vec<Sample>| {
+            store
+                .write(&Batch {
+                    observations: &o,
+                    ..Batch::default()
+                })
+                .unwrap()
+        };
+        // Three hours, one observation every 10 s; rolled up to 2 h 59 min (minutes) and 2 h
+        // (hours).
+        write((0..3 * 360).map(|i| obs(i * 10_000)).collect());
+        store.compact(3 * 60 * MIN).unwrap();
+        // Late: two in the minute at 30 min (in both tiers' rolled-up past), one at 2 h 30 min
+        // 5 s (rolled up into minutes, not yet into hours).
+        write(vec![obs(30 * MIN + 1_000), obs(30 * MIN + 2_000)]);
+        write(vec![obs(150 * MIN + 5_000)]);
+        let snap = store.snapshot().unwrap();
+        let id = snap.series()[0].id;
+        let minutes = snap.rollups(id, MIN, 30 * MIN, 31 * MIN).unwrap();
+        assert_eq!(minutes.len(), 1);
+        assert_eq!(minutes[0].count, 8.0, "6 in time, 2 late");
+        let hours = snap.rollups(id, 60 * MIN, 0, 60 * MIN).unwrap();
+        assert_eq!(hours[0].count, 362.0);
+        // A window long enough to read the tiers counts every observation once.
+        let count = |snap: &Snapshot| {
+            crate::query::aggregate(
+                snap,
+                &crate::query::Selector::new("lat", Vec::new()),
+                crate::query::Agg::Count,
+                0,
+                3 * 60 * MIN,
+            )
+            .unwrap()[0]
+                .value
+        };
+        assert_eq!(count(&snap), Some(3.0 * 360.0 + 3.0));
+        // Compaction goes on from its watermark and counts none of them twice.
+        store.compact(4 * 60 * MIN).unwrap();
+        let snap = store.snapshot().unwrap();
+        assert_eq!(count(&snap), Some(3.0 * 360.0 + 3.0));
+        let hours = snap.rollups(id, 60 * MIN, 0, 3 * 60 * MIN).unwrap();
+        assert_eq!(
+            hours.iter().map(|b| b.count).collect::<Vec<_>>(),
+            [362.0, 360.0, 361.0]
+        );
+    }
+
     /// Two days of one series every 10 s, written and compacted hour by hour.
     fn hourly(store: &Store, days: i64) -> i64 {
         let mut t = 0;

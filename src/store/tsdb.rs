@@ -317,6 +317,11 @@ impl Heads {
             let interval = self.layout.distribution_interval_ms.max(1);
             let mut dists = txn.open_table(DISTS)?;
             let mut open: BTreeMap<(u64, i64), Bucket> = BTreeMap::new();
+            // What this write adds to intervals that the finest tier has rolled up already (a
+            // backlog, a client that was offline, a session dated at its last event, a clock
+            // that stepped back): compaction rolls up only what comes after a watermark, so
+            // these are merged into the rollups here.
+            let mut late = Late::new(txn, &self.layout)?;
             for o in observations {
                 if o.value.is_nan() {
                     self.dropped.invalid += 1;
@@ -333,6 +338,9 @@ impl Heads {
                 let start = floor_to(o.ts_ms, interval);
                 self.open_bucket(&dists, &mut open, id, start, &o.series)?
                     .observe(o.value);
+                if let Some(b) = late.bucket(id, start)? {
+                    b.observe(o.value);
+                }
             }
             for (key, fragment) in events {
                 if fragment.start > latest {
@@ -347,7 +355,11 @@ impl Heads {
                 let start = floor_to(fragment.start, interval);
                 self.open_bucket(&dists, &mut open, id, start, key)?
                     .merge(fragment);
+                if let Some(b) = late.bucket(id, start)? {
+                    b.merge(fragment);
+                }
             }
+            late.merge_into_rollups(txn, &self.layout)?;
             for ((id, start), b) in open {
                 dists.insert((id, start), b.encode_single().as_slice())?;
                 let newer = self.dists.get(&id).is_none_or(|h| h.start <= start);
@@ -978,6 +990,152 @@ fn append_buckets(
     }
     if !builder.is_empty() {
         put(builder)?;
+    }
+    Ok(())
+}
+
+/// Distribution data written below the finest tier's watermark, gathered during one write and
+/// merged into every tier that has rolled up its interval.
+struct Late<'t> {
+    watermarks: Option<redb::Table<'t, (u64, u64), i64>>,
+    finest: i64,
+    /// The finest tier's watermark per series, read once per write.
+    seen: HashMap<u64, Option<i64>>,
+    added: BTreeMap<(u64, i64), Bucket>,
+}
+
+impl<'t> Late<'t> {
+    fn new(txn: &'t WriteTransaction, layout: &Layout) -> Result<Late<'t>, StoreError> {
+        let finest = layout.tiers.first().map(|t| t.step_ms);
+        Ok(Late {
+            watermarks: match finest {
+                Some(_) => Some(txn.open_table(WATERMARKS)?),
+                None => None,
+            },
+            finest: finest.unwrap_or(0),
+            seen: HashMap::new(),
+            added: BTreeMap::new(),
+        })
+    }
+
+    /// The bucket gathering what this write adds to interval `start` of series `id`, when the
+    /// finest tier has rolled that interval up already.
+    fn bucket(&mut self, id: u64, start: i64) -> Result<Option<&mut Bucket>, StoreError> {
+        let Some(table) = &self.watermarks else {
+            return Ok(None);
+        };
+        let wm = match self.seen.get(&id) {
+            Some(wm) => *wm,
+            None => {
+                let wm = table.get((id, self.finest as u64))?.map(|v| v.value());
+                self.seen.insert(id, wm);
+                wm
+            }
+        };
+        if wm.is_none_or(|wm| start >= wm) {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.added
+                .entry((id, start))
+                .or_insert_with(|| Bucket::empty(start, true)),
+        ))
+    }
+
+    /// Merges what was gathered into each tier whose watermark is past it.
+    fn merge_into_rollups(self, txn: &WriteTransaction, layout: &Layout) -> Result<(), StoreError> {
+        let Some(watermarks) = self.watermarks else {
+            return Ok(());
+        };
+        if self.added.is_empty() {
+            return Ok(());
+        }
+        let mut rollups = txn.open_table(ROLLUPS)?;
+        // Per series and tier, the additions by tier bucket.
+        let mut per_tier: BTreeMap<(u64, i64), BTreeMap<i64, Bucket>> = BTreeMap::new();
+        for ((id, start), b) in &self.added {
+            for tier in &layout.tiers {
+                let wm = watermarks
+                    .get((*id, tier.step_ms as u64))?
+                    .map(|v| v.value());
+                if wm.is_none_or(|wm| *start >= wm) {
+                    break;
+                }
+                let at = floor_to(*start, tier.step_ms);
+                per_tier
+                    .entry((*id, tier.step_ms))
+                    .or_default()
+                    .entry(at)
+                    .or_insert_with(|| Bucket::empty(at, true))
+                    .merge(b);
+            }
+        }
+        for ((id, step), added) in per_tier {
+            merge_buckets(&mut rollups, id, step, added)?;
+        }
+        Ok(())
+    }
+}
+
+/// Merges `added` (by bucket start, in order) into the rollup blocks of tier `step` of series
+/// `id`: each into the block that holds its start (a bucket of its own where the block has
+/// none), or a new block before the first. Each block touched is rewritten once.
+fn merge_buckets(
+    rollups: &mut redb::Table<(u64, u64, i64), &[u8]>,
+    id: u64,
+    step: i64,
+    added: BTreeMap<i64, Bucket>,
+) -> Result<(), StoreError> {
+    let s = step as u64;
+    let added: Vec<(i64, Bucket)> = added.into_iter().collect();
+    let mut i = 0;
+    while i < added.len() {
+        let at = added[i].0;
+        // The block holding `at` (the last that starts at or before it), and where the next
+        // block starts.
+        let holding = match rollups.range((id, s, i64::MIN)..=(id, s, at))?.next_back() {
+            Some(entry) => {
+                let (k, v) = entry?;
+                let (_, block) = split_block_value(v.value())?;
+                Some((
+                    k.value().2,
+                    bucket::decode_block(block).map_err(|e| StoreError::Record(e.to_string()))?,
+                ))
+            }
+            None => None,
+        };
+        let next = match at.checked_add(1) {
+            Some(after) => match rollups.range((id, s, after)..=(id, s, i64::MAX))?.next() {
+                Some(entry) => Some(entry?.0.value().2),
+                None => None,
+            },
+            None => None,
+        };
+        let (old_key, mut buckets) = match holding {
+            Some((k, b)) => (Some(k), b),
+            None => (None, Vec::new()),
+        };
+        while i < added.len() && next.is_none_or(|n| added[i].0 < n) {
+            let (at, b) = &added[i];
+            match buckets.binary_search_by_key(at, |x| x.start) {
+                Ok(j) => buckets[j].merge(b),
+                Err(j) => buckets.insert(j, b.clone()),
+            }
+            i += 1;
+        }
+        if let Some(k) = old_key {
+            rollups.remove((id, s, k))?;
+        }
+        let mut builder = bucket::BlockBuilder::default();
+        for b in &buckets {
+            builder
+                .push(b)
+                .map_err(|e| StoreError::Record(e.to_string()))?;
+        }
+        let mut v = builder.last_start().to_le_bytes().to_vec();
+        let first = builder.first_start();
+        v.extend_from_slice(&builder.finish());
+        rollups.insert((id, s, first), v.as_slice())?;
     }
     Ok(())
 }
