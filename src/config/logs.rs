@@ -751,6 +751,17 @@ fn sub_site<'a, 'i>(site: &Site<'a, 'i>, key: &str) -> Site<'a, 'i> {
     }
 }
 
+/// A `name` that becomes a metric name.
+fn name_field(problems: &mut Problems<'_>, site: &Site<'_, '_>, name: &str) {
+    if !crate::series::valid_metric_name(name) {
+        problems.push(
+            Some(site.span_of("name")),
+            site.field("name"),
+            format!("`{name}` is not a valid metric name; use letters, digits, `_` and `:`"),
+        );
+    }
+}
+
 /// The most sessions a source may follow at once.
 const MAX_OPEN_SESSIONS: usize = 1_000_000;
 
@@ -762,16 +773,7 @@ fn sessions(
     ingest: bool,
 ) -> Option<Sessions> {
     let before = problems.list.len();
-    if !crate::series::valid_metric_name(&raw.name) {
-        problems.push(
-            Some(site.span_of("name")),
-            site.field("name"),
-            format!(
-                "`{}` is not a valid metric name; use letters, digits, `_` and `:`",
-                raw.name
-            ),
-        );
-    }
+    name_field(problems, site, &raw.name);
     let id = match (raw.id, ingest) {
         (Some(id), _) => field_path(problems, site, "id", &id),
         (None, true) => FieldPath(vec!["properties".into(), "$session_id".into()]),
@@ -862,16 +864,7 @@ fn log_metric(
     site: &Site<'_, '_>,
 ) -> Option<LogMetric> {
     let before = problems.list.len();
-    if !crate::series::valid_metric_name(&raw.name) {
-        problems.push(
-            Some(site.span_of("name")),
-            site.field("name"),
-            format!(
-                "`{}` is not a valid metric name; use letters, digits, `_` and `:`",
-                raw.name
-            ),
-        );
-    }
+    name_field(problems, site, &raw.name);
     let kind = LogMetricKind::parse(&raw.kind).unwrap_or_else(|| {
         problems.push(
             Some(site.span_of("kind")),

@@ -1983,23 +1983,29 @@ mod tests {
         assert_eq!(minutes[0].count, 8.0, "6 in time, 2 late");
         let hours = snap.rollups(id, 60 * MIN, 0, 60 * MIN).unwrap();
         assert_eq!(hours[0].count, 362.0);
-        // A window long enough to read the tiers counts every observation once.
-        let count = |snap: &Snapshot| {
-            crate::query::aggregate(
-                snap,
-                &crate::query::Selector::new("lat", Vec::new()),
-                crate::query::Agg::Count,
-                0,
-                3 * 60 * MIN,
-            )
-            .unwrap()[0]
-                .value
+        // Read as a long window is (the minutes up to their watermark, raw data after it),
+        // every observation counts once.
+        let count = |snap: &Snapshot| -> f64 {
+            let wm = snap.watermark(id, MIN).unwrap().unwrap();
+            let tiers: f64 = snap
+                .rollups(id, MIN, 0, wm)
+                .unwrap()
+                .iter()
+                .map(|b| b.count)
+                .sum();
+            let raw: f64 = snap
+                .dist_buckets(id, wm, i64::MAX)
+                .unwrap()
+                .iter()
+                .map(|b| b.count)
+                .sum();
+            tiers + raw
         };
-        assert_eq!(count(&snap), Some(3.0 * 360.0 + 3.0));
+        assert_eq!(count(&snap), 3.0 * 360.0 + 3.0);
         // Compaction goes on from its watermark and counts none of them twice.
         store.compact(4 * 60 * MIN).unwrap();
         let snap = store.snapshot().unwrap();
-        assert_eq!(count(&snap), Some(3.0 * 360.0 + 3.0));
+        assert_eq!(count(&snap), 3.0 * 360.0 + 3.0);
         let hours = snap.rollups(id, 60 * MIN, 0, 3 * 60 * MIN).unwrap();
         assert_eq!(
             hours.iter().map(|b| b.count).collect::<Vec<_>>(),
