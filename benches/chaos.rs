@@ -5,7 +5,7 @@
 //! minutes, then four rounds of a minute of 429 storms, PostgreSQL stopped and hung for half
 //! a minute each, a full disk for 30 s and the clock an hour ahead, right and an hour behind
 //! for 30 s each. It checks the same things and prints its figures, the memory of each round
-//! among them, for docs/benchmarks.md.
+//! among them, for docs/benchmarks.md. `SLOGUARD_CHAOS_CYCLES=8` runs eight rounds instead of four.
 
 #[path = "../tests/integration/util.rs"]
 mod util;
@@ -20,7 +20,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let plan = chaos::Plan::long();
+    // `SLOGUARD_CHAOS_CYCLES` repeats the rounds more often, to see where memory settles.
+    let mut plan = chaos::Plan::long();
+    if let Some(n) = std::env::var("SLOGUARD_CHAOS_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        plan.cycles = n;
+    }
     println!("chaos run, long form: {plan:?}");
     let figures = runtime.block_on(chaos::run(plan));
     println!("{figures:#?}");

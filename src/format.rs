@@ -54,6 +54,28 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A configured duration as people read it, a space between number and unit: `7 days`,
+/// `1 h 30 min`, `5 min`, `30 s`, `500 ms`.
+pub fn duration_words(d: Duration) -> String {
+    let text = humantime::format_duration(d).to_string();
+    text.split(' ')
+        .map(|part| {
+            let digits = part.bytes().take_while(u8::is_ascii_digit).count();
+            let (n, unit) = part.split_at(digits);
+            let unit = match unit {
+                "m" => "min",
+                "us" => "µs",
+                "day" | "days" if n == "1" => "day",
+                "month" | "months" if n == "1" => "month",
+                "year" | "years" if n == "1" => "year",
+                other => other,
+            };
+            format!("{n} {unit}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A span rounded to whole seconds, e.g. `1h 2m 3s`.
 pub fn format_span(ms: i64) -> String {
     let secs = (ms.max(0) + 500) / 1000;
@@ -117,6 +139,17 @@ fn strip_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_with_a_space_before_each_unit() {
+        let s = Duration::from_secs;
+        assert_eq!(duration_words(s(7 * 86_400)), "7 days");
+        assert_eq!(duration_words(s(86_400)), "1 day");
+        assert_eq!(duration_words(s(5400)), "1 h 30 min");
+        assert_eq!(duration_words(s(30)), "30 s");
+        assert_eq!(duration_words(Duration::from_millis(500)), "500 ms");
+        assert_eq!(duration_words(s(30 * 86_400)), "30 days");
+    }
 
     #[test]
     fn values_print_short() {

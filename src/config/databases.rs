@@ -79,6 +79,9 @@ struct RawDatabase {
     pub top: Option<u32>,
     /// Collect `pg_stat_database` and connection counts (default true).
     pub database_stats: Option<bool>,
+    /// Count the monitoring role's own statements (its SQL probes, its statistics queries)
+    /// in `pg_stat_statements` figures (default false).
+    pub include_own_statements: Option<bool>,
     /// Named queries of `pg_stat_statements`, each a series of its own.
     pub query: Option<Vec<RawStatementMatcher>>,
     /// Labelled series from the app's own tables.
@@ -148,6 +151,8 @@ pub struct Database {
     pub statements: Option<String>,
     pub top: u32,
     pub database_stats: bool,
+    /// Whether the statements of the role sloguard connects as count too.
+    pub include_own_statements: bool,
     pub queries: Vec<StatementMatcher>,
     pub metrics: Vec<SqlMetric>,
 }
@@ -408,6 +413,7 @@ fn database(
         statements: raw.statements.unwrap_or(true).then_some(schema),
         top: raw.top.unwrap_or(statements_top()),
         database_stats: raw.database_stats.unwrap_or(true),
+        include_own_statements: raw.include_own_statements.unwrap_or(false),
         queries,
         metrics,
     })
@@ -575,6 +581,7 @@ mod tests {
                 statements: Some("public".into()),
                 top: 10,
                 database_stats: true,
+                include_own_statements: false,
                 queries: Vec::new(),
                 metrics: Vec::new(),
             }]

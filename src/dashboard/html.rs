@@ -389,6 +389,18 @@ fn pct(v: Option<f64>, digits: usize) -> String {
         .unwrap_or_else(|| "—".to_string())
 }
 
+/// The error budget left, or how far it is overspent: `37 %`, `overspent: 4.2× the budget`.
+fn budget_left(left: Option<f64>) -> String {
+    match left {
+        Some(l) if l < 0.0 => {
+            let used = (100.0 - l) / 100.0;
+            let digits = if used < 10.0 { 1 } else { 0 };
+            format!("overspent: {used:.digits$}× the budget")
+        }
+        other => pct(other, 0),
+    }
+}
+
 /// The whole page.
 pub fn page(d: &Dashboard, now: i64) -> String {
     let mut h = String::with_capacity(64 * 1024);
@@ -488,7 +500,7 @@ pub fn page(d: &Dashboard, now: i64) -> String {
                 s.objective,
                 esc(&s.period),
                 pct(s.attained, 3),
-                pct(s.budget_left, 0),
+                budget_left(s.budget_left),
                 if s.firing {
                     r#"<span class="bad">burning</span>"#
                 } else {
@@ -605,6 +617,15 @@ mod tests {
             esc(r#"<script>alert("x") & 'y'</script>"#),
             "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
         );
+    }
+
+    #[test]
+    fn an_overspent_budget_says_so_instead_of_a_negative_percentage() {
+        assert_eq!(budget_left(Some(37.4)), "37 %");
+        assert_eq!(budget_left(Some(0.0)), "0 %");
+        assert_eq!(budget_left(Some(-44_344.0)), "overspent: 444× the budget");
+        assert_eq!(budget_left(Some(-98.0)), "overspent: 2.0× the budget");
+        assert_eq!(budget_left(None), "—");
     }
 
     #[test]

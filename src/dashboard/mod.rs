@@ -327,7 +327,7 @@ pub fn build(
             rule: rule.name.clone(),
             summary: Some(rule.summary.clone()).filter(|s| !s.is_empty()),
             objective: objective * 100.0,
-            period: humantime::format_duration(*period).to_string(),
+            period: crate::format::duration_words(*period),
             attained: ratio.map(|r| (1.0 - r) * 100.0),
             budget_left: ratio.map(|r| (1.0 - r / budget) * 100.0),
             firing: firing.contains(rule.name.as_str()),

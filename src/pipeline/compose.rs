@@ -40,9 +40,9 @@ pub fn notification(rule: &Rule, t: &Transition) -> Notification {
             let hold = if th.hold.is_zero() {
                 String::new()
             } else {
-                format!(", for {}", humantime::format_duration(th.hold))
+                format!(", for {}", crate::format::duration_words(th.hold))
             };
-            let d = humantime::format_duration;
+            let d = crate::format::duration_words;
             match &th.input {
                 WindowInput::Series {
                     metric,

@@ -241,7 +241,7 @@ pub fn window_values(
                 }
             }
             let left = error_ratio(*period)?.map(|r| (1.0 - r / budget) * 100.0);
-            let d = humantime::format_duration;
+            let d = crate::format::duration_words;
             let note = worst.map(|(bl, bs, b)| {
                 format!(
                     "error budget burning {bl:.1}× over {} and {bs:.1}× over {} (alert at {}×); {} of the {} budget left",
@@ -332,7 +332,7 @@ pub fn window_values(
                     "{} {} over {}: {}",
                     c.metric,
                     crate::query::agg_name(c.agg),
-                    humantime::format_duration(window),
+                    crate::format::duration_words(window),
                     format_value(v)
                 ));
             }
@@ -615,7 +615,7 @@ summary = "SLO"
         let slow = values(now);
         assert_eq!(slow[0].value, Some(1.0), "{slow:?}");
         let note = slow[0].note.clone().unwrap();
-        assert!(note.contains("over 3days and"), "{note}");
+        assert!(note.contains("over 3 days and"), "{note}");
         assert!(note.contains("budget left"), "{note}");
         let (mut engine, _) = Engine::restore(cfg.rules.clone(), vec![], now);
         let t = engine.evaluate("availability", &slow, now);

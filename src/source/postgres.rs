@@ -408,13 +408,19 @@ pub async fn collect(
         } else {
             ""
         };
+        // sloguard's own statements (its SQL probes, these queries) are not the app's.
+        let own = if db.include_own_statements {
+            ""
+        } else {
+            " AND userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        };
         let rows = simple(
             conn,
             &format!(
                 "SELECT userid::text, queryid, calls, total_exec_time, rows, query \
                  FROM {schema}.pg_stat_statements \
                  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND queryid IS NOT NULL{toplevel}"
+                 AND queryid IS NOT NULL{toplevel}{own}"
             ),
             db.timeout,
         )

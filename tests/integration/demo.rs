@@ -37,12 +37,12 @@ fn the_demo_shows_an_alert_firing_and_resolving_within_a_minute() {
         .expect(&stdout);
     assert!(slow < slow_resolved);
     assert!(
-        stdout.contains("p95 of app_request_duration_ms over 3s:"),
+        stdout.contains("p95 of app_request_duration_ms over 3 s:"),
         "{stdout}"
     );
     // It quotes the customers of the requests in its window (the demo's 1200–1249).
     assert!(
-        stdout.contains("│ Reason: app_customers max over 3s: 12"),
+        stdout.contains("│ Reason: app_customers max over 3 s: 12"),
         "{stdout}"
     );
     // The outage's errors in the log: a ratio alert that resolves, and a new error type.

@@ -605,7 +605,7 @@ summary = "API errors: a burst"
     assert_eq!(firing["status"], "firing", "{firing}");
     let text = firing.to_string();
     assert!(text.contains("API errors: a burst"), "{text}");
-    assert!(text.contains("increase of app_requests over 3s"), "{text}");
+    assert!(text.contains("increase of app_requests over 3 s"), "{text}");
     // Quiet again: the burst leaves the 3 s window and the alert resolves.
     let got = hook.wait_delivered(2, Duration::from_secs(10)).await;
     assert_eq!(got[1].body["status"], "resolved", "{}", got[1].body);
@@ -736,7 +736,7 @@ summary = "No heap figures"
     // 15 or more of the 20 to 25 requests in the window are errors.
     let text = ratio.body["value"].as_str().unwrap_or_default().to_string();
     let value: f64 = text
-        .strip_prefix("app_requests / app_requests over 4s: ")
+        .strip_prefix("app_requests / app_requests over 4 s: ")
         .and_then(|r| r.split(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{text}"));
@@ -813,11 +813,11 @@ summary = "API errors"
     append(&app, &errors(25));
     let got = slack.wait_delivered(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].body["severity"], "warning", "{}", got[0].body);
-    // The figure in a message: `increase of app_requests over 10s: 25 (threshold: …)`.
+    // The figure in a message: `increase of app_requests over 10 s: 25 (threshold: …)`.
     let figure = |body: &serde_json::Value| -> f64 {
         body["value"]
             .as_str()
-            .and_then(|v| v.strip_prefix("increase of app_requests over 10s: "))
+            .and_then(|v| v.strip_prefix("increase of app_requests over 10 s: "))
             .and_then(|v| v.split(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no figure in {body}"))

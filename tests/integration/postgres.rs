@@ -52,7 +52,18 @@ async fn statement_statistics_match_a_known_workload_across_a_reset() {
     let dir = tempdir();
     let pg = Postgres::start(dir.path(), false).await;
     seed(&pg).await;
-    let daemon = Daemon::start(dir.path(), &config(&pg, ""), &[]).await;
+    // sloguard's own timed lookup, which the named query's regex matches too: as the
+    // monitoring role's statement it is not counted with the app's.
+    let probe = r#"
+[[targets]]
+type = "sql"
+name = "lookup"
+database = "app"
+sql = "SELECT * FROM customer_insights WHERE agency_id = $1"
+params = [1]
+interval = "200ms"
+"#;
+    let daemon = Daemon::start(dir.path(), &config(&pg, probe), &[]).await;
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     // Two collections: the baseline and one more.
@@ -602,4 +613,39 @@ interval = "1s"
         .unwrap()
         .get(0);
     assert!(running <= 1, "{running} slow metric queries still running");
+}
+
+/// With `include_own_statements`, the monitoring role's statements count: its SQL probe
+/// alone, with no app workload at all, shows as calls of the named query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitoring_roles_statements_count_only_when_asked() {
+    let dir = tempdir();
+    let pg = Postgres::start(dir.path(), false).await;
+    seed(&pg).await;
+    let extra = r#"
+[[targets]]
+type = "sql"
+name = "lookup"
+database = "app"
+sql = "SELECT * FROM customer_insights WHERE agency_id = $1"
+params = [1]
+interval = "200ms"
+"#;
+    let cfg = config(&pg, extra).replace(
+        "timeout = \"2s\"\n",
+        "timeout = \"2s\"\ninclude_own_statements = true\n",
+    );
+    assert!(cfg.contains("include_own_statements = true"));
+    let _daemon = Daemon::start(dir.path(), &cfg, &[]).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let data = dir.path().join("data");
+    let calls = query_values(
+        data.to_str().unwrap(),
+        "pg_query_calls",
+        &["query=customer_insights_by_agency"],
+    );
+    assert!(
+        calls.iter().sum::<f64>() >= 5.0,
+        "the probe's lookups, every 200 ms, counted: {calls:?}"
+    );
 }
