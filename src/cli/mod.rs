@@ -194,8 +194,8 @@ enum SilenceAction {
 // `///` comment, so that the subcommand's help stays the variant's.
 #[derive(Debug, Args)]
 struct QueryArgs {
-    /// The metric name, e.g. `probe_up`.
-    metric: String,
+    /// The metric name, e.g. `probe_up`; without it, every metric is listed.
+    metric: Option<String>,
     /// `label=value`, `label!=value`, `label=~regex` or `label!~regex`; repeat to narrow.
     #[arg(long = "match", value_name = "MATCHER")]
     matchers: Vec<String>,

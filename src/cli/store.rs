@@ -57,6 +57,11 @@ pub(super) fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         data_dir,
     } = args;
     let dir = data_dir_of(data_dir, &config)?;
+    let Some(metric) = metric else {
+        let metrics = read_store(&dir, |snap, _| Ok(metric_list(snap)))?;
+        print_metrics(&metrics, &format)?;
+        return Ok(ExitCode::SUCCESS);
+    };
     let request = crate::query::Request::parse(
         &metric,
         &matchers,
@@ -66,9 +71,119 @@ pub(super) fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         step.as_deref(),
         crate::clock::now_ms(),
     )?;
-    let answer = read_store(&dir, |snap, _| Ok(request.run(snap)?))?;
+    let (answer, metrics) =
+        read_store(&dir, |snap, _| Ok((request.run(snap)?, metric_list(snap))))?;
     print_answer(&answer, &format)?;
-    Ok(ExitCode::SUCCESS)
+    let matched = match &answer {
+        crate::query::Answer::Values(v) => !v.is_empty(),
+        crate::query::Answer::Points(p) => !p.is_empty(),
+    };
+    if matched {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Nothing matched: say why on standard error, and fail, so that a script notices.
+    match metrics.iter().find(|m| m.metric == metric) {
+        Some(m) => eprintln!(
+            "no series of `{metric}` match {}; its labels: {}",
+            matchers.join(", "),
+            if m.labels.is_empty() {
+                "none".to_string()
+            } else {
+                m.labels.join(", ")
+            }
+        ),
+        None => {
+            let mut close: Vec<(f64, &str)> = metrics
+                .iter()
+                .map(|m| (strsim::jaro_winkler(&metric, &m.metric), m.metric.as_str()))
+                .filter(|(score, _)| *score >= 0.8)
+                .collect();
+            close.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let hint = match close.first() {
+                Some((_, name)) => format!("; did you mean `{name}`?"),
+                None => String::new(),
+            };
+            eprintln!(
+                "no metric `{metric}` in the data file{hint} (`sloguard query` without a metric lists them)"
+            );
+        }
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// A metric of the store: its kind, how many series it has, and their label names.
+#[derive(Debug, Serialize)]
+struct MetricRow {
+    metric: String,
+    kind: &'static str,
+    series: usize,
+    labels: Vec<String>,
+}
+
+fn metric_list(snap: &crate::store::Snapshot) -> Vec<MetricRow> {
+    let mut by_name: std::collections::BTreeMap<&str, MetricRow> = Default::default();
+    for info in snap.series() {
+        let row = by_name
+            .entry(info.key.name.as_str())
+            .or_insert_with(|| MetricRow {
+                metric: info.key.name.clone(),
+                kind: match info.kind {
+                    crate::store::Kind::Gauge => "gauge",
+                    crate::store::Kind::Distribution => "distribution",
+                },
+                series: 0,
+                labels: Vec::new(),
+            });
+        row.series += 1;
+        for label in info.key.labels.keys() {
+            if !row.labels.contains(label) {
+                row.labels.push(label.clone());
+            }
+        }
+    }
+    let mut rows: Vec<MetricRow> = by_name.into_values().collect();
+    for r in &mut rows {
+        r.labels.sort();
+    }
+    rows
+}
+
+fn print_metrics(rows: &[MetricRow], format: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match format {
+        "json" => writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?,
+        "csv" => {
+            writeln!(out, "metric,kind,series,labels")?;
+            for r in rows {
+                writeln!(
+                    out,
+                    "{},{},{},{}",
+                    csv_field(&r.metric),
+                    r.kind,
+                    r.series,
+                    csv_field(&r.labels.join(" "))
+                )?;
+            }
+        }
+        _ => {
+            if rows.is_empty() {
+                writeln!(out, "the data file holds no series yet")?;
+            }
+            let width = rows.iter().map(|r| r.metric.len()).max().unwrap_or(0);
+            for r in rows {
+                writeln!(
+                    out,
+                    "{:<width$}  {:<12}  {:>6} series  {}",
+                    r.metric,
+                    r.kind,
+                    r.series,
+                    r.labels.join(", ")
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn csv_field(s: &str) -> String {

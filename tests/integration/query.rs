@@ -107,6 +107,33 @@ timeout = "1s"
         "{out}"
     );
 
+    // Every metric listed, with its series and labels; a name that is not there, or
+    // matchers that select nothing, fail and say why.
+    let out = sloguard(&["query", "--data-dir", data, "--format", "json"], &[]);
+    assert!(out.status.success());
+    let metrics: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let up = metrics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "probe_up")
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(up["series"], 2);
+    assert_eq!(up["labels"], serde_json::json!(["target"]));
+    let out = sloguard(&["query", "probe_upp", "--data-dir", data], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no metric `probe_upp` in the data file; did you mean `probe_up`?"),
+        "{err}"
+    );
+    let (ok, _, err) = q(&["--match", "target=db"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no series of `probe_up` match target=db; its labels: target"),
+        "{err}"
+    );
+
     // Mistakes are named.
     let (ok, _, err) = q(&["--match", "target", "--since", "1m"]);
     assert!(!ok);
