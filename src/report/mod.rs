@@ -655,6 +655,25 @@ fn sum_figure(
     Ok(total)
 }
 
+/// The step of a report's charts: at least ten minutes (a week or a month stays readable in
+/// a mail), but never so coarse that the window has fewer than a dozen steps (a two-minute
+/// demo window would otherwise be one point, which draws no line).
+fn chart_step(window_ms: i64) -> i64 {
+    const NICE: [i64; 12] = [
+        1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000, 3_600_000, 7_200_000,
+        21_600_000, 86_400_000,
+    ];
+    let len = Duration::from_millis(window_ms.max(1) as u64);
+    let coarse = crate::dashboard::step_for(len).max(600_000);
+    let dozen = NICE
+        .iter()
+        .rev()
+        .copied()
+        .find(|s| *s <= window_ms / 12)
+        .unwrap_or(1_000);
+    coarse.min(dozen)
+}
+
 /// The named queries of every database, by total execution time in the window.
 fn query_lines(
     snap: &Snapshot,
@@ -798,8 +817,7 @@ fn charts(
     window: Span,
 ) -> Result<Vec<ChartData>, QueryError> {
     use crate::config::{PanelInput, PanelSeries};
-    let len = Duration::from_millis((window.to_ms - window.from_ms).max(1) as u64);
-    let step = crate::dashboard::step_for(len).max(600_000);
+    let step = chart_step(window.to_ms - window.from_ms);
     let lines = |s: PanelSeries| {
         crate::dashboard::panel_lines(snap, &s, window.from_ms, window.to_ms, step)
     };
@@ -1029,4 +1047,25 @@ pub fn build(
         daemon: daemon_line(snap, window, at.timestamp_millis())?,
         charts: charts(cfg, report, snap, history, window)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chart_step;
+
+    #[test]
+    fn report_charts_have_at_least_a_dozen_steps_and_ten_minutes_each_when_there_is_room() {
+        let min = 60_000;
+        let day = 1_440 * min;
+        // A week and a day: ten minutes or more (as before).
+        assert_eq!(chart_step(7 * day), 3_600_000);
+        assert_eq!(chart_step(day), 10 * min);
+        // Two hours: ten minutes, twelve steps.
+        assert_eq!(chart_step(120 * min), 10 * min);
+        // The demo's two minutes: ten seconds, twelve steps, not one point.
+        assert_eq!(chart_step(2 * min), 10_000);
+        for window in [2 * min, 30 * min, 120 * min, day, 7 * day, 31 * day] {
+            assert!(window / chart_step(window) >= 12, "{window}");
+        }
+    }
 }
