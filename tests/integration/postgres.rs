@@ -25,6 +25,17 @@ async fn seed(pg: &Postgres) {
         .unwrap();
 }
 
+/// sloguard's own timed lookup, every 200 ms, whose query the named query's regex matches.
+const OWN_LOOKUP: &str = r#"
+[[targets]]
+type = "sql"
+name = "lookup"
+database = "app"
+sql = "SELECT * FROM customer_insights WHERE agency_id = $1"
+params = [1]
+interval = "200ms"
+"#;
+
 fn config(pg: &Postgres, extra: &str) -> String {
     format!(
         r#"
@@ -54,15 +65,7 @@ async fn statement_statistics_match_a_known_workload_across_a_reset() {
     seed(&pg).await;
     // sloguard's own timed lookup, which the named query's regex matches too: as the
     // monitoring role's statement it is not counted with the app's.
-    let probe = r#"
-[[targets]]
-type = "sql"
-name = "lookup"
-database = "app"
-sql = "SELECT * FROM customer_insights WHERE agency_id = $1"
-params = [1]
-interval = "200ms"
-"#;
+    let probe = OWN_LOOKUP;
     let daemon = Daemon::start(dir.path(), &config(&pg, probe), &[]).await;
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
@@ -622,15 +625,7 @@ async fn the_monitoring_roles_statements_count_only_when_asked() {
     let dir = tempdir();
     let pg = Postgres::start(dir.path(), false).await;
     seed(&pg).await;
-    let extra = r#"
-[[targets]]
-type = "sql"
-name = "lookup"
-database = "app"
-sql = "SELECT * FROM customer_insights WHERE agency_id = $1"
-params = [1]
-interval = "200ms"
-"#;
+    let extra = OWN_LOOKUP;
     let cfg = config(&pg, extra).replace(
         "timeout = \"2s\"\n",
         "timeout = \"2s\"\ninclude_own_statements = true\n",
